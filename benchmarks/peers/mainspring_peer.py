@@ -1,0 +1,150 @@
+"""mainspring on SQLite, driven only through its public API (docs: shared CONTRACT.md).
+
+Store URL ``sqlite:////abs/store.db`` (``synchronous=FULL``, the engine's default) or
+``sqlite:////abs/store.db?synchronous=normal``. Producer: ``task.submit(x)``; batch:
+``app.submit_many(task, [((x,), {}), ...])`` when the App offers it. Workers:
+``app.run_worker(concurrency=8)`` (threads) in a worker process. W4 waits with
+``RunHandle.result(timeout=...)``; wake-up is whatever the engine does by default.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import timing
+
+try:
+    import mainspring as ms
+except Exception as exc:  # the engine may not be importable yet: report it in the row
+    ms = None
+    IMPORT_ERROR: Exception | None = exc
+else:
+    IMPORT_ERROR = None
+
+MODULE = "peers.mainspring_peer"
+
+
+def _has_submit_many() -> bool:
+    return ms is not None and hasattr(ms.App, "submit_many")
+
+
+def _sqlite_connections(root: Any, depth: int = 4) -> list[sqlite3.Connection]:
+    """sqlite3 connections reachable from ``root`` through instance attributes."""
+    found: list[sqlite3.Connection] = []
+    seen: set[int] = set()
+    layer = [root]
+    for _ in range(depth):
+        below = []
+        for obj in layer:
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, sqlite3.Connection):
+                found.append(obj)
+                continue
+            items: list[Any] = []
+            if isinstance(obj, dict):
+                items = list(obj.values())
+            elif isinstance(obj, list | tuple | set):
+                items = list(obj)
+            elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+                items = list(vars(obj).values())
+            below.extend(items)
+        layer = below
+    return found
+
+
+class MainspringPeer(timing.Peer):
+    name = "mainspring"
+    batch_api = "App.submit_many (1,000 per call)" if _has_submit_many() else None
+    notes = (
+        "store URL `sqlite:////…/store.db` (FULL is the default) or with `?synchronous=normal`; "
+        "`app.run_worker(concurrency=8)` threads per process; W4 waits with "
+        "`RunHandle.result()`; engine-default wake-up"
+    )
+
+    def __init__(self) -> None:
+        if ms is None:
+            raise RuntimeError(f"cannot import mainspring: {IMPORT_ERROR!r}")
+        self.app: Any = None
+        self.noop: Any = None
+        self.ping: Any = None
+        self.db: Path | None = None
+        self.sync = "full"
+
+    def version(self) -> str:
+        found = getattr(ms, "__version__", None)
+        if found:
+            return str(found)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("mainspring")
+        except PackageNotFoundError:
+            return "dev"
+
+    def open(self, db: Path, sync: str, role: str) -> None:
+        assert ms is not None
+        self.db, self.sync = db, sync
+        url = f"sqlite:///{db.resolve()}"
+        if sync == "normal":
+            url += "?synchronous=normal"
+        self.app = ms.App(store=url)
+
+        @self.app.task(name="bench.noop")
+        def noop(x: str) -> None:
+            timing.stamp(time.time())
+
+        @self.app.task(name="bench.ping")
+        def ping(x: str) -> str:
+            return x
+
+        self.noop, self.ping = noop, ping
+
+    def durability(self) -> dict[str, str]:
+        for conn in _sqlite_connections(self.app):
+            try:
+                return timing.sqlite_pragmas(lambda sql, c=conn: c.execute(sql).fetchone()[0])
+            except sqlite3.Error:
+                continue  # e.g. a connection owned by another thread
+        # Not reachable from outside: journal_mode is stored in the file, synchronous is not.
+        assert self.db is not None
+        with sqlite3.connect(self.db) as conn:
+            journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).upper()
+        return {
+            "journal_mode": journal,
+            "synchronous": self.sync.upper(),
+            "source": "journal_mode read from the file; synchronous as requested in the URL",
+        }
+
+    def enqueue(self, x: str) -> None:
+        self.noop.submit(x)
+
+    def enqueue_batch(self, xs: list[str]) -> None:
+        if not hasattr(self.app, "submit_many"):
+            raise timing.Unsupported("App.submit_many is not available")
+        self.app.submit_many(self.noop, [((x,), {}) for x in xs])
+
+    def completed(self, stamps: Path) -> int:
+        return int(self.app.stats().get("completed", 0))
+
+    def run_worker(self, concurrency: int, started: Callable[[], None]) -> None:
+        started()
+        self.app.run_worker(concurrency=concurrency)
+
+    def round_trip(self, x: str, timeout: float) -> None:
+        if self.ping.submit(x).result(timeout=timeout) != x:
+            raise RuntimeError("ping returned a wrong value")
+
+    def close(self) -> None:
+        closer = getattr(self.app, "close", None)
+        if callable(closer):
+            closer()
+
+
+if __name__ == "__main__":
+    timing.main(MainspringPeer, MODULE)

@@ -1,0 +1,504 @@
+"""Shared timing helper: the workloads (W1, W2, W4) and the process plumbing around them.
+
+This module runs inside every peer's virtual environment, so it uses the standard library
+only. A peer driver subclasses :class:`Peer` and calls :func:`main` with it; ``run.py``
+starts the driver as ``python -m peers.<name>_peer bench ...`` and the driver starts its own
+worker processes as ``python -m peers.<name>_peer worker ...``.
+
+Timing rules (see ``benchmarks/README.md``):
+
+* W1 times the producer's calls only (``time.perf_counter``), one producer, fresh store.
+* W2 preloads the store, starts the workers, waits until every worker process has booted,
+  then releases them together; the drain window runs from the first handler start to the
+  last handler end, both written by the no-op task itself (``time.time``), so worker boot
+  is excluded. The harness also waits until the store reports every task completed.
+* W4 measures sequential submit -> result round trips from the producer process, with one
+  worker process already running and idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+STAMP_FORMAT = "%18.6f %18.6f\n"
+STAMP_SIZE = len(STAMP_FORMAT % (0.0, 0.0))
+BATCH_SIZE = 1000
+WARMUP_ROUNDS = 10
+READY_TIMEOUT = 60.0
+
+_stamp_fd: int | None = None
+_stamp_lock = threading.Lock()
+
+
+class Unsupported(Exception):
+    """The peer has no API for this operation (the cell shows n/a)."""
+
+
+def payload(i: int) -> str:
+    """The task argument: a 16-byte JSON string, as the fairness rules ask."""
+    return f"task-{i:011d}"
+
+
+def stamp(started: float) -> None:
+    """Record one handler execution (start, end) in this process's stamp file.
+
+    One ``os.write`` on an ``O_APPEND`` descriptor per task: cheap, atomic for a line
+    this short, and identical for every peer.
+    """
+    global _stamp_fd
+    if _stamp_fd is None:
+        with _stamp_lock:
+            if _stamp_fd is None:
+                folder = os.environ["BENCH_STAMPS"]
+                path = os.path.join(folder, f"{os.getpid()}.txt")
+                _stamp_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(_stamp_fd, (STAMP_FORMAT % (started, time.time())).encode())
+
+
+def stamp_count(folder: Path) -> int:
+    """How many handler executions the stamp files in ``folder`` record."""
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.glob("*.txt")) // STAMP_SIZE
+
+
+def read_stamps(folder: Path) -> tuple[int, float, float]:
+    """(count, first handler start, last handler end) over every stamp file."""
+    count, first, last = 0, float("inf"), float("-inf")
+    for path in folder.glob("*.txt"):
+        for line in path.read_text().splitlines():
+            start, end = (float(v) for v in line.split())
+            count += 1
+            first = min(first, start)
+            last = max(last, end)
+    return count, first, last
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Percentile by linear interpolation between closest ranks (values in seconds)."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * pct / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": percentile(samples, 50) * 1000,
+        "p99_ms": percentile(samples, 99) * 1000,
+        "mean_ms": statistics.fmean(samples) * 1000,
+        "max_ms": max(samples) * 1000,
+    }
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of one process (Linux ``/proc``), None if unavailable."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, interval: float = 0.05
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def sqlite_pragmas(execute: Callable[[str], Any]) -> dict[str, str]:
+    """Read journal_mode and synchronous back through a peer's own connection.
+
+    ``execute(sql)`` must return the first column of the first row.
+    """
+    level = int(execute("PRAGMA synchronous"))
+    return {
+        "journal_mode": str(execute("PRAGMA journal_mode")).upper(),
+        "synchronous": SYNC_NAMES.get(level, str(level)),
+        "source": "PRAGMA read back",
+    }
+
+
+class Peer:
+    """What a driver implements. One instance is opened on one store file."""
+
+    name = "peer"
+    #: a short description of the batch enqueue API, or None when the peer has none
+    batch_api: str | None = None
+    #: free text shown under the results table (polling, result storage, ...)
+    notes = ""
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def open(self, db: Path, sync: str, role: str) -> None:
+        """Create or open the store at ``db``; ``role`` is "producer" or "worker"."""
+        raise NotImplementedError
+
+    def durability(self) -> dict[str, str]:
+        """journal_mode / synchronous as the peer's connection reports them."""
+        raise NotImplementedError
+
+    def enqueue(self, x: str) -> None:
+        """Submit one no-op task in one call (one transaction)."""
+        raise NotImplementedError
+
+    def enqueue_batch(self, xs: list[str]) -> None:
+        """Submit many no-op tasks in one call."""
+        raise Unsupported(f"{self.name} has no batch enqueue API")
+
+    def preload(self, xs: list[str]) -> None:
+        """Load tasks for W2 (not timed): batched when possible."""
+        if self.batch_api is None:
+            for x in xs:
+                self.enqueue(x)
+            return
+        for i in range(0, len(xs), BATCH_SIZE):
+            self.enqueue_batch(xs[i : i + BATCH_SIZE])
+
+    def completed(self, stamps: Path) -> int:
+        """How many no-op tasks are complete (default: counted from the stamp files)."""
+        return stamp_count(stamps)
+
+    def run_worker(self, concurrency: int, started: Callable[[], None]) -> None:
+        """Run a worker until killed; call ``started()`` once it is consuming."""
+        raise NotImplementedError
+
+    def round_trip(self, x: str, timeout: float) -> None:
+        """Submit one task that returns its argument and wait for its result."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class Workers:
+    """Worker subprocesses of one phase: spawn, release together, measure, kill."""
+
+    def __init__(self, module: str, args: argparse.Namespace, phase: Path, db: Path) -> None:
+        self.phase = phase
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.cpu_at_go: dict[int, float] = {}
+        self.stamps = phase / "stamps"
+        self.stamps.mkdir(parents=True, exist_ok=True)
+        self._spawn_args = (module, args, db)
+
+    def start(self, count: int) -> None:
+        module, args, db = self._spawn_args
+        for idx in range(count):
+            cmd = [
+                sys.executable, "-m", module, "worker",
+                "--db", str(db), "--sync", args.sync,
+                "--concurrency", str(args.concurrency),
+                "--stamps", str(self.stamps), "--control", str(self.phase),
+                "--idx", str(idx), "--max-seconds", str(args.phase_timeout + READY_TIMEOUT),
+            ]  # fmt: skip
+            log = (self.phase / f"worker-{idx}.log").open("wb")
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.phase)
+            )
+            log.close()
+        ready = [self.phase / f"ready-{idx}.json" for idx in range(count)]
+        if not wait_for(lambda: all(p.exists() for p in ready) or self.dead(), READY_TIMEOUT):
+            raise TimeoutError(f"workers not ready after {READY_TIMEOUT:.0f}s")
+        self.check_alive()
+        for proc in self.procs:
+            self.cpu_at_go[proc.pid] = cpu_seconds(proc.pid) or 0.0
+        (self.phase / "go").touch()
+        started = [self.phase / f"started-{idx}.json" for idx in range(count)]
+        if not wait_for(lambda: all(p.exists() for p in started) or self.dead(), READY_TIMEOUT):
+            raise TimeoutError(f"workers not started after {READY_TIMEOUT:.0f}s")
+        self.check_alive()
+
+    def dead(self) -> bool:
+        return any(p.poll() is not None for p in self.procs)
+
+    def check_alive(self) -> None:
+        for idx, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                tail = (self.phase / f"worker-{idx}.log").read_text(errors="replace")[-600:]
+                raise RuntimeError(f"worker {idx} exited with {proc.returncode}: {tail.strip()}")
+
+    def durability(self) -> dict[str, str] | None:
+        path = self.phase / "started-0.json"
+        if not path.exists():
+            return None
+        found: dict[str, str] | None = json.loads(path.read_text()).get("durability")
+        return found
+
+    def cpu_used(self) -> float | None:
+        total = 0.0
+        for proc in self.procs:
+            now = cpu_seconds(proc.pid)
+            if now is None:
+                return None
+            total += now - self.cpu_at_go.get(proc.pid, 0.0)
+        return total
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 3.0
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def worker_main(peer: Peer, args: argparse.Namespace) -> None:
+    """The ``worker`` role: open, report ready, wait for the go signal, consume."""
+    os.environ["BENCH_STAMPS"] = args.stamps
+    control = Path(args.control)
+    parent = os.getppid()
+    deadline = time.monotonic() + args.max_seconds
+
+    def watchdog() -> None:  # bounded in time, and never outlives the bench process
+        while time.monotonic() < deadline and os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    peer.open(Path(args.db), args.sync, "worker")
+    (control / f"ready-{args.idx}.json").write_text(json.dumps({"pid": os.getpid()}))
+    while not (control / "go").exists():
+        time.sleep(0.002)
+
+    def started() -> None:
+        info = {"pid": os.getpid(), "durability": peer.durability()}
+        (control / f"started-{args.idx}.json").write_text(json.dumps(info))
+
+    peer.run_worker(args.concurrency, started)
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def _enqueue_loop(
+    call: Callable[[list[str]], None], n: int, size: int, limit: float
+) -> dict[str, Any]:
+    """Time ``call`` on consecutive slices of ``size`` payloads; stop early at ``limit`` s."""
+    xs = [payload(i) for i in range(n)]
+    samples = []
+    begin = time.perf_counter()
+    done = 0
+    while done < n:
+        t0 = time.perf_counter()
+        call(xs[done : done + size])
+        samples.append(time.perf_counter() - t0)
+        done = min(n, done + size)
+        if t0 - begin > limit and done < n:
+            break
+    elapsed = time.perf_counter() - begin
+    result = {"rate": done / elapsed, "seconds": elapsed, "n": done, **latency_summary(samples)}
+    if done < n:
+        result["error"] = f"timeout: {done}/{n} submitted in {limit:.0f}s"
+    return result
+
+
+def w1_single(peer: Peer, n: int, limit: float) -> dict[str, Any]:
+    return _enqueue_loop(lambda xs: peer.enqueue(xs[0]), n, 1, limit)
+
+
+def w1_batch(peer: Peer, n: int, limit: float) -> dict[str, Any]:
+    if peer.batch_api is None:
+        raise Unsupported(f"{peer.name} has no batch enqueue API")
+    result = _enqueue_loop(peer.enqueue_batch, n, BATCH_SIZE, limit)
+    result.update(batch=BATCH_SIZE, api=peer.batch_api)
+    return result
+
+
+def w2_drain(
+    peer: Peer, module: str, args: argparse.Namespace, phase: Path, db: Path, procs: int
+) -> dict[str, Any]:
+    n = args.n
+    t0 = time.perf_counter()
+    peer.preload([payload(i) for i in range(n)])
+    preload_s = time.perf_counter() - t0
+    workers = Workers(module, args, phase, db)
+    try:
+        workers.start(procs)
+        finished = wait_for(
+            lambda: peer.completed(workers.stamps) >= n or workers.dead(),
+            args.phase_timeout,
+            interval=0.1,
+        )
+        cpu = workers.cpu_used()
+        workers.check_alive()
+        durability = workers.durability()
+    finally:
+        workers.stop()
+    count, first, last = read_stamps(workers.stamps)
+    result: dict[str, Any] = {
+        "procs": procs,
+        "n": n,
+        "executed": count,
+        "preload_seconds": preload_s,
+        "durability": durability,
+    }
+    if not finished or count < n:
+        result["error"] = f"timeout: {count}/{n} done in {args.phase_timeout:.0f}s"
+        if count > 1:
+            result["partial_rate"] = count / (last - first)
+        return result
+    elapsed = last - first
+    result.update(rate=n / elapsed, seconds=elapsed)
+    if cpu is not None:
+        result["cpu_s_per_1k"] = cpu / n * 1000
+    return result
+
+
+def w4_latency(
+    peer: Peer, module: str, args: argparse.Namespace, phase: Path, db: Path
+) -> dict[str, Any]:
+    workers = Workers(module, args, phase, db)
+    try:
+        workers.start(1)
+        for i in range(WARMUP_ROUNDS):
+            peer.round_trip(payload(i), timeout=30.0)
+        time.sleep(1.0)  # let the worker settle into its idle loop
+        samples = []
+        begin = time.monotonic()
+        for i in range(args.rounds):
+            t0 = time.perf_counter()
+            peer.round_trip(payload(i), timeout=30.0)
+            samples.append(time.perf_counter() - t0)
+            if time.monotonic() - begin > args.phase_timeout:
+                break
+        workers.check_alive()
+    finally:
+        workers.stop()
+    result: dict[str, Any] = {"rounds": len(samples), **latency_summary(samples)}
+    if len(samples) < args.rounds:
+        result["error"] = f"timeout: {len(samples)}/{args.rounds} rounds in {args.phase_timeout:.0f}s"
+    return result
+
+
+# --------------------------------------------------------------------------- bench role
+
+
+def describe_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def bench_main(make_peer: Callable[[], Peer], module: str, args: argparse.Namespace) -> None:
+    """The ``bench`` role: run every workload on fresh stores, write JSON as it goes."""
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    result: dict[str, Any] = {"sync": args.sync, "n": args.n, "concurrency": args.concurrency}
+
+    def save() -> None:
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+        tmp.replace(out)
+
+    try:
+        probe = make_peer()
+        result.update(peer=probe.name, version=probe.version(), notes=probe.notes)
+        result["batch_api"] = probe.batch_api
+    except Exception as exc:
+        result["error"] = describe_error(exc)
+        traceback.print_exc()
+        save()
+        return
+    save()
+
+    phases: list[tuple[str, Callable[[Peer, Path, Path], dict[str, Any]]]] = [
+        ("w1_single", lambda p, _ph, _db: w1_single(p, args.n, args.phase_timeout)),
+        ("w1_batch", lambda p, _ph, _db: w1_batch(p, args.n, args.phase_timeout)),
+        ("w2_1", lambda p, ph, db: w2_drain(p, module, args, ph, db, 1)),
+        ("w2_2", lambda p, ph, db: w2_drain(p, module, args, ph, db, 2)),
+        ("w4", lambda p, ph, db: w4_latency(p, module, args, ph, db)),
+    ]
+    for key, run in phases:
+        if args.phases and key not in args.phases:
+            continue
+        phase = work / key
+        phase.mkdir(parents=True, exist_ok=True)
+        db = phase / "store.db"
+        peer = make_peer()
+        began = time.monotonic()
+        print(f"[{result['peer']}/{args.sync}] {key} ...", file=sys.stderr, flush=True)
+        try:
+            peer.open(db, args.sync, "producer")
+            result.setdefault("producer_durability", peer.durability())
+            result[key] = run(peer, phase, db)
+        except Unsupported as exc:
+            result[key] = {"na": str(exc)}
+        except Exception as exc:
+            traceback.print_exc()
+            result[key] = {"error": describe_error(exc)}
+        finally:
+            try:
+                peer.close()
+            except Exception:
+                traceback.print_exc()
+        result[key]["wall_seconds"] = time.monotonic() - began
+        found = result[key].get("durability")
+        if found and "durability" not in result:
+            result["durability"] = found
+        save()
+
+
+def main(make_peer: Callable[[], Peer], module: str, argv: Iterable[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(prog=f"python -m {module}")
+    sub = parser.add_subparsers(dest="role", required=True)
+    bench = sub.add_parser("bench", help="run the workloads (the producer side)")
+    bench.add_argument("--workdir", required=True)
+    bench.add_argument("--out", required=True)
+    bench.add_argument("--sync", choices=["full", "normal"], default="full")
+    bench.add_argument("--n", type=int, default=10_000)
+    bench.add_argument("--rounds", type=int, default=400)
+    bench.add_argument("--concurrency", type=int, default=8)
+    bench.add_argument("--phase-timeout", type=float, default=150.0)
+    bench.add_argument("--phases", nargs="*", default=[])
+    worker = sub.add_parser("worker", help="one worker process (started by bench)")
+    worker.add_argument("--db", required=True)
+    worker.add_argument("--sync", choices=["full", "normal"], default="full")
+    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument("--stamps", required=True)
+    worker.add_argument("--control", required=True)
+    worker.add_argument("--idx", type=int, default=0)
+    worker.add_argument("--max-seconds", type=float, default=300.0)
+    init = sub.add_parser("init", help="create the store's schema, then exit")
+    init.add_argument("--db", required=True)
+    init.add_argument("--sync", choices=["full", "normal"], default="full")
+    args = parser.parse_args(None if argv is None else list(argv))
+    if args.role == "bench":
+        bench_main(make_peer, module, args)
+    elif args.role == "worker":
+        worker_main(make_peer(), args)
+    else:
+        peer = make_peer()
+        peer.open(Path(args.db), args.sync, "init")
+        peer.close()

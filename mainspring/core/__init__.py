@@ -1,0 +1,1 @@
+"""The pure core: ids, model, states, events, reducer, retry, schedules. No I/O."""

@@ -1,0 +1,34 @@
+"""JSON encoding of user payloads and stored records (msgspec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .errors import SerializationError
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+def encode(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+def decode(data: bytes | str) -> Any:
+    return _decoder.decode(data)
+
+
+def to_plain(value: Any, what: str) -> Any:
+    """Round-trip ``value`` through JSON so what is stored is exactly what replay sees.
+
+    Raises SerializationError (and changes nothing) when msgspec cannot encode it.
+    """
+    try:
+        return _decoder.decode(_encoder.encode(value))
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise SerializationError(
+            f"{what} must be JSON-serializable (str, int, float, bool, None, list, dict, "
+            f"or what msgspec can encode): {exc}. Convert it to plain data before submitting."
+        ) from None

@@ -1,0 +1,60 @@
+"""Errors raised by mainspring. Every message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class MainspringError(Exception):
+    """Base class of every error mainspring raises on purpose."""
+
+
+class StoreError(MainspringError):
+    """The store could not be opened or used (not a mainspring store, newer schema, I/O)."""
+
+
+class SerializationError(MainspringError, TypeError):
+    """Arguments, keyword arguments or a return value could not be encoded as JSON."""
+
+
+class IdempotencyConflict(MainspringError):
+    """An idempotency key was reused with different arguments."""
+
+
+class InvalidTransition(MainspringError):
+    """A run was asked to move between two states the transition table does not permit."""
+
+    def __init__(self, message: str, *, from_state: str | None = None, to_state: str | None = None):
+        super().__init__(message)
+        self.from_state = from_state
+        self.to_state = to_state
+
+
+class InvalidSchedule(MainspringError, ValueError):
+    """A schedule, delay, cron expression or run option is not valid."""
+
+
+class UnknownRun(MainspringError, LookupError):
+    """No run (or task) with the given id exists in this store."""
+
+
+class RunFailed(MainspringError):
+    """The run ended in the `failed` state; `.run` holds its RunInfo when known."""
+
+    def __init__(self, message: str, *, run: object = None):
+        super().__init__(message)
+        self.run = run
+
+
+class RunCanceled(MainspringError):
+    """The run ended in the `canceled` state."""
+
+    def __init__(self, message: str, *, run: object = None):
+        super().__init__(message)
+        self.run = run
+
+
+class NoContext(MainspringError, LookupError):
+    """`ms.context()` was called outside a running handler."""
+
+
+class ReplayError(MainspringError):
+    """An event could not be applied by the reducer (the log and the state disagree)."""

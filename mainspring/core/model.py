@@ -1,0 +1,154 @@
+"""The records the reducer builds: tasks, runs, attempts, definitions, the engine flag.
+
+These are the projection's meaning. Stores persist them; the reducer alone changes them.
+Times are float seconds since the Unix epoch (UTC); the facade turns them into datetimes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Backoff(msgspec.Struct, frozen=True, kw_only=True):
+    """How long a run waits in ``retry_wait`` before its next attempt.
+
+    Build one with ``Backoff.fixed(seconds)`` or ``Backoff.exponential(...)``.
+    """
+
+    kind: str = "exponential"  # "fixed" | "exponential"
+    initial: float = 1.0
+    factor: float = 2.0
+    maximum: float = 300.0
+    jitter: bool = True
+
+    @classmethod
+    def fixed(cls, seconds: float) -> Backoff:
+        from .clock import seconds as _secs
+
+        s = _secs(seconds, "Backoff.fixed seconds")
+        assert s is not None
+        return cls(kind="fixed", initial=s, factor=1.0, maximum=s, jitter=False)
+
+    @classmethod
+    def exponential(
+        cls,
+        initial: float = 1.0,
+        factor: float = 2.0,
+        maximum: float = 300.0,
+        jitter: bool = True,
+    ) -> Backoff:
+        from .clock import seconds as _secs
+        from .errors import InvalidSchedule
+
+        i = _secs(initial, "Backoff initial")
+        m = _secs(maximum, "Backoff maximum")
+        assert i is not None and m is not None
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1:
+            raise InvalidSchedule(f"Backoff factor must be a number >= 1, got {factor!r}")
+        if m < i:
+            raise InvalidSchedule(f"Backoff maximum ({m}) must be >= initial ({i})")
+        return cls(kind="exponential", initial=i, factor=float(factor), maximum=m, jitter=jitter)
+
+
+class TaskOptions(msgspec.Struct, kw_only=True):
+    """The effective options of a task, written into it when it is submitted."""
+
+    max_attempts: int = 1
+    backoff: Backoff = msgspec.field(default_factory=Backoff)
+    timeout: float | None = None
+    concurrency_key: str | None = None  # the template, as declared (resolved per run)
+    concurrency_limit: int = 1
+    key_policy: str = "hold"
+    priority: int = 0
+    queue: str = "default"
+    max_lost: int = 5
+
+
+class Policy(msgspec.Struct, kw_only=True):
+    """How a task derives its runs."""
+
+    kind: str = "once"  # "once" | "repeat" | "cron"
+    count: int | None = None  # repeat
+    every: float | None = None  # repeat
+    start_at: float | None = None  # first occurrence (once/repeat) or cron origin
+    cron: str | None = None
+    tz: str = "UTC"
+    misfire: str = "catch_up"  # "catch_up" | "skip" | "coalesce"
+    misfire_grace: float = 60.0
+    max_occurrences: int | None = None
+
+
+class Task(msgspec.Struct, kw_only=True):
+    task_id: str
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    policy: Policy
+    options: TaskOptions
+    idempotency_key: str | None = None
+    execution_id: str | None = None
+    correlation_id: str | None = None
+    concurrency_key: str | None = None  # resolved key shared by the task's runs
+    created_at: float = 0.0
+    canceled: bool = False
+    derived: int = 0  # runs derived so far
+    cursor: float | None = None  # scheduled_at of the latest derived occurrence
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    attempt_id: str
+    number: int
+    started_at: float
+    worker: str | None = None
+    result: str | None = None
+    error: str | None = None
+    finished_at: float | None = None
+
+
+class Run(msgspec.Struct, kw_only=True):
+    run_id: str
+    task_id: str
+    task_name: str
+    state: str
+    scheduled_at: float
+    due_at: float  # when a scheduled / retry_wait run becomes ready
+    created_at: float
+    index: int = 0  # occurrence number within its task (0-based)
+    priority: int = 0
+    queue: str = "default"
+    concurrency_key: str | None = None
+    concurrency_limit: int = 1
+    key_policy: str = "hold"
+    holds_key: bool = False
+    idempotency_key: str | None = None
+    execution_id: str | None = None
+    correlation_id: str | None = None
+    output: Any = None
+    error: str | None = None
+    reason: str | None = None  # reason of the latest state change
+    attempts: list[Attempt] = msgspec.field(default_factory=list)
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    updated_at: float = 0.0
+
+    def open_attempt(self) -> Attempt | None:
+        if self.attempts and self.attempts[-1].finished_at is None:
+            return self.attempts[-1]
+        return None
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One entry of the log. ``seq`` is assigned by the store when it is appended."""
+
+    type: str
+    at: float
+    event_id: str
+    seq: int = 0
+    task_id: str | None = None
+    run_id: str | None = None
+    attempt_id: str | None = None
+    correlation_id: str | None = None
+    execution_id: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)

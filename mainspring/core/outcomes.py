@@ -1,0 +1,28 @@
+"""Exceptions a handler raises to choose the result of its attempt."""
+
+from __future__ import annotations
+
+
+class Retry(Exception):
+    """End this attempt as ``retryable``; retry after ``delay`` seconds (default: backoff)."""
+
+    def __init__(self, delay: float | None = None, reason: str | None = None) -> None:
+        super().__init__(reason or "retry requested")
+        self.delay = delay
+        self.reason = reason
+
+
+class Fail(Exception):
+    """End this attempt as ``terminal``: the run fails now, whatever attempts are left."""
+
+    def __init__(self, reason: str = "failed") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Suspend(Exception):
+    """End this attempt as ``suspended``: the run waits until resumed (not counted)."""
+
+    def __init__(self, reason: str = "suspended") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,302 @@
+"""The reducer: ``apply(state, event)``, the one definition of what an event means.
+
+Rules of this module
+--------------------
+* Every durable change is an event, and this is the only code that turns events into
+  state. The live path (the engine, inside the store's transaction) and replay (verify,
+  rebuilding) both call ``apply``; nothing else writes a record.
+* ``apply`` validates before it mutates: an event the state does not permit raises
+  ReplayError (or InvalidTransition for a bad state change) and leaves the state as it
+  was. The engine therefore cannot append an event that replay would reject.
+* ``State`` may be partial: the engine loads only the records a command touches. An
+  event about a record that is not loaded is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from . import events as E
+from .errors import ReplayError
+from .model import Attempt, Event, Policy, Run, Task, TaskOptions
+from .states import TERMINAL, AttemptResult, RunState, check_transition
+
+
+class State:
+    """Tasks, runs, task definitions and the engine flag, keyed by id.
+
+    ``dirty_tasks`` / ``dirty_runs`` / ``dirty_definitions`` / ``dirty_engine`` name what
+    ``apply`` changed, so a store writes back only those records.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {}
+        self.runs: dict[str, Run] = {}
+        self.definitions: dict[str, dict[str, Any]] = {}
+        self.paused: bool = False
+        self.last_seq: int = 0
+        self.dirty_tasks: set[str] = set()
+        self.dirty_runs: set[str] = set()
+        self.dirty_definitions: set[str] = set()
+        self.dirty_engine: bool = False
+
+    def clear_dirty(self) -> None:
+        self.dirty_tasks.clear()
+        self.dirty_runs.clear()
+        self.dirty_definitions.clear()
+        self.dirty_engine = False
+
+
+def _run(state: State, ev: Event) -> Run:
+    if ev.run_id is None or ev.run_id not in state.runs:
+        raise ReplayError(f"{ev.type} (seq {ev.seq}) names run {ev.run_id!r}, which is not known")
+    return state.runs[ev.run_id]
+
+
+def _task(state: State, task_id: str | None, ev: Event) -> Task:
+    if task_id is None or task_id not in state.tasks:
+        raise ReplayError(f"{ev.type} (seq {ev.seq}) names task {task_id!r}, which is not known")
+    return state.tasks[task_id]
+
+
+def _check_lease(run: Run, ev: Event) -> None:
+    owner = ev.data.get("owner")
+    if run.lease_owner is None:
+        raise ReplayError(f"{ev.type} for run {run.run_id}: the run holds no lease")
+    if owner != run.lease_owner:
+        raise ReplayError(
+            f"{ev.type} for run {run.run_id}: lease is held by {run.lease_owner!r}, not {owner!r}"
+        )
+
+
+def _on_task_defined(state: State, ev: Event) -> None:
+    name = ev.data["name"]
+    state.definitions[name] = dict(ev.data["options"])
+    state.dirty_definitions.add(name)
+
+
+def _on_task_created(state: State, ev: Event) -> None:
+    assert ev.task_id is not None
+    if ev.task_id in state.tasks:
+        raise ReplayError(f"task.created (seq {ev.seq}): task {ev.task_id} already exists")
+    d = ev.data
+    state.tasks[ev.task_id] = Task(
+        task_id=ev.task_id,
+        name=d["name"],
+        args=list(d["args"]),
+        kwargs=dict(d["kwargs"]),
+        policy=msgspec.convert(d["policy"], Policy),
+        options=msgspec.convert(d["options"], TaskOptions),
+        idempotency_key=d.get("idempotency_key"),
+        execution_id=ev.execution_id,
+        correlation_id=ev.correlation_id,
+        concurrency_key=d.get("concurrency_key"),
+        created_at=ev.at,
+    )
+    state.dirty_tasks.add(ev.task_id)
+
+
+def _on_task_canceled(state: State, ev: Event) -> None:
+    task = _task(state, ev.task_id, ev)
+    if task.canceled:
+        raise ReplayError(f"task.canceled (seq {ev.seq}): task {task.task_id} is already canceled")
+    task.canceled = True
+    state.dirty_tasks.add(task.task_id)
+
+
+def _on_run_created(state: State, ev: Event) -> None:
+    assert ev.run_id is not None
+    if ev.run_id in state.runs:
+        raise ReplayError(f"run.created (seq {ev.seq}): run {ev.run_id} already exists")
+    task = _task(state, ev.task_id, ev)
+    d = ev.data
+    if d.get("state", RunState.SCHEDULED) != RunState.SCHEDULED:
+        raise ReplayError(f"run.created (seq {ev.seq}): a run is created 'scheduled'")
+    state.runs[ev.run_id] = Run(
+        run_id=ev.run_id,
+        task_id=task.task_id,
+        task_name=task.name,
+        state=RunState.SCHEDULED,
+        scheduled_at=d["scheduled_at"],
+        due_at=d["scheduled_at"],
+        created_at=ev.at,
+        index=d.get("index", task.derived),
+        priority=d.get("priority", task.options.priority),
+        queue=d.get("queue", task.options.queue),
+        concurrency_key=d.get("concurrency_key"),
+        concurrency_limit=task.options.concurrency_limit,
+        key_policy=task.options.key_policy,
+        idempotency_key=task.idempotency_key,
+        execution_id=ev.execution_id,
+        correlation_id=ev.correlation_id,
+        updated_at=ev.at,
+    )
+    task.derived += 1
+    sched = d["scheduled_at"]
+    if task.cursor is None or sched > task.cursor:
+        task.cursor = sched
+    state.dirty_tasks.add(task.task_id)
+    state.dirty_runs.add(ev.run_id)
+
+
+def _on_state_changed(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    frm = RunState(ev.data["from"])
+    to = RunState(ev.data["to"])
+    if run.state != frm:
+        raise ReplayError(
+            f"run.state_changed (seq {ev.seq}) for run {run.run_id}: says from {frm.value!r} "
+            f"but the run is {run.state!r}"
+        )
+    check_transition(frm, to, run_id=run.run_id)
+    open_att = run.open_attempt()
+    if frm == RunState.RUNNING and to != RunState.CANCELED and open_att is not None:
+        raise ReplayError(
+            f"run.state_changed (seq {ev.seq}): run {run.run_id} leaves 'running' with "
+            f"attempt {open_att.attempt_id} still open"
+        )
+    if to in (RunState.LEASED,) and run.lease_owner is not None:
+        raise ReplayError(f"run {run.run_id} is leased while a lease is held")
+    if frm in (RunState.LEASED, RunState.RUNNING) and to in (RunState.READY, *TERMINAL, RunState.RETRY_WAIT, RunState.SUSPENDED):
+        if run.lease_owner is not None:
+            raise ReplayError(
+                f"run.state_changed (seq {ev.seq}): run {run.run_id} leaves {frm.value!r} "
+                f"without its lease being released or expired first"
+            )
+    # concurrency key holding
+    if run.concurrency_key is not None:
+        if to == RunState.LEASED:
+            run.holds_key = True
+        elif to in TERMINAL:
+            run.holds_key = False
+        elif to in (RunState.RETRY_WAIT, RunState.SUSPENDED):
+            run.holds_key = run.key_policy == "hold"
+        elif frm == RunState.LEASED and to == RunState.READY:
+            run.holds_key = run.key_policy == "hold" and bool(run.attempts)
+    if "due_at" in ev.data:
+        run.due_at = ev.data["due_at"]
+    if "error" in ev.data:
+        run.error = ev.data["error"]
+    run.state = to
+    run.reason = ev.data.get("reason")
+    run.updated_at = ev.at
+    state.dirty_runs.add(run.run_id)
+
+
+def _on_attempt_started(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    if run.state != RunState.RUNNING:
+        raise ReplayError(f"attempt.started (seq {ev.seq}): run {run.run_id} is {run.state!r}, not running")
+    if run.open_attempt() is not None:
+        raise ReplayError(f"attempt.started (seq {ev.seq}): run {run.run_id} already has an open attempt")
+    if ev.attempt_id is None:
+        raise ReplayError(f"attempt.started (seq {ev.seq}) has no attempt_id")
+    number = len(run.attempts) + 1
+    if ev.data.get("number", number) != number:
+        raise ReplayError(f"attempt.started (seq {ev.seq}): attempt number {ev.data.get('number')} != {number}")
+    run.attempts.append(
+        Attempt(attempt_id=ev.attempt_id, number=number, started_at=ev.at, worker=ev.data.get("worker"))
+    )
+    run.updated_at = ev.at
+    state.dirty_runs.add(run.run_id)
+
+
+def _on_attempt_finished(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    att = run.open_attempt()
+    if run.state != RunState.RUNNING or att is None or att.attempt_id != ev.attempt_id:
+        raise ReplayError(
+            f"attempt.finished (seq {ev.seq}): attempt {ev.attempt_id} of run {run.run_id} is not "
+            f"the open attempt of a running run"
+        )
+    result = AttemptResult(ev.data["result"])
+    att.result = result.value
+    att.error = ev.data.get("error")
+    att.finished_at = ev.at
+    if result == AttemptResult.SUCCESS:
+        run.output = ev.data.get("output")
+    elif att.error is not None:
+        run.error = att.error
+    run.updated_at = ev.at
+    state.dirty_runs.add(run.run_id)
+
+
+def _on_lease_acquired(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    if run.state != RunState.LEASED or run.lease_owner is not None:
+        raise ReplayError(f"lease.acquired (seq {ev.seq}): run {run.run_id} is {run.state!r} / already leased")
+    run.lease_owner = ev.data["owner"]
+    run.lease_expires_at = ev.data["expires_at"]
+    state.dirty_runs.add(run.run_id)
+
+
+def _on_lease_renewed(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    _check_lease(run, ev)
+    exp = ev.data["expires_at"]
+    assert run.lease_expires_at is not None
+    if exp < run.lease_expires_at:
+        raise ReplayError(f"lease.renewed (seq {ev.seq}): run {run.run_id} lease would move backwards")
+    run.lease_expires_at = exp
+    state.dirty_runs.add(run.run_id)
+
+
+def _on_lease_closed(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    _check_lease(run, ev)
+    run.lease_owner = None
+    run.lease_expires_at = None
+    state.dirty_runs.add(run.run_id)
+
+
+def _on_paused(state: State, ev: Event) -> None:
+    if state.paused:
+        raise ReplayError(f"engine.paused (seq {ev.seq}): the engine is already paused")
+    state.paused = True
+    state.dirty_engine = True
+
+
+def _on_resumed(state: State, ev: Event) -> None:
+    if not state.paused:
+        raise ReplayError(f"engine.resumed (seq {ev.seq}): the engine is not paused")
+    state.paused = False
+    state.dirty_engine = True
+
+
+_HANDLERS = {
+    E.TASK_DEFINED: _on_task_defined,
+    E.TASK_CREATED: _on_task_created,
+    E.TASK_CANCELED: _on_task_canceled,
+    E.RUN_CREATED: _on_run_created,
+    E.RUN_STATE_CHANGED: _on_state_changed,
+    E.ATTEMPT_STARTED: _on_attempt_started,
+    E.ATTEMPT_FINISHED: _on_attempt_finished,
+    E.LEASE_ACQUIRED: _on_lease_acquired,
+    E.LEASE_RENEWED: _on_lease_renewed,
+    E.LEASE_EXPIRED: _on_lease_closed,
+    E.LEASE_RELEASED: _on_lease_closed,
+    E.ENGINE_PAUSED: _on_paused,
+    E.ENGINE_RESUMED: _on_resumed,
+}
+
+
+def apply(state: State, ev: Event) -> None:
+    """Apply one event to ``state`` (in place). Raises ReplayError if it does not fit."""
+    handler = _HANDLERS.get(ev.type)
+    if handler is None:
+        raise ReplayError(f"unknown event type {ev.type!r} (seq {ev.seq})")
+    handler(state, ev)
+    if ev.seq:
+        state.last_seq = ev.seq
+
+
+def replay(events: Iterable[Event], state: State | None = None) -> State:
+    """Fold ``events`` into a (new) state."""
+    st = state if state is not None else State()
+    for ev in events:
+        apply(st, ev)
+    st.clear_dirty()
+    return st

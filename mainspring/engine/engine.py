@@ -1,0 +1,617 @@
+"""The engine: commands in, events out, one transaction each.
+
+Every public method here is a command. It opens one write transaction, loads the
+records it needs into a (partial) reducer ``State``, decides which events follow from the
+current state (``Batch.emit`` applies each through the reducer at once, so an event the
+reducer would refuse is never written), saves the events and the touched records in that
+same transaction, and wakes waiting workers after the commit.
+
+Workers drive the engine through ``cycle``: one transaction that records finished
+attempts, expires stale leases, derives due cron occurrences, promotes due runs and leases
+and starts new attempts. That is the group commit of the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ..core import events as E
+from ..core.clock import Clock, SystemClock
+from ..core.errors import IdempotencyConflict, InvalidSchedule, UnknownRun
+from ..core.ids import uuid7
+from ..core.model import Event, Policy, Run, Task, TaskOptions
+from ..core.reducer import State, apply, replay
+from ..core.retry import decide
+from ..core.schedule import cron_step, initial_occurrences, validate_policy
+from ..core.states import TERMINAL, AttemptResult, RunState
+from ..store.base import Store, Tx
+
+#: How many rows each housekeeping step handles per cycle.
+STEP_LIMIT = 500
+
+
+class Batch:
+    """Events decided in one transaction, each applied to ``state`` as it is emitted."""
+
+    def __init__(self, state: State, now: float) -> None:
+        self.state = state
+        self.now = now
+        self.events: list[Event] = []
+        self.saved = 0
+        self.wake = False
+
+    def emit(self, ev: Event) -> None:
+        apply(self.state, ev)  # validates; raises before anything is written
+        self.events.append(ev)
+        if ev.type == E.RUN_STATE_CHANGED and ev.data["to"] == RunState.READY:
+            self.wake = True
+
+    def flush(self, tx: Tx) -> None:
+        """Write what was decided so far (still inside the transaction)."""
+        tx.save(self.state, self.events[self.saved :])
+        self.saved = len(self.events)
+
+    # -- building blocks -------------------------------------------------------------
+    def change(self, run: Run, to: RunState, reason: str, **extra: Any) -> None:
+        self.emit(E.state_changed(run, to.value, self.now, reason, **extra))
+
+    def close_attempt(
+        self,
+        run: Run,
+        task: Task,
+        result: AttemptResult,
+        *,
+        error: str | None = None,
+        output: Any = None,
+        traceback: str | None = None,
+        retry_delay: float | None = None,
+        lease_event: str = E.LEASE_RELEASED,
+    ) -> RunState:
+        """Close the open attempt of a running run, drop its lease, apply the retry decision."""
+        att = run.open_attempt()
+        assert att is not None
+        data: dict[str, Any] = {"result": result.value, "error": error, "output": output}
+        if traceback:
+            data["traceback"] = traceback
+        owner = run.lease_owner
+        if lease_event == E.LEASE_EXPIRED and owner is not None:
+            self.emit(E.run_event(E.LEASE_EXPIRED, run, self.now, owner=owner))
+            owner = None
+        self.emit(E.run_event(E.ATTEMPT_FINISHED, run, self.now, att.attempt_id, **data))
+        if owner is not None:
+            self.emit(E.run_event(E.LEASE_RELEASED, run, self.now, owner=owner))
+        d = decide(run, task.options, result, self.now, retry_delay=retry_delay)
+        extra: dict[str, Any] = {}
+        if d.due_at is not None:
+            extra["due_at"] = d.due_at
+        self.change(run, d.to, d.reason, **extra)
+        return d.to
+
+    def cancel(self, run: Run, reason: str) -> None:
+        if run.state == RunState.RUNNING and run.open_attempt() is not None:
+            att = run.open_attempt()
+            assert att is not None
+            self.emit(
+                E.run_event(
+                    E.ATTEMPT_FINISHED, run, self.now, att.attempt_id,
+                    result=AttemptResult.TERMINAL.value, error=f"canceled: {reason}", output=None,
+                )
+            )
+        if run.lease_owner is not None:
+            self.emit(E.run_event(E.LEASE_RELEASED, run, self.now, owner=run.lease_owner))
+        self.change(run, RunState.CANCELED, reason)
+
+
+@dataclass
+class SubmitRequest:
+    """A submission, with the facade's resolved options."""
+
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: TaskOptions
+    policy: Policy = field(default_factory=Policy)
+    idempotency_key: str | None = None
+    execution_id: str | None = None
+    correlation_id: str | None = None
+    concurrency_key: str | None = None
+
+
+@dataclass
+class Submitted:
+    task_id: str
+    run_ids: list[str]
+    replayed: bool = False
+
+
+@dataclass
+class Finished:
+    """A worker's report of one attempt's end."""
+
+    run_id: str
+    attempt_id: str
+    result: AttemptResult
+    output: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    retry_delay: float | None = None
+
+
+@dataclass
+class Leased:
+    """A run this worker now holds, with its open attempt."""
+
+    run_id: str
+    task_id: str
+    task_name: str
+    attempt_id: str
+    attempt: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    lease_expires_at: float
+    execution_id: str | None
+    correlation_id: str | None
+    idempotency_key: str | None
+
+
+@dataclass
+class CycleResult:
+    leased: list[Leased]
+    accepted: list[str]  # run ids whose finished attempt was recorded
+    rejected: list[str]  # run ids whose report was fenced out (lease lost, run canceled)
+    next_due: float | None = None  # earliest time a scheduled / retry_wait run comes due
+
+
+class Engine:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+
+    # -- definitions ----------------------------------------------------------------------
+    def define(self, name: str, options: dict[str, Any]) -> None:
+        """Record a task definition (name and default options) if it changed."""
+        with self.store.read() as rtx:
+            if rtx.definition(name) == options:
+                return
+        with self.store.write() as tx:
+            if tx.definition(name) == options:
+                return
+            b = Batch(State(), self.clock.now())
+            b.emit(E.event(E.TASK_DEFINED, b.now, data={"name": name, "options": options}))
+            b.flush(tx)
+
+    def definition(self, name: str) -> dict[str, Any] | None:
+        with self.store.read() as tx:
+            return tx.definition(name)
+
+    # -- submission -----------------------------------------------------------------------
+    def submit(self, req: SubmitRequest) -> Submitted:
+        return self.submit_many([req])[0]
+
+    def submit_many(self, reqs: Sequence[SubmitRequest]) -> list[Submitted]:
+        for req in reqs:
+            validate_policy(req.policy)
+            if req.options.max_attempts < 1:
+                raise InvalidSchedule(f"max_attempts must be >= 1, got {req.options.max_attempts}")
+        out: list[Submitted] = []
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            seen: dict[tuple[str, str], Submitted] = {}
+            for req in reqs:
+                out.append(self._submit_one(tx, b, req, seen))
+            b.flush(tx)
+        if b.events:
+            self.store.notify()
+        return out
+
+    def _submit_one(
+        self, tx: Tx, b: Batch, req: SubmitRequest, seen: dict[tuple[str, str], Submitted]
+    ) -> Submitted:
+        if req.idempotency_key is not None:
+            ikey = (req.name, req.idempotency_key)
+            existing = tx.task_by_idempotency(req.name, req.idempotency_key)
+            if existing is None and ikey in seen:
+                existing = b.state.tasks[seen[ikey].task_id]
+            if existing is not None:
+                if existing.args != req.args or existing.kwargs != req.kwargs:
+                    raise IdempotencyConflict(
+                        f"idempotency key {req.idempotency_key!r} of task {req.name!r} was "
+                        f"already used with other arguments (task {existing.task_id}); use a "
+                        f"new key for a new submission"
+                    )
+                run_ids = tx.run_ids_of_task(existing.task_id) or (
+                    seen[ikey].run_ids if ikey in seen else []
+                )
+                return Submitted(existing.task_id, run_ids, replayed=True)
+        now = b.now
+        task_id = uuid7()
+        b.emit(
+            E.event(
+                E.TASK_CREATED,
+                now,
+                task_id=task_id,
+                correlation_id=req.correlation_id,
+                execution_id=req.execution_id,
+                data={
+                    "name": req.name,
+                    "args": req.args,
+                    "kwargs": req.kwargs,
+                    "policy": msgspec.to_builtins(req.policy),
+                    "options": msgspec.to_builtins(req.options),
+                    "idempotency_key": req.idempotency_key,
+                    "concurrency_key": req.concurrency_key,
+                },
+            )
+        )
+        task = b.state.tasks[task_id]
+        run_ids = [self._derive(b, task, at) for at in initial_occurrences(req.policy, now)]
+        sub = Submitted(task_id, run_ids)
+        if req.idempotency_key is not None:
+            seen[(req.name, req.idempotency_key)] = sub
+        return sub
+
+    def _derive(self, b: Batch, task: Task, at: float) -> str:
+        run_id = uuid7()
+        b.emit(
+            E.event(
+                E.RUN_CREATED,
+                b.now,
+                task_id=task.task_id,
+                run_id=run_id,
+                correlation_id=task.correlation_id,
+                execution_id=task.execution_id,
+                data={
+                    "state": RunState.SCHEDULED.value,
+                    "scheduled_at": at,
+                    "index": task.derived,
+                    "priority": task.options.priority,
+                    "queue": task.options.queue,
+                    "concurrency_key": task.concurrency_key,
+                },
+            )
+        )
+        run = b.state.runs[run_id]
+        if at <= b.now:
+            b.change(run, RunState.READY, "due")
+        return run_id
+
+    # -- operator commands -------------------------------------------------------------
+    def cancel_run(self, run_id: str, reason: str = "canceled") -> bool:
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            tx.load_runs([run_id], b.state)
+            run = b.state.runs.get(run_id)
+            if run is None:
+                raise UnknownRun(f"no run {run_id!r} in this store; list runs with `mainspring runs`")
+            if RunState(run.state) in TERMINAL:
+                return False
+            b.cancel(run, reason)
+            b.flush(tx)
+        return True
+
+    def cancel_task(self, task_id: str) -> bool:
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            tx.load_tasks([task_id], b.state)
+            task = b.state.tasks.get(task_id)
+            if task is None:
+                raise UnknownRun(f"no task {task_id!r} in this store")
+            if task.canceled:
+                return False
+            b.emit(E.event(E.TASK_CANCELED, b.now, task_id=task_id, correlation_id=task.correlation_id,
+                           execution_id=task.execution_id, data={"reason": "canceled"}))
+            ids = tx.run_ids_of_task(task_id, active_only=True)
+            tx.load_runs(ids, b.state)
+            for rid in ids:
+                b.cancel(b.state.runs[rid], "task_canceled")
+            b.flush(tx)
+        return True
+
+    def resume_run(self, run_id: str) -> bool:
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            tx.load_runs([run_id], b.state)
+            run = b.state.runs.get(run_id)
+            if run is None:
+                raise UnknownRun(f"no run {run_id!r} in this store; list runs with `mainspring runs`")
+            if run.state != RunState.SUSPENDED:
+                return False
+            b.change(run, RunState.READY, "resumed")
+            b.flush(tx)
+        self.store.notify()
+        return True
+
+    def set_paused(self, paused: bool) -> bool:
+        """Pause or resume the engine. Returns False when it already was so."""
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            b.state.paused = tx.paused()
+            if b.state.paused == paused:
+                return False
+            b.emit(E.event(E.ENGINE_PAUSED if paused else E.ENGINE_RESUMED, b.now))
+            b.flush(tx)
+        if not paused:
+            self.store.notify()
+        return True
+
+    # -- the worker's group commit ---------------------------------------------------------
+    def cycle(
+        self,
+        worker: str,
+        names: Sequence[str],
+        queues: Sequence[str] | None,
+        finished: Sequence[Finished],
+        want: int,
+        lease_seconds: float,
+    ) -> CycleResult:
+        accepted: list[str] = []
+        rejected: list[str] = []
+        leased: list[Leased] = []
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            st = b.state
+            if finished:
+                tx.load_runs([f.run_id for f in finished], st)
+                tx.load_tasks([st.runs[f.run_id].task_id for f in finished if f.run_id in st.runs], st)
+                for f in finished:
+                    run = st.runs.get(f.run_id)
+                    att = run.open_attempt() if run is not None else None
+                    if (
+                        run is None
+                        or run.state != RunState.RUNNING
+                        or att is None
+                        or att.attempt_id != f.attempt_id
+                        or run.lease_owner != worker
+                    ):
+                        rejected.append(f.run_id)  # fenced: the lease was lost meanwhile
+                        continue
+                    b.close_attempt(
+                        run, st.tasks[run.task_id], f.result, error=f.error, output=f.output,
+                        traceback=f.traceback, retry_delay=f.retry_delay,
+                    )
+                    accepted.append(f.run_id)
+                b.flush(tx)
+            self._expire(tx, b)
+            self._derive_cron(tx, b)
+            self._promote(tx, b)
+            paused = tx.paused()
+            if want > 0 and names and not paused:
+                leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
+            b.flush(tx)
+            next_due = tx.next_due()
+        if b.wake:
+            self.store.notify()
+        return CycleResult(leased, accepted, rejected, next_due)
+
+    def housekeeping(self) -> int:
+        """Expire leases, derive cron occurrences and promote due runs; returns events written."""
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            self._expire(tx, b)
+            self._derive_cron(tx, b)
+            self._promote(tx, b)
+            b.flush(tx)
+        if b.wake:
+            self.store.notify()
+        return len(b.events)
+
+    def _expire(self, tx: Tx, b: Batch) -> None:
+        ids = tx.expired_lease_run_ids(b.now, STEP_LIMIT)
+        if not ids:
+            return
+        st = b.state
+        tx.load_runs(ids, st)
+        tx.load_tasks([st.runs[i].task_id for i in ids], st)
+        for rid in ids:
+            run = st.runs[rid]
+            if run.lease_owner is None:
+                continue
+            if run.state == RunState.RUNNING and run.open_attempt() is not None:
+                b.close_attempt(
+                    run, st.tasks[run.task_id], AttemptResult.LOST,
+                    error=f"lease of worker {run.lease_owner} expired: the worker stopped renewing it",
+                    lease_event=E.LEASE_EXPIRED,
+                )
+            else:
+                b.emit(E.run_event(E.LEASE_EXPIRED, run, b.now, owner=run.lease_owner))
+                if run.state == RunState.LEASED:
+                    b.change(run, RunState.READY, "lease_expired")
+        b.flush(tx)
+
+    def _derive_cron(self, tx: Tx, b: Batch) -> None:
+        ids = tx.cron_due_task_ids(b.now, STEP_LIMIT)
+        if not ids:
+            return
+        st = b.state
+        tx.load_tasks(ids, st)
+        for tid in ids:
+            task = st.tasks[tid]
+            if task.canceled or task.cursor is None or task.cursor > b.now:
+                continue
+            step = cron_step(task.policy, task.derived, task.cursor, b.now)
+            if step.skip_overdue:
+                overdue = [
+                    r for r in tx.query_runs(None, None, 10_000, task_id=tid)
+                    if r.scheduled_at == task.cursor and r.state in (RunState.SCHEDULED, RunState.READY)
+                ]
+                for r in overdue:
+                    st.runs.setdefault(r.run_id, r)
+                    b.cancel(st.runs[r.run_id], "misfire_skipped")
+            for at in step.create:
+                self._derive(b, task, at)
+        b.flush(tx)
+
+    def _promote(self, tx: Tx, b: Batch) -> None:
+        ids = tx.due_run_ids(b.now, STEP_LIMIT)
+        if not ids:
+            return
+        st = b.state
+        tx.load_runs(ids, st)
+        for rid in ids:
+            run = st.runs[rid]
+            if run.state in (RunState.SCHEDULED, RunState.RETRY_WAIT) and run.due_at <= b.now:
+                b.change(run, RunState.READY, "due" if run.state == RunState.SCHEDULED else "retry")
+        b.flush(tx)
+
+    def _lease(
+        self,
+        tx: Tx,
+        b: Batch,
+        worker: str,
+        names: Sequence[str],
+        queues: Sequence[str] | None,
+        want: int,
+        lease_seconds: float,
+    ) -> list[Leased]:
+        st = b.state
+        cands = tx.ready_candidates(b.now, queues, names, want * 4 + 8)
+        if not cands:
+            return []
+        keys = {c.concurrency_key for c in cands if c.concurrency_key is not None}
+        holders = tx.key_holders(sorted(keys)) if keys else {}
+        chosen: list[Run] = []
+        for c in cands:
+            if len(chosen) >= want:
+                break
+            run = st.runs.setdefault(c.run_id, c)
+            if run.state != RunState.READY:
+                continue
+            k = run.concurrency_key
+            if k is not None:
+                others = holders[k] - {run.run_id}
+                if len(others) >= run.concurrency_limit:
+                    continue
+                holders[k].add(run.run_id)
+            chosen.append(run)
+        if not chosen:
+            return []
+        tx.load_tasks([r.task_id for r in chosen], st)
+        expires = b.now + lease_seconds
+        out: list[Leased] = []
+        for run in chosen:
+            task = st.tasks[run.task_id]
+            b.change(run, RunState.LEASED, "leased")
+            b.emit(E.run_event(E.LEASE_ACQUIRED, run, b.now, owner=worker, expires_at=expires))
+            b.change(run, RunState.RUNNING, "started")
+            attempt_id = uuid7()
+            number = len(run.attempts) + 1
+            b.emit(E.run_event(E.ATTEMPT_STARTED, run, b.now, attempt_id, number=number, worker=worker))
+            out.append(
+                Leased(
+                    run_id=run.run_id,
+                    task_id=run.task_id,
+                    task_name=run.task_name,
+                    attempt_id=attempt_id,
+                    attempt=number,
+                    args=task.args,
+                    kwargs=task.kwargs,
+                    timeout=task.options.timeout,
+                    lease_expires_at=expires,
+                    execution_id=run.execution_id,
+                    correlation_id=run.correlation_id,
+                    idempotency_key=run.idempotency_key,
+                )
+            )
+        return out
+
+    def renew(self, worker: str, run_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend this worker's leases. Returns the run ids whose lease it no longer holds."""
+        lost: set[str] = set()
+        if not run_ids:
+            return lost
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            tx.load_runs(run_ids, b.state)
+            expires = b.now + lease_seconds
+            for rid in run_ids:
+                run = b.state.runs.get(rid)
+                if run is None or run.lease_owner != worker or RunState(run.state) in TERMINAL:
+                    lost.add(rid)
+                    continue
+                assert run.lease_expires_at is not None
+                if run.lease_expires_at <= b.now:
+                    lost.add(rid)  # already expired: another worker may take it; stop trusting
+                    continue
+                b.emit(E.run_event(E.LEASE_RENEWED, run, b.now, owner=worker, expires_at=max(expires, run.lease_expires_at)))
+            b.flush(tx)
+        return lost
+
+    def release(self, worker: str, run_ids: Sequence[str], reason: str) -> None:
+        """Give up this worker's leases (graceful stop): their attempts end as ``lost``."""
+        if not run_ids:
+            return
+        with self.store.write() as tx:
+            b = Batch(State(), self.clock.now())
+            st = b.state
+            tx.load_runs(run_ids, st)
+            tx.load_tasks([r.task_id for r in st.runs.values()], st)
+            for rid in run_ids:
+                run = st.runs.get(rid)
+                if run is None or run.lease_owner != worker:
+                    continue
+                if run.state == RunState.RUNNING and run.open_attempt() is not None:
+                    b.close_attempt(run, st.tasks[run.task_id], AttemptResult.LOST, error=reason)
+                elif run.state == RunState.LEASED:
+                    b.emit(E.run_event(E.LEASE_RELEASED, run, b.now, owner=worker))
+                    b.change(run, RunState.READY, "released")
+            b.flush(tx)
+        self.store.notify()
+
+    # -- queries ------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run:
+        with self.store.read() as tx:
+            run = tx.get_run(run_id)
+        if run is None:
+            raise UnknownRun(f"no run {run_id!r} in this store; list runs with `mainspring runs`")
+        return run
+
+    def is_idle(self) -> bool:
+        with self.store.read() as tx:
+            return tx.is_idle(self.clock.now())
+
+    def verify(self) -> list[str]:
+        """Replay the whole log from empty and compare with the stored projection."""
+        problems: list[str] = []
+        with self.store.read() as tx:
+            stored = tx.snapshot()
+            try:
+                replayed = replay(tx.iter_all_events())
+            except Exception as exc:
+                return [f"the log does not replay: {exc}"]
+        enc = msgspec.json.Encoder()
+        for rid in sorted(set(stored.runs) | set(replayed.runs)):
+            a, r = stored.runs.get(rid), replayed.runs.get(rid)
+            if a is None:
+                problems.append(f"run {rid}: in the log but missing from the stored state")
+            elif r is None:
+                problems.append(f"run {rid}: in the stored state but never created in the log")
+            elif enc.encode(a) != enc.encode(r):
+                diffs = [
+                    f"{f}: stored {getattr(a, f)!r}, log says {getattr(r, f)!r}"
+                    for f in a.__struct_fields__
+                    if enc.encode(getattr(a, f)) != enc.encode(getattr(r, f))
+                ]
+                problems.append(f"run {rid}: " + "; ".join(diffs))
+        for tid in sorted(set(stored.tasks) | set(replayed.tasks)):
+            ta, tr = stored.tasks.get(tid), replayed.tasks.get(tid)
+            if ta is None:
+                problems.append(f"task {tid}: in the log but missing from the stored state")
+            elif tr is None:
+                problems.append(f"task {tid}: in the stored state but never created in the log")
+            elif enc.encode(ta) != enc.encode(tr):
+                diffs = [
+                    f"{f}: stored {getattr(ta, f)!r}, log says {getattr(tr, f)!r}"
+                    for f in ta.__struct_fields__
+                    if enc.encode(getattr(ta, f)) != enc.encode(getattr(tr, f))
+                ]
+                problems.append(f"task {tid}: " + "; ".join(diffs))
+        if stored.definitions != replayed.definitions:
+            problems.append("task definitions differ from the log")
+        if stored.paused != replayed.paused:
+            problems.append(f"engine paused: stored {stored.paused}, log says {replayed.paused}")
+        return problems

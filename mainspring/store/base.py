@@ -1,0 +1,152 @@
+"""The store interface: the log plus a projection of current state.
+
+A store gives the engine transactions. Inside a write transaction the engine loads the
+records a command needs, decides, applies the resulting events through the reducer, and
+calls ``save`` which appends the events and writes back every record the reducer touched,
+in that same transaction. Stores differ in SQL, never in meaning.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from ..core.errors import StoreError
+from ..core.model import Event, Run, Task
+from ..core.reducer import State
+
+DEFAULT_URL = "sqlite:///mainspring.db"
+
+
+def resolve_url(url: str | None) -> str:
+    """Explicit argument, then ``MAINSPRING_STORE``, then ``sqlite:///mainspring.db``."""
+    if url:
+        return url
+    return os.environ.get("MAINSPRING_STORE") or DEFAULT_URL
+
+
+class Tx(ABC):
+    """One transaction. Reads see a consistent snapshot; writes happen in ``save``."""
+
+    # -- reads used by commands -------------------------------------------------
+    @abstractmethod
+    def load_runs(self, run_ids: Sequence[str], state: State) -> None: ...
+
+    @abstractmethod
+    def load_tasks(self, task_ids: Sequence[str], state: State) -> None: ...
+
+    @abstractmethod
+    def task_by_idempotency(self, name: str, key: str) -> Task | None: ...
+
+    @abstractmethod
+    def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]: ...
+
+    @abstractmethod
+    def due_run_ids(self, now: float, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    def ready_candidates(
+        self, now: float, queues: Sequence[str] | None, names: Sequence[str], limit: int
+    ) -> list[Run]: ...
+
+    @abstractmethod
+    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str]]: ...
+
+    @abstractmethod
+    def expired_lease_run_ids(self, now: float, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    def cron_due_task_ids(self, now: float, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    def paused(self) -> bool: ...
+
+    @abstractmethod
+    def definition(self, name: str) -> dict[str, Any] | None: ...
+
+    # -- queries for the facade -------------------------------------------------
+    @abstractmethod
+    def get_run(self, run_id: str) -> Run | None: ...
+
+    @abstractmethod
+    def get_task(self, task_id: str) -> Task | None: ...
+
+    @abstractmethod
+    def query_runs(
+        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
+    ) -> list[Run]: ...
+
+    @abstractmethod
+    def stats(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]: ...
+
+    @abstractmethod
+    def is_idle(self, now: float) -> bool: ...
+
+    @abstractmethod
+    def next_due(self) -> float | None: ...
+
+    # -- the whole projection, for verify ----------------------------------------
+    @abstractmethod
+    def iter_all_events(self, batch: int = 5000) -> Iterator[Event]: ...
+
+    @abstractmethod
+    def snapshot(self) -> State: ...
+
+    # -- writing ------------------------------------------------------------------
+    @abstractmethod
+    def save(self, state: State, events: Sequence[Event]) -> None:
+        """Append ``events`` (assigning seq) and write the records ``state`` marks dirty."""
+
+
+class Waiter(ABC):
+    """Blocks a worker until something may have become ready, or a timeout."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class Store(ABC):
+    url: str
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[Tx]: ...
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[Tx]: ...
+
+    @abstractmethod
+    def notify(self) -> None:
+        """Wake waiting workers (in this process and others) after a commit."""
+
+    @abstractmethod
+    def waiter(self) -> Waiter: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (creating or migrating) the store at ``url``; see CONTRACT section 1."""
+    resolved = resolve_url(url)
+    if resolved.startswith("sqlite:"):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(resolved)
+    if resolved.startswith(("postgresql:", "postgres:")):
+        raise StoreError(
+            f"PostgreSQL stores are not available in this version (asked for {resolved!r}); "
+            "use a sqlite:/// URL"
+        )
+    raise StoreError(
+        f"unsupported store URL {resolved!r}: use sqlite:///relative.db, sqlite:////abs.db "
+        "or postgresql://user@host:port/db"
+    )

@@ -1,0 +1,586 @@
+"""The embedded store: one SQLite file in WAL mode, shared by processes on one machine.
+
+Write transactions are ``BEGIN IMMEDIATE``, so writers are serialized by SQLite itself:
+``seq`` (the log's INTEGER PRIMARY KEY) is therefore strictly increasing in commit order,
+and a decision made inside a write transaction sees every earlier commit.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+from ..core.errors import StoreError
+from ..core.model import Event, Run, Task
+from ..core.reducer import State
+from ..core.states import RunState
+from .base import Store, Tx, Waiter
+from .notify import Notifier, SocketWaiter, notify_dir
+
+SCHEMA_VERSION = 1
+APP_ID = "mainspring"
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE ms_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE ms_log (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        at REAL NOT NULL,
+        task_id TEXT,
+        run_id TEXT,
+        attempt_id TEXT,
+        correlation_id TEXT,
+        execution_id TEXT,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL;
+    CREATE TABLE ms_tasks (
+        task_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        idempotency_key TEXT,
+        kind TEXT NOT NULL,
+        canceled INTEGER NOT NULL,
+        cron_next REAL,
+        doc BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX ms_tasks_idem ON ms_tasks (name, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX ms_tasks_cron ON ms_tasks (cron_next) WHERE cron_next IS NOT NULL;
+    CREATE TABLE ms_runs (
+        run_id TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        task_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        scheduled_at REAL NOT NULL,
+        due_at REAL NOT NULL,
+        priority INTEGER NOT NULL,
+        queue TEXT NOT NULL,
+        concurrency_key TEXT,
+        holds_key INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX ms_runs_task ON ms_runs (task_id);
+    CREATE INDEX ms_runs_state ON ms_runs (state, task_name);
+    CREATE INDEX ms_runs_due ON ms_runs (due_at) WHERE state IN ('scheduled', 'retry_wait');
+    CREATE INDEX ms_runs_ready ON ms_runs (priority DESC, scheduled_at, run_id)
+        WHERE state = 'ready';
+    CREATE INDEX ms_runs_lease ON ms_runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+    CREATE INDEX ms_runs_key ON ms_runs (concurrency_key) WHERE holds_key = 1;
+    CREATE TABLE ms_definitions (name TEXT PRIMARY KEY, doc BLOB NOT NULL);
+    CREATE TABLE ms_engine (id INTEGER PRIMARY KEY CHECK (id = 1), paused INTEGER NOT NULL);
+    INSERT INTO ms_engine (id, paused) VALUES (1, 0);
+    """,
+}
+
+_run_enc = msgspec.json.Encoder()
+_run_dec = msgspec.json.Decoder(Run)
+_task_dec = msgspec.json.Decoder(Task)
+_any_dec = msgspec.json.Decoder()
+
+_RUN_COLS = (
+    "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
+    "concurrency_key, holds_key, lease_owner, lease_expires_at, doc"
+)
+_EVENT_COLS = "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data"
+
+
+def _run_row(r: Run) -> tuple[Any, ...]:
+    return (
+        r.run_id,
+        r.task_id,
+        r.task_name,
+        r.state,
+        r.scheduled_at,
+        r.due_at,
+        r.priority,
+        r.queue,
+        r.concurrency_key,
+        1 if r.holds_key else 0,
+        r.lease_owner,
+        r.lease_expires_at,
+        _run_enc.encode(r),
+    )
+
+
+def _cron_next(t: Task) -> float | None:
+    """When the scheduler must look at a cron task next (None: never again)."""
+    if t.policy.kind != "cron" or t.canceled:
+        return None
+    cap = t.policy.max_occurrences
+    if cap is not None and t.derived >= cap:
+        return None
+    return t.cursor
+
+
+def _row_run(row: Sequence[Any]) -> Run:
+    """A run from its row: the columns win over the document, so tampering shows."""
+    r = _run_dec.decode(row[12])
+    r.run_id, r.task_id, r.task_name, r.state = row[0], row[1], row[2], row[3]
+    r.scheduled_at, r.due_at, r.priority, r.queue = row[4], row[5], row[6], row[7]
+    r.concurrency_key, r.holds_key = row[8], bool(row[9])
+    r.lease_owner, r.lease_expires_at = row[10], row[11]
+    return r
+
+
+def _row_task(row: Sequence[Any]) -> Task:
+    t = _task_dec.decode(row[6])
+    t.task_id, t.name, t.idempotency_key = row[0], row[1], row[2]
+    t.canceled = bool(row[4])
+    return t
+
+
+def _row_event(row: Sequence[Any]) -> Event:
+    return Event(
+        seq=row[0],
+        event_id=row[1],
+        type=row[2],
+        at=row[3],
+        task_id=row[4],
+        run_id=row[5],
+        attempt_id=row[6],
+        correlation_id=row[7],
+        execution_id=row[8],
+        data=_any_dec.decode(row[9]),
+    )
+
+
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    if not url.startswith("sqlite://"):
+        raise StoreError(f"not a sqlite URL: {url!r}")
+    rest = url[len("sqlite://") :]
+    query: dict[str, str] = {}
+    if "?" in rest:
+        rest, qs = rest.split("?", 1)
+        query = {k: v[-1] for k, v in parse_qs(qs).items()}
+    if not rest.startswith("/") or rest == "/":
+        raise StoreError(
+            f"invalid sqlite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    path = rest[1:]  # sqlite:///rel -> "rel"; sqlite:////abs -> "/abs"
+    return path, query
+
+
+def _check_existing(path: str) -> int:
+    """Inspect an existing file read-only. Returns its schema version (0 = empty file)."""
+    if os.path.getsize(path) == 0:
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path!r} as a SQLite database: {exc}") from None
+    try:
+        tables = {
+            r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if not tables:
+            return 0
+        if "ms_meta" not in tables:
+            raise StoreError(
+                f"{path!r} is a SQLite database of another program, not a mainspring store; "
+                "point --store / MAINSPRING_STORE at a new or mainspring file"
+            )
+        meta = dict(con.execute("SELECT key, value FROM ms_meta").fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path!r} is not a mainspring store (not a SQLite database: {exc}); "
+            "point --store / MAINSPRING_STORE at a new or mainspring file"
+        ) from None
+    finally:
+        con.close()
+    if meta.get("app") != APP_ID:
+        raise StoreError(f"{path!r} is not a mainspring store (ms_meta.app = {meta.get('app')!r})")
+    version = int(meta.get("schema_version", "0"))
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path!r} was written by a newer mainspring (schema {version}; this version "
+            f"understands up to {SCHEMA_VERSION}); upgrade mainspring to open it"
+        )
+    return version
+
+
+class SQLiteTx(Tx):
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    # -- reads used by commands ---------------------------------------------------
+    def load_runs(self, run_ids: Sequence[str], state: State) -> None:
+        need = [r for r in run_ids if r not in state.runs]
+        for i in range(0, len(need), 500):
+            chunk = need[i : i + 500]
+            q = f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+            for row in self.con.execute(q, chunk):
+                state.runs[row[0]] = _row_run(row)
+
+    def load_tasks(self, task_ids: Sequence[str], state: State) -> None:
+        need = list({t for t in task_ids if t not in state.tasks})
+        for i in range(0, len(need), 500):
+            chunk = need[i : i + 500]
+            q = (
+                "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks "
+                f"WHERE task_id IN ({','.join('?' * len(chunk))})"
+            )
+            for row in self.con.execute(q, chunk):
+                state.tasks[row[0]] = _row_task(row)
+
+    def task_by_idempotency(self, name: str, key: str) -> Task | None:
+        row = self.con.execute(
+            "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks "
+            "WHERE name = ? AND idempotency_key = ?",
+            (name, key),
+        ).fetchone()
+        return None if row is None else _row_task(row)
+
+    def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]:
+        q = "SELECT run_id FROM ms_runs WHERE task_id = ?"
+        if active_only:
+            q += " AND state NOT IN ('completed', 'failed', 'canceled')"
+        return [r[0] for r in self.con.execute(q + " ORDER BY scheduled_at, run_id", (task_id,))]
+
+    def due_run_ids(self, now: float, limit: int) -> list[str]:
+        return [
+            r[0]
+            for r in self.con.execute(
+                "SELECT run_id FROM ms_runs INDEXED BY ms_runs_due WHERE state IN ('scheduled', 'retry_wait') "
+                "AND due_at <= ? ORDER BY due_at LIMIT ?",
+                (now, limit),
+            )
+        ]
+
+    def ready_candidates(
+        self, now: float, queues: Sequence[str] | None, names: Sequence[str], limit: int
+    ) -> list[Run]:
+        params: list[Any] = list(names)
+        q = (
+            f"SELECT {_RUN_COLS} FROM ms_runs INDEXED BY ms_runs_ready WHERE state = 'ready' "
+            f"AND task_name IN ({','.join('?' * len(names))})"
+        )
+        if queues is not None:
+            q += f" AND queue IN ({','.join('?' * len(queues))})"
+            params.extend(queues)
+        q += " ORDER BY priority DESC, scheduled_at, run_id LIMIT ?"
+        params.append(limit)
+        return [_row_run(row) for row in self.con.execute(q, params)]
+
+    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {k: set() for k in keys}
+        ks = list(keys)
+        for i in range(0, len(ks), 500):
+            chunk = ks[i : i + 500]
+            q = (
+                "SELECT concurrency_key, run_id FROM ms_runs WHERE holds_key = 1 "
+                f"AND concurrency_key IN ({','.join('?' * len(chunk))})"
+            )
+            for k, rid in self.con.execute(q, chunk):
+                out[k].add(rid)
+        return out
+
+    def expired_lease_run_ids(self, now: float, limit: int) -> list[str]:
+        return [
+            r[0]
+            for r in self.con.execute(
+                "SELECT run_id FROM ms_runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
+                "ORDER BY lease_expires_at LIMIT ?",
+                (now, limit),
+            )
+        ]
+
+    def cron_due_task_ids(self, now: float, limit: int) -> list[str]:
+        return [
+            r[0]
+            for r in self.con.execute(
+                "SELECT task_id FROM ms_tasks WHERE cron_next <= ? ORDER BY cron_next LIMIT ?",
+                (now, limit),
+            )
+        ]
+
+    def paused(self) -> bool:
+        row = self.con.execute("SELECT paused FROM ms_engine WHERE id = 1").fetchone()
+        return bool(row and row[0])
+
+    def definition(self, name: str) -> dict[str, Any] | None:
+        row = self.con.execute("SELECT doc FROM ms_definitions WHERE name = ?", (name,)).fetchone()
+        return None if row is None else dict(_any_dec.decode(row[0]))
+
+    # -- queries --------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run | None:
+        row = self.con.execute(f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else _row_run(row)
+
+    def get_task(self, task_id: str) -> Task | None:
+        row = self.con.execute(
+            "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks "
+            "WHERE task_id = ?",
+            (task_id,),
+        ).fetchone()
+        return None if row is None else _row_task(row)
+
+    def query_runs(
+        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
+    ) -> list[Run]:
+        where, params = [], []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if task is not None:
+            where.append("task_name = ?")
+            params.append(task)
+        if task_id is not None:
+            where.append("task_id = ?")
+            params.append(task_id)
+        q = f"SELECT {_RUN_COLS} FROM ms_runs"
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        q += " ORDER BY scheduled_at, run_id LIMIT ?"
+        params.append(limit)
+        return [_row_run(r) for r in self.con.execute(q, params)]
+
+    def stats(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in RunState}
+        for st, n in self.con.execute("SELECT state, COUNT(*) FROM ms_runs GROUP BY state"):
+            counts[st] = n
+        return counts
+
+    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
+        if run_id is None:
+            rows = self.con.execute(
+                f"SELECT {_EVENT_COLS} FROM ms_log WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit)
+            )
+        else:
+            rows = self.con.execute(
+                f"SELECT {_EVENT_COLS} FROM ms_log WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (run_id, since, limit),
+            )
+        return [_row_event(r) for r in rows]
+
+    def is_idle(self, now: float) -> bool:
+        row = self.con.execute(
+            "SELECT EXISTS (SELECT 1 FROM ms_runs WHERE state IN ('ready', 'leased', 'running', "
+            "'retry_wait')) OR EXISTS (SELECT 1 FROM ms_runs WHERE state = 'scheduled' "
+            "AND due_at <= ?)",
+            (now,),
+        ).fetchone()
+        return not row[0]
+
+    def next_due(self) -> float | None:
+        row = self.con.execute(
+            "SELECT MIN(due_at) FROM ms_runs INDEXED BY ms_runs_due "
+            "WHERE state IN ('scheduled', 'retry_wait')"
+        ).fetchone()
+        t = row[0] if row else None
+        crow = self.con.execute(
+            "SELECT MIN(cron_next) FROM ms_tasks"
+        ).fetchone()
+        c = crow[0] if crow else None
+        cands = [x for x in (t, c) if x is not None]
+        return min(cands) if cands else None
+
+    # -- verify -----------------------------------------------------------------------
+    def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
+        since = 0
+        while True:
+            evs = self.events(since, None, batch)
+            if not evs:
+                return
+            yield from evs
+            since = evs[-1].seq
+
+    def snapshot(self) -> State:
+        st = State()
+        for row in self.con.execute(f"SELECT {_RUN_COLS} FROM ms_runs"):
+            st.runs[row[0]] = _row_run(row)
+        for row in self.con.execute(
+            "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks"
+        ):
+            st.tasks[row[0]] = _row_task(row)
+        for name, doc in self.con.execute("SELECT name, doc FROM ms_definitions"):
+            st.definitions[name] = dict(_any_dec.decode(doc))
+        st.paused = self.paused()
+        row = self.con.execute("SELECT MAX(seq) FROM ms_log").fetchone()
+        st.last_seq = row[0] or 0
+        return st
+
+    # -- writing ------------------------------------------------------------------------
+    def save(self, state: State, events: Sequence[Event]) -> None:
+        if events:
+            self.con.executemany(
+                "INSERT INTO ms_log (event_id, type, at, task_id, run_id, attempt_id, "
+                "correlation_id, execution_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.event_id,
+                        e.type,
+                        e.at,
+                        e.task_id,
+                        e.run_id,
+                        e.attempt_id,
+                        e.correlation_id,
+                        e.execution_id,
+                        _run_enc.encode(e.data),
+                    )
+                    for e in events
+                ],
+            )
+        if state.dirty_tasks:
+            self.con.executemany(
+                "INSERT OR REPLACE INTO ms_tasks (task_id, name, idempotency_key, kind, canceled, "
+                "cron_next, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        t.task_id,
+                        t.name,
+                        t.idempotency_key,
+                        t.policy.kind,
+                        1 if t.canceled else 0,
+                        _cron_next(t),
+                        _run_enc.encode(t),
+                    )
+                    for t in (state.tasks[i] for i in state.dirty_tasks)
+                ],
+            )
+        if state.dirty_runs:
+            self.con.executemany(
+                f"INSERT OR REPLACE INTO ms_runs ({_RUN_COLS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_run_row(state.runs[i]) for i in state.dirty_runs],
+            )
+        if state.dirty_definitions:
+            self.con.executemany(
+                "INSERT OR REPLACE INTO ms_definitions (name, doc) VALUES (?, ?)",
+                [(n, _run_enc.encode(state.definitions[n])) for n in state.dirty_definitions],
+            )
+        if state.dirty_engine:
+            self.con.execute("UPDATE ms_engine SET paused = ? WHERE id = 1", (1 if state.paused else 0,))
+        state.clear_dirty()
+
+
+class SQLiteStore(Store):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path, query = parse_url(url)
+        self.path = os.path.abspath(path)
+        sync = query.get("synchronous", "full").upper()
+        if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"invalid synchronous={sync.lower()!r} in {url!r}: use off, normal, full or extra")
+        self.synchronous = sync
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._open_schema()
+        self._notifier = Notifier(notify_dir(self.path))
+
+    # -- connections ----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA busy_timeout = 60000")
+        con.execute(f"PRAGMA synchronous = {self.synchronous}")
+        con.execute("PRAGMA cache_size = -32000")
+        con.execute("PRAGMA temp_store = MEMORY")
+        return con
+
+    def _con(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"the store {self.url!r} is closed")
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._connect()
+            self._local.con = con
+            with self._all_lock:
+                self._all.append(con)
+        return con
+
+    def _open_schema(self) -> None:
+        directory = os.path.dirname(self.path) or "."
+        if os.path.isdir(self.path):
+            raise StoreError(f"{self.path!r} is a directory, not a mainspring store file")
+        if os.path.exists(self.path):
+            version = _check_existing(self.path)
+        else:
+            if not os.path.isdir(directory):
+                raise StoreError(f"cannot create store {self.path!r}: directory {directory!r} does not exist")
+            version = 0
+        if version == SCHEMA_VERSION:
+            self._con()  # validate we can connect
+            return
+        con = self._con()
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path!r}: {exc}") from None
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            current = 0
+            if "ms_meta" in tables:
+                row = con.execute("SELECT value FROM ms_meta WHERE key = 'schema_version'").fetchone()
+                current = int(row[0]) if row else 0
+            elif tables:
+                raise StoreError(f"{self.path!r} is not a mainspring store")
+            for v in range(current + 1, SCHEMA_VERSION + 1):
+                for stmt in _MIGRATIONS[v].split(";"):
+                    if stmt.strip():
+                        con.execute(stmt)
+            con.execute("INSERT OR REPLACE INTO ms_meta (key, value) VALUES ('app', ?)", (APP_ID,))
+            con.execute(
+                "INSERT OR REPLACE INTO ms_meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[SQLiteTx]:
+        con = self._con()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to {self.path!r}: {exc}") from None
+        try:
+            yield SQLiteTx(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        else:
+            con.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[SQLiteTx]:
+        con = self._con()
+        con.execute("BEGIN")
+        try:
+            yield SQLiteTx(con)
+        finally:
+            con.execute("COMMIT")
+
+    def notify(self) -> None:
+        self._notifier.notify()
+
+    def waiter(self) -> Waiter:
+        w = SocketWaiter(self._notifier.directory)
+        self._notifier.refresh()
+        return w
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            for con in self._all:
+                try:
+                    con.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._notifier.close()

@@ -1,0 +1,448 @@
+"""Executing handlers: a thread pool for ``def``, an event loop for ``async def``.
+
+One loop thread per worker talks to the engine: each turn it reports finished attempts,
+and leases and starts as many new runs as it has free slots, in one transaction
+(``Engine.cycle``). It renews its leases, enforces per-attempt timeouts, and sleeps on the
+store's wake-up channel when there is nothing to do. A slot becomes free only after the
+engine has durably recorded its attempt's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import os
+import socket
+import threading
+import time
+import traceback as tb
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..core.codec import to_plain
+from ..core.errors import MainspringError
+from ..core.ids import uuid7
+from ..core.outcomes import Fail, Retry, Suspend
+from ..core.states import AttemptResult
+from ..engine import Engine, Finished, Leased
+from .context import Context, reset_current, set_current
+
+if TYPE_CHECKING:
+    from ..store.base import Waiter
+
+log = logging.getLogger("mainspring.worker")
+
+POLL_SECONDS = 1.0  # the slowest a worker ever looks for work without a wake-up
+
+
+@dataclass
+class _Item:
+    leased: Leased
+    fn: Callable[..., Any]
+    ctx: Context
+    deadline: float | None  # monotonic
+    started: float = field(default_factory=time.monotonic)
+    abandoned: bool = False  # timed out or lease lost: its outcome is discarded
+    future: Any = None  # the asyncio future of an async handler
+
+
+class _ThreadPool:
+    """A fixed pool of handler threads that grows by one per abandoned (hung) handler."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._q: collections.deque[Callable[[], None] | None] = collections.deque()
+        self._cv = threading.Condition()
+        self._excess = 0
+        self._name = name
+        self._threads: list[threading.Thread] = []
+        for _ in range(size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        t = threading.Thread(target=self._run, name=f"{self._name}-h{len(self._threads)}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._q:
+                    self._cv.wait()
+                job = self._q.popleft()
+            if job is None:
+                return
+            job()
+            with self._cv:
+                if self._excess > 0:
+                    self._excess -= 1
+                    return
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._cv:
+            self._q.append(job)
+            self._cv.notify()
+
+    def grow(self) -> None:
+        """A handler thread is stuck in an abandoned attempt: add one to keep capacity."""
+        with self._cv:
+            self._excess += 1
+        self._spawn()
+
+    def shutdown(self) -> None:
+        with self._cv:
+            for _ in self._threads:
+                self._q.append(None)
+            self._cv.notify_all()
+
+
+class Worker:
+    """Runs the handlers an App registered. Use ``app.worker()`` or ``app.run_worker()``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        handlers: dict[str, Callable[..., Any]],
+        *,
+        concurrency: int = 8,
+        queues: Sequence[str] | None = None,
+        lease_seconds: float = 30.0,
+        grace_seconds: float = 10.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.engine = engine
+        self.handlers = dict(handlers)
+        self.names = sorted(self.handlers)
+        self.queues = list(queues) if queues is not None else None
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.grace_seconds = grace_seconds
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid7()[-12:]}"
+        self._inflight: dict[str, _Item] = {}
+        self._done: collections.deque[tuple[_Item, Finished]] = collections.deque()
+        self._renew_now: set[str] = set()
+        self._lock = threading.Lock()
+        self._rpipe, self._wpipe = os.pipe()
+        os.set_blocking(self._rpipe, False)
+        os.set_blocking(self._wpipe, False)
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._pool = _ThreadPool(concurrency, "mainspring")
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.cycles = 0
+        self.executed = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> Worker:
+        self._thread = threading.Thread(target=self._main, name=f"mainspring-worker-{self.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop leasing; let running handlers finish within the grace period; release the rest."""
+        if grace_seconds is not None:
+            self.grace_seconds = grace_seconds
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join()
+        self._pool.shutdown()
+        if self._aloop is not None:
+            self._aloop.call_soon_threadsafe(self._aloop.stop)
+        for fd in (self._rpipe, self._wpipe):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake()
+
+    def wait(self) -> None:
+        """Block until the worker has stopped (after ``request_stop``)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.2)
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._inflight or self._done)
+
+    def run_until_idle(self, timeout: float | None = 30.0) -> None:
+        """Return once the store is idle and nothing is in flight here; else TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._error is not None:
+                raise MainspringError(f"the worker loop failed: {self._error}") from self._error
+            if not self.busy and self.engine.is_idle() and not self.busy:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the store did not become idle within {timeout} s (see app.stats())"
+                )
+            time.sleep(0.005)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _wake(self) -> None:
+        try:
+            os.write(self._wpipe, b"!")
+        except OSError:
+            pass
+
+    def _main(self) -> None:
+        waiter = self.engine.store.waiter()
+        try:
+            self._loop(waiter)
+        except BaseException as exc:  # pragma: no cover - reported via run_until_idle
+            self._error = exc
+            log.exception("worker %s loop crashed", self.id)
+        finally:
+            waiter.close()
+            self._stopped.set()
+
+    def _loop(self, waiter: Waiter) -> None:
+        import select
+
+        renew_every = max(self.lease_seconds / 3.0, 0.05)
+        next_renew = time.monotonic() + renew_every
+        need_cycle = True
+        next_due: float | None = None
+        stop_deadline: float | None = None
+        backoff = 0.0
+        while True:
+            now_m = time.monotonic()
+            if self._stop.is_set() and stop_deadline is None:
+                stop_deadline = now_m + self.grace_seconds
+            with self._lock:
+                finished = list(self._done)
+                self._done.clear()
+                free = self.concurrency - len(self._inflight)
+            stopping = stop_deadline is not None
+            if stopping and not finished:
+                with self._lock:
+                    remaining = [rid for rid, it in self._inflight.items() if not it.abandoned]
+                if not remaining or now_m >= (stop_deadline or 0):
+                    if remaining:
+                        self.engine.release(self.id, remaining, "worker stopped before the handler finished")
+                    return
+            # slots of finished attempts are free once this cycle commits their results
+            want = 0 if stopping else free + len(finished)
+            if finished or (need_cycle and want > 0):
+                try:
+                    res = self.engine.cycle(
+                        self.id, self.names, self.queues, [f for _, f in finished], want, self.lease_seconds
+                    )
+                    backoff = 0.0
+                except Exception as exc:
+                    log.warning("worker %s: store error, will retry: %s", self.id, exc)
+                    with self._lock:
+                        self._done.extendleft(reversed(finished))
+                    backoff = min(max(backoff * 2, 0.05), 2.0)
+                    time.sleep(backoff)
+                    continue
+                self.cycles += 1
+                with self._lock:
+                    for item, _ in finished:
+                        if self._inflight.get(item.leased.run_id) is item:
+                            del self._inflight[item.leased.run_id]
+                for lz in res.leased:
+                    self._dispatch(lz)
+                need_cycle = want > 0 and len(res.leased) == want
+                next_due = res.next_due
+            self._check_timeouts()
+            now_m = time.monotonic()
+            if now_m >= next_renew or self._renew_now:
+                self._renew()
+                next_renew = time.monotonic() + renew_every
+            with self._lock:
+                pending = bool(self._done)
+                free = self.concurrency - len(self._inflight)
+            if pending or (need_cycle and free > 0 and not stopping):
+                continue
+            timeout = min(POLL_SECONDS, max(0.0, next_renew - time.monotonic()))
+            if next_due is not None:
+                timeout = min(timeout, max(0.001, next_due - self.engine.clock.now()))
+            dl = self._nearest_deadline()
+            if dl is not None:
+                timeout = min(timeout, max(0.0, dl - time.monotonic()))
+            if stop_deadline is not None:
+                timeout = min(timeout, max(0.0, stop_deadline - time.monotonic()), 0.05)
+            fds = [self._rpipe]
+            sock = getattr(waiter, "sock", None)
+            if sock is not None:
+                fds.append(sock.fileno())
+            try:
+                ready, _, _ = select.select(fds, [], [], timeout)
+            except (OSError, ValueError):
+                ready = []
+            if self._rpipe in ready:
+                try:
+                    while os.read(self._rpipe, 4096):
+                        pass
+                except (BlockingIOError, OSError):
+                    pass
+            if len(ready) == 0 or any(fd != self._rpipe for fd in ready):
+                # a store wake-up, or a timer (poll, due run): look for work
+                next_due = None
+                if sock is not None and any(fd != self._rpipe for fd in ready):
+                    waiter.wait(0)
+                need_cycle = True
+            if self._stop.is_set():
+                need_cycle = False
+
+    def _nearest_deadline(self) -> float | None:
+        with self._lock:
+            dls = [it.deadline for it in self._inflight.values() if it.deadline is not None and not it.abandoned]
+        return min(dls) if dls else None
+
+    def _check_timeouts(self) -> None:
+        now_m = time.monotonic()
+        expired: list[_Item] = []
+        with self._lock:
+            for it in self._inflight.values():
+                if not it.abandoned and it.deadline is not None and now_m > it.deadline:
+                    it.abandoned = True
+                    expired.append(it)
+        for it in expired:
+            it.ctx.cancel()
+            timeout = it.leased.timeout
+            fin = Finished(
+                run_id=it.leased.run_id,
+                attempt_id=it.leased.attempt_id,
+                result=AttemptResult.TIMEOUT,
+                error=f"TimeoutError: the attempt overran its timeout of {timeout} s",
+            )
+            with self._lock:
+                self._done.append((it, fin))
+            fut = it.future
+            if fut is not None:
+                fut.cancel()
+            else:
+                self._pool.grow()
+
+    def _renew(self) -> None:
+        with self._lock:
+            ids = [rid for rid, it in self._inflight.items() if not it.abandoned]
+            self._renew_now.clear()
+        if not ids:
+            return
+        try:
+            lost = self.engine.renew(self.id, ids, self.lease_seconds)
+        except Exception as exc:
+            log.warning("worker %s: could not renew leases: %s", self.id, exc)
+            return
+        if lost:
+            with self._lock:
+                items = [self._inflight.pop(rid) for rid in lost if rid in self._inflight]
+            for it in items:
+                it.abandoned = True
+                it.ctx.cancel()
+                if it.future is None:
+                    self._pool.grow()
+
+    def heartbeat(self, run_id: str) -> None:
+        with self._lock:
+            self._renew_now.add(run_id)
+        self._wake()
+
+    # -- executing handlers ------------------------------------------------------------------
+    def _dispatch(self, lz: Leased) -> None:
+        fn = self.handlers[lz.task_name]
+        ctx = Context(
+            run_id=lz.run_id,
+            task_id=lz.task_id,
+            task_name=lz.task_name,
+            attempt_id=lz.attempt_id,
+            attempt=lz.attempt,
+            execution_id=lz.execution_id,
+            correlation_id=lz.correlation_id,
+            idempotency_key=lz.idempotency_key,
+            heartbeat=lambda rid=lz.run_id: self.heartbeat(rid),
+        )
+        deadline = time.monotonic() + lz.timeout if lz.timeout is not None else None
+        item = _Item(lz, fn, ctx, deadline)
+        with self._lock:
+            self._inflight[lz.run_id] = item
+        if inspect.iscoroutinefunction(fn):
+            loop = self._async_loop()
+            item.future = asyncio.run_coroutine_threadsafe(self._run_async(item), loop)
+        else:
+            self._pool.submit(lambda: self._run_sync(item))
+
+    def _async_loop(self) -> asyncio.AbstractEventLoop:
+        if self._aloop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="mainspring-async", daemon=True).start()
+            self._aloop = loop
+        return self._aloop
+
+    def _run_sync(self, item: _Item) -> None:
+        token = set_current(item.ctx)
+        try:
+            value = item.fn(*item.leased.args, **item.leased.kwargs)
+            fin = self._success(item, value)
+        except BaseException as exc:  # noqa: BLE001 - every outcome must be recorded
+            fin = self._failure(item, exc)
+        finally:
+            reset_current(token)
+        self._complete(item, fin)
+
+    async def _run_async(self, item: _Item) -> None:
+        token = set_current(item.ctx)
+        try:
+            value = await item.fn(*item.leased.args, **item.leased.kwargs)
+            fin = self._success(item, value)
+        except asyncio.CancelledError:
+            if item.abandoned:
+                return
+            fin = self._failure(item, MainspringError("the attempt was cancelled"))
+        except BaseException as exc:  # noqa: BLE001
+            fin = self._failure(item, exc)
+        finally:
+            reset_current(token)
+        self._complete(item, fin)
+
+    def _success(self, item: _Item, value: Any) -> Finished:
+        lz = item.leased
+        try:
+            output = to_plain(value, f"the return value of {lz.task_name}")
+        except MainspringError as exc:
+            return Finished(lz.run_id, lz.attempt_id, AttemptResult.TERMINAL, error=f"SerializationError: {exc}")
+        return Finished(lz.run_id, lz.attempt_id, AttemptResult.SUCCESS, output=output)
+
+    def _failure(self, item: _Item, exc: BaseException) -> Finished:
+        lz = item.leased
+        if isinstance(exc, Retry):
+            return Finished(lz.run_id, lz.attempt_id, AttemptResult.RETRYABLE,
+                            error=f"Retry: {exc.reason or 'retry requested'}", retry_delay=exc.delay)
+        if isinstance(exc, Fail):
+            return Finished(lz.run_id, lz.attempt_id, AttemptResult.TERMINAL, error=f"Fail: {exc.reason}")
+        if isinstance(exc, Suspend):
+            return Finished(lz.run_id, lz.attempt_id, AttemptResult.SUSPENDED, error=f"Suspend: {exc.reason}")
+        return Finished(
+            lz.run_id,
+            lz.attempt_id,
+            AttemptResult.RETRYABLE,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(tb.format_exception(exc)),
+        )
+
+    def _complete(self, item: _Item, fin: Finished) -> None:
+        self.executed += 1
+        with self._lock:
+            if item.abandoned or self._inflight.get(item.leased.run_id) is not item:
+                return  # timed out or lease lost: this late outcome is discarded
+            if item.deadline is not None and time.monotonic() > item.deadline:
+                item.abandoned = True
+                fin = Finished(
+                    fin.run_id, fin.attempt_id, AttemptResult.TIMEOUT,
+                    error=f"TimeoutError: the attempt overran its timeout of {item.leased.timeout} s",
+                )
+            self._done.append((item, fin))
+        self._wake()
