@@ -164,7 +164,9 @@ class RunHandle:
                     run=_run_info(run),
                 )
             if run.state == RunState.CANCELED:
-                raise RunCanceled(f"run {self.run_id} of {run.task_name} was canceled", run=_run_info(run))
+                raise RunCanceled(
+                    f"run {self.run_id} of {run.task_name} was canceled", run=_run_info(run)
+                )
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"run {self.run_id} is still {run.state} after {timeout} s; is a worker running "
@@ -197,7 +199,9 @@ class TaskHandle:
 
     def runs(self) -> list[RunInfo]:
         with self.app.store.read() as tx:
-            return [_run_info(r) for r in tx.query_runs(None, None, 1_000_000, task_id=self.task_id)]
+            return [
+                _run_info(r) for r in tx.query_runs(None, None, 1_000_000, task_id=self.task_id)
+            ]
 
     def cancel(self) -> bool:
         return self.app.engine.cancel_task(self.task_id)
@@ -224,7 +228,11 @@ def _options(
         raise InvalidSchedule(f"max_attempts must be an int >= 1, got {max_attempts!r}")
     if isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 1:
         raise InvalidSchedule(f"max_lost must be an int >= 1, got {max_lost!r}")
-    if isinstance(concurrency_limit, bool) or not isinstance(concurrency_limit, int) or concurrency_limit < 1:
+    if (
+        isinstance(concurrency_limit, bool)
+        or not isinstance(concurrency_limit, int)
+        or concurrency_limit < 1
+    ):
         raise InvalidSchedule(f"concurrency_limit must be an int >= 1, got {concurrency_limit!r}")
     if key_policy not in KEY_POLICIES:
         raise InvalidSchedule(f"key_policy must be 'hold' or 'release', got {key_policy!r}")
@@ -233,7 +241,9 @@ def _options(
     if not isinstance(queue, str) or not queue:
         raise InvalidSchedule(f"queue must be a non-empty string, got {queue!r}")
     if backoff is not None and not isinstance(backoff, Backoff):
-        raise InvalidSchedule("backoff must be ms.Backoff.fixed(...) or ms.Backoff.exponential(...)")
+        raise InvalidSchedule(
+            "backoff must be ms.Backoff.fixed(...) or ms.Backoff.exponential(...)"
+        )
     t = seconds(timeout, "timeout")
     if t is not None and t <= 0:
         raise InvalidSchedule(f"timeout must be > 0 seconds, got {timeout!r}")
@@ -260,32 +270,59 @@ class _Submitter:
     def submit(self, *args: Any, **kwargs: Any) -> RunHandle:
         return self.task._submit(args, kwargs, **self.overrides)
 
-    def repeat(self, count: int, every: float | timedelta, args: Sequence[Any] = (),
-               kwargs: dict[str, Any] | None = None) -> TaskHandle:
+    def repeat(
+        self,
+        count: int,
+        every: float | timedelta,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> TaskHandle:
         return self.task._repeat(count, every, args, kwargs, **self.overrides)
 
-    def schedule(self, cron: str, tz: str = "UTC", args: Sequence[Any] = (),
-                 kwargs: dict[str, Any] | None = None, misfire: str = "catch_up",
-                 max_occurrences: int | None = None, misfire_grace: float = 60.0) -> TaskHandle:
-        return self.task._schedule(cron, tz, args, kwargs, misfire, max_occurrences, misfire_grace,
-                                   **self.overrides)
+    def schedule(
+        self,
+        cron: str,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        misfire: str = "catch_up",
+        max_occurrences: int | None = None,
+        misfire_grace: float = 60.0,
+    ) -> TaskHandle:
+        return self.task._schedule(
+            cron, tz, args, kwargs, misfire, max_occurrences, misfire_grace, **self.overrides
+        )
 
 
-_OVERRIDES = ("idempotency_key", "execution_id", "correlation_id", "delay", "run_at", "priority",
-              "concurrency_key", "queue")
+_OVERRIDES = (
+    "idempotency_key",
+    "execution_id",
+    "correlation_id",
+    "delay",
+    "run_at",
+    "priority",
+    "concurrency_key",
+    "queue",
+)
 
 
 class TaskFunction(Generic[P, R]):
     """A handler registered with ``@app.task``. Call it to run it inline; ``submit`` to queue."""
 
-    def __init__(self, app: App, fn: Callable[P, R], name: str, options: TaskOptions,
-                 key: str | Callable[..., str] | None) -> None:
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[P, R],
+        name: str,
+        options: TaskOptions,
+        key: str | Callable[..., str] | None,
+    ) -> None:
         self.app = app
         self.fn = fn
         self.name = name
         self.options = options
         self._key = key
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -293,35 +330,67 @@ class TaskFunction(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<mainspring task {self.name!r}>"
 
-    def with_options(self, *, idempotency_key: str | None = None, execution_id: str | None = None,
-                     correlation_id: str | None = None, delay: float | timedelta | None = None,
-                     run_at: datetime | None = None, priority: int | None = None,
-                     concurrency_key: str | None = None, queue: str | None = None) -> _Submitter:
-        return _Submitter(self, idempotency_key=idempotency_key, execution_id=execution_id,
-                          correlation_id=correlation_id, delay=delay, run_at=run_at,
-                          priority=priority, concurrency_key=concurrency_key, queue=queue)
+    def with_options(
+        self,
+        *,
+        idempotency_key: str | None = None,
+        execution_id: str | None = None,
+        correlation_id: str | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+        queue: str | None = None,
+    ) -> _Submitter:
+        return _Submitter(
+            self,
+            idempotency_key=idempotency_key,
+            execution_id=execution_id,
+            correlation_id=correlation_id,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            queue=queue,
+        )
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> RunHandle:
         return self._submit(args, kwargs)
 
-    def repeat(self, count: int, every: float | timedelta, args: Sequence[Any] = (),
-               kwargs: dict[str, Any] | None = None) -> TaskHandle:
+    def repeat(
+        self,
+        count: int,
+        every: float | timedelta,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> TaskHandle:
         return self._repeat(count, every, args, kwargs)
 
-    def schedule(self, cron: str, tz: str = "UTC", args: Sequence[Any] = (),
-                 kwargs: dict[str, Any] | None = None, misfire: str = "catch_up",
-                 max_occurrences: int | None = None, misfire_grace: float = 60.0) -> TaskHandle:
+    def schedule(
+        self,
+        cron: str,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        misfire: str = "catch_up",
+        max_occurrences: int | None = None,
+        misfire_grace: float = 60.0,
+    ) -> TaskHandle:
         return self._schedule(cron, tz, args, kwargs, misfire, max_occurrences, misfire_grace)
 
     # -- building requests ----------------------------------------------------------------------
-    def _resolve_key(self, args: Sequence[Any], kwargs: dict[str, Any], override: str | None) -> str | None:
+    def _resolve_key(
+        self, args: Sequence[Any], kwargs: dict[str, Any], override: str | None
+    ) -> str | None:
         key = override if override is not None else self._key
         if key is None:
             return None
         if callable(key):
             value = key(*args, **kwargs)
             if not isinstance(value, str):
-                raise InvalidSchedule(f"concurrency_key callable of {self.name} must return a str, got {value!r}")
+                raise InvalidSchedule(
+                    f"concurrency_key callable of {self.name} must return a str, got {value!r}"
+                )
             return value
         if "{" in key:
             try:
@@ -337,8 +406,9 @@ class TaskFunction(Generic[P, R]):
                 ) from None
         return key
 
-    def request(self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy,
-                **ov: Any) -> SubmitRequest:
+    def request(
+        self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any
+    ) -> SubmitRequest:
         plain_args = to_plain(list(args), f"the arguments of {self.name}")
         plain_kwargs = to_plain(dict(kwargs), f"the keyword arguments of {self.name}")
         if not isinstance(plain_kwargs, dict):
@@ -353,30 +423,58 @@ class TaskFunction(Generic[P, R]):
             changes["queue"] = ov["queue"]
         if changes:
             opts = msgspec.structs.replace(opts, **changes)
-        return self.app._request(self.name, plain_args, plain_kwargs, opts, policy,
-                                 concurrency_key=self._resolve_key(args, kwargs, ov.get("concurrency_key")),
-                                 **{k: ov.get(k) for k in ("idempotency_key", "execution_id",
-                                                            "correlation_id", "delay", "run_at")})
+        return self.app._request(
+            self.name,
+            plain_args,
+            plain_kwargs,
+            opts,
+            policy,
+            concurrency_key=self._resolve_key(args, kwargs, ov.get("concurrency_key")),
+            **{
+                k: ov.get(k)
+                for k in ("idempotency_key", "execution_id", "correlation_id", "delay", "run_at")
+            },
+        )
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:
         req = self.request(args, kwargs, Policy(kind="once"), **ov)
         sub = self.app.engine.submit(req)
         return RunHandle(self.app, sub.run_ids[0], sub.task_id)
 
-    def _repeat(self, count: int, every: float | timedelta, args: Sequence[Any],
-                kwargs: dict[str, Any] | None, **ov: Any) -> TaskHandle:
+    def _repeat(
+        self,
+        count: int,
+        every: float | timedelta,
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None,
+        **ov: Any,
+    ) -> TaskHandle:
         ev = seconds(every, "every")
         policy = Policy(kind="repeat", count=count, every=ev)
         req = self.request(args, kwargs or {}, policy, **ov)
         sub = self.app.engine.submit(req)
         return TaskHandle(self.app, sub.task_id, sub.run_ids)
 
-    def _schedule(self, cron: str, tz: str, args: Sequence[Any], kwargs: dict[str, Any] | None,
-                  misfire: str, max_occurrences: int | None, misfire_grace: float,
-                  **ov: Any) -> TaskHandle:
+    def _schedule(
+        self,
+        cron: str,
+        tz: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None,
+        misfire: str,
+        max_occurrences: int | None,
+        misfire_grace: float,
+        **ov: Any,
+    ) -> TaskHandle:
         grace = seconds(misfire_grace, "misfire_grace")
-        policy = Policy(kind="cron", cron=cron, tz=tz, misfire=misfire, max_occurrences=max_occurrences,
-                        misfire_grace=grace if grace is not None else 60.0)
+        policy = Policy(
+            kind="cron",
+            cron=cron,
+            tz=tz,
+            misfire=misfire,
+            max_occurrences=max_occurrences,
+            misfire_grace=grace if grace is not None else 60.0,
+        )
         req = self.request(args, kwargs or {}, policy, **ov)
         sub = self.app.engine.submit(req)
         return TaskHandle(self.app, sub.task_id, sub.run_ids)
@@ -386,8 +484,13 @@ class TaskFunction(Generic[P, R]):
 class App:
     """A mainspring application: a store, the tasks it declares, workers and queries."""
 
-    def __init__(self, store: str | None = None, *, lease_seconds: float | timedelta = 30.0,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: str | None = None,
+        *,
+        lease_seconds: float | timedelta = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
         ls = seconds(lease_seconds, "lease_seconds")
         if ls is None or ls <= 0:
             raise InvalidSchedule(f"lease_seconds must be > 0, got {lease_seconds!r}")
@@ -429,10 +532,17 @@ class App:
         def register(f: Callable[P, R]) -> TaskFunction[P, R]:
             if not callable(f):
                 raise TypeError("@app.task decorates a function")
-            opts = _options(max_attempts=max_attempts, backoff=backoff, timeout=timeout,
-                            concurrency_key=concurrency_key if isinstance(concurrency_key, str) else None,
-                            concurrency_limit=concurrency_limit, key_policy=key_policy,
-                            priority=priority, queue=queue, max_lost=max_lost)
+            opts = _options(
+                max_attempts=max_attempts,
+                backoff=backoff,
+                timeout=timeout,
+                concurrency_key=concurrency_key if isinstance(concurrency_key, str) else None,
+                concurrency_limit=concurrency_limit,
+                key_policy=key_policy,
+                priority=priority,
+                queue=queue,
+                max_lost=max_lost,
+            )
             tname = name or _default_name(f)
             tf: TaskFunction[P, R] = TaskFunction(self, f, tname, opts, concurrency_key)
             self.tasks[tname] = tf
@@ -444,11 +554,21 @@ class App:
         return register
 
     # -- submitting -------------------------------------------------------------------------------
-    def _request(self, name: str, args: list[Any], kwargs: dict[str, Any], options: TaskOptions,
-                 policy: Policy, *, concurrency_key: str | None = None,
-                 idempotency_key: str | None = None, execution_id: str | None = None,
-                 correlation_id: str | None = None, delay: float | timedelta | None = None,
-                 run_at: datetime | None = None) -> SubmitRequest:
+    def _request(
+        self,
+        name: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        options: TaskOptions,
+        policy: Policy,
+        *,
+        concurrency_key: str | None = None,
+        idempotency_key: str | None = None,
+        execution_id: str | None = None,
+        correlation_id: str | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+    ) -> SubmitRequest:
         d = seconds(delay, "delay")
         if run_at is not None and d is not None:
             raise InvalidSchedule("give either delay or run_at, not both")
@@ -461,16 +581,32 @@ class App:
             start = self.engine.clock.now() + d
         if start is not None:
             policy = msgspec.structs.replace(policy, start_at=start)
-        for what, v in (("idempotency_key", idempotency_key), ("execution_id", execution_id),
-                        ("correlation_id", correlation_id)):
+        for what, v in (
+            ("idempotency_key", idempotency_key),
+            ("execution_id", execution_id),
+            ("correlation_id", correlation_id),
+        ):
             if v is not None and (not isinstance(v, str) or not v):
                 raise InvalidSchedule(f"{what} must be a non-empty string, got {v!r}")
-        return SubmitRequest(name=name, args=args, kwargs=kwargs, options=options, policy=policy,
-                             idempotency_key=idempotency_key, execution_id=execution_id,
-                             correlation_id=correlation_id, concurrency_key=concurrency_key)
+        return SubmitRequest(
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            options=options,
+            policy=policy,
+            idempotency_key=idempotency_key,
+            execution_id=execution_id,
+            correlation_id=correlation_id,
+            concurrency_key=concurrency_key,
+        )
 
-    def submit(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-               **overrides: Any) -> RunHandle:
+    def submit(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> RunHandle:
         """Submit a run of task ``name`` without its handler code (CLI, other services).
 
         Uses the options the declaring App recorded in the store (or the defaults).
@@ -483,12 +619,16 @@ class App:
             return tf._submit(list(args), kwargs or {}, **overrides)
         definition = self.engine.definition(name)
         opts = msgspec.convert(definition, TaskOptions) if definition else TaskOptions()
-        proxy: TaskFunction[Any, Any] = TaskFunction(self, lambda *a, **k: None, name, opts,
-                                                     opts.concurrency_key)
+        proxy: TaskFunction[Any, Any] = TaskFunction(
+            self, lambda *a, **k: None, name, opts, opts.concurrency_key
+        )
         return proxy._submit(list(args), kwargs or {}, **overrides)
 
-    def submit_many(self, task: TaskFunction[Any, Any] | str,
-                    calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]) -> list[RunHandle]:
+    def submit_many(
+        self,
+        task: TaskFunction[Any, Any] | str,
+        calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
+    ) -> list[RunHandle]:
         """Submit many runs of one task in a single transaction (batched enqueue)."""
         tf = self.tasks.get(task) if isinstance(task, str) else task
         if tf is None:
@@ -505,8 +645,9 @@ class App:
         r = self.engine.get_run(run_id)
         return RunHandle(self, r.run_id, r.task_id)
 
-    def runs(self, state: RunState | str | None = None, task: str | None = None,
-             limit: int = 100) -> list[RunInfo]:
+    def runs(
+        self, state: RunState | str | None = None, task: str | None = None, limit: int = 100
+    ) -> list[RunInfo]:
         st = None if state is None else RunState(state).value
         with self.store.read() as tx:
             return [_run_info(r) for r in tx.query_runs(st, task, limit)]
@@ -530,16 +671,24 @@ class App:
         return VerifyReport(ok=not problems, problems=problems)
 
     # -- workers -----------------------------------------------------------------------------------
-    def _worker(self, concurrency: int, queues: Sequence[str] | None, grace_seconds: float) -> Worker:
+    def _worker(
+        self, concurrency: int, queues: Sequence[str] | None, grace_seconds: float
+    ) -> Worker:
         if queues is None:
             queues = sorted({tf.options.queue for tf in self.tasks.values()})
-        return Worker(self.engine, {n: tf.fn for n, tf in self.tasks.items()},
-                      concurrency=concurrency, queues=queues, lease_seconds=self.lease_seconds,
-                      grace_seconds=grace_seconds)
+        return Worker(
+            self.engine,
+            {n: tf.fn for n, tf in self.tasks.items()},
+            concurrency=concurrency,
+            queues=queues,
+            lease_seconds=self.lease_seconds,
+            grace_seconds=grace_seconds,
+        )
 
     @contextlib.contextmanager
-    def worker(self, concurrency: int = 8, queues: Sequence[str] | None = None,
-               grace_seconds: float = 10.0) -> Iterator[Worker]:
+    def worker(
+        self, concurrency: int = 8, queues: Sequence[str] | None = None, grace_seconds: float = 10.0
+    ) -> Iterator[Worker]:
         """A worker running in background threads of this process while the block runs."""
         w = self._worker(concurrency, queues, grace_seconds).start()
         try:
@@ -547,13 +696,19 @@ class App:
         finally:
             w.stop()
 
-    def run_worker(self, concurrency: int = 8, grace_seconds: float = 10.0,
-                   queues: Sequence[str] | None = None, burst: bool = False) -> None:
+    def run_worker(
+        self,
+        concurrency: int = 8,
+        grace_seconds: float = 10.0,
+        queues: Sequence[str] | None = None,
+        burst: bool = False,
+    ) -> None:
         """Run a worker until SIGINT/SIGTERM (or, with ``burst``, until the store is idle)."""
         w = self._worker(concurrency, queues, grace_seconds)
         stop = threading.Event()
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
+
             def on_signal(signum: int, frame: Any) -> None:
                 stop.set()
                 w.request_stop()

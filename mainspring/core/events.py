@@ -46,9 +46,7 @@ def event(type: str, at: float, **fields: Any) -> Event:
     return Event(type=type, at=at, event_id=uuid7(), **fields)
 
 
-def run_event(
-    type: str, run: Run, at: float, attempt_id: str | None = None, **data: Any
-) -> Event:
+def run_event(type: str, run: Run, at: float, attempt_id: str | None = None, **data: Any) -> Event:
     """An event about ``run``; it carries the run's execution and correlation ids."""
     return Event(
         type=type,
@@ -64,4 +62,6 @@ def run_event(
 
 
 def state_changed(run: Run, to: str, at: float, reason: str, **extra: Any) -> Event:
-    return run_event(RUN_STATE_CHANGED, run, at, **{"from": run.state, "to": to, "reason": reason}, **extra)
+    return run_event(
+        RUN_STATE_CHANGED, run, at, **{"from": run.state, "to": to, "reason": reason}, **extra
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -10,6 +11,7 @@ import uuid
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_rand = random.Random()  # seeded from os.urandom; ids need uniqueness, not secrecy
 
 
 def uuid7() -> str:
@@ -29,15 +31,11 @@ def uuid7() -> str:
             ms = _last_ms
         else:
             _last_ms = ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count
+            _counter = _rand.getrandbits(10)  # leave room to count within the millisecond
         counter = _counter
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= counter << 64
-    value |= 0b10 << 62
-    value |= rand
-    return str(uuid.UUID(int=value))
+    value = ((ms & 0xFFFFFFFFFFFF) << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62)
+    h = f"{value | _rand.getrandbits(62):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def is_uuid(value: str) -> bool:
@@ -45,3 +43,14 @@ def is_uuid(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower()
     except (ValueError, AttributeError, TypeError):
         return False
+
+
+def _reseed() -> None:
+    global _last_ms, _counter
+    _rand.seed()
+    _last_ms = 0
+    _counter = 0
+
+
+# A forked child must not repeat its parent's random stream.
+os.register_at_fork(after_in_child=_reseed)

@@ -42,12 +42,22 @@ class State:
         self.dirty_runs: set[str] = set()
         self.dirty_definitions: set[str] = set()
         self.dirty_engine: bool = False
+        self.new_tasks: set[str] = set()  # created by events applied since the last save
+        self.new_runs: set[str] = set()
 
     def clear_dirty(self) -> None:
         self.dirty_tasks.clear()
         self.dirty_runs.clear()
+        self.new_tasks.clear()
+        self.new_runs.clear()
         self.dirty_definitions.clear()
         self.dirty_engine = False
+
+
+#: A run in these states holds a lease ...
+_HOLDING = frozenset({RunState.LEASED, RunState.RUNNING})
+#: ... which must be released or expired before it moves to one of these.
+_RELEASING = frozenset({RunState.READY, RunState.RETRY_WAIT, RunState.SUSPENDED, *TERMINAL})
 
 
 def _run(state: State, ev: Event) -> Run:
@@ -97,6 +107,7 @@ def _on_task_created(state: State, ev: Event) -> None:
         created_at=ev.at,
     )
     state.dirty_tasks.add(ev.task_id)
+    state.new_tasks.add(ev.task_id)
 
 
 def _on_task_canceled(state: State, ev: Event) -> None:
@@ -140,6 +151,7 @@ def _on_run_created(state: State, ev: Event) -> None:
         task.cursor = sched
     state.dirty_tasks.add(task.task_id)
     state.dirty_runs.add(ev.run_id)
+    state.new_runs.add(ev.run_id)
 
 
 def _on_state_changed(state: State, ev: Event) -> None:
@@ -158,14 +170,13 @@ def _on_state_changed(state: State, ev: Event) -> None:
             f"run.state_changed (seq {ev.seq}): run {run.run_id} leaves 'running' with "
             f"attempt {open_att.attempt_id} still open"
         )
-    if to in (RunState.LEASED,) and run.lease_owner is not None:
+    if to == RunState.LEASED and run.lease_owner is not None:
         raise ReplayError(f"run {run.run_id} is leased while a lease is held")
-    if frm in (RunState.LEASED, RunState.RUNNING) and to in (RunState.READY, *TERMINAL, RunState.RETRY_WAIT, RunState.SUSPENDED):
-        if run.lease_owner is not None:
-            raise ReplayError(
-                f"run.state_changed (seq {ev.seq}): run {run.run_id} leaves {frm.value!r} "
-                f"without its lease being released or expired first"
-            )
+    if frm in _HOLDING and to in _RELEASING and run.lease_owner is not None:
+        raise ReplayError(
+            f"run.state_changed (seq {ev.seq}): run {run.run_id} leaves {frm.value!r} "
+            f"without its lease being released or expired first"
+        )
     # concurrency key holding
     if run.concurrency_key is not None:
         if to == RunState.LEASED:
@@ -189,16 +200,24 @@ def _on_state_changed(state: State, ev: Event) -> None:
 def _on_attempt_started(state: State, ev: Event) -> None:
     run = _run(state, ev)
     if run.state != RunState.RUNNING:
-        raise ReplayError(f"attempt.started (seq {ev.seq}): run {run.run_id} is {run.state!r}, not running")
+        raise ReplayError(
+            f"attempt.started (seq {ev.seq}): run {run.run_id} is {run.state!r}, not running"
+        )
     if run.open_attempt() is not None:
-        raise ReplayError(f"attempt.started (seq {ev.seq}): run {run.run_id} already has an open attempt")
+        raise ReplayError(
+            f"attempt.started (seq {ev.seq}): run {run.run_id} already has an open attempt"
+        )
     if ev.attempt_id is None:
         raise ReplayError(f"attempt.started (seq {ev.seq}) has no attempt_id")
     number = len(run.attempts) + 1
     if ev.data.get("number", number) != number:
-        raise ReplayError(f"attempt.started (seq {ev.seq}): attempt number {ev.data.get('number')} != {number}")
+        raise ReplayError(
+            f"attempt.started (seq {ev.seq}): attempt number {ev.data.get('number')} != {number}"
+        )
     run.attempts.append(
-        Attempt(attempt_id=ev.attempt_id, number=number, started_at=ev.at, worker=ev.data.get("worker"))
+        Attempt(
+            attempt_id=ev.attempt_id, number=number, started_at=ev.at, worker=ev.data.get("worker")
+        )
     )
     run.updated_at = ev.at
     state.dirty_runs.add(run.run_id)
@@ -227,7 +246,9 @@ def _on_attempt_finished(state: State, ev: Event) -> None:
 def _on_lease_acquired(state: State, ev: Event) -> None:
     run = _run(state, ev)
     if run.state != RunState.LEASED or run.lease_owner is not None:
-        raise ReplayError(f"lease.acquired (seq {ev.seq}): run {run.run_id} is {run.state!r} / already leased")
+        raise ReplayError(
+            f"lease.acquired (seq {ev.seq}): run {run.run_id} is {run.state!r} / already leased"
+        )
     run.lease_owner = ev.data["owner"]
     run.lease_expires_at = ev.data["expires_at"]
     state.dirty_runs.add(run.run_id)
@@ -239,7 +260,9 @@ def _on_lease_renewed(state: State, ev: Event) -> None:
     exp = ev.data["expires_at"]
     assert run.lease_expires_at is not None
     if exp < run.lease_expires_at:
-        raise ReplayError(f"lease.renewed (seq {ev.seq}): run {run.run_id} lease would move backwards")
+        raise ReplayError(
+            f"lease.renewed (seq {ev.seq}): run {run.run_id} lease would move backwards"
+        )
     run.lease_expires_at = exp
     state.dirty_runs.add(run.run_id)
 

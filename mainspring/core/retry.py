@@ -38,7 +38,9 @@ class Decision(NamedTuple):
 
 
 def counted_attempts(run: Run) -> int:
-    return sum(1 for a in run.attempts if a.result is not None and a.result not in UNCOUNTED_RESULTS)
+    return sum(
+        1 for a in run.attempts if a.result is not None and a.result not in UNCOUNTED_RESULTS
+    )
 
 
 def lost_attempts(run: Run) -> int:
@@ -73,6 +75,12 @@ def decide(
     # retryable or timeout
     n = counted_attempts(run)
     if n >= options.max_attempts:
-        return Decision(RunState.FAILED, "max_attempts" if options.max_attempts > 1 else result.value, None)
-    delay = retry_delay if retry_delay is not None else backoff_delay(options.backoff, n, salt=run.run_id)
+        return Decision(
+            RunState.FAILED, "max_attempts" if options.max_attempts > 1 else result.value, None
+        )
+    delay = (
+        retry_delay
+        if retry_delay is not None
+        else backoff_delay(options.backoff, n, salt=run.run_id)
+    )
     return Decision(RunState.RETRY_WAIT, result.value, now + delay)

@@ -139,7 +139,9 @@ def cron_step(policy: Policy, derived: int, cursor: float, now: float) -> CronSt
         if policy.misfire == "skip" and now - cursor > policy.misfire_grace:
             skip_overdue = True
     if len(missed) < MAX_CATCH_UP_PER_STEP or policy.misfire != "catch_up":
-        nxt = next_after(policy.cron, policy.tz, max(last, now) if policy.misfire != "catch_up" else last)
+        nxt = next_after(
+            policy.cron, policy.tz, max(last, now) if policy.misfire != "catch_up" else last
+        )
         if nxt is not None:
             create.append(nxt)
     if remaining is not None:

@@ -62,7 +62,7 @@ class Batch:
     def close_attempt(
         self,
         run: Run,
-        task: Task,
+        options: TaskOptions,
         result: AttemptResult,
         *,
         error: str | None = None,
@@ -84,7 +84,7 @@ class Batch:
         self.emit(E.run_event(E.ATTEMPT_FINISHED, run, self.now, att.attempt_id, **data))
         if owner is not None:
             self.emit(E.run_event(E.LEASE_RELEASED, run, self.now, owner=owner))
-        d = decide(run, task.options, result, self.now, retry_delay=retry_delay)
+        d = decide(run, options, result, self.now, retry_delay=retry_delay)
         extra: dict[str, Any] = {}
         if d.due_at is not None:
             extra["due_at"] = d.due_at
@@ -97,8 +97,13 @@ class Batch:
             assert att is not None
             self.emit(
                 E.run_event(
-                    E.ATTEMPT_FINISHED, run, self.now, att.attempt_id,
-                    result=AttemptResult.TERMINAL.value, error=f"canceled: {reason}", output=None,
+                    E.ATTEMPT_FINISHED,
+                    run,
+                    self.now,
+                    att.attempt_id,
+                    result=AttemptResult.TERMINAL.value,
+                    error=f"canceled: {reason}",
+                    output=None,
                 )
             )
         if run.lease_owner is not None:
@@ -139,6 +144,7 @@ class Finished:
     error: str | None = None
     traceback: str | None = None
     retry_delay: float | None = None
+    options: TaskOptions | None = None  # the task's options, as leased (saves a lookup)
 
 
 @dataclass
@@ -157,6 +163,7 @@ class Leased:
     execution_id: str | None
     correlation_id: str | None
     idempotency_key: str | None
+    options: TaskOptions
 
 
 @dataclass
@@ -287,7 +294,9 @@ class Engine:
             tx.load_runs([run_id], b.state)
             run = b.state.runs.get(run_id)
             if run is None:
-                raise UnknownRun(f"no run {run_id!r} in this store; list runs with `mainspring runs`")
+                raise UnknownRun(
+                    f"no run {run_id!r} in this store; list runs with `mainspring runs`"
+                )
             if RunState(run.state) in TERMINAL:
                 return False
             b.cancel(run, reason)
@@ -303,8 +312,16 @@ class Engine:
                 raise UnknownRun(f"no task {task_id!r} in this store")
             if task.canceled:
                 return False
-            b.emit(E.event(E.TASK_CANCELED, b.now, task_id=task_id, correlation_id=task.correlation_id,
-                           execution_id=task.execution_id, data={"reason": "canceled"}))
+            b.emit(
+                E.event(
+                    E.TASK_CANCELED,
+                    b.now,
+                    task_id=task_id,
+                    correlation_id=task.correlation_id,
+                    execution_id=task.execution_id,
+                    data={"reason": "canceled"},
+                )
+            )
             ids = tx.run_ids_of_task(task_id, active_only=True)
             tx.load_runs(ids, b.state)
             for rid in ids:
@@ -318,7 +335,9 @@ class Engine:
             tx.load_runs([run_id], b.state)
             run = b.state.runs.get(run_id)
             if run is None:
-                raise UnknownRun(f"no run {run_id!r} in this store; list runs with `mainspring runs`")
+                raise UnknownRun(
+                    f"no run {run_id!r} in this store; list runs with `mainspring runs`"
+                )
             if run.state != RunState.SUSPENDED:
                 return False
             b.change(run, RunState.READY, "resumed")
@@ -348,6 +367,7 @@ class Engine:
         finished: Sequence[Finished],
         want: int,
         lease_seconds: float,
+        housekeeping: bool = True,
     ) -> CycleResult:
         accepted: list[str] = []
         rejected: list[str] = []
@@ -357,7 +377,14 @@ class Engine:
             st = b.state
             if finished:
                 tx.load_runs([f.run_id for f in finished], st)
-                tx.load_tasks([st.runs[f.run_id].task_id for f in finished if f.run_id in st.runs], st)
+                tx.load_tasks(
+                    [
+                        st.runs[f.run_id].task_id
+                        for f in finished
+                        if f.options is None and f.run_id in st.runs
+                    ],
+                    st,
+                )
                 for f in finished:
                     run = st.runs.get(f.run_id)
                     att = run.open_attempt() if run is not None else None
@@ -371,19 +398,25 @@ class Engine:
                         rejected.append(f.run_id)  # fenced: the lease was lost meanwhile
                         continue
                     b.close_attempt(
-                        run, st.tasks[run.task_id], f.result, error=f.error, output=f.output,
-                        traceback=f.traceback, retry_delay=f.retry_delay,
+                        run,
+                        f.options or st.tasks[run.task_id].options,
+                        f.result,
+                        error=f.error,
+                        output=f.output,
+                        traceback=f.traceback,
+                        retry_delay=f.retry_delay,
                     )
                     accepted.append(f.run_id)
                 b.flush(tx)
-            self._expire(tx, b)
-            self._derive_cron(tx, b)
-            self._promote(tx, b)
-            paused = tx.paused()
-            if want > 0 and names and not paused:
+            next_due = None
+            if housekeeping:
+                self._expire(tx, b)
+                self._derive_cron(tx, b)
+                self._promote(tx, b)
+                next_due = tx.next_due()
+            if want > 0 and names and not tx.paused():
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
             b.flush(tx)
-            next_due = tx.next_due()
         if b.wake:
             self.store.notify()
         return CycleResult(leased, accepted, rejected, next_due)
@@ -413,7 +446,9 @@ class Engine:
                 continue
             if run.state == RunState.RUNNING and run.open_attempt() is not None:
                 b.close_attempt(
-                    run, st.tasks[run.task_id], AttemptResult.LOST,
+                    run,
+                    st.tasks[run.task_id].options,
+                    AttemptResult.LOST,
                     error=f"lease of worker {run.lease_owner} expired: the worker stopped renewing it",
                     lease_event=E.LEASE_EXPIRED,
                 )
@@ -436,8 +471,10 @@ class Engine:
             step = cron_step(task.policy, task.derived, task.cursor, b.now)
             if step.skip_overdue:
                 overdue = [
-                    r for r in tx.query_runs(None, None, 10_000, task_id=tid)
-                    if r.scheduled_at == task.cursor and r.state in (RunState.SCHEDULED, RunState.READY)
+                    r
+                    for r in tx.query_runs(None, None, 10_000, task_id=tid)
+                    if r.scheduled_at == task.cursor
+                    and r.state in (RunState.SCHEDULED, RunState.READY)
                 ]
                 for r in overdue:
                     st.runs.setdefault(r.run_id, r)
@@ -469,25 +506,33 @@ class Engine:
         lease_seconds: float,
     ) -> list[Leased]:
         st = b.state
-        cands = tx.ready_candidates(b.now, queues, names, want * 4 + 8)
-        if not cands:
-            return []
-        keys = {c.concurrency_key for c in cands if c.concurrency_key is not None}
-        holders = tx.key_holders(sorted(keys)) if keys else {}
         chosen: list[Run] = []
-        for c in cands:
-            if len(chosen) >= want:
-                break
-            run = st.runs.setdefault(c.run_id, c)
-            if run.state != RunState.READY:
-                continue
-            k = run.concurrency_key
-            if k is not None:
-                others = holders[k] - {run.run_id}
-                if len(others) >= run.concurrency_limit:
+        holders: dict[str, set[str]] = {}
+        page = want * 2 + 4
+        offset = 0
+        while len(chosen) < want:
+            cands = tx.ready_candidates(b.now, queues, names, page, offset)
+            keys = {c.concurrency_key for c in cands if c.concurrency_key is not None} - set(
+                holders
+            )
+            if keys:
+                holders.update(tx.key_holders(sorted(keys)))
+            for c in cands:
+                if len(chosen) >= want:
+                    break
+                run = st.runs.setdefault(c.run_id, c)
+                if run.state != RunState.READY:
                     continue
-                holders[k].add(run.run_id)
-            chosen.append(run)
+                k = run.concurrency_key
+                if k is not None:
+                    others = holders[k] - {run.run_id}
+                    if len(others) >= run.concurrency_limit:
+                        continue  # the key is full: leave the run ready
+                    holders[k].add(run.run_id)
+                chosen.append(run)
+            if len(cands) < page or offset > 50 * page:
+                break
+            offset += page
         if not chosen:
             return []
         tx.load_tasks([r.task_id for r in chosen], st)
@@ -500,7 +545,9 @@ class Engine:
             b.change(run, RunState.RUNNING, "started")
             attempt_id = uuid7()
             number = len(run.attempts) + 1
-            b.emit(E.run_event(E.ATTEMPT_STARTED, run, b.now, attempt_id, number=number, worker=worker))
+            b.emit(
+                E.run_event(E.ATTEMPT_STARTED, run, b.now, attempt_id, number=number, worker=worker)
+            )
             out.append(
                 Leased(
                     run_id=run.run_id,
@@ -515,6 +562,7 @@ class Engine:
                     execution_id=run.execution_id,
                     correlation_id=run.correlation_id,
                     idempotency_key=run.idempotency_key,
+                    options=task.options,
                 )
             )
         return out
@@ -537,7 +585,15 @@ class Engine:
                 if run.lease_expires_at <= b.now:
                     lost.add(rid)  # already expired: another worker may take it; stop trusting
                     continue
-                b.emit(E.run_event(E.LEASE_RENEWED, run, b.now, owner=worker, expires_at=max(expires, run.lease_expires_at)))
+                b.emit(
+                    E.run_event(
+                        E.LEASE_RENEWED,
+                        run,
+                        b.now,
+                        owner=worker,
+                        expires_at=max(expires, run.lease_expires_at),
+                    )
+                )
             b.flush(tx)
         return lost
 
@@ -555,7 +611,9 @@ class Engine:
                 if run is None or run.lease_owner != worker:
                     continue
                 if run.state == RunState.RUNNING and run.open_attempt() is not None:
-                    b.close_attempt(run, st.tasks[run.task_id], AttemptResult.LOST, error=reason)
+                    b.close_attempt(
+                        run, st.tasks[run.task_id].options, AttemptResult.LOST, error=reason
+                    )
                 elif run.state == RunState.LEASED:
                     b.emit(E.run_event(E.LEASE_RELEASED, run, b.now, owner=worker))
                     b.change(run, RunState.READY, "released")

@@ -49,8 +49,14 @@ class Tx(ABC):
 
     @abstractmethod
     def ready_candidates(
-        self, now: float, queues: Sequence[str] | None, names: Sequence[str], limit: int
-    ) -> list[Run]: ...
+        self,
+        now: float,
+        queues: Sequence[str] | None,
+        names: Sequence[str],
+        limit: int,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Ready runs of these task names (and queues), best first: priority, time, id."""
 
     @abstractmethod
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str]]: ...

@@ -92,7 +92,15 @@ _RUN_COLS = (
     "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
     "concurrency_key, holds_key, lease_owner, lease_expires_at, doc"
 )
-_EVENT_COLS = "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data"
+_RUN_QMARKS = ", ".join("?" * 13)
+_RUN_UPDATE = (
+    "UPDATE ms_runs SET task_id = ?, task_name = ?, state = ?, scheduled_at = ?, due_at = ?, "
+    "priority = ?, queue = ?, concurrency_key = ?, holds_key = ?, lease_owner = ?, "
+    "lease_expires_at = ?, doc = ? WHERE run_id = ?"
+)
+_EVENT_COLS = (
+    "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data"
+)
 
 
 def _run_row(r: Run) -> tuple[Any, ...]:
@@ -180,9 +188,7 @@ def _check_existing(path: str) -> int:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path!r} as a SQLite database: {exc}") from None
     try:
-        tables = {
-            r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
             return 0
         if "ms_meta" not in tables:
@@ -258,7 +264,12 @@ class SQLiteTx(Tx):
         ]
 
     def ready_candidates(
-        self, now: float, queues: Sequence[str] | None, names: Sequence[str], limit: int
+        self,
+        now: float,
+        queues: Sequence[str] | None,
+        names: Sequence[str],
+        limit: int,
+        offset: int = 0,
     ) -> list[Run]:
         params: list[Any] = list(names)
         q = (
@@ -268,8 +279,8 @@ class SQLiteTx(Tx):
         if queues is not None:
             q += f" AND queue IN ({','.join('?' * len(queues))})"
             params.extend(queues)
-        q += " ORDER BY priority DESC, scheduled_at, run_id LIMIT ?"
-        params.append(limit)
+        q += " ORDER BY priority DESC, scheduled_at, run_id LIMIT ? OFFSET ?"
+        params.extend((limit, offset))
         return [_row_run(row) for row in self.con.execute(q, params)]
 
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str]]:
@@ -314,7 +325,9 @@ class SQLiteTx(Tx):
 
     # -- queries --------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run | None:
-        row = self.con.execute(f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = ?", (run_id,)).fetchone()
+        row = self.con.execute(
+            f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
         return None if row is None else _row_run(row)
 
     def get_task(self, task_id: str) -> Task | None:
@@ -328,7 +341,8 @@ class SQLiteTx(Tx):
     def query_runs(
         self, state: str | None, task: str | None, limit: int, task_id: str | None = None
     ) -> list[Run]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if state is not None:
             where.append("state = ?")
             params.append(state)
@@ -354,7 +368,8 @@ class SQLiteTx(Tx):
     def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
         if run_id is None:
             rows = self.con.execute(
-                f"SELECT {_EVENT_COLS} FROM ms_log WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit)
+                f"SELECT {_EVENT_COLS} FROM ms_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                (since, limit),
             )
         else:
             rows = self.con.execute(
@@ -379,7 +394,7 @@ class SQLiteTx(Tx):
         ).fetchone()
         t = row[0] if row else None
         crow = self.con.execute(
-            "SELECT MIN(cron_next) FROM ms_tasks"
+            "SELECT MIN(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL"
         ).fetchone()
         c = crow[0] if crow else None
         cands = [x for x in (t, c) if x is not None]
@@ -449,18 +464,24 @@ class SQLiteTx(Tx):
                 ],
             )
         if state.dirty_runs:
-            self.con.executemany(
-                f"INSERT OR REPLACE INTO ms_runs ({_RUN_COLS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_run_row(state.runs[i]) for i in state.dirty_runs],
-            )
+            new = [_run_row(state.runs[i]) for i in state.dirty_runs if i in state.new_runs]
+            old = [_run_row(state.runs[i]) for i in state.dirty_runs if i not in state.new_runs]
+            if new:
+                self.con.executemany(
+                    f"INSERT INTO ms_runs ({_RUN_COLS}) VALUES ({_RUN_QMARKS})", new
+                )
+            if old:
+                # UPDATE (not REPLACE): SQLite then touches only the indexes whose columns changed
+                self.con.executemany(_RUN_UPDATE, [(*row[1:], row[0]) for row in old])
         if state.dirty_definitions:
             self.con.executemany(
                 "INSERT OR REPLACE INTO ms_definitions (name, doc) VALUES (?, ?)",
                 [(n, _run_enc.encode(state.definitions[n])) for n in state.dirty_definitions],
             )
         if state.dirty_engine:
-            self.con.execute("UPDATE ms_engine SET paused = ? WHERE id = 1", (1 if state.paused else 0,))
+            self.con.execute(
+                "UPDATE ms_engine SET paused = ? WHERE id = 1", (1 if state.paused else 0,)
+            )
         state.clear_dirty()
 
 
@@ -471,7 +492,9 @@ class SQLiteStore(Store):
         self.path = os.path.abspath(path)
         sync = query.get("synchronous", "full").upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise StoreError(f"invalid synchronous={sync.lower()!r} in {url!r}: use off, normal, full or extra")
+            raise StoreError(
+                f"invalid synchronous={sync.lower()!r} in {url!r}: use off, normal, full or extra"
+            )
         self.synchronous = sync
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -508,7 +531,9 @@ class SQLiteStore(Store):
             version = _check_existing(self.path)
         else:
             if not os.path.isdir(directory):
-                raise StoreError(f"cannot create store {self.path!r}: directory {directory!r} does not exist")
+                raise StoreError(
+                    f"cannot create store {self.path!r}: directory {directory!r} does not exist"
+                )
             version = 0
         if version == SCHEMA_VERSION:
             self._con()  # validate we can connect
@@ -520,10 +545,14 @@ class SQLiteStore(Store):
             raise StoreError(f"cannot open {self.path!r}: {exc}") from None
         con.execute("BEGIN IMMEDIATE")
         try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
             current = 0
             if "ms_meta" in tables:
-                row = con.execute("SELECT value FROM ms_meta WHERE key = 'schema_version'").fetchone()
+                row = con.execute(
+                    "SELECT value FROM ms_meta WHERE key = 'schema_version'"
+                ).fetchone()
                 current = int(row[0]) if row else 0
             elif tables:
                 raise StoreError(f"{self.path!r} is not a mainspring store")

@@ -52,7 +52,9 @@ class Context:
             self._heartbeat()
 
     def __repr__(self) -> str:
-        return f"Context(run_id={self.run_id!r}, task_name={self.task_name!r}, attempt={self.attempt})"
+        return (
+            f"Context(run_id={self.run_id!r}, task_name={self.task_name!r}, attempt={self.attempt})"
+        )
 
 
 def context() -> Context:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mainspring.worker")
 
 POLL_SECONDS = 1.0  # the slowest a worker ever looks for work without a wake-up
+GATHER_SECONDS = 0.002  # longest a finished attempt waits for others to share its commit
+HOUSEKEEPING_SECONDS = 0.25  # lease expiry / promotion / cron at least this often while busy
 
 
 @dataclass
@@ -47,6 +51,11 @@ class _Item:
     started: float = field(default_factory=time.monotonic)
     abandoned: bool = False  # timed out or lease lost: its outcome is discarded
     future: Any = None  # the asyncio future of an async handler
+
+
+def _fin(item: _Item, result: AttemptResult, **kw: Any) -> Finished:
+    lz = item.leased
+    return Finished(lz.run_id, lz.attempt_id, result, options=lz.options, **kw)
 
 
 class _ThreadPool:
@@ -62,7 +71,9 @@ class _ThreadPool:
             self._spawn()
 
     def _spawn(self) -> None:
-        t = threading.Thread(target=self._run, name=f"{self._name}-h{len(self._threads)}", daemon=True)
+        t = threading.Thread(
+            target=self._run, name=f"{self._name}-h{len(self._threads)}", daemon=True
+        )
         self._threads.append(t)
         t.start()
 
@@ -134,12 +145,15 @@ class Worker:
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._waiting = False
         self.cycles = 0
         self.executed = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Worker:
-        self._thread = threading.Thread(target=self._main, name=f"mainspring-worker-{self.id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._main, name=f"mainspring-worker-{self.id}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -207,11 +221,11 @@ class Worker:
             self._stopped.set()
 
     def _loop(self, waiter: Waiter) -> None:
-        import select
-
         renew_every = max(self.lease_seconds / 3.0, 0.05)
         next_renew = time.monotonic() + renew_every
         need_cycle = True
+        housekeep = True
+        next_housekeeping = 0.0
         next_due: float | None = None
         stop_deadline: float | None = None
         backoff = 0.0
@@ -219,6 +233,7 @@ class Worker:
             now_m = time.monotonic()
             if self._stop.is_set() and stop_deadline is None:
                 stop_deadline = now_m + self.grace_seconds
+            self._gather()
             with self._lock:
                 finished = list(self._done)
                 self._done.clear()
@@ -229,14 +244,24 @@ class Worker:
                     remaining = [rid for rid, it in self._inflight.items() if not it.abandoned]
                 if not remaining or now_m >= (stop_deadline or 0):
                     if remaining:
-                        self.engine.release(self.id, remaining, "worker stopped before the handler finished")
+                        self.engine.release(
+                            self.id, remaining, "worker stopped before the handler finished"
+                        )
                     return
             # slots of finished attempts are free once this cycle commits their results
             want = 0 if stopping else free + len(finished)
-            if finished or (need_cycle and want > 0):
+            if now_m >= next_housekeeping:
+                housekeep = True
+            if finished or housekeep or (need_cycle and want > 0):
                 try:
                     res = self.engine.cycle(
-                        self.id, self.names, self.queues, [f for _, f in finished], want, self.lease_seconds
+                        self.id,
+                        self.names,
+                        self.queues,
+                        [f for _, f in finished],
+                        want,
+                        self.lease_seconds,
+                        housekeeping=housekeep,
                     )
                     backoff = 0.0
                 except Exception as exc:
@@ -254,7 +279,10 @@ class Worker:
                 for lz in res.leased:
                     self._dispatch(lz)
                 need_cycle = want > 0 and len(res.leased) == want
-                next_due = res.next_due
+                if housekeep:
+                    next_due = res.next_due
+                    housekeep = False
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
             self._check_timeouts()
             now_m = time.monotonic()
             if now_m >= next_renew or self._renew_now:
@@ -266,6 +294,8 @@ class Worker:
             if pending or (need_cycle and free > 0 and not stopping):
                 continue
             timeout = min(POLL_SECONDS, max(0.0, next_renew - time.monotonic()))
+            if self._inflight:
+                timeout = min(timeout, max(0.0, next_housekeeping - time.monotonic()))
             if next_due is not None:
                 timeout = min(timeout, max(0.001, next_due - self.engine.clock.now()))
             dl = self._nearest_deadline()
@@ -282,23 +312,54 @@ class Worker:
             except (OSError, ValueError):
                 ready = []
             if self._rpipe in ready:
-                try:
-                    while os.read(self._rpipe, 4096):
-                        pass
-                except (BlockingIOError, OSError):
-                    pass
+                self._drain_pipe()
             if len(ready) == 0 or any(fd != self._rpipe for fd in ready):
                 # a store wake-up, or a timer (poll, due run): look for work
-                next_due = None
+                housekeep = True
                 if sock is not None and any(fd != self._rpipe for fd in ready):
                     waiter.wait(0)
                 need_cycle = True
             if self._stop.is_set():
                 need_cycle = False
 
+    def _gather(self) -> None:
+        """Group commit: when some attempts just finished and others are about to, wait a
+        moment (at most GATHER_SECONDS) so that one transaction records them together."""
+        with self._lock:
+            done, running = len(self._done), len(self._inflight)
+        if done == 0 or done >= running or done * 2 >= self.concurrency:
+            return
+        deadline = time.monotonic() + GATHER_SECONDS
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._waiting = True
+            try:
+                with self._lock:
+                    if len(self._done) * 2 >= self.concurrency or len(self._done) >= len(
+                        self._inflight
+                    ):
+                        return
+                select.select([self._rpipe], [], [], left)
+            finally:
+                self._waiting = False
+            self._drain_pipe()
+
+    def _drain_pipe(self) -> None:
+        try:
+            while os.read(self._rpipe, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
     def _nearest_deadline(self) -> float | None:
         with self._lock:
-            dls = [it.deadline for it in self._inflight.values() if it.deadline is not None and not it.abandoned]
+            dls = [
+                it.deadline
+                for it in self._inflight.values()
+                if it.deadline is not None and not it.abandoned
+            ]
         return min(dls) if dls else None
 
     def _check_timeouts(self) -> None:
@@ -312,10 +373,9 @@ class Worker:
         for it in expired:
             it.ctx.cancel()
             timeout = it.leased.timeout
-            fin = Finished(
-                run_id=it.leased.run_id,
-                attempt_id=it.leased.attempt_id,
-                result=AttemptResult.TIMEOUT,
+            fin = _fin(
+                it,
+                AttemptResult.TIMEOUT,
                 error=f"TimeoutError: the attempt overran its timeout of {timeout} s",
             )
             with self._lock:
@@ -363,7 +423,7 @@ class Worker:
             execution_id=lz.execution_id,
             correlation_id=lz.correlation_id,
             idempotency_key=lz.idempotency_key,
-            heartbeat=lambda rid=lz.run_id: self.heartbeat(rid),
+            heartbeat=functools.partial(self.heartbeat, lz.run_id),
         )
         deadline = time.monotonic() + lz.timeout if lz.timeout is not None else None
         item = _Item(lz, fn, ctx, deadline)
@@ -387,7 +447,7 @@ class Worker:
         try:
             value = item.fn(*item.leased.args, **item.leased.kwargs)
             fin = self._success(item, value)
-        except BaseException as exc:  # noqa: BLE001 - every outcome must be recorded
+        except BaseException as exc:
             fin = self._failure(item, exc)
         finally:
             reset_current(token)
@@ -402,32 +462,33 @@ class Worker:
             if item.abandoned:
                 return
             fin = self._failure(item, MainspringError("the attempt was cancelled"))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             fin = self._failure(item, exc)
         finally:
             reset_current(token)
         self._complete(item, fin)
 
     def _success(self, item: _Item, value: Any) -> Finished:
-        lz = item.leased
         try:
-            output = to_plain(value, f"the return value of {lz.task_name}")
+            output = to_plain(value, f"the return value of {item.leased.task_name}")
         except MainspringError as exc:
-            return Finished(lz.run_id, lz.attempt_id, AttemptResult.TERMINAL, error=f"SerializationError: {exc}")
-        return Finished(lz.run_id, lz.attempt_id, AttemptResult.SUCCESS, output=output)
+            return _fin(item, AttemptResult.TERMINAL, error=f"SerializationError: {exc}")
+        return _fin(item, AttemptResult.SUCCESS, output=output)
 
     def _failure(self, item: _Item, exc: BaseException) -> Finished:
-        lz = item.leased
         if isinstance(exc, Retry):
-            return Finished(lz.run_id, lz.attempt_id, AttemptResult.RETRYABLE,
-                            error=f"Retry: {exc.reason or 'retry requested'}", retry_delay=exc.delay)
+            return _fin(
+                item,
+                AttemptResult.RETRYABLE,
+                error=f"Retry: {exc.reason or 'retry requested'}",
+                retry_delay=exc.delay,
+            )
         if isinstance(exc, Fail):
-            return Finished(lz.run_id, lz.attempt_id, AttemptResult.TERMINAL, error=f"Fail: {exc.reason}")
+            return _fin(item, AttemptResult.TERMINAL, error=f"Fail: {exc.reason}")
         if isinstance(exc, Suspend):
-            return Finished(lz.run_id, lz.attempt_id, AttemptResult.SUSPENDED, error=f"Suspend: {exc.reason}")
-        return Finished(
-            lz.run_id,
-            lz.attempt_id,
+            return _fin(item, AttemptResult.SUSPENDED, error=f"Suspend: {exc.reason}")
+        return _fin(
+            item,
             AttemptResult.RETRYABLE,
             error=f"{type(exc).__name__}: {exc}",
             traceback="".join(tb.format_exception(exc)),
@@ -440,9 +501,12 @@ class Worker:
                 return  # timed out or lease lost: this late outcome is discarded
             if item.deadline is not None and time.monotonic() > item.deadline:
                 item.abandoned = True
-                fin = Finished(
-                    fin.run_id, fin.attempt_id, AttemptResult.TIMEOUT,
+                fin = _fin(
+                    item,
+                    AttemptResult.TIMEOUT,
                     error=f"TimeoutError: the attempt overran its timeout of {item.leased.timeout} s",
                 )
             self._done.append((item, fin))
-        self._wake()
+            first = len(self._done) == 1
+        if first or self._waiting:
+            self._wake()
