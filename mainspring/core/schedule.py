@@ -19,6 +19,9 @@ from .model import Policy
 MISFIRE_POLICIES = ("catch_up", "skip", "coalesce")
 #: At most this many missed occurrences are derived in one step (catch_up after a long outage).
 MAX_CATCH_UP_PER_STEP = 1000
+#: How far croniter searches for a next occurrence. Its default (50 years) made validation,
+#: which searches from 1970, refuse every 7-field expression naming a year after 2019.
+_MAX_YEARS_BETWEEN_MATCHES = 150
 
 
 def zone(tz: str) -> ZoneInfo:
@@ -33,7 +36,12 @@ def zone(tz: str) -> ZoneInfo:
 def _iter(expr: str, after: float, tz: str) -> croniter:
     fields = expr.split()
     start = datetime.fromtimestamp(after, tz=zone(tz))
-    return croniter(expr, start, second_at_beginning=len(fields) >= 6)
+    return croniter(
+        expr,
+        start,
+        second_at_beginning=len(fields) >= 6,
+        max_years_between_matches=_MAX_YEARS_BETWEEN_MATCHES,
+    )
 
 
 def validate_cron(expr: str, tz: str = "UTC") -> None:

@@ -172,6 +172,7 @@ class CycleResult:
     accepted: list[str]  # run ids whose finished attempt was recorded
     rejected: list[str]  # run ids whose report was fenced out (lease lost, run canceled)
     next_due: float | None = None  # earliest time a scheduled / retry_wait run comes due
+    lost: list[str] = field(default_factory=list)  # held runs this worker no longer holds
 
 
 class Engine:
@@ -368,7 +369,14 @@ class Engine:
         want: int,
         lease_seconds: float,
         housekeeping: bool = True,
+        held: Sequence[str] = (),
     ) -> CycleResult:
+        """One worker turn in one transaction (see the module docstring).
+
+        ``held`` names the runs whose handlers this worker is running; with
+        ``housekeeping``, the result's ``lost`` lists those it no longer holds (canceled,
+        or the lease expired), so their handlers can be told.
+        """
         accepted: list[str] = []
         rejected: list[str] = []
         leased: list[Leased] = []
@@ -409,7 +417,11 @@ class Engine:
                     accepted.append(f.run_id)
                 b.flush(tx)
             next_due = None
+            lost: list[str] = []
             if housekeeping:
+                if held:
+                    owners = tx.lease_owners(held)
+                    lost = [rid for rid in held if owners.get(rid) != worker]
                 self._expire(tx, b)
                 self._derive_cron(tx, b)
                 self._promote(tx, b)
@@ -419,7 +431,7 @@ class Engine:
             b.flush(tx)
         if b.wake:
             self.store.notify()
-        return CycleResult(leased, accepted, rejected, next_due)
+        return CycleResult(leased, accepted, rejected, next_due, lost)
 
     def housekeeping(self) -> int:
         """Expire leases, derive cron occurrences and promote due runs; returns events written."""

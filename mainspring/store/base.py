@@ -62,6 +62,10 @@ class Tx(ABC):
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str]]: ...
 
     @abstractmethod
+    def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        """The current lease owner of each of these runs (None: not leased)."""
+
+    @abstractmethod
     def expired_lease_run_ids(self, now: float, limit: int) -> list[str]: ...
 
     @abstractmethod

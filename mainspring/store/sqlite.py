@@ -296,6 +296,15 @@ class SQLiteTx(Tx):
                 out[k].add(rid)
         return out
 
+    def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = dict.fromkeys(run_ids)
+        ids = list(run_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = f"SELECT run_id, lease_owner FROM ms_runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+            out.update(self.con.execute(q, chunk).fetchall())
+        return out
+
     def expired_lease_run_ids(self, now: float, limit: int) -> list[str]:
         return [
             r[0]

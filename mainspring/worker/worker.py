@@ -15,6 +15,7 @@ import functools
 import inspect
 import logging
 import os
+import queue
 import select
 import socket
 import threading
@@ -62,8 +63,8 @@ class _ThreadPool:
     """A fixed pool of handler threads that grows by one per abandoned (hung) handler."""
 
     def __init__(self, size: int, name: str) -> None:
-        self._q: collections.deque[Callable[[], None] | None] = collections.deque()
-        self._cv = threading.Condition()
+        self._q: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._excess = 0
         self._name = name
         self._threads: list[threading.Thread] = []
@@ -78,35 +79,30 @@ class _ThreadPool:
         t.start()
 
     def _run(self) -> None:
+        get = self._q.get
         while True:
-            with self._cv:
-                while not self._q:
-                    self._cv.wait()
-                job = self._q.popleft()
+            job = get()
             if job is None:
                 return
             job()
-            with self._cv:
-                if self._excess > 0:
-                    self._excess -= 1
-                    return
+            if self._excess > 0:
+                with self._lock:
+                    if self._excess > 0:
+                        self._excess -= 1
+                        return
 
     def submit(self, job: Callable[[], None]) -> None:
-        with self._cv:
-            self._q.append(job)
-            self._cv.notify()
+        self._q.put(job)
 
     def grow(self) -> None:
         """A handler thread is stuck in an abandoned attempt: add one to keep capacity."""
-        with self._cv:
+        with self._lock:
             self._excess += 1
         self._spawn()
 
     def shutdown(self) -> None:
-        with self._cv:
-            for _ in self._threads:
-                self._q.append(None)
-            self._cv.notify_all()
+        for _ in self._threads:
+            self._q.put(None)
 
 
 class Worker:
@@ -253,6 +249,15 @@ class Worker:
             if now_m >= next_housekeeping:
                 housekeep = True
             if finished or housekeep or (need_cycle and want > 0):
+                held: list[str] = []
+                if housekeep:
+                    done_ids = {item.leased.run_id for item, _ in finished}
+                    with self._lock:
+                        held = [
+                            r
+                            for r, it in self._inflight.items()
+                            if not it.abandoned and r not in done_ids
+                        ]
                 try:
                     res = self.engine.cycle(
                         self.id,
@@ -262,6 +267,7 @@ class Worker:
                         want,
                         self.lease_seconds,
                         housekeeping=housekeep,
+                        held=held,
                     )
                     backoff = 0.0
                 except Exception as exc:
@@ -276,6 +282,8 @@ class Worker:
                     for item, _ in finished:
                         if self._inflight.get(item.leased.run_id) is item:
                             del self._inflight[item.leased.run_id]
+                if res.lost:
+                    self._forget(res.lost)
                 for lz in res.leased:
                     self._dispatch(lz)
                 need_cycle = want > 0 and len(res.leased) == want
@@ -398,13 +406,20 @@ class Worker:
             log.warning("worker %s: could not renew leases: %s", self.id, exc)
             return
         if lost:
-            with self._lock:
-                items = [self._inflight.pop(rid) for rid in lost if rid in self._inflight]
-            for it in items:
-                it.abandoned = True
-                it.ctx.cancel()
-                if it.future is None:
-                    self._pool.grow()
+            self._forget(lost)
+
+    def _forget(self, lost: Sequence[str] | set[str]) -> None:
+        """These runs are no longer ours (canceled, lease expired): tell their handlers,
+        discard their outcomes, and free their slots (the store already closed them)."""
+        with self._lock:
+            items = [self._inflight.pop(rid) for rid in lost if rid in self._inflight]
+        for it in items:
+            it.abandoned = True
+            it.ctx.cancel()
+            if it.future is not None:
+                it.future.cancel()
+            else:
+                self._pool.grow()
 
     def heartbeat(self, run_id: str) -> None:
         with self._lock:
