@@ -415,7 +415,8 @@ class Engine:
                         retry_delay=f.retry_delay,
                     )
                     accepted.append(f.run_id)
-                b.flush(tx)
+                if housekeeping:
+                    b.flush(tx)  # so that promotion sees runs that went to retry_wait
             next_due = None
             lost: list[str] = []
             if housekeeping:
@@ -524,11 +525,13 @@ class Engine:
         offset = 0
         while len(chosen) < want:
             cands = tx.ready_candidates(b.now, queues, names, page, offset)
-            keys = {c.concurrency_key for c in cands if c.concurrency_key is not None} - set(
-                holders
-            )
+            keys = {c.concurrency_key for c in cands if c.concurrency_key is not None}
+            keys -= set(holders)
             if keys:
-                holders.update(tx.key_holders(sorted(keys)))
+                found = tx.key_holders(sorted(keys))
+                for k, ids in found.items():
+                    # runs changed in this transaction but not yet saved: memory is current
+                    holders[k] = {i for i in ids if i not in st.runs or st.runs[i].holds_key}
             for c in cands:
                 if len(chosen) >= want:
                     break
