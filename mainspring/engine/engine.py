@@ -529,9 +529,9 @@ class Engine:
             keys -= set(holders)
             if keys:
                 found = tx.key_holders(sorted(keys))
-                for k, ids in found.items():
+                for key, ids in found.items():
                     # runs changed in this transaction but not yet saved: memory is current
-                    holders[k] = {i for i in ids if i not in st.runs or st.runs[i].holds_key}
+                    holders[key] = {i for i in ids if i not in st.runs or st.runs[i].holds_key}
             for c in cands:
                 if len(chosen) >= want:
                     break
