@@ -1,0 +1,247 @@
+"""Output of the command line: JSON documents and rich tables.
+
+JSON follows CONTRACT section 6: records are the msgspec structs of the API turned into
+plain data, times are ISO 8601 strings with an explicit offset (``+00:00``), states and
+attempt results are their string values. Human output goes through rich; anything that
+came from the store is rendered as plain ``Text`` so square brackets in user data are never
+read as rich markup.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..app import LogEvent, RunInfo
+
+STATE_STYLES = {
+    "scheduled": "cyan",
+    "ready": "blue",
+    "leased": "magenta",
+    "running": "bold magenta",
+    "retry_wait": "yellow",
+    "suspended": "yellow",
+    "completed": "green",
+    "failed": "bold red",
+    "canceled": "dim",
+}
+RESULT_STYLES = {
+    "success": "green",
+    "retryable": "yellow",
+    "terminal": "bold red",
+    "timeout": "red",
+    "suspended": "yellow",
+    "lost": "bold red",
+}
+
+
+# -- JSON ------------------------------------------------------------------------------------
+def _times(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_times(v) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Structs, enums and datetimes as JSON-ready builtins (times with ``+00:00``)."""
+    return _times(msgspec.to_builtins(value, builtin_types=(datetime,)))
+
+
+def run_json(run: RunInfo, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = plain(run)
+    doc.update(plain(extra))
+    return doc
+
+
+def event_json(event: LogEvent) -> dict[str, Any]:
+    doc: dict[str, Any] = plain(event)
+    return doc
+
+
+def dumps(value: Any) -> str:
+    """One line of compact JSON."""
+    return msgspec.json.encode(value).decode()
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(dumps(value) + "\n")
+    sys.stdout.flush()
+
+
+# -- human output ----------------------------------------------------------------------------
+def console(stderr: bool = False) -> Console:
+    """A console bound to the current stdout/stderr, wide enough not to fold ids in pipes."""
+    c = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not c.is_terminal:
+        c.width = max(c.width, 160)
+    return c
+
+
+def when(dt: datetime | None) -> str:
+    if dt is None:
+        return ""
+    return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+def result_text(result: str | None) -> Text:
+    if result is None:
+        return Text("open", style="magenta")
+    return Text(result, style=RESULT_STYLES.get(result, ""))
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else dumps(plain(value))
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def runs_table(runs: list[RunInfo]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("run id", no_wrap=True, min_width=36)
+    table.add_column("task", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("scheduled (UTC)", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("key", overflow="fold")
+    table.add_column("output / error", overflow="fold")
+    for r in runs:
+        if r.error is not None:
+            outcome = Text(short(r.error), style="red")
+        elif r.state == "completed":
+            outcome = Text(short(r.output))
+        else:
+            outcome = Text("")
+        table.add_row(
+            Text(r.run_id),
+            Text(r.task_name),
+            state_text(r.state),
+            when(r.scheduled_at),
+            str(len(r.attempts)),
+            Text(r.concurrency_key or ""),
+            outcome,
+        )
+    return table
+
+
+def run_details(run: RunInfo) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    rows: list[tuple[str, Text | str]] = [
+        ("run", Text(run.run_id)),
+        ("task", Text(f"{run.task_name}  ({run.task_id})")),
+        ("state", state_text(run.state)),
+        ("scheduled", when(run.scheduled_at)),
+        ("queue / priority", Text(f"{run.queue} / {run.priority}")),
+    ]
+    for label, value in (
+        ("concurrency key", run.concurrency_key),
+        ("idempotency key", run.idempotency_key),
+        ("execution id", run.execution_id),
+        ("correlation id", run.correlation_id),
+    ):
+        if value is not None:
+            rows.append((label, Text(value)))
+    if run.state == "completed":
+        rows.append(("output", Text(short(run.output, 400))))
+    if run.error is not None:
+        rows.append(("error", Text(run.error, style="red")))
+    for label, cell in rows:
+        grid.add_row(label, cell)
+    return grid
+
+
+def attempts_table(run: RunInfo) -> Table:
+    table = Table(title="attempts", title_justify="left", show_edge=False, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("result", no_wrap=True)
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("finished (UTC)", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    table.add_column("attempt id", no_wrap=True)
+    for a in run.attempts:
+        table.add_row(
+            str(a.number),
+            result_text(a.result),
+            when(a.started_at),
+            when(a.finished_at),
+            Text(a.error or "", style="red"),
+            Text(a.attempt_id),
+        )
+    return table
+
+
+def event_summary(event: LogEvent) -> str:
+    data = dict(event.data)
+    if event.type == "run.state_changed":
+        text = f"{data.get('from')} -> {data.get('to')}"
+        if data.get("reason"):
+            text += f" ({data['reason']})"
+        return text
+    if event.type == "attempt.finished":
+        data.pop("traceback", None)
+        text = str(data.get("result"))
+        if data.get("error"):
+            text += f": {data['error']}"
+        return text
+    return short(data, 100) if data else ""
+
+
+def history_table(events: list[LogEvent]) -> Table:
+    table = Table(title="history", title_justify="left", show_edge=False, header_style="bold")
+    table.add_column("seq", justify="right")
+    table.add_column("at (UTC)", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("details", overflow="fold")
+    for e in events:
+        table.add_row(str(e.seq), when(e.at), e.type, Text(event_summary(e)))
+    return table
+
+
+def event_line(event: LogEvent) -> Text:
+    line = Text()
+    line.append(f"{event.seq:>7}  ", style="dim")
+    line.append(when(event.at) + "  ")
+    line.append(f"{event.type:<20}", style="bold")
+    for label, value in (
+        ("task", event.task_id),
+        ("run", event.run_id),
+        ("attempt", event.attempt_id),
+        ("execution", event.execution_id),
+        ("correlation", event.correlation_id),
+    ):
+        if value is not None:
+            line.append(f" {label}=", style="dim")
+            line.append(value)
+    if event.data:
+        data = dict(event.data)
+        data.pop("traceback", None)
+        line.append(" " + dumps(plain(data)))
+    return line
+
+
+def stats_table(counts: dict[str, int], paused: bool | None) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("state")
+    table.add_column("runs", justify="right")
+    for state, n in counts.items():
+        table.add_row(state_text(state), str(n))
+    table.add_section()
+    table.add_row(Text("total", style="bold"), str(sum(counts.values())))
+    if paused is not None:
+        table.caption = "engine paused: nothing is leased" if paused else "engine running"
+    return table
