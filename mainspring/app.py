@@ -505,6 +505,20 @@ class App:
     def close(self) -> None:
         self.store.close()
 
+    def reopen(self, store: str) -> None:
+        """Point this App at another store (the CLI's ``--store`` wins over a hard-coded URL).
+
+        The new store is opened (created or migrated) and the declared task definitions are
+        recorded in it; the old store is closed.
+        """
+        new = open_store(store)
+        old = self.store
+        self.store = new
+        self.engine = Engine(new, self.engine.clock)
+        for name, tf in self.tasks.items():
+            self.engine.define(name, msgspec.to_builtins(tf.options))
+        old.close()
+
     def __enter__(self) -> App:
         return self
 

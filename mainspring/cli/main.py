@@ -595,20 +595,6 @@ def same_store(a: str, b: str) -> bool:
     return a == b
 
 
-def rebind_store(ms_app: App, url: str) -> None:
-    """Point an imported App at another store (``--store`` wins over a hard-coded URL)."""
-    from ..engine import Engine
-    from ..store import open_store
-
-    new = open_store(url)
-    old = ms_app.store
-    ms_app.store = new
-    ms_app.engine = Engine(new, ms_app.engine.clock)
-    for name, tf in ms_app.tasks.items():
-        ms_app.engine.define(name, msgspec.to_builtins(tf.options))
-    old.close()
-
-
 @app.command()
 @handle_errors
 def worker(
@@ -659,7 +645,7 @@ def worker(
         os.environ["MAINSPRING_STORE"] = g.store
     ms_app = load_app(app_spec)
     if g.store and not same_store(ms_app.store.url, g.store):
-        rebind_store(ms_app, g.store)
+        ms_app.reopen(g.store)
     if not ms_app.tasks:
         raise CliError(f"{app_spec!r} declares no tasks (@app.task); nothing to work on")
     queues = list(queue) if queue else None

@@ -237,6 +237,12 @@ class Engine:
                 )
                 return Submitted(existing.task_id, run_ids, replayed=True)
         now = b.now
+        occurrences = initial_occurrences(req.policy, now)
+        if not occurrences:
+            raise InvalidSchedule(
+                f"the schedule of {req.name!r} has no occurrence after now ({req.policy.cron!r}); "
+                "check the expression's year and date fields"
+            )
         task_id = uuid7()
         b.emit(
             E.event(
@@ -257,7 +263,7 @@ class Engine:
             )
         )
         task = b.state.tasks[task_id]
-        run_ids = [self._derive(b, task, at) for at in initial_occurrences(req.policy, now)]
+        run_ids = [self._derive(b, task, at) for at in occurrences]
         sub = Submitted(task_id, run_ids)
         if req.idempotency_key is not None:
             seen[(req.name, req.idempotency_key)] = sub
@@ -417,7 +423,10 @@ class Engine:
                     accepted.append(f.run_id)
                 if housekeeping:
                     b.flush(tx)  # so that promotion sees runs that went to retry_wait
-            next_due = None
+            # when retries were decided here, say when the first comes due, so that the
+            # worker wakes for it rather than at its next poll
+            waits = [st.runs[r].due_at for r in accepted if st.runs[r].state == RunState.RETRY_WAIT]
+            next_due = min(waits) if waits else None
             lost: list[str] = []
             if housekeeping:
                 if held:

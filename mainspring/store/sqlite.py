@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import msgspec
 
@@ -184,7 +184,8 @@ def _check_existing(path: str) -> int:
     if os.path.getsize(path) == 0:
         return 0
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        # quote: a '#', '?' or '%' in the path must not change which file is opened, or how
+        con = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path!r} as a SQLite database: {exc}") from None
     try:

@@ -291,6 +291,8 @@ class Worker:
                     next_due = res.next_due
                     housekeep = False
                     next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+                elif res.next_due is not None:  # a retry decided in this turn
+                    next_due = res.next_due if next_due is None else min(next_due, res.next_due)
             self._check_timeouts()
             now_m = time.monotonic()
             if now_m >= next_renew or self._renew_now:
