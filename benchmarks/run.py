@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,8 +171,10 @@ def _fmt_rate(cell: dict[str, Any] | None, notes: list[str], label: str) -> str:
 
 
 def _fmt_latency(cell: dict[str, Any] | None, key: str) -> str:
-    if cell is None or "error" in cell and key not in cell:
-        return "—" if cell is None else "error"
+    if cell is None:
+        return "—"
+    if key not in cell:
+        return "error"
     return f"{cell[key]:.1f}"
 
 
@@ -247,6 +250,8 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: str
         "# Embedded-group benchmark: mainspring vs Huey vs DBOS (SQLite)",
         "",
         f"Run {started} on {host}. Command: `{' '.join(args.argv)}`.",
+        f"Load average (1 min) at start {args.load_start}, at end {_load()}: other work on "
+        "the machine skews every number, so compare runs made on a quiet machine.",
         f"{args.n:,} no-op tasks (one 16-byte string argument); {args.concurrency} threads per "
         f"worker process; {args.rounds} latency round trips; one measured run per cell.",
         "",
@@ -282,6 +287,13 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: str
         "",
     ]
     return "\n".join(lines)
+
+
+def _load() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 def _host() -> str:
@@ -324,10 +336,9 @@ def main() -> int:
     peers = [p for p in PEERS if not args.only or p in args.only]
     levels = list(SYNC_LEVELS) if args.sync == "both" else [args.sync]
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    if WORK.exists():
-        subprocess.run(["rm", "-rf", str(WORK)], check=True)
+    args.load_start = _load()
+    shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    (WORK / ".gitignore").write_text("*\n")
 
     results = []
     for turn, sync in enumerate(levels):

@@ -117,9 +117,7 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for(
-    predicate: Callable[[], bool], timeout: float, interval: float = 0.05
-) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -154,7 +152,7 @@ class Peer:
         raise NotImplementedError
 
     def open(self, db: Path, sync: str, role: str) -> None:
-        """Create or open the store at ``db``; ``role`` is "producer" or "worker"."""
+        """Create or open the store at ``db``; ``role``: "producer", "worker" or "init"."""
         raise NotImplementedError
 
     def durability(self) -> dict[str, str]:
@@ -317,7 +315,12 @@ def _enqueue_loop(
         if t0 - begin > limit and done < n:
             break
     elapsed = time.perf_counter() - begin
-    result = {"rate": done / elapsed, "seconds": elapsed, "n": done, **latency_summary(samples)}
+    result: dict[str, Any] = {
+        "rate": done / elapsed,
+        "seconds": elapsed,
+        "n": done,
+        **latency_summary(samples),
+    }
     if done < n:
         result["error"] = f"timeout: {done}/{n} submitted in {limit:.0f}s"
     return result
@@ -345,11 +348,13 @@ def w2_drain(
     workers = Workers(module, args, phase, db)
     try:
         workers.start(procs)
+        # Watch the stamp files (a few stat calls) rather than query the store while it
+        # drains, then confirm with the store, which records completion after the handler.
         finished = wait_for(
-            lambda: peer.completed(workers.stamps) >= n or workers.dead(),
+            lambda: stamp_count(workers.stamps) >= n or workers.dead(),
             args.phase_timeout,
             interval=0.1,
-        )
+        ) and wait_for(lambda: peer.completed(workers.stamps) >= n or workers.dead(), 30.0)
         cpu = workers.cpu_used()
         workers.check_alive()
         durability = workers.durability()
@@ -397,7 +402,9 @@ def w4_latency(
         workers.stop()
     result: dict[str, Any] = {"rounds": len(samples), **latency_summary(samples)}
     if len(samples) < args.rounds:
-        result["error"] = f"timeout: {len(samples)}/{args.rounds} rounds in {args.phase_timeout:.0f}s"
+        result["error"] = (
+            f"timeout: {len(samples)}/{args.rounds} rounds in {args.phase_timeout:.0f}s"
+        )
     return result
 
 
