@@ -1,0 +1,236 @@
+"""delay / run_at, repeat, cron (6 fields, max_occurrences) and misfire handling."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import mainspring as ms
+from mainspring.core.clock import ManualClock
+
+from .helpers import wait_for
+
+S = ms.RunState
+
+
+@pytest.mark.parametrize("how", ["delay", "timedelta", "run_at"])
+def test_a_delayed_run_stays_scheduled_until_due(app: ms.App, how: str) -> None:
+    ran_at: list[float] = []
+
+    @app.task
+    def later() -> str:
+        ran_at.append(time.time())
+        return "done"
+
+    submitted = time.time()
+    if how == "delay":
+        opts = later.with_options(delay=0.6)
+    elif how == "timedelta":
+        opts = later.with_options(delay=timedelta(milliseconds=600))
+    else:
+        opts = later.with_options(run_at=datetime.now(UTC) + timedelta(seconds=0.6))
+    h = opts.submit()
+    info = h.info()
+    assert info.state == S.SCHEDULED
+    assert info.scheduled_at.tzinfo is not None
+    assert info.scheduled_at.timestamp() - submitted == pytest.approx(0.6, abs=0.1)
+    with app.worker() as w:
+        # not due yet: the store counts as idle and the run stays scheduled
+        w.run_until_idle(timeout=2)
+        time.sleep(0.25)
+        assert h.status() == S.SCHEDULED
+        assert ran_at == []
+        assert h.result(timeout=5) == "done"
+    assert ran_at[0] >= info.scheduled_at.timestamp()
+    assert ran_at[0] - info.scheduled_at.timestamp() < 1.5
+
+
+def test_repeat_makes_exactly_count_runs_and_runs_them(app: ms.App) -> None:
+    lock = threading.Lock()
+    seen: list[str] = []
+
+    @app.task
+    def beat() -> None:
+        with lock:
+            seen.append(ms.context().run_id)
+
+    t = beat.repeat(count=3, every=0.2)
+    runs = t.runs()
+    assert len(runs) == 3
+    gaps = [(b.scheduled_at - a.scheduled_at).total_seconds() for a, b in itertools.pairwise(runs)]
+    assert gaps == pytest.approx([0.2, 0.2], abs=1e-3)
+    with app.worker(concurrency=4) as w:
+        wait_for(lambda: all(r.state == S.COMPLETED for r in t.runs()), 10, "3 completed runs")
+        time.sleep(0.4)
+        w.run_until_idle(timeout=5)
+    assert len(t.runs()) == 3
+    assert sorted(seen) == sorted(r.run_id for r in t.runs())
+    assert len(app.runs()) == 3
+
+
+def test_cron_with_seconds_field_and_max_occurrences(app: ms.App) -> None:
+    seen: list[float] = []
+
+    @app.task
+    def every_second() -> None:
+        seen.append(time.time())
+
+    t = every_second.schedule(cron="* * * * * *", max_occurrences=3)
+    with app.worker() as w:
+        wait_for(
+            lambda: len([r for r in t.runs() if r.state == S.COMPLETED]) == 3,
+            10,
+            "3 completed cron runs",
+        )
+        time.sleep(1.3)  # another occurrence would be due by now
+        w.run_until_idle(timeout=5)
+    runs = t.runs()
+    assert len(runs) == 3
+    assert all(r.state == S.COMPLETED for r in runs)
+    stamps = [r.scheduled_at.timestamp() for r in runs]
+    assert all(s == int(s) for s in stamps)  # on whole seconds
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [1.0, 1.0]
+    assert len(seen) == 3
+
+
+@pytest.mark.parametrize("misfire", ["catch_up", "skip", "coalesce"])
+def test_missed_cron_occurrences(make_app: Callable[..., ms.App], misfire: str) -> None:
+    start = 1_800_000_030.0  # 30 s past a whole minute
+    clock = ManualClock(start)
+    app = make_app(clock=clock)
+    seen: list[str] = []
+
+    @app.task
+    def minutely() -> None:
+        seen.append(ms.context().run_id)
+
+    t = minutely.schedule(cron="*/1 * * * *", misfire=misfire)
+    first = t.runs()
+    assert [(r.state, r.scheduled_at.timestamp()) for r in first] == [(S.SCHEDULED, start + 30)]
+    # nothing ran for five and a half minutes: occurrences at +60 .. +300 came due unseen
+    clock.advance(300)
+    with app.worker() as w:
+        w.run_until_idle(timeout=10)
+    runs = t.runs()
+    by_state: dict[str, list[float]] = {}
+    for r in runs:
+        by_state.setdefault(r.state, []).append(r.scheduled_at.timestamp() - start)
+    if misfire == "catch_up":
+        assert by_state[S.COMPLETED] == [30, 90, 150, 210, 270]
+        assert len(seen) == 5
+    elif misfire == "coalesce":
+        assert by_state[S.COMPLETED] == [30]
+        assert len(seen) == 1
+    else:
+        assert S.COMPLETED not in by_state
+        assert by_state[S.CANCELED] == [30]
+        assert seen == []
+    # exactly one future occurrence is waiting, the next whole minute after "now"
+    assert by_state[S.SCHEDULED] == [330]
+
+
+def test_cron_future_occurrence_runs_when_the_clock_gets_there(
+    make_app: Callable[..., ms.App],
+) -> None:
+    clock = ManualClock(1_800_000_010.0)  # ten seconds past an hour
+    app = make_app(clock=clock)
+
+    @app.task
+    def hourly() -> None:
+        return None
+
+    t = hourly.schedule(cron="0 * * * *", max_occurrences=2)
+    with app.worker() as w:
+        w.run_until_idle(timeout=5)
+        assert [r.state for r in t.runs()] == [S.SCHEDULED]
+        clock.advance(3600)
+    with app.worker() as w:
+        w.run_until_idle(timeout=5)
+        clock.advance(3600)
+    with app.worker() as w:
+        w.run_until_idle(timeout=5)
+        clock.advance(3600 * 5)
+    with app.worker() as w:
+        w.run_until_idle(timeout=5)
+    assert [r.state for r in t.runs()] == [S.COMPLETED, S.COMPLETED]
+
+
+def test_runs_of_a_task_no_worker_knows_wait_in_ready(make_app: Callable[..., ms.App]) -> None:
+    app = make_app()
+
+    @app.task
+    def known() -> None:
+        return None
+
+    h = app.submit("reports.nightly", args=[1], kwargs={"full": True})
+    k = known.submit()
+    with app.worker() as w, pytest.raises(TimeoutError):
+        w.run_until_idle(timeout=1.0)
+    assert k.status() == S.COMPLETED
+    info = h.info()
+    assert info.state == S.READY  # never failed, never dropped
+    assert info.attempts == []
+
+    # a process that registers the task picks it up
+    other = make_app()
+    got: list[tuple[int, bool]] = []
+
+    @other.task(name="reports.nightly")
+    def nightly(n: int, full: bool = False) -> str:
+        got.append((n, full))
+        return "ok"
+
+    with other.worker() as w:
+        w.run_until_idle(timeout=10)
+    assert got == [(1, True)]
+    assert other.get_run(h.run_id).output == "ok"
+
+
+def test_cron_with_two_workers_derives_each_occurrence_once(
+    make_app: Callable[..., ms.App],
+) -> None:
+    apps = [make_app(), make_app()]
+    lock = threading.Lock()
+    seen: list[str] = []
+    for a in apps:
+
+        @a.task(name="cron.tick")
+        def tick() -> None:
+            with lock:
+                seen.append(ms.context().run_id)
+
+    t = apps[0].tasks["cron.tick"].schedule(cron="* * * * * *")
+    with apps[0].worker(concurrency=2), apps[1].worker(concurrency=2):
+        wait_for(
+            lambda: len([r for r in t.runs() if r.state == S.COMPLETED]) >= 3,
+            10,
+            "three completed occurrences",
+        )
+        assert t.cancel() is True
+        time.sleep(1.2)  # a canceled cron task derives nothing more
+    runs = t.runs()
+    stamps = [r.scheduled_at.timestamp() for r in runs]
+    assert len(stamps) == len(set(stamps)), "an occurrence was derived twice"
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [1.0] * (len(stamps) - 1)
+    assert {r.state for r in runs} <= {S.COMPLETED, S.CANCELED}
+    assert [r.state for r in runs].count(S.CANCELED) <= 1
+    assert len(seen) == len(set(seen)) == len([r for r in runs if r.state == S.COMPLETED])
+    assert len(t.runs()) == len(runs)
+
+
+def test_idempotent_repeat_returns_the_same_task(app: ms.App) -> None:
+    @app.task
+    def tick() -> None:
+        return None
+
+    t1 = tick.with_options(idempotency_key="daily").repeat(count=3, every=60)
+    before = len(app.log())
+    t2 = tick.with_options(idempotency_key="daily").repeat(count=3, every=60)
+    assert t2.task_id == t1.task_id
+    assert len(app.log()) == before
+    assert len(app.runs()) == 3

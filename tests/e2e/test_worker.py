@@ -1,0 +1,170 @@
+"""Worker behaviour seen from outside: lease renewal, hung handlers, queues, result waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import mainspring as ms
+
+from .helpers import wait_for, wait_state
+
+
+def test_a_handler_longer_than_the_lease_keeps_its_lease(make_app: Callable[..., ms.App]) -> None:
+    app = make_app(lease_seconds=0.5)
+    calls: list[int] = []
+
+    @app.task
+    def long_job() -> str:
+        calls.append(1)
+        time.sleep(1.6)  # more than three lease periods
+        return "done"
+
+    h = long_job.submit()
+    with app.worker() as w:
+        w.run_until_idle(timeout=10)
+    assert h.result(timeout=1) == "done"
+    assert calls == [1]
+    assert [a.result for a in h.info().attempts] == [ms.AttemptResult.SUCCESS]
+    types = [e.type for e in h.history()]
+    assert "lease.renewed" in types and "lease.expired" not in types
+
+
+def test_a_hung_handler_does_not_take_the_slot_forever(app: ms.App) -> None:
+    release = threading.Event()
+    order: list[str] = []
+
+    @app.task(timeout=0.2)
+    def hangs() -> None:
+        order.append("hang-start")
+        release.wait(10)  # ignores ctx.cancelled
+        order.append("hang-end")
+
+    @app.task
+    def quick() -> None:
+        order.append("quick")
+
+    a = hangs.submit()
+    b = quick.submit()
+    try:
+        with app.worker(concurrency=1) as w:
+            wait_state(b, ms.RunState.COMPLETED, timeout=5)
+            assert order == ["hang-start", "quick"]  # while the first handler still hangs
+            assert a.status() == ms.RunState.FAILED
+            release.set()
+            w.run_until_idle(timeout=5)
+    finally:
+        release.set()
+    assert [x.result for x in a.info().attempts] == [ms.AttemptResult.TIMEOUT]
+
+
+def test_a_worker_leases_only_its_queues(app: ms.App) -> None:
+    ran: list[str] = []
+
+    @app.task(queue="mail")
+    def mail(x: str) -> None:
+        ran.append(f"mail:{x}")
+
+    @app.task
+    def other(x: str) -> None:
+        ran.append(f"other:{x}")
+
+    m = mail.submit("1")
+    o = other.submit("1")
+    moved = other.with_options(queue="mail").submit("2")
+    assert (m.info().queue, o.info().queue, moved.info().queue) == ("mail", "default", "mail")
+    with app.worker(queues=["mail"]) as w:
+        wait_for(lambda: len(ran) == 2, 5, "the mail queue to drain")
+        time.sleep(0.3)
+        assert sorted(ran) == ["mail:1", "other:2"]
+        assert o.status() == ms.RunState.READY
+        with pytest.raises(TimeoutError):
+            w.run_until_idle(timeout=0.3)
+    with app.worker() as w:  # queues=None: every queue this App's tasks declare
+        w.run_until_idle(timeout=5)
+    assert o.status() == ms.RunState.COMPLETED
+
+
+def test_result_timeout_and_outcomes(app: ms.App) -> None:
+    @app.task
+    def echo(x: object) -> object:
+        return x
+
+    h = echo.submit({"a": [1, 2.5, None, True, "s"]})
+    with pytest.raises(TimeoutError):
+        h.result(timeout=0.2)
+    assert h.status() == ms.RunState.READY
+    with app.worker() as w:
+        assert h.result(timeout=5) == {"a": [1, 2.5, None, True, "s"]}
+        w.run_until_idle(timeout=5)
+    assert app.get_run(h.run_id).output == {"a": [1, 2.5, None, True, "s"]}
+
+
+def test_leaving_the_worker_block_lets_running_handlers_finish(app: ms.App) -> None:
+    started = threading.Event()
+
+    @app.task
+    def short() -> str:
+        started.set()
+        time.sleep(0.3)
+        return "finished"
+
+    h = short.submit()
+    with app.worker(grace_seconds=5):
+        assert started.wait(5)
+    assert h.status() == ms.RunState.COMPLETED
+    assert h.result(timeout=1) == "finished"
+
+
+def test_leaving_the_worker_block_releases_what_overruns_the_grace(app: ms.App) -> None:
+    started = threading.Event()
+    stop = threading.Event()
+    attempts: list[int] = []
+
+    @app.task
+    def slow() -> str:
+        attempts.append(ms.context().attempt)
+        started.set()
+        if len(attempts) == 1:
+            stop.wait(5)
+        return "ok"
+
+    h = slow.submit()
+    try:
+        with app.worker(grace_seconds=0.2):
+            assert started.wait(5)
+        # released: the attempt is closed as lost and does not count; the run is eligible again
+        assert h.info().attempts[0].result == ms.AttemptResult.LOST
+        assert h.status() in (ms.RunState.RETRY_WAIT, ms.RunState.READY)
+    finally:
+        stop.set()
+    with app.worker() as w:
+        w.run_until_idle(timeout=5)
+    assert h.result(timeout=1) == "ok"
+    assert [a.result for a in h.info().attempts] == [
+        ms.AttemptResult.LOST,
+        ms.AttemptResult.SUCCESS,
+    ]
+
+
+def test_two_workers_share_the_work_and_run_each_run_once(app: ms.App) -> None:
+    lock = threading.Lock()
+    seen: dict[str, int] = {}
+
+    @app.task
+    def job(i: int) -> int:
+        with lock:
+            seen[ms.context().run_id] = seen.get(ms.context().run_id, 0) + 1
+        time.sleep(0.005)
+        return i
+
+    handles = [job.submit(i) for i in range(60)]
+    with app.worker(concurrency=4) as w1, app.worker(concurrency=4) as w2:
+        w1.run_until_idle(timeout=20)
+        w2.run_until_idle(timeout=20)
+    assert [h.result(timeout=1) for h in handles] == list(range(60))
+    assert set(seen) == {h.run_id for h in handles}
+    assert set(seen.values()) == {1}
