@@ -71,7 +71,10 @@ _MIGRATIONS: dict[int, str] = {
         doc BLOB NOT NULL
     );
     CREATE INDEX ms_runs_task ON ms_runs (task_id);
-    CREATE INDEX ms_runs_state ON ms_runs (state, task_name);
+    CREATE INDEX ms_runs_completed ON ms_runs (scheduled_at, run_id) WHERE state = 'completed';
+    CREATE INDEX ms_runs_failed ON ms_runs (scheduled_at, run_id) WHERE state = 'failed';
+    CREATE INDEX ms_runs_canceled ON ms_runs (scheduled_at, run_id) WHERE state = 'canceled';
+    CREATE INDEX ms_runs_suspended ON ms_runs (scheduled_at, run_id) WHERE state = 'suspended';
     CREATE INDEX ms_runs_due ON ms_runs (due_at) WHERE state IN ('scheduled', 'retry_wait');
     CREATE INDEX ms_runs_ready ON ms_runs (priority DESC, scheduled_at, run_id)
         WHERE state = 'ready';
@@ -216,6 +219,24 @@ def _check_existing(path: str) -> int:
     return version
 
 
+# How to find the runs of one state through a partial index. There is deliberately no
+# index on ``state`` itself: every state change would rewrite it (the hot path changes a
+# run's state four times), while each partial index below sees a run enter and leave once.
+_STATE_FILTER: dict[str, str] = {
+    "scheduled": "INDEXED BY ms_runs_due WHERE state IN ('scheduled', 'retry_wait') "
+    "AND state = 'scheduled'",
+    "retry_wait": "INDEXED BY ms_runs_due WHERE state IN ('scheduled', 'retry_wait') "
+    "AND state = 'retry_wait'",
+    "ready": "INDEXED BY ms_runs_ready WHERE state = 'ready'",
+    "leased": "INDEXED BY ms_runs_lease WHERE lease_owner IS NOT NULL AND state = 'leased'",
+    "running": "INDEXED BY ms_runs_lease WHERE lease_owner IS NOT NULL AND state = 'running'",
+    "suspended": "INDEXED BY ms_runs_suspended WHERE state = 'suspended'",
+    "completed": "INDEXED BY ms_runs_completed WHERE state = 'completed'",
+    "failed": "INDEXED BY ms_runs_failed WHERE state = 'failed'",
+    "canceled": "INDEXED BY ms_runs_canceled WHERE state = 'canceled'",
+}
+
+
 class SQLiteTx(Tx):
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
@@ -351,29 +372,32 @@ class SQLiteTx(Tx):
     def query_runs(
         self, state: str | None, task: str | None, limit: int, task_id: str | None = None
     ) -> list[Run]:
+        q = f"SELECT {_RUN_COLS} FROM ms_runs "
         where: list[str] = []
         params: list[Any] = []
         if state is not None:
-            where.append("state = ?")
-            params.append(state)
+            q += _STATE_FILTER[RunState(state).value]
+        elif task_id is not None:
+            q += "INDEXED BY ms_runs_task WHERE 1"
+        else:
+            q += "WHERE 1"
         if task is not None:
             where.append("task_name = ?")
             params.append(task)
         if task_id is not None:
             where.append("task_id = ?")
             params.append(task_id)
-        q = f"SELECT {_RUN_COLS} FROM ms_runs"
-        if where:
-            q += " WHERE " + " AND ".join(where)
+        for w in where:
+            q += " AND " + w
         q += " ORDER BY scheduled_at, run_id LIMIT ?"
         params.append(limit)
         return [_row_run(r) for r in self.con.execute(q, params)]
 
     def stats(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in RunState}
-        for st, n in self.con.execute("SELECT state, COUNT(*) FROM ms_runs GROUP BY state"):
-            counts[st] = n
-        return counts
+        return {
+            st: self.con.execute(f"SELECT COUNT(*) FROM ms_runs {_STATE_FILTER[st]}").fetchone()[0]
+            for st in (s.value for s in RunState)
+        }
 
     def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
         if run_id is None:
@@ -390,9 +414,10 @@ class SQLiteTx(Tx):
 
     def is_idle(self, now: float) -> bool:
         row = self.con.execute(
-            "SELECT EXISTS (SELECT 1 FROM ms_runs WHERE state IN ('ready', 'leased', 'running', "
-            "'retry_wait')) OR EXISTS (SELECT 1 FROM ms_runs WHERE state = 'scheduled' "
-            "AND due_at <= ?)",
+            "SELECT EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_ready WHERE state = 'ready') "
+            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_lease WHERE lease_owner IS NOT NULL) "
+            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_due "
+            "WHERE state IN ('scheduled', 'retry_wait') AND (state = 'retry_wait' OR due_at <= ?))",
             (now,),
         ).fetchone()
         return not row[0]
