@@ -665,18 +665,17 @@ class Engine:
                 replayed = replay(tx.iter_all_events())
             except Exception as exc:
                 return [f"the log does not replay: {exc}"]
-        enc = msgspec.json.Encoder()
         for rid in sorted(set(stored.runs) | set(replayed.runs)):
             a, r = stored.runs.get(rid), replayed.runs.get(rid)
             if a is None:
                 problems.append(f"run {rid}: in the log but missing from the stored state")
             elif r is None:
                 problems.append(f"run {rid}: in the stored state but never created in the log")
-            elif enc.encode(a) != enc.encode(r):
+            elif a != r:
                 diffs = [
                     f"{f}: stored {getattr(a, f)!r}, log says {getattr(r, f)!r}"
                     for f in a.__struct_fields__
-                    if enc.encode(getattr(a, f)) != enc.encode(getattr(r, f))
+                    if getattr(a, f) != getattr(r, f)
                 ]
                 problems.append(f"run {rid}: " + "; ".join(diffs))
         for tid in sorted(set(stored.tasks) | set(replayed.tasks)):
@@ -685,11 +684,11 @@ class Engine:
                 problems.append(f"task {tid}: in the log but missing from the stored state")
             elif tr is None:
                 problems.append(f"task {tid}: in the stored state but never created in the log")
-            elif enc.encode(ta) != enc.encode(tr):
+            elif ta != tr:
                 diffs = [
                     f"{f}: stored {getattr(ta, f)!r}, log says {getattr(tr, f)!r}"
                     for f in ta.__struct_fields__
-                    if enc.encode(getattr(ta, f)) != enc.encode(getattr(tr, f))
+                    if getattr(ta, f) != getattr(tr, f)
                 ]
                 problems.append(f"task {tid}: " + "; ".join(diffs))
         if stored.definitions != replayed.definitions:

@@ -133,6 +133,7 @@ class Worker:
         self._renew_now: set[str] = set()
         self._lock = threading.Lock()
         self._rpipe, self._wpipe = os.pipe()
+        self._pipe_lock = threading.Lock()
         os.set_blocking(self._rpipe, False)
         os.set_blocking(self._wpipe, False)
         self._stop = threading.Event()
@@ -164,11 +165,13 @@ class Worker:
         self._pool.shutdown()
         if self._aloop is not None:
             self._aloop.call_soon_threadsafe(self._aloop.stop)
-        for fd in (self._rpipe, self._wpipe):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._pipe_lock:
+            for fd in (self._rpipe, self._wpipe):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._rpipe = self._wpipe = -1
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -200,10 +203,13 @@ class Worker:
 
     # -- the loop -----------------------------------------------------------------------------
     def _wake(self) -> None:
-        try:
-            os.write(self._wpipe, b"!")
-        except OSError:
-            pass
+        with self._pipe_lock:  # never write to a closed (and perhaps reused) descriptor
+            if self._wpipe < 0:
+                return
+            try:
+                os.write(self._wpipe, b"!")
+            except OSError:
+                pass
 
     def _main(self) -> None:
         waiter = self.engine.store.waiter()
