@@ -217,7 +217,7 @@ def _options(
     max_attempts: int = 1,
     backoff: Backoff | None = None,
     timeout: float | timedelta | None = None,
-    concurrency_key: str | None = None,
+    concurrency_key: str | Callable[..., str] | None = None,
     concurrency_limit: int = 1,
     key_policy: str = "hold",
     priority: int = 0,
@@ -261,7 +261,7 @@ def _options(
 
 
 class _Submitter:
-    """``task.with_options(...)``: per-submission overrides."""
+    """``task.with_options(...)``: per-submission overrides (a TaskFunction is one with none)."""
 
     def __init__(self, task: TaskFunction[Any, Any], **overrides: Any) -> None:
         self.task = task
@@ -306,8 +306,12 @@ _OVERRIDES = (
 )
 
 
-class TaskFunction(Generic[P, R]):
-    """A handler registered with ``@app.task``. Call it to run it inline; ``submit`` to queue."""
+class TaskFunction(_Submitter, Generic[P, R]):
+    """A handler registered with ``@app.task``. Call it to run it inline; ``submit`` to queue.
+
+    ``repeat(count, every, args, kwargs)`` and ``schedule(cron, tz, args, kwargs, misfire,
+    max_occurrences)`` submit a task with a repeat or cron policy; both return a TaskHandle.
+    """
 
     def __init__(
         self,
@@ -322,6 +326,7 @@ class TaskFunction(Generic[P, R]):
         self.name = name
         self.options = options
         self._key = key
+        super().__init__(self)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -356,27 +361,6 @@ class TaskFunction(Generic[P, R]):
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> RunHandle:
         return self._submit(args, kwargs)
-
-    def repeat(
-        self,
-        count: int,
-        every: float | timedelta,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> TaskHandle:
-        return self._repeat(count, every, args, kwargs)
-
-    def schedule(
-        self,
-        cron: str,
-        tz: str = "UTC",
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        misfire: str = "catch_up",
-        max_occurrences: int | None = None,
-        misfire_grace: float = 60.0,
-    ) -> TaskHandle:
-        return self._schedule(cron, tz, args, kwargs, misfire, max_occurrences, misfire_grace)
 
     # -- building requests ----------------------------------------------------------------------
     def _resolve_key(
@@ -550,7 +534,7 @@ class App:
                 max_attempts=max_attempts,
                 backoff=backoff,
                 timeout=timeout,
-                concurrency_key=concurrency_key if isinstance(concurrency_key, str) else None,
+                concurrency_key=concurrency_key,
                 concurrency_limit=concurrency_limit,
                 key_policy=key_policy,
                 priority=priority,

@@ -15,12 +15,12 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from e2e.helpers import wait_for  # tests/ is on sys.path (pytest's rootdir-based import)
 
 import mainspring as ms
 
@@ -100,17 +100,6 @@ APP_MODULE = textwrap.dedent(
         )
     """
 )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 class Workers:
