@@ -145,9 +145,11 @@ class RunHandle:
         return hash(self.run_id)
 
     def info(self) -> RunInfo:
+        """The run as stored now (a RunInfo)."""
         return self.app.get_run(self.run_id)
 
     def status(self) -> RunState:
+        """The run's current state."""
         return RunState(self.app.engine.get_run(self.run_id).state)
 
     def result(self, timeout: float | None = None) -> Any:
@@ -177,12 +179,15 @@ class RunHandle:
             delay = min(delay * 1.5, 0.05)
 
     def cancel(self) -> bool:
+        """Cancel the run; False when it already ended."""
         return self.app.engine.cancel_run(self.run_id)
 
     def resume(self) -> bool:
+        """Move a suspended run back to ready; False when it is not suspended."""
         return self.app.engine.resume_run(self.run_id)
 
     def history(self) -> list[LogEvent]:
+        """Every log event of this run, in order."""
         return self.app.log(run_id=self.run_id, limit=1_000_000)
 
 
@@ -198,12 +203,14 @@ class TaskHandle:
         return f"TaskHandle(task_id={self.task_id!r})"
 
     def runs(self) -> list[RunInfo]:
+        """Every run this task derived so far, by scheduled time."""
         with self.app.store.read() as tx:
             return [
                 _run_info(r) for r in tx.query_runs(None, None, 1_000_000, task_id=self.task_id)
             ]
 
     def cancel(self) -> bool:
+        """Cancel the task and its non-terminal runs; False if already canceled."""
         return self.app.engine.cancel_task(self.task_id)
 
 
@@ -347,6 +354,7 @@ class TaskFunction(_Submitter, Generic[P, R]):
         concurrency_key: str | None = None,
         queue: str | None = None,
     ) -> _Submitter:
+        """Per-submission overrides; returns an object with submit/repeat/schedule."""
         return _Submitter(
             self,
             idempotency_key=idempotency_key,
@@ -360,6 +368,7 @@ class TaskFunction(_Submitter, Generic[P, R]):
         )
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> RunHandle:
+        """Submit one run with these arguments (policy once); durable on return."""
         return self._submit(args, kwargs)
 
     # -- building requests ----------------------------------------------------------------------
@@ -393,6 +402,7 @@ class TaskFunction(_Submitter, Generic[P, R]):
     def request(
         self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any
     ) -> SubmitRequest:
+        """Build the engine's SubmitRequest (validates and encodes the arguments)."""
         plain_args = to_plain(list(args), f"the arguments of {self.name}")
         plain_kwargs = to_plain(dict(kwargs), f"the keyword arguments of {self.name}")
         if not isinstance(plain_kwargs, dict):
@@ -487,6 +497,7 @@ class App:
         return f"App(store={self.store.url!r})"
 
     def close(self) -> None:
+        """Close the store's connections."""
         self.store.close()
 
     def reopen(self, store: str) -> None:
@@ -637,34 +648,42 @@ class App:
 
     # -- queries ----------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunInfo:
+        """The run with this id as stored now; raises UnknownRun."""
         return _run_info(self.engine.get_run(run_id))
 
     def run(self, run_id: str) -> RunHandle:
+        """A RunHandle for an existing run id; raises UnknownRun."""
         r = self.engine.get_run(run_id)
         return RunHandle(self, r.run_id, r.task_id)
 
     def runs(
         self, state: RunState | str | None = None, task: str | None = None, limit: int = 100
     ) -> list[RunInfo]:
+        """Runs, optionally of one state and/or task name, by scheduled time."""
         st = None if state is None else RunState(state).value
         with self.store.read() as tx:
             return [_run_info(r) for r in tx.query_runs(st, task, limit)]
 
     def log(self, since: int = 0, run_id: str | None = None, limit: int = 1000) -> list[LogEvent]:
+        """Log events with seq > ``since`` (optionally of one run), in commit order."""
         with self.store.read() as tx:
             return [_log_event(e) for e in tx.events(since, run_id, limit)]
 
     def stats(self) -> dict[str, int]:
+        """The number of runs in each state."""
         with self.store.read() as tx:
             return tx.stats()
 
     def pause(self) -> bool:
+        """Pause the engine: workers lease nothing. False if it was already paused."""
         return self.engine.set_paused(True)
 
     def resume(self) -> bool:
+        """Resume a paused engine. False if it was not paused."""
         return self.engine.set_paused(False)
 
     def verify(self) -> VerifyReport:
+        """Replay the log from empty and compare it with the stored state."""
         problems = self.engine.verify()
         return VerifyReport(ok=not problems, problems=problems)
 

@@ -44,6 +44,7 @@ class Context:
         return self._cancelled.is_set()
 
     def cancel(self) -> None:
+        """Turn ``cancelled`` true (the worker does this; handlers only read it)."""
         self._cancelled.set()
 
     def heartbeat(self) -> None:
