@@ -12,14 +12,6 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 
 
-def encode(value: Any) -> bytes:
-    return _encoder.encode(value)
-
-
-def decode(data: bytes | str) -> Any:
-    return _decoder.decode(data)
-
-
 def to_plain(value: Any, what: str) -> Any:
     """Round-trip ``value`` through JSON so what is stored is exactly what replay sees.
 

@@ -25,22 +25,6 @@ LEASE_RELEASED = "lease.released"
 ENGINE_PAUSED = "engine.paused"
 ENGINE_RESUMED = "engine.resumed"
 
-ALL_TYPES: tuple[str, ...] = (
-    TASK_DEFINED,
-    TASK_CREATED,
-    TASK_CANCELED,
-    RUN_CREATED,
-    RUN_STATE_CHANGED,
-    ATTEMPT_STARTED,
-    ATTEMPT_FINISHED,
-    LEASE_ACQUIRED,
-    LEASE_RENEWED,
-    LEASE_EXPIRED,
-    LEASE_RELEASED,
-    ENGINE_PAUSED,
-    ENGINE_RESUMED,
-)
-
 
 def event(type: str, at: float, **fields: Any) -> Event:
     return Event(type=type, at=at, event_id=uuid7(), **fields)

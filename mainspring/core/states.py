@@ -70,8 +70,6 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     S.CANCELED: frozenset(),
 }
 
-#: States in which a run occupies a place in the "busy" definition of idle.
-ACTIVE: frozenset[RunState] = frozenset({S.READY, S.LEASED, S.RUNNING, S.RETRY_WAIT})
 
 #: Attempt results that do not count toward ``max_attempts``.
 UNCOUNTED_RESULTS: frozenset[AttemptResult] = frozenset(

@@ -118,7 +118,12 @@ class Waiter(ABC):
     """Blocks a worker until something may have become ready, or a timeout."""
 
     @abstractmethod
-    def wait(self, timeout: float) -> bool: ...
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a wake-up (consuming it); True if one came."""
+
+    @abstractmethod
+    def fileno(self) -> int:
+        """A descriptor that becomes readable on a wake-up (for the worker's select)."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -48,6 +48,9 @@ class SocketWaiter(Waiter):
                 self.sock.recv(64)
         return True
 
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()

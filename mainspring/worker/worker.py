@@ -177,11 +177,6 @@ class Worker:
         self._stop.set()
         self._wake()
 
-    def wait(self) -> None:
-        """Block until the worker has stopped (after ``request_stop``)."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(0.2)
-
     @property
     def busy(self) -> bool:
         with self._lock:
@@ -319,10 +314,7 @@ class Worker:
                 timeout = min(timeout, max(0.0, dl - time.monotonic()))
             if stop_deadline is not None:
                 timeout = min(timeout, max(0.0, stop_deadline - time.monotonic()), 0.05)
-            fds = [self._rpipe]
-            sock = getattr(waiter, "sock", None)
-            if sock is not None:
-                fds.append(sock.fileno())
+            fds = [self._rpipe, waiter.fileno()]
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
             except (OSError, ValueError):
@@ -332,8 +324,8 @@ class Worker:
             if len(ready) == 0 or any(fd != self._rpipe for fd in ready):
                 # a store wake-up, or a timer (poll, due run): look for work
                 housekeep = True
-                if sock is not None and any(fd != self._rpipe for fd in ready):
-                    waiter.wait(0)
+                if ready:
+                    waiter.wait(0)  # consume the wake-up datagrams
                 need_cycle = True
             if self._stop.is_set():
                 need_cycle = False
