@@ -11,6 +11,7 @@ import uuid
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_prefix = ""
 _rand = random.Random()  # seeded from os.urandom; ids need uniqueness, not secrecy
 
 
@@ -20,7 +21,7 @@ def uuid7() -> str:
     48 bits of Unix milliseconds, then a 12-bit counter that keeps ids from one process
     strictly increasing within a millisecond, then 62 random bits.
     """
-    global _last_ms, _counter
+    global _last_ms, _counter, _prefix
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -28,14 +29,21 @@ def uuid7() -> str:
             if _counter > 0xFFF:  # counter overflow: borrow the next millisecond
                 _last_ms += 1
                 _counter = 0
-            ms = _last_ms
+                _prefix = _time_prefix(_last_ms)
         else:
             _last_ms = ms
             _counter = _rand.getrandbits(10)  # leave room to count within the millisecond
+            _prefix = _time_prefix(ms)
         counter = _counter
-    value = ((ms & 0xFFFFFFFFFFFF) << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62)
-    h = f"{value | _rand.getrandbits(62):032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        prefix = _prefix
+    r = _rand.getrandbits(62) | 0x8000000000000000  # variant 0b10
+    return f"{prefix}{counter:03x}-{r >> 48:04x}-{r & 0xFFFFFFFFFFFF:012x}"
+
+
+def _time_prefix(ms: int) -> str:
+    """``tttttttt-tttt-7`` for this millisecond (48 bits of time, then the version)."""
+    h = f"{ms & 0xFFFFFFFFFFFF:012x}"
+    return f"{h[:8]}-{h[8:]}-7"
 
 
 def is_uuid(value: str) -> bool:

@@ -530,7 +530,7 @@ class Engine:
         st = b.state
         chosen: list[Run] = []
         holders: dict[str, set[str]] = {}
-        page = want * 2 + 4
+        page = max(want, 8)  # further pages only when keys leave candidates behind
         offset = 0
         while len(chosen) < want:
             cands = tx.ready_candidates(b.now, queues, names, page, offset)
@@ -554,7 +554,7 @@ class Engine:
                         continue  # the key is full: leave the run ready
                     holders[k].add(run.run_id)
                 chosen.append(run)
-            if len(cands) < page or offset > 50 * page:
+            if len(cands) < page or offset >= 1000:
                 break
             offset += page
         if not chosen:
