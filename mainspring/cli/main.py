@@ -473,30 +473,30 @@ def _paused(ms_app: App) -> bool | None:
         return None
 
 
+def _set_paused(ctx: typer.Context, store: str | None, json_out: bool, paused: bool) -> None:
+    g = _globals(ctx, store, json_out)
+    with open_app(g) as ms_app:
+        changed = ms_app.pause() if paused else ms_app.resume()
+    if g.json:
+        out.emit_json({"paused": paused, "changed": bool(changed)})
+    elif paused:
+        typer.echo("engine paused" if changed else "engine was already paused")
+    else:
+        typer.echo("engine resumed" if changed else "engine was not paused")
+
+
 @app.command()
 @handle_errors
 def pause(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Pause the engine: no worker leases anything until `mainspring resume`."""
-    g = _globals(ctx, store, json_out)
-    with open_app(g) as ms_app:
-        changed = ms_app.pause()
-    if g.json:
-        out.emit_json({"paused": True, "changed": bool(changed)})
-    else:
-        typer.echo("engine paused" if changed else "engine was already paused")
+    _set_paused(ctx, store, json_out, True)
 
 
 @app.command()
 @handle_errors
 def resume(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Resume a paused engine: workers lease runs again."""
-    g = _globals(ctx, store, json_out)
-    with open_app(g) as ms_app:
-        changed = ms_app.resume()
-    if g.json:
-        out.emit_json({"paused": False, "changed": bool(changed)})
-    else:
-        typer.echo("engine resumed" if changed else "engine was not paused")
+    _set_paused(ctx, store, json_out, False)
 
 
 @app.command()

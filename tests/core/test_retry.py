@@ -266,20 +266,20 @@ def test_history_never_exceeds_max_attempts_or_max_lost(
         assert lost_attempts(run) < max_lost
 
 
+def _close_one(run: Run, result: str) -> None:
+    """Append one more finished attempt with ``result``."""
+    n = len(run.attempts)
+    run.attempts.append(
+        Attempt(attempt_id=f"a{n}", number=n + 1, started_at=NOW, result=result, finished_at=NOW)
+    )
+
+
 @given(max_attempts=st.integers(1, 10))
 def test_always_retryable_makes_exactly_max_attempts(max_attempts: int) -> None:
     opts = TaskOptions(max_attempts=max_attempts)
     run = make_run()
     while True:
-        run.attempts.append(
-            Attempt(
-                attempt_id=f"a{len(run.attempts)}",
-                number=len(run.attempts) + 1,
-                started_at=NOW,
-                result="retryable",
-                finished_at=NOW,
-            )
-        )
+        _close_one(run, "retryable")
         if decide(run, opts, R.RETRYABLE, NOW).to == S.FAILED:
             break
         assert len(run.attempts) < 1000
@@ -291,15 +291,7 @@ def test_a_crashing_handler_stops_after_max_lost(max_lost: int, max_attempts: in
     opts = TaskOptions(max_attempts=max_attempts, max_lost=max_lost)
     run = make_run()
     while True:
-        run.attempts.append(
-            Attempt(
-                attempt_id=f"a{len(run.attempts)}",
-                number=len(run.attempts) + 1,
-                started_at=NOW,
-                result="lost",
-                finished_at=NOW,
-            )
-        )
+        _close_one(run, "lost")
         d = decide(run, opts, R.LOST, NOW)
         if d.to == S.FAILED:
             assert d.reason == "lost"
