@@ -13,9 +13,11 @@ and starts new attempts. That is the group commit of the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -28,10 +30,14 @@ from ..core.reducer import State, apply, replay
 from ..core.retry import decide
 from ..core.schedule import cron_step, initial_occurrences, validate_policy
 from ..core.states import TERMINAL, AttemptResult, RunState
-from ..store.base import Store, Tx
+from ..store.base import Conflict, Store, Tx
 
 #: How many rows each housekeeping step handles per cycle.
 STEP_LIMIT = 500
+#: How often a command is re-run when a concurrent transaction conflicted with it.
+MAX_CONFLICT_RETRIES = 30
+
+T = TypeVar("T")
 
 
 class Batch:
@@ -186,12 +192,12 @@ class Engine:
         with self.store.read() as rtx:
             if rtx.definition(name) == options:
                 return
-        with self.store.write() as tx:
-            if tx.definition(name) == options:
-                return
-            b = Batch(State(), self.clock.now())
-            b.emit(E.event(E.TASK_DEFINED, b.now, data={"name": name, "options": options}))
-            b.flush(tx)
+
+        def body(tx: Tx, b: Batch) -> None:
+            if tx.definition(name) != options:
+                b.emit(E.event(E.TASK_DEFINED, b.now, data={"name": name, "options": options}))
+
+        self.transact(body)
 
     def definition(self, name: str) -> dict[str, Any] | None:
         with self.store.read() as tx:
@@ -206,13 +212,12 @@ class Engine:
             validate_policy(req.policy)
             if req.options.max_attempts < 1:
                 raise InvalidSchedule(f"max_attempts must be >= 1, got {req.options.max_attempts}")
-        out: list[Submitted] = []
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
+
+        def body(tx: Tx, b: Batch) -> list[Submitted]:
             seen: dict[tuple[str, str], Submitted] = {}
-            for req in reqs:
-                out.append(self._submit_one(tx, b, req, seen))
-            b.flush(tx)
+            return [self._submit_one(tx, b, req, seen) for req in reqs]
+
+        out, b = self.transact(body)
         if b.events:
             self.store.notify()
         return out
@@ -296,24 +301,26 @@ class Engine:
 
     # -- operator commands -------------------------------------------------------------
     def cancel_run(self, run_id: str, reason: str = "canceled") -> bool:
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
-            tx.load_runs([run_id], b.state)
-            run = b.state.runs.get(run_id)
-            if run is None:
-                raise UnknownRun(
-                    f"no run {run_id!r} in this store; list runs with `mainspring runs`"
-                )
+        def body(tx: Tx, b: Batch) -> bool:
+            run = self._one_run(tx, b, run_id)
             if RunState(run.state) in TERMINAL:
                 return False
             b.cancel(run, reason)
-            b.flush(tx)
-        return True
+            return True
+
+        return self.transact(body)[0]
+
+    @staticmethod
+    def _one_run(tx: Tx, b: Batch, run_id: str) -> Run:
+        tx.load_runs([run_id], b.state)
+        run = b.state.runs.get(run_id)
+        if run is None:
+            raise UnknownRun(f"no run {run_id!r} in this store; list runs with `mainspring runs`")
+        return run
 
     def cancel_task(self, task_id: str) -> bool:
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
-            tx.load_tasks([task_id], b.state)
+        def body(tx: Tx, b: Batch) -> bool:
+            tx.load_tasks([task_id], b.state, lock=True)
             task = b.state.tasks.get(task_id)
             if task is None:
                 raise UnknownRun(f"no task {task_id!r} in this store")
@@ -332,38 +339,40 @@ class Engine:
             ids = tx.run_ids_of_task(task_id, active_only=True)
             tx.load_runs(ids, b.state)
             for rid in ids:
-                b.cancel(b.state.runs[rid], "task_canceled")
-            b.flush(tx)
-        return True
+                run = b.state.runs[rid]
+                if RunState(run.state) not in TERMINAL:  # it may have ended meanwhile
+                    b.cancel(run, "task_canceled")
+            return True
+
+        return self.transact(body)[0]
 
     def resume_run(self, run_id: str) -> bool:
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
-            tx.load_runs([run_id], b.state)
-            run = b.state.runs.get(run_id)
-            if run is None:
-                raise UnknownRun(
-                    f"no run {run_id!r} in this store; list runs with `mainspring runs`"
-                )
+        def body(tx: Tx, b: Batch) -> bool:
+            run = self._one_run(tx, b, run_id)
             if run.state != RunState.SUSPENDED:
                 return False
             b.change(run, RunState.READY, "resumed")
-            b.flush(tx)
-        self.store.notify()
-        return True
+            return True
+
+        done = self.transact(body)[0]
+        if done:
+            self.store.notify()
+        return done
 
     def set_paused(self, paused: bool) -> bool:
         """Pause or resume the engine. Returns False when it already was so."""
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
-            b.state.paused = tx.paused()
+
+        def body(tx: Tx, b: Batch) -> bool:
+            b.state.paused = tx.paused(lock=True)
             if b.state.paused == paused:
                 return False
             b.emit(E.event(E.ENGINE_PAUSED if paused else E.ENGINE_RESUMED, b.now))
-            b.flush(tx)
-        if not paused:
+            return True
+
+        done = self.transact(body)[0]
+        if done and not paused:
             self.store.notify()
-        return True
+        return done
 
     # -- the worker's group commit ---------------------------------------------------------
     def cycle(
@@ -383,11 +392,10 @@ class Engine:
         ``housekeeping``, the result's ``lost`` lists those it no longer holds (canceled,
         or the lease expired), so their handlers can be told.
         """
-        accepted: list[str] = []
-        rejected: list[str] = []
-        leased: list[Leased] = []
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
+
+        def body(tx: Tx, b: Batch) -> CycleResult:
+            accepted: list[str] = []
+            rejected: list[str] = []
             st = b.state
             if finished:
                 tx.load_runs([f.run_id for f in finished], st)
@@ -436,24 +444,49 @@ class Engine:
                 self._derive_cron(tx, b)
                 self._promote(tx, b)
                 next_due = tx.next_due()
+            leased: list[Leased] = []
             if want > 0 and names and not tx.paused():
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
-            b.flush(tx)
+            return CycleResult(leased, accepted, rejected, next_due, lost)
+
+        res, b = self.transact(body)
         if b.wake:
             self.store.notify()
-        return CycleResult(leased, accepted, rejected, next_due, lost)
+        return res
 
     def housekeeping(self) -> int:
         """Expire leases, derive cron occurrences and promote due runs; returns events written."""
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
+
+        def body(tx: Tx, b: Batch) -> None:
             self._expire(tx, b)
             self._derive_cron(tx, b)
             self._promote(tx, b)
-            b.flush(tx)
+
+        b = self.transact(body)[1]
         if b.wake:
             self.store.notify()
         return len(b.events)
+
+    def transact(self, body: Callable[[Tx, Batch], T]) -> tuple[T, Batch]:
+        """Run ``body`` in one write transaction and save what it decided.
+
+        ``body`` gets the transaction and a fresh ``Batch``; what it emits is written with
+        its records in the same transaction. When the store reports a ``Conflict`` (another
+        transaction got in the way: a deadlock, a duplicate idempotency key, a connection
+        lost before the commit) nothing was written, and ``body`` runs again from scratch.
+        """
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            b = Batch(State(), self.clock.now())
+            try:
+                with self.store.write() as tx:
+                    out = body(tx, b)
+                    b.flush(tx)
+                return out, b
+            except Conflict:
+                if attempt == MAX_CONFLICT_RETRIES:
+                    raise
+                time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
+        raise AssertionError("unreachable")
 
     def _expire(self, tx: Tx, b: Batch) -> None:
         ids = tx.expired_lease_run_ids(b.now, STEP_LIMIT)
@@ -493,14 +526,14 @@ class Engine:
             step = cron_step(task.policy, task.derived, task.cursor, b.now)
             if step.skip_overdue:
                 overdue = [
-                    r
+                    r.run_id
                     for r in tx.query_runs(None, None, 10_000, task_id=tid)
                     if r.scheduled_at == task.cursor
-                    and r.state in (RunState.SCHEDULED, RunState.READY)
                 ]
-                for r in overdue:
-                    st.runs.setdefault(r.run_id, r)
-                    b.cancel(st.runs[r.run_id], "misfire_skipped")
+                tx.load_runs(overdue, st)  # locked where the store locks: decide on them now
+                for rid in overdue:
+                    if st.runs[rid].state in (RunState.SCHEDULED, RunState.READY):
+                        b.cancel(st.runs[rid], "misfire_skipped")
             for at in step.create:
                 self._derive(b, task, at)
         b.flush(tx)
@@ -529,7 +562,7 @@ class Engine:
     ) -> list[Leased]:
         st = b.state
         chosen: list[Run] = []
-        holders: dict[str, set[str]] = {}
+        holders: dict[str, set[str] | None] = {}
         page = max(want, 8)  # further pages only when keys leave candidates behind
         offset = 0
         while len(chosen) < want:
@@ -540,7 +573,11 @@ class Engine:
                 found = tx.key_holders(sorted(keys))
                 for key, ids in found.items():
                     # runs changed in this transaction but not yet saved: memory is current
-                    holders[key] = {i for i in ids if i not in st.runs or st.runs[i].holds_key}
+                    holders[key] = (
+                        None
+                        if ids is None
+                        else {i for i in ids if i not in st.runs or st.runs[i].holds_key}
+                    )
             for c in cands:
                 if len(chosen) >= want:
                     break
@@ -549,10 +586,12 @@ class Engine:
                     continue
                 k = run.concurrency_key
                 if k is not None:
-                    others = holders[k] - {run.run_id}
-                    if len(others) >= run.concurrency_limit:
+                    held_by = holders[k]
+                    if held_by is None:
+                        continue  # another transaction is deciding this key right now
+                    if len(held_by - {run.run_id}) >= run.concurrency_limit:
                         continue  # the key is full: leave the run ready
-                    holders[k].add(run.run_id)
+                    held_by.add(run.run_id)
                 chosen.append(run)
             if len(cands) < page or offset >= 1000:
                 break
@@ -593,11 +632,11 @@ class Engine:
 
     def renew(self, worker: str, run_ids: Sequence[str], lease_seconds: float) -> set[str]:
         """Extend this worker's leases. Returns the run ids whose lease it no longer holds."""
-        lost: set[str] = set()
         if not run_ids:
-            return lost
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
+            return set()
+
+        def body(tx: Tx, b: Batch) -> set[str]:
+            lost: set[str] = set()
             tx.load_runs(run_ids, b.state)
             expires = b.now + lease_seconds
             for rid in run_ids:
@@ -618,15 +657,16 @@ class Engine:
                         expires_at=max(expires, run.lease_expires_at),
                     )
                 )
-            b.flush(tx)
-        return lost
+            return lost
+
+        return self.transact(body)[0]
 
     def release(self, worker: str, run_ids: Sequence[str], reason: str) -> None:
         """Give up this worker's leases (graceful stop): their attempts end as ``lost``."""
         if not run_ids:
             return
-        with self.store.write() as tx:
-            b = Batch(State(), self.clock.now())
+
+        def body(tx: Tx, b: Batch) -> None:
             st = b.state
             tx.load_runs(run_ids, st)
             tx.load_tasks([r.task_id for r in st.runs.values()], st)
@@ -641,7 +681,8 @@ class Engine:
                 elif run.state == RunState.LEASED:
                     b.emit(E.run_event(E.LEASE_RELEASED, run, b.now, owner=worker))
                     b.change(run, RunState.READY, "released")
-            b.flush(tx)
+
+        self.transact(body)
         self.store.notify()
 
     # -- queries ------------------------------------------------------------------------

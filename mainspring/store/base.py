@@ -28,15 +28,32 @@ def resolve_url(url: str | None) -> str:
     return os.environ.get("MAINSPRING_STORE") or DEFAULT_URL
 
 
+class Conflict(StoreError):
+    """A concurrent transaction got in the way and nothing was written: run the command again.
+
+    Raised by a write transaction on a deadlock, a serialization failure, a unique-key race
+    (two submitters of one idempotency key) or a connection lost before the commit was sent.
+    ``Engine.transact`` retries; after too many attempts the caller sees it as a StoreError.
+    """
+
+
 class Tx(ABC):
-    """One transaction. Reads see a consistent snapshot; writes happen in ``save``."""
+    """One transaction; writes happen in ``save``.
+
+    Records a write transaction loads are the ones it may change. A store whose writers run
+    concurrently (PostgreSQL) locks them: ``load_runs`` waits for each run's row lock, the
+    ``*_run_ids`` / ``ready_candidates`` / ``cron_due_task_ids`` claims skip rows another
+    transaction holds, and ``load_tasks`` / ``paused`` lock only when asked. A store that
+    serializes whole write transactions (SQLite) needs none of that.
+    """
 
     # -- reads used by commands -------------------------------------------------
     @abstractmethod
     def load_runs(self, run_ids: Sequence[str], state: State) -> None: ...
 
     @abstractmethod
-    def load_tasks(self, task_ids: Sequence[str], state: State) -> None: ...
+    def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
+        """Load tasks into ``state``; with ``lock``, for changing them."""
 
     @abstractmethod
     def task_by_idempotency(self, name: str, key: str) -> Task | None: ...
@@ -59,7 +76,12 @@ class Tx(ABC):
         """Ready runs of these task names (and queues), best first: priority, time, id."""
 
     @abstractmethod
-    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str]]: ...
+    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
+        """The runs holding each concurrency key; None for a key another writer is deciding.
+
+        A store with concurrent writers serializes the decisions on each key (not globally):
+        a key it could not take at once is reported as None and left alone this time.
+        """
 
     @abstractmethod
     def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
@@ -72,7 +94,7 @@ class Tx(ABC):
     def cron_due_task_ids(self, now: float, limit: int) -> list[str]: ...
 
     @abstractmethod
-    def paused(self) -> bool: ...
+    def paused(self, *, lock: bool = False) -> bool: ...
 
     @abstractmethod
     def definition(self, name: str) -> dict[str, Any] | None: ...
@@ -149,18 +171,22 @@ class Store(ABC):
     def close(self) -> None: ...
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open (creating or migrating) the store at ``url``; see CONTRACT section 1."""
+def open_store(url: str | None = None, *, migrate: bool | None = None) -> Store:
+    """Open the store at ``url``; see CONTRACT section 1.
+
+    A new store is created and an older schema migrated, unless ``migrate`` is False (or,
+    for PostgreSQL, the URL says ``auto_migrate=false``): then a store whose schema is not
+    current is refused with StoreError. ``migrate=True`` migrates whatever the URL says.
+    """
     resolved = resolve_url(url)
     if resolved.startswith("sqlite:"):
         from .sqlite import SQLiteStore
 
         return SQLiteStore(resolved)
     if resolved.startswith(("postgresql:", "postgres:")):
-        raise StoreError(
-            f"PostgreSQL stores are not available in this version (asked for {resolved!r}); "
-            "use a sqlite:/// URL"
-        )
+        from .postgres import PostgresStore
+
+        return PostgresStore(resolved, migrate=migrate)
     raise StoreError(
         f"unsupported store URL {resolved!r}: use sqlite:///relative.db, sqlite:////abs.db "
         "or postgresql://user@host:port/db"

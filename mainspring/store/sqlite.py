@@ -250,7 +250,7 @@ class SQLiteTx(Tx):
             for row in self.con.execute(q, chunk):
                 state.runs[row[0]] = _row_run(row)
 
-    def load_tasks(self, task_ids: Sequence[str], state: State) -> None:
+    def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
         need = list({t for t in task_ids if t not in state.tasks})
         for i in range(0, len(need), 500):
             chunk = need[i : i + 500]
@@ -305,7 +305,7 @@ class SQLiteTx(Tx):
         params.extend((limit, offset))
         return [_row_run(row) for row in self.con.execute(q, params)]
 
-    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str]]:
+    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
         out: dict[str, set[str]] = {k: set() for k in keys}
         ks = list(keys)
         for i in range(0, len(ks), 500):
@@ -316,7 +316,7 @@ class SQLiteTx(Tx):
             )
             for k, rid in self.con.execute(q, chunk):
                 out[k].add(rid)
-        return out
+        return {k: v for k, v in out.items()}  # never busy: writers are serialized
 
     def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
         out: dict[str, str | None] = dict.fromkeys(run_ids)
@@ -346,7 +346,7 @@ class SQLiteTx(Tx):
             )
         ]
 
-    def paused(self) -> bool:
+    def paused(self, *, lock: bool = False) -> bool:
         row = self.con.execute("SELECT paused FROM ms_engine WHERE id = 1").fetchone()
         return bool(row and row[0])
 

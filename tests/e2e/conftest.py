@@ -1,10 +1,10 @@
-"""Fixtures of the end-to-end tests: every test gets its own store in tmp_path, and every
-App a test opened is checked when the test ends (verify() is ok, every history chains)."""
+"""Fixtures of the end-to-end tests: every test runs once per store (``store_url``, from
+tests/conftest.py: a SQLite file in tmp_path, a PostgreSQL schema of its own), and every App a
+test opened is checked when the test ends (verify() is ok, every history chains)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +12,6 @@ import pytest
 import mainspring as ms
 
 from .helpers import check_history
-
-
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/s.db"
 
 
 @pytest.fixture

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import mainspring as ms
+
+
+def tamper(store_url: str, sql: str, params: tuple[Any, ...]) -> int:
+    """Test-only side door: run one UPDATE on the store's tables behind the engine's back
+    (simulated corruption). ``sql`` uses ``?`` placeholders. Returns the rows changed."""
+    if store_url.startswith("sqlite:///"):
+        con = sqlite3.connect(store_url[len("sqlite:///") :])
+        try:
+            with con:
+                return con.execute(sql, params).rowcount
+        finally:
+            con.close()
+    import psycopg
+
+    from mainspring.store.postgres import parse_url
+
+    conninfo, schema, _, _ = parse_url(store_url)
+    with psycopg.connect(conninfo, autocommit=True) as pg:
+        pg.execute(f'SET search_path = "{schema}"')
+        return pg.execute(sql.replace("?", "%s"), params).rowcount
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "a condition") -> Any:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import itertools
 import re
-import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 
 import mainspring as ms
 
-from .helpers import check_history
+from .helpers import check_history, tamper
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -132,22 +130,14 @@ def test_stats_count_runs_per_state(app: ms.App) -> None:
     assert [r.state for r in app.runs(state="failed")] == [ms.RunState.FAILED] * 2
 
 
-def test_verify_reports_a_tampered_run(make_app: Callable[..., ms.App], tmp_path: Path) -> None:
+def test_verify_reports_a_tampered_run(make_app: Callable[..., ms.App], store_url: str) -> None:
     app = make_app(check=False)
     hs = _busy_store(app)
     assert app.verify().ok
     assert app.verify().problems == []
     victim = hs[0].run_id
     # test-only side door: simulate corruption of the projection behind the engine's back
-    con = sqlite3.connect(tmp_path / "s.db")
-    try:
-        with con:
-            n = con.execute(
-                "UPDATE ms_runs SET state = 'ready' WHERE run_id = ?", (victim,)
-            ).rowcount
-        assert n == 1
-    finally:
-        con.close()
+    assert tamper(store_url, "UPDATE ms_runs SET state = 'ready' WHERE run_id = ?", (victim,)) == 1
     report = app.verify()
     assert report.ok is False
     assert any(victim in p for p in report.problems), report.problems

@@ -1,0 +1,805 @@
+"""The fleet store: PostgreSQL, shared by worker processes on any number of machines.
+
+Same tables and meaning as the SQLite store; what differs is how concurrent writers are kept
+apart, because PostgreSQL (unlike SQLite) runs write transactions side by side:
+
+* **Row locks, not a global lock.** A write transaction locks the records it will change.
+  ``load_runs`` takes each run's row lock (``FOR UPDATE``, in run-id order); the claims
+  (ready runs, due runs, expired leases, due cron tasks) use ``FOR UPDATE SKIP LOCKED``, so
+  workers never wait for one another and never claim the same row: exactly one of them
+  leases a run, expires a lease or derives a cron occurrence.
+* **Concurrency keys** are decided under a transaction-scoped advisory lock per key,
+  taken with ``pg_try_advisory_xact_lock``: two workers never count a key's holders at the
+  same time, a busy key is skipped this turn rather than waited for, and unrelated keys
+  never contend.
+* **The log's ``seq`` follows commit order.** A plain ``bigserial`` does not: a transaction
+  can draw a low number and commit after a reader has read a higher one. Here events are
+  buffered until the end of the transaction, and the last statement before ``COMMIT``
+  draws their numbers from a one-row counter (``UPDATE ms_seq ... RETURNING``) in the same
+  statement that inserts them. The counter's row lock is held until the transaction ends,
+  and PostgreSQL makes a commit visible before it releases locks, so a transaction that
+  draws a higher number is always visible after every lower one: a reader following
+  ``seq > last_seen`` never skips an event and never sees one twice. Only that final
+  statement and the commit are serialized; everything else runs in parallel. The counter
+  also rolls back with its transaction, so the sequence has no gaps.
+* **Wake-up** is ``LISTEN``/``NOTIFY`` on a channel named after the schema: a waiting
+  worker holds one idle connection and costs the server nothing until a commit wakes it.
+
+A transaction that loses a race (deadlock, serialization failure, a duplicate idempotency
+key from a concurrent submitter) or its connection before the commit raises ``Conflict``,
+and the engine runs the command again from scratch. A connection lost during ``COMMIT``
+itself raises ``StoreError``: its outcome is unknown, and the caller decides (workers
+retry; their reports are fenced, so a report that did land is not applied twice).
+
+URL: ``postgresql://user:password@host:port/database?schema=name&pool_size=8&auto_migrate=true``.
+``schema`` (default ``public``), ``pool_size`` (connections per process, default 8) and
+``auto_migrate`` (install or upgrade the schema on open, default true) are mainspring's own;
+every other parameter is passed to libpq.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from ..core.errors import StoreError
+from ..core.model import Event, Run, Task
+from ..core.reducer import State
+from ..core.states import RunState
+from .base import Conflict, Store, Tx, Waiter
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as _exc:  # pragma: no cover - the extra is not installed
+    psycopg = None  # type: ignore[assignment]
+    _IMPORT_ERROR: ImportError | None = _exc
+else:
+    _IMPORT_ERROR = None
+
+SCHEMA_VERSION = 1
+APP_ID = "mainspring"
+TABLES = ("ms_meta", "ms_seq", "ms_log", "ms_tasks", "ms_runs", "ms_definitions", "ms_engine")
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE ms_meta (key text PRIMARY KEY, value text NOT NULL);
+    CREATE TABLE ms_seq (id int PRIMARY KEY CHECK (id = 1), last bigint NOT NULL);
+    INSERT INTO ms_seq (id, last) VALUES (1, 0);
+    CREATE TABLE ms_log (
+        seq bigint PRIMARY KEY,
+        event_id text NOT NULL,
+        type text NOT NULL,
+        at double precision NOT NULL,
+        task_id text,
+        run_id text,
+        attempt_id text,
+        correlation_id text,
+        execution_id text,
+        data json NOT NULL
+    );
+    CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL;
+    CREATE TABLE ms_tasks (
+        task_id text PRIMARY KEY,
+        name text NOT NULL,
+        idempotency_key text,
+        kind text NOT NULL,
+        canceled boolean NOT NULL,
+        cron_next double precision,
+        doc bytea NOT NULL
+    );
+    CREATE UNIQUE INDEX ms_tasks_idem ON ms_tasks (name, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX ms_tasks_cron ON ms_tasks (cron_next) WHERE cron_next IS NOT NULL;
+    CREATE TABLE ms_runs (
+        run_id text PRIMARY KEY,
+        task_id text NOT NULL,
+        task_name text NOT NULL,
+        state text NOT NULL,
+        scheduled_at double precision NOT NULL,
+        due_at double precision NOT NULL,
+        priority integer NOT NULL,
+        queue text NOT NULL,
+        concurrency_key text,
+        holds_key boolean NOT NULL,
+        lease_owner text,
+        lease_expires_at double precision,
+        doc bytea NOT NULL
+    );
+    CREATE INDEX ms_runs_task ON ms_runs (task_id);
+    CREATE INDEX ms_runs_completed ON ms_runs (scheduled_at, run_id) WHERE state = 'completed';
+    CREATE INDEX ms_runs_failed ON ms_runs (scheduled_at, run_id) WHERE state = 'failed';
+    CREATE INDEX ms_runs_canceled ON ms_runs (scheduled_at, run_id) WHERE state = 'canceled';
+    CREATE INDEX ms_runs_suspended ON ms_runs (scheduled_at, run_id) WHERE state = 'suspended';
+    CREATE INDEX ms_runs_due ON ms_runs (due_at) WHERE state IN ('scheduled', 'retry_wait');
+    CREATE INDEX ms_runs_ready ON ms_runs (priority DESC, scheduled_at, run_id)
+        WHERE state = 'ready';
+    CREATE INDEX ms_runs_lease ON ms_runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+    CREATE INDEX ms_runs_key ON ms_runs (concurrency_key) WHERE holds_key;
+    CREATE TABLE ms_definitions (name text PRIMARY KEY, doc bytea NOT NULL);
+    CREATE TABLE ms_engine (id int PRIMARY KEY CHECK (id = 1), paused boolean NOT NULL);
+    INSERT INTO ms_engine (id, paused) VALUES (1, false);
+    """,
+}
+
+_enc = msgspec.json.Encoder()
+_run_dec = msgspec.json.Decoder(Run)
+_task_dec = msgspec.json.Decoder(Task)
+_any_dec = msgspec.json.Decoder()
+
+_RUN_COLS = (
+    "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
+    "concurrency_key, holds_key, lease_owner, lease_expires_at, doc"
+)
+_TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc"
+_EVENT_COLS = (
+    "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data::text"
+)
+_RUN_ARRAYS = (
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::int[], "
+    "%s::text[], %s::text[], %s::bool[], %s::text[], %s::float8[], %s::bytea[]"
+)
+_INSERT_RUNS = f"INSERT INTO ms_runs ({_RUN_COLS}) SELECT * FROM unnest({_RUN_ARRAYS})"
+_UPDATE_RUNS = (
+    "UPDATE ms_runs r SET task_id = u.task_id, task_name = u.task_name, state = u.state, "
+    "scheduled_at = u.scheduled_at, due_at = u.due_at, priority = u.priority, queue = u.queue, "
+    "concurrency_key = u.concurrency_key, holds_key = u.holds_key, lease_owner = u.lease_owner, "
+    f"lease_expires_at = u.lease_expires_at, doc = u.doc FROM unnest({_RUN_ARRAYS}) "
+    f"AS u({_RUN_COLS}) WHERE r.run_id = u.run_id"
+)
+_UPSERT_TASKS = (
+    f"INSERT INTO ms_tasks ({_TASK_COLS}) SELECT * FROM unnest(%s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::bool[], %s::float8[], %s::bytea[]) ON CONFLICT (task_id) DO "
+    "UPDATE SET name = excluded.name, idempotency_key = excluded.idempotency_key, "
+    "kind = excluded.kind, canceled = excluded.canceled, cron_next = excluded.cron_next, "
+    "doc = excluded.doc"
+)
+# Draw the events' numbers and insert them in one statement, the last before COMMIT: the
+# counter row stays locked until the commit, so seq order is commit order (module docstring).
+_APPEND_EVENTS = (
+    "WITH c AS (UPDATE ms_seq SET last = last + %s WHERE id = 1 RETURNING last - %s AS base) "
+    "INSERT INTO ms_log (seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, "
+    "execution_id, data) SELECT c.base + u.n, u.event_id, u.type, u.at, u.task_id, u.run_id, "
+    "u.attempt_id, u.correlation_id, u.execution_id, u.data::json FROM c, unnest(%s::text[], "
+    "%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[]) WITH ORDINALITY AS u(event_id, type, at, task_id, run_id, attempt_id, "
+    "correlation_id, execution_id, data, n)"
+)
+
+#: Errors after which nothing was written and the command can simply run again.
+_RETRYABLE: tuple[type[BaseException], ...] = ()
+if psycopg is not None:
+    _RETRYABLE = (
+        pg_errors.UniqueViolation,
+        pg_errors.DeadlockDetected,
+        pg_errors.SerializationFailure,
+        pg_errors.LockNotAvailable,
+    )
+
+
+def _row_run(row: Sequence[Any]) -> Run:
+    """A run from its row: the columns win over the document, so tampering shows."""
+    r = _run_dec.decode(row[12])
+    r.run_id, r.task_id, r.task_name, r.state = row[0], row[1], row[2], row[3]
+    r.scheduled_at, r.due_at, r.priority, r.queue = row[4], row[5], row[6], row[7]
+    r.concurrency_key, r.holds_key = row[8], bool(row[9])
+    r.lease_owner, r.lease_expires_at = row[10], row[11]
+    return r
+
+
+def _row_task(row: Sequence[Any]) -> Task:
+    t = _task_dec.decode(row[6])
+    t.task_id, t.name, t.idempotency_key = row[0], row[1], row[2]
+    t.canceled = bool(row[4])
+    return t
+
+
+def _row_event(row: Sequence[Any]) -> Event:
+    return Event(
+        seq=row[0],
+        event_id=row[1],
+        type=row[2],
+        at=row[3],
+        task_id=row[4],
+        run_id=row[5],
+        attempt_id=row[6],
+        correlation_id=row[7],
+        execution_id=row[8],
+        data=_any_dec.decode(row[9]),
+    )
+
+
+def _cron_next(t: Task) -> float | None:
+    if t.policy.kind != "cron" or t.canceled:
+        return None
+    cap = t.policy.max_occurrences
+    if cap is not None and t.derived >= cap:
+        return None
+    return t.cursor
+
+
+def _run_columns(runs: Sequence[Run]) -> list[list[Any]]:
+    """The runs as 13 column arrays, for ``unnest``."""
+    return [
+        [r.run_id for r in runs],
+        [r.task_id for r in runs],
+        [r.task_name for r in runs],
+        [str(r.state) for r in runs],
+        [r.scheduled_at for r in runs],
+        [r.due_at for r in runs],
+        [r.priority for r in runs],
+        [r.queue for r in runs],
+        [r.concurrency_key for r in runs],
+        [r.holds_key for r in runs],
+        [r.lease_owner for r in runs],
+        [r.lease_expires_at for r in runs],
+        [_enc.encode(r) for r in runs],
+    ]
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def parse_url(url: str) -> tuple[str, str, int, bool]:
+    """(libpq conninfo, schema, pool size, auto_migrate) from a ``postgresql://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise StoreError(f"not a PostgreSQL URL: {url!r}")
+    params: list[tuple[str, str]] = []
+    schema, pool_size, auto = "public", 8, True
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "schema":
+            schema = value
+        elif key == "pool_size":
+            if not value.isdigit() or int(value) < 1:
+                raise StoreError(f"invalid pool_size={value!r} in {url!r}: use a number >= 1")
+            pool_size = int(value)
+        elif key == "auto_migrate":
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise StoreError(f"invalid auto_migrate={value!r} in {url!r}: use true or false")
+            auto = value.lower() in ("true", "1", "yes")
+        else:
+            params.append((key, value))
+    if not _IDENT.match(schema):
+        raise StoreError(
+            f"invalid schema={schema!r} in {url!r}: use letters, digits and underscores"
+        )
+    conninfo = urlunsplit(
+        ("postgresql", parts.netloc, parts.path, urlencode(params), parts.fragment)
+    )
+    return conninfo, schema, pool_size, auto
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class PostgresTx(Tx):
+    def __init__(self, con: Any, store: PostgresStore, writing: bool) -> None:
+        self.con = con
+        self.store = store
+        self.writing = writing
+        self.pending: list[Event] = []  # appended to the log just before COMMIT
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.con.execute(query, params).fetchall())
+
+    def _lock(self, skip: bool = False) -> str:
+        if not self.writing:
+            return ""
+        return " FOR UPDATE SKIP LOCKED" if skip else " FOR UPDATE"
+
+    # -- reads used by commands ---------------------------------------------------------
+    def load_runs(self, run_ids: Sequence[str], state: State) -> None:
+        need = sorted({r for r in run_ids if r not in state.runs})
+        if need:
+            q = f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = ANY(%s) ORDER BY run_id"
+            for row in self._rows(q + self._lock(), (need,)):
+                state.runs[row[0]] = _row_run(row)
+
+    def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
+        need = sorted({t for t in task_ids if t not in state.tasks})
+        if need:
+            q = f"SELECT {_TASK_COLS} FROM ms_tasks WHERE task_id = ANY(%s) ORDER BY task_id"
+            for row in self._rows(q + (self._lock() if lock else ""), (need,)):
+                state.tasks[row[0]] = _row_task(row)
+
+    def task_by_idempotency(self, name: str, key: str) -> Task | None:
+        rows = self._rows(
+            f"SELECT {_TASK_COLS} FROM ms_tasks WHERE name = %s AND idempotency_key = %s",
+            (name, key),
+        )
+        return _row_task(rows[0]) if rows else None
+
+    def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]:
+        q = "SELECT run_id FROM ms_runs WHERE task_id = %s"
+        if active_only:
+            q += " AND state NOT IN ('completed', 'failed', 'canceled')"
+        return [r[0] for r in self._rows(q + " ORDER BY scheduled_at, run_id", (task_id,))]
+
+    def due_run_ids(self, now: float, limit: int) -> list[str]:
+        q = (
+            "SELECT run_id FROM ms_runs WHERE state IN ('scheduled', 'retry_wait') "
+            "AND due_at <= %s ORDER BY due_at LIMIT %s"
+        )
+        return [r[0] for r in self._rows(q + self._lock(skip=True), (now, limit))]
+
+    def ready_candidates(
+        self,
+        now: float,
+        queues: Sequence[str] | None,
+        names: Sequence[str],
+        limit: int,
+        offset: int = 0,
+    ) -> list[Run]:
+        q = f"SELECT {_RUN_COLS} FROM ms_runs WHERE state = 'ready' AND task_name = ANY(%s)"
+        params: list[Any] = [list(names)]
+        if queues is not None:
+            q += " AND queue = ANY(%s)"
+            params.append(list(queues))
+        q += " ORDER BY priority DESC, scheduled_at, run_id LIMIT %s OFFSET %s"
+        params.extend((limit, offset))
+        return [_row_run(row) for row in self._rows(q + self._lock(skip=True), params)]
+
+    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
+        ks = sorted(set(keys))
+        if not ks:
+            return {}
+        taken = set(ks)
+        if self.writing:
+            rows = self._rows(
+                "SELECT k, pg_try_advisory_xact_lock(hashtextextended(%s || k, 0)) "
+                "FROM unnest(%s::text[]) AS k",
+                (self.store.key_lock_prefix, ks),
+            )
+            taken = {k for k, ok in rows if ok}
+        out: dict[str, set[str] | None] = {k: (set() if k in taken else None) for k in ks}
+        if taken:
+            for k, rid in self._rows(
+                "SELECT concurrency_key, run_id FROM ms_runs "
+                "WHERE holds_key AND concurrency_key = ANY(%s)",
+                (sorted(taken),),
+            ):
+                holders = out[k]
+                assert holders is not None
+                holders.add(rid)
+        return out
+
+    def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = dict.fromkeys(run_ids)
+        out.update(
+            self._rows(
+                "SELECT run_id, lease_owner FROM ms_runs WHERE run_id = ANY(%s)", (list(run_ids),)
+            )
+        )
+        return out
+
+    def expired_lease_run_ids(self, now: float, limit: int) -> list[str]:
+        q = (
+            "SELECT run_id FROM ms_runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= %s "
+            "ORDER BY lease_expires_at LIMIT %s"
+        )
+        return [r[0] for r in self._rows(q + self._lock(skip=True), (now, limit))]
+
+    def cron_due_task_ids(self, now: float, limit: int) -> list[str]:
+        q = "SELECT task_id FROM ms_tasks WHERE cron_next <= %s ORDER BY cron_next LIMIT %s"
+        return [r[0] for r in self._rows(q + self._lock(skip=True), (now, limit))]
+
+    def paused(self, *, lock: bool = False) -> bool:
+        q = "SELECT paused FROM ms_engine WHERE id = 1" + (self._lock() if lock else "")
+        rows = self._rows(q)
+        return bool(rows and rows[0][0])
+
+    def definition(self, name: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT doc FROM ms_definitions WHERE name = %s", (name,))
+        return dict(_any_dec.decode(rows[0][0])) if rows else None
+
+    # -- queries --------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run | None:
+        rows = self._rows(f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = %s", (run_id,))
+        return _row_run(rows[0]) if rows else None
+
+    def get_task(self, task_id: str) -> Task | None:
+        rows = self._rows(f"SELECT {_TASK_COLS} FROM ms_tasks WHERE task_id = %s", (task_id,))
+        return _row_task(rows[0]) if rows else None
+
+    def query_runs(
+        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
+    ) -> list[Run]:
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            where.append("state = %s")
+            params.append(RunState(state).value)
+        if task is not None:
+            where.append("task_name = %s")
+            params.append(task)
+        if task_id is not None:
+            where.append("task_id = %s")
+            params.append(task_id)
+        q = f"SELECT {_RUN_COLS} FROM ms_runs"
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        q += " ORDER BY scheduled_at, run_id LIMIT %s"
+        params.append(limit)
+        return [_row_run(r) for r in self._rows(q, params)]
+
+    def stats(self) -> dict[str, int]:
+        counts = dict(self._rows("SELECT state, count(*) FROM ms_runs GROUP BY state"))
+        return {s.value: int(counts.get(s.value, 0)) for s in RunState}
+
+    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
+        if run_id is None:
+            rows = self._rows(
+                f"SELECT {_EVENT_COLS} FROM ms_log WHERE seq > %s ORDER BY seq LIMIT %s",
+                (since, limit),
+            )
+        else:
+            rows = self._rows(
+                f"SELECT {_EVENT_COLS} FROM ms_log WHERE run_id = %s AND seq > %s "
+                "ORDER BY seq LIMIT %s",
+                (run_id, since, limit),
+            )
+        return [_row_event(r) for r in rows]
+
+    def is_idle(self, now: float) -> bool:
+        rows = self._rows(
+            "SELECT EXISTS (SELECT 1 FROM ms_runs WHERE state = 'ready') "
+            "OR EXISTS (SELECT 1 FROM ms_runs WHERE lease_owner IS NOT NULL) "
+            "OR EXISTS (SELECT 1 FROM ms_runs WHERE state IN ('scheduled', 'retry_wait') "
+            "AND (state = 'retry_wait' OR due_at <= %s))",
+            (now,),
+        )
+        return not rows[0][0]
+
+    def next_due(self) -> float | None:
+        rows = self._rows(
+            "SELECT LEAST((SELECT min(due_at) FROM ms_runs "
+            "WHERE state IN ('scheduled', 'retry_wait')), "
+            "(SELECT min(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL))"
+        )
+        value = rows[0][0]
+        return None if value is None else float(value)
+
+    # -- verify -----------------------------------------------------------------------------
+    def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
+        since = 0
+        while True:
+            evs = self.events(since, None, batch)
+            if not evs:
+                return
+            yield from evs
+            since = evs[-1].seq
+
+    def snapshot(self) -> State:
+        st = State()
+        for row in self._rows(f"SELECT {_RUN_COLS} FROM ms_runs"):
+            st.runs[row[0]] = _row_run(row)
+        for row in self._rows(f"SELECT {_TASK_COLS} FROM ms_tasks"):
+            st.tasks[row[0]] = _row_task(row)
+        for name, doc in self._rows("SELECT name, doc FROM ms_definitions"):
+            st.definitions[name] = dict(_any_dec.decode(doc))
+        st.paused = self.paused()
+        st.last_seq = int(self._rows("SELECT coalesce(max(seq), 0) FROM ms_log")[0][0])
+        return st
+
+    # -- writing ------------------------------------------------------------------------------
+    def save(self, state: State, events: Sequence[Event]) -> None:
+        self.pending.extend(events)
+        if state.dirty_tasks:
+            tasks = [state.tasks[i] for i in sorted(state.dirty_tasks)]
+            self.con.execute(
+                _UPSERT_TASKS,
+                (
+                    [t.task_id for t in tasks],
+                    [t.name for t in tasks],
+                    [t.idempotency_key for t in tasks],
+                    [t.policy.kind for t in tasks],
+                    [t.canceled for t in tasks],
+                    [_cron_next(t) for t in tasks],
+                    [_enc.encode(t) for t in tasks],
+                ),
+            )
+        if state.dirty_runs:
+            ids = sorted(state.dirty_runs)
+            new = [state.runs[i] for i in ids if i in state.new_runs]
+            old = [state.runs[i] for i in ids if i not in state.new_runs]
+            if new:
+                self.con.execute(_INSERT_RUNS, _run_columns(new))
+            if old:
+                self.con.execute(_UPDATE_RUNS, _run_columns(old))
+        if state.dirty_definitions:
+            for name in sorted(state.dirty_definitions):
+                self.con.execute(
+                    "INSERT INTO ms_definitions (name, doc) VALUES (%s, %s) "
+                    "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                    (name, _enc.encode(state.definitions[name])),
+                )
+        if state.dirty_engine:
+            self.con.execute("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
+        state.clear_dirty()
+
+    def append_log(self) -> None:
+        """Write the buffered events, numbered in commit order (see the module docstring)."""
+        evs = self.pending
+        if not evs:
+            return
+        n = len(evs)
+        self.con.execute(
+            _APPEND_EVENTS,
+            (
+                n,
+                n,
+                [e.event_id for e in evs],
+                [e.type for e in evs],
+                [e.at for e in evs],
+                [e.task_id for e in evs],
+                [e.run_id for e in evs],
+                [e.attempt_id for e in evs],
+                [e.correlation_id for e in evs],
+                [e.execution_id for e in evs],
+                [_enc.encode(e.data).decode() for e in evs],
+            ),
+        )
+        self.pending = []
+
+
+class PostgresWaiter(Waiter):
+    """A connection that LISTENs on the store's channel; reconnects when it drops."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self.con: Any = None
+        self._idle_r, self._idle_w = os.pipe()  # never readable: select on it while down
+        self._connect()
+
+    def _connect(self) -> bool:
+        try:
+            con = psycopg.connect(self.store.conninfo, autocommit=True, connect_timeout=5)
+            con.execute(f'LISTEN "{self.store.channel}"')
+        except psycopg.Error:
+            self.con = None
+            return False
+        self.con = con
+        return True
+
+    def fileno(self) -> int:
+        if self.con is None and not self._connect():
+            return self._idle_r
+        return int(self.con.pgconn.socket)
+
+    def _drain(self) -> bool:
+        """Consume pending notifications; True if any (or if the connection was renewed)."""
+        if self.con is None:
+            return self._connect()  # back after an outage: something may have been missed
+        got = False
+        try:
+            pg = self.con.pgconn
+            pg.consume_input()
+            while pg.notifies() is not None:
+                got = True
+        except psycopg.Error:
+            self._close_con()
+            return self._connect()
+        return got
+
+    def wait(self, timeout: float) -> bool:
+        if self._drain():
+            return True
+        if timeout <= 0:
+            return False
+        try:
+            ready, _, _ = select.select([self.fileno()], [], [], timeout)
+        except (OSError, ValueError):
+            ready = []
+        return bool(ready) and self._drain()
+
+    def _close_con(self) -> None:
+        if self.con is not None:
+            try:
+                self.con.close()
+            except psycopg.Error:
+                pass
+            self.con = None
+
+    def close(self) -> None:
+        self._close_con()
+        for fd in (self._idle_r, self._idle_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
+        if psycopg is None:
+            raise StoreError(
+                "PostgreSQL stores need psycopg: pip install 'mainspring[postgres]' "
+                f"({_IMPORT_ERROR})"
+            )
+        self.url = url
+        self.shown_url = _redact(url)
+        conninfo, self.schema, pool_size, auto = parse_url(url)
+        self.conninfo = psycopg.conninfo.make_conninfo(
+            conninfo, options=f"-c search_path={self.schema}"
+        )
+        self.channel = f"mainspring_{self.schema}"
+        self.key_lock_prefix = f"mainspring:{self.schema}:key:"
+        self.schema_version = self._open_schema(auto if migrate is None else migrate)
+        self.pool = ConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            timeout=30,
+            name=f"mainspring-{self.schema}",
+            open=False,
+        )
+        self.pool.open(wait=False)
+        self._closed = False
+
+    # -- schema -----------------------------------------------------------------------------
+    def _open_schema(self, migrate: bool) -> int:
+        try:
+            con = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to {self.shown_url!r}: {exc}".strip()) from None
+        try:
+            version = self._installed_version(con)
+            if version == SCHEMA_VERSION:
+                return version
+            if not migrate:
+                raise StoreError(
+                    f"{self.shown_url!r} has mainspring schema version {version or 'none'}, "
+                    f"this version needs {SCHEMA_VERSION}; run `mainspring migrate --store URL` "
+                    "(or open it without auto_migrate=false)"
+                )
+            with con.transaction():
+                # one migrator at a time when a whole fleet starts at once
+                con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (
+                    f"mainspring:{self.schema}:migrate",
+                ))  # fmt: skip
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                current = self._installed_version(con)
+                for v in range(current + 1, SCHEMA_VERSION + 1):
+                    con.execute(_MIGRATIONS[v])
+                con.execute(
+                    "INSERT INTO ms_meta (key, value) VALUES ('app', %s), ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (APP_ID, str(SCHEMA_VERSION)),
+                )
+            return SCHEMA_VERSION
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open {self.shown_url!r}: {exc}") from None
+        finally:
+            con.close()
+
+    def _installed_version(self, con: Any) -> int:
+        """The schema version in the store's schema (0: none), refusing what is not ours."""
+        found = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                "AND table_name = ANY(%s)",
+                (self.schema, list(TABLES)),
+            )
+        }
+        if not found:
+            return 0
+        where = f"{self.shown_url!r} (schema {self.schema!r})"
+        if "ms_meta" not in found:
+            raise StoreError(
+                f"{where} has tables named like mainspring's ({', '.join(sorted(found))}) "
+                "but is not a mainspring store; use another database or ?schema="
+            )
+        meta = dict(con.execute(f'SELECT key, value FROM "{self.schema}".ms_meta').fetchall())
+        if meta.get("app") != APP_ID:
+            raise StoreError(
+                f"{where} is not a mainspring store (ms_meta.app = {meta.get('app')!r})"
+            )
+        version = int(meta.get("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{where} was written by a newer mainspring (schema {version}; this version "
+                f"understands up to {SCHEMA_VERSION}); upgrade mainspring to open it"
+            )
+        return version
+
+    # -- transactions ---------------------------------------------------------------------------
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        if self._closed:
+            raise StoreError(f"the store {self.shown_url!r} is closed")
+        try:
+            con = self.pool.getconn()
+        except PoolTimeout as exc:
+            raise StoreError(f"no connection to {self.shown_url!r}: {exc}") from None
+        try:
+            yield con
+        finally:
+            self.pool.putconn(con)
+
+    @staticmethod
+    def _rollback(con: Any) -> None:
+        try:
+            con.execute("ROLLBACK")
+        except psycopg.Error:
+            pass  # the connection is gone; the pool discards it
+
+    @contextmanager
+    def write(self) -> Iterator[PostgresTx]:
+        with self._connection() as con:
+            try:
+                con.execute("BEGIN")
+                tx = PostgresTx(con, self, writing=True)
+                yield tx
+                tx.append_log()
+            except _RETRYABLE as exc:
+                self._rollback(con)
+                raise Conflict(f"concurrent transaction conflict: {exc}") from exc
+            except psycopg.OperationalError as exc:
+                self._rollback(con)  # the COMMIT was never sent: nothing was written
+                raise Conflict(f"connection to {self.shown_url!r} lost: {exc}") from exc
+            except psycopg.Error as exc:
+                self._rollback(con)
+                raise StoreError(f"write to {self.shown_url!r} failed: {exc}") from exc
+            except BaseException:
+                self._rollback(con)
+                raise
+            try:
+                con.execute("COMMIT")
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"the commit to {self.shown_url!r} may or may not have happened "
+                    f"(connection lost during COMMIT): {exc}"
+                ) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[PostgresTx]:
+        with self._connection() as con:
+            try:
+                con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot read {self.shown_url!r}: {exc}") from exc
+            try:
+                yield PostgresTx(con, self, writing=False)
+            except psycopg.Error as exc:
+                self._rollback(con)
+                raise StoreError(f"read from {self.shown_url!r} failed: {exc}") from exc
+            except BaseException:
+                self._rollback(con)
+                raise
+            try:
+                con.execute("COMMIT")
+            except psycopg.Error:
+                pass  # a read-only transaction: nothing to lose
+
+    def notify(self) -> None:
+        try:
+            with self._connection() as con:
+                con.execute("SELECT pg_notify(%s, '')", (self.channel,))
+        except (psycopg.Error, StoreError):
+            pass  # waiters also poll: a lost wake-up only delays work
+
+    def waiter(self) -> Waiter:
+        return PostgresWaiter(self)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.pool.close()
