@@ -392,6 +392,12 @@ class Engine:
         ``housekeeping``, the result's ``lost`` lists those it no longer holds (canceled,
         or the lease expired), so their handlers can be told.
         """
+        if housekeeping and not finished and not held:
+            # an idle worker's poll: one cheap read, and a write only when there is work
+            with self.store.read() as rtx:
+                work, due = rtx.probe(self.clock.now(), names if want > 0 else [], queues)
+            if not work:
+                return CycleResult([], [], [], due)
 
         def body(tx: Tx, b: Batch) -> CycleResult:
             accepted: list[str] = []
@@ -700,7 +706,7 @@ class Engine:
     def verify(self) -> list[str]:
         """Replay the whole log from empty and compare with the stored projection."""
         problems: list[str] = []
-        with self.store.read() as tx:
+        with self.store.read(snapshot=True) as tx:
             stored = tx.snapshot()
             try:
                 replayed = replay(tx.iter_all_events())

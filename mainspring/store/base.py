@@ -123,6 +123,16 @@ class Tx(ABC):
     @abstractmethod
     def next_due(self) -> float | None: ...
 
+    @abstractmethod
+    def probe(
+        self, now: float, names: Sequence[str], queues: Sequence[str] | None
+    ) -> tuple[bool, float | None]:
+        """One cheap read for an idle worker: (is there work for it now, ``next_due()``).
+
+        Work now: a ready run of these names (and queues), a due scheduled or retry_wait run,
+        an expired lease or a due cron task.
+        """
+
     # -- the whole projection, for verify ----------------------------------------
     @abstractmethod
     def iter_all_events(self, batch: int = 5000) -> Iterator[Event]: ...
@@ -158,7 +168,8 @@ class Store(ABC):
     def write(self) -> AbstractContextManager[Tx]: ...
 
     @abstractmethod
-    def read(self) -> AbstractContextManager[Tx]: ...
+    def read(self, *, snapshot: bool = False) -> AbstractContextManager[Tx]:
+        """A read-only transaction; with ``snapshot``, every read in it sees one snapshot."""
 
     @abstractmethod
     def notify(self) -> None:

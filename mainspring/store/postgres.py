@@ -174,6 +174,11 @@ _APPEND_EVENTS = (
     "correlation_id, execution_id, data, n)"
 )
 
+_NEXT_DUE = (
+    "LEAST((SELECT min(due_at) FROM ms_runs WHERE state IN ('scheduled', 'retry_wait')), "
+    "(SELECT min(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL))"
+)
+
 #: Errors after which nothing was written and the command can simply run again.
 _RETRYABLE: tuple[type[BaseException], ...] = ()
 if psycopg is not None:
@@ -466,13 +471,29 @@ class PostgresTx(Tx):
         return not rows[0][0]
 
     def next_due(self) -> float | None:
-        rows = self._rows(
-            "SELECT LEAST((SELECT min(due_at) FROM ms_runs "
-            "WHERE state IN ('scheduled', 'retry_wait')), "
-            "(SELECT min(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL))"
-        )
-        value = rows[0][0]
+        value = self._rows(f"SELECT {_NEXT_DUE}")[0][0]
         return None if value is None else float(value)
+
+    def probe(
+        self, now: float, names: Sequence[str], queues: Sequence[str] | None
+    ) -> tuple[bool, float | None]:
+        ready = "SELECT 1 FROM ms_runs WHERE state = 'ready' AND task_name = ANY(%s)"
+        params: list[Any] = [list(names)]
+        if queues is not None:
+            ready += " AND queue = ANY(%s)"
+            params.append(list(queues))
+        rows = self._rows(
+            f"SELECT EXISTS ({ready}) "
+            "OR EXISTS (SELECT 1 FROM ms_runs WHERE state IN ('scheduled', 'retry_wait') "
+            "AND due_at <= %s) "
+            "OR EXISTS (SELECT 1 FROM ms_runs WHERE lease_owner IS NOT NULL "
+            "AND lease_expires_at <= %s) "
+            "OR EXISTS (SELECT 1 FROM ms_tasks WHERE cron_next <= %s), "
+            f"({_NEXT_DUE})",
+            (*params, now, now, now),
+        )
+        work, due = rows[0]
+        return bool(work), None if due is None else float(due)
 
     # -- verify -----------------------------------------------------------------------------
     def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
@@ -769,24 +790,26 @@ class PostgresStore(Store):
                 ) from exc
 
     @contextmanager
-    def read(self) -> Iterator[PostgresTx]:
+    def read(self, *, snapshot: bool = False) -> Iterator[PostgresTx]:
+        """Reads; without ``snapshot`` each statement runs on its own (one round trip)."""
         with self._connection() as con:
             try:
-                con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            except psycopg.Error as exc:
-                raise StoreError(f"cannot read {self.shown_url!r}: {exc}") from exc
-            try:
+                if snapshot:
+                    con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 yield PostgresTx(con, self, writing=False)
             except psycopg.Error as exc:
-                self._rollback(con)
+                if snapshot:
+                    self._rollback(con)
                 raise StoreError(f"read from {self.shown_url!r} failed: {exc}") from exc
             except BaseException:
-                self._rollback(con)
+                if snapshot:
+                    self._rollback(con)
                 raise
-            try:
-                con.execute("COMMIT")
-            except psycopg.Error:
-                pass  # a read-only transaction: nothing to lose
+            if snapshot:
+                try:
+                    con.execute("COMMIT")
+                except psycopg.Error:
+                    pass  # a read-only transaction: nothing to lose
 
     def notify(self) -> None:
         try:

@@ -435,6 +435,28 @@ class SQLiteTx(Tx):
         cands = [x for x in (t, c) if x is not None]
         return min(cands) if cands else None
 
+    def probe(
+        self, now: float, names: Sequence[str], queues: Sequence[str] | None
+    ) -> tuple[bool, float | None]:
+        params: list[Any] = list(names)
+        ready = (
+            "SELECT 1 FROM ms_runs INDEXED BY ms_runs_ready WHERE state = 'ready' "
+            f"AND task_name IN ({','.join('?' * len(names))})"
+        )
+        if queues is not None:
+            ready += f" AND queue IN ({','.join('?' * len(queues))})"
+            params.extend(queues)
+        row = self.con.execute(
+            f"SELECT EXISTS ({ready}) "
+            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_due "
+            "WHERE state IN ('scheduled', 'retry_wait') AND due_at <= ?) "
+            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_lease "
+            "WHERE lease_owner IS NOT NULL AND lease_expires_at <= ?) "
+            "OR EXISTS (SELECT 1 FROM ms_tasks WHERE cron_next <= ?)",
+            (*params, now, now, now),
+        ).fetchone()
+        return bool(row[0]), self.next_due()
+
     # -- verify -----------------------------------------------------------------------
     def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
         since = 0
@@ -622,7 +644,7 @@ class SQLiteStore(Store):
             con.execute("COMMIT")
 
     @contextmanager
-    def read(self) -> Iterator[SQLiteTx]:
+    def read(self, *, snapshot: bool = False) -> Iterator[SQLiteTx]:
         con = self._con()
         con.execute("BEGIN")
         try:
