@@ -176,7 +176,7 @@ class RunHandle:
                 )
             pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
             time.sleep(pause)
-            delay = min(delay * 1.5, 0.05)
+            delay = min(delay * 1.25, 0.025)
 
     def cancel(self) -> bool:
         """Cancel the run; False when it already ended."""
