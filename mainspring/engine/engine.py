@@ -451,7 +451,7 @@ class Engine:
                 self._promote(tx, b)
                 next_due = tx.next_due()
             leased: list[Leased] = []
-            if want > 0 and names and not tx.paused():
+            if want > 0 and names:  # (a paused engine has no candidates)
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
             return CycleResult(leased, accepted, rejected, next_due, lost)
 

@@ -73,7 +73,10 @@ class Tx(ABC):
         limit: int,
         offset: int = 0,
     ) -> list[Run]:
-        """Ready runs of these task names (and queues), best first: priority, time, id."""
+        """Ready runs of these task names (and queues), best first: priority, time, id.
+
+        None while the engine is paused.
+        """
 
     @abstractmethod
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:

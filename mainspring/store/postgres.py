@@ -139,6 +139,7 @@ _RUN_COLS = (
     "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
     "concurrency_key, holds_key, lease_owner, lease_expires_at, doc::text"
 )
+_RUN_COLS_OF_R = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
 _TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc::text"
 _EVENT_COLS = (
     "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data::text"
@@ -177,7 +178,7 @@ _NEXT_DUE = (
 # Claims must walk the partial indexes in their order and stop at LIMIT. Without statistics
 # (a new or freshly emptied table) the planner would rather sort every ready run first, which
 # costs milliseconds per claim on a long queue; in a write transaction it may not.
-_BEGIN_WRITE = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
+_BEGIN_WRITE = ("BEGIN", "SET LOCAL enable_sort = off", "SET LOCAL enable_bitmapscan = off")
 
 #: Errors after which nothing was written and the command can simply run again.
 _RETRYABLE: tuple[type[BaseException], ...] = ()
@@ -325,14 +326,34 @@ def _redact(url: str) -> str:
 
 
 class PostgresTx(Tx):
-    def __init__(self, con: Any, store: PostgresStore, writing: bool) -> None:
+    def __init__(self, con: Any, store: PostgresStore, writing: bool, begin: tuple[str, ...] = ()):
         self.con = con
         self.store = store
         self.writing = writing
+        self.begin = begin  # sent with the first statement, in the same round trip
         self.pending: list[Event] = []  # appended to the log just before COMMIT
+        self.tasks_seen: dict[str, Task] = {}  # tasks read along with claimed runs
+
+    def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
+        if not self.begin:
+            return self.con.execute(query, params)
+        with self.con.pipeline():
+            for statement in self.begin:
+                self.con.execute(statement)
+            cur = self.con.execute(query, params)
+        self.begin = ()
+        return cur
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self.con.execute(query, params).fetchall())
+        return list(self._exec(query, params).fetchall())
+
+    def finish(self) -> None:
+        """Append the buffered events and COMMIT, in one round trip."""
+        if self.begin:  # nothing happened in this transaction
+            return
+        with self.con.pipeline():
+            self.append_log()
+            self.con.execute("COMMIT")
 
     def _lock(self, skip: bool = False) -> str:
         if not self.writing:
@@ -349,6 +370,10 @@ class PostgresTx(Tx):
 
     def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
         need = sorted({t for t in task_ids if t not in state.tasks})
+        if not lock:  # read with their claimed runs in this transaction: current enough
+            for t in [t for t in need if t in self.tasks_seen]:
+                state.tasks[t] = self.tasks_seen[t]
+            need = [t for t in need if t not in state.tasks]
         if need:
             q = f"SELECT {_TASK_COLS} FROM ms_tasks WHERE task_id = ANY(%s) ORDER BY task_id"
             for row in self._rows(q + (self._lock() if lock else ""), (need,)):
@@ -382,14 +407,27 @@ class PostgresTx(Tx):
         limit: int,
         offset: int = 0,
     ) -> list[Run]:
-        q = f"SELECT {_RUN_COLS} FROM ms_runs WHERE state = 'ready' AND task_name = ANY(%s)"
+        # the task of each run comes along (for load_tasks), and nothing while paused
+        q = (
+            f"SELECT {_RUN_COLS_OF_R}, t.doc::text FROM ms_runs r JOIN ms_tasks t USING (task_id) "
+            "WHERE r.state = 'ready' AND r.task_name = ANY(%s) "
+            "AND NOT EXISTS (SELECT 1 FROM ms_engine WHERE paused)"
+        )
         params: list[Any] = [list(names)]
         if queues is not None:
-            q += " AND queue = ANY(%s)"
+            q += " AND r.queue = ANY(%s)"
             params.append(list(queues))
-        q += " ORDER BY priority DESC, scheduled_at, run_id LIMIT %s OFFSET %s"
+        q += " ORDER BY r.priority DESC, r.scheduled_at, r.run_id LIMIT %s OFFSET %s"
         params.extend((limit, offset))
-        return [_row_run(row) for row in self._rows(q + self._lock(skip=True), params)]
+        if self.writing:
+            q += " FOR UPDATE OF r SKIP LOCKED"
+        out = []
+        for row in self._rows(q, params):
+            run = _row_run(row)
+            if run.task_id not in self.tasks_seen:
+                self.tasks_seen[run.task_id] = _task_dec.decode(row[13])
+            out.append(run)
+        return out
 
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
         ks = sorted(set(keys))
@@ -566,24 +604,24 @@ class PostgresTx(Tx):
                 )
                 for t in tasks
             ]
-            self.con.execute(_UPSERT_TASKS, (_enc.encode(rows).decode(),))
+            self._exec(_UPSERT_TASKS, (_enc.encode(rows).decode(),))
         if state.dirty_runs:
             ids = sorted(state.dirty_runs)
             new = [state.runs[i] for i in ids if i in state.new_runs]
             old = [state.runs[i] for i in ids if i not in state.new_runs]
             if new:
-                self.con.execute(_INSERT_RUNS, (_runs_json(new),))
+                self._exec(_INSERT_RUNS, (_runs_json(new),))
             if old:
-                self.con.execute(_UPDATE_RUNS, (_runs_json(old),))
+                self._exec(_UPDATE_RUNS, (_runs_json(old),))
         if state.dirty_definitions:
             for name in sorted(state.dirty_definitions):
-                self.con.execute(
+                self._exec(
                     "INSERT INTO ms_definitions (name, doc) VALUES (%s, %s::json) "
                     "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
                     (name, _enc.encode(state.definitions[name]).decode()),
                 )
         if state.dirty_engine:
-            self.con.execute("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
+            self._exec("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
         state.clear_dirty()
 
     def append_log(self) -> None:
@@ -592,7 +630,7 @@ class PostgresTx(Tx):
         if not evs:
             return
         n = len(evs)
-        self.con.execute(_APPEND_EVENTS, (n, n, _enc.encode(evs).decode()))
+        self._exec(_APPEND_EVENTS, (n, n, _enc.encode(evs).decode()))
         self.pending = []
 
 
@@ -783,10 +821,8 @@ class PostgresStore(Store):
     def write(self) -> Iterator[PostgresTx]:
         with self._connection() as con:
             try:
-                con.execute(_BEGIN_WRITE)
-                tx = PostgresTx(con, self, writing=True)
+                tx = PostgresTx(con, self, writing=True, begin=_BEGIN_WRITE)
                 yield tx
-                tx.append_log()
             except _RETRYABLE as exc:
                 self._rollback(con)
                 raise Conflict(f"concurrent transaction conflict: {exc}") from exc
@@ -800,12 +836,17 @@ class PostgresStore(Store):
                 self._rollback(con)
                 raise
             try:
-                con.execute("COMMIT")
-            except psycopg.Error as exc:
+                tx.finish()
+            except psycopg.OperationalError as exc:
                 raise StoreError(
                     f"the commit to {self.shown_url!r} may or may not have happened "
                     f"(connection lost during COMMIT): {exc}"
                 ) from exc
+            except psycopg.Error as exc:
+                self._rollback(con)
+                if isinstance(exc, _RETRYABLE):
+                    raise Conflict(f"concurrent transaction conflict: {exc}") from exc
+                raise StoreError(f"write to {self.shown_url!r} failed: {exc}") from exc
 
     @contextmanager
     def read(self, *, snapshot: bool = False) -> Iterator[PostgresTx]:

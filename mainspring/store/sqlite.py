@@ -296,7 +296,8 @@ class SQLiteTx(Tx):
         params: list[Any] = list(names)
         q = (
             f"SELECT {_RUN_COLS} FROM ms_runs INDEXED BY ms_runs_ready WHERE state = 'ready' "
-            f"AND task_name IN ({','.join('?' * len(names))})"
+            f"AND task_name IN ({','.join('?' * len(names))}) "
+            "AND NOT EXISTS (SELECT 1 FROM ms_engine WHERE paused = 1)"
         )
         if queues is not None:
             q += f" AND queue IN ({','.join('?' * len(queues))})"
