@@ -494,7 +494,7 @@ class App:
         self.tasks: dict[str, TaskFunction[Any, Any]] = {}
 
     def __repr__(self) -> str:
-        return f"App(store={self.store.url!r})"
+        return f"App(store={self.store.display_url!r})"
 
     def close(self) -> None:
         """Close the store's connections."""

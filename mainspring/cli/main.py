@@ -35,6 +35,7 @@ from ..core.errors import (
     UnknownRun,
 )
 from ..core.states import RunState
+from ..store.base import Store, open_store
 from . import _render as out
 
 try:  # typer >= 0.23 vendors click
@@ -523,17 +524,19 @@ def verify(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False
 def migrate(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Create or migrate the store's schema and print its schema version."""
     g = _globals(ctx, store, json_out)
-    with open_app(g) as ms_app:
-        url = ms_app.store.url
-        version = _schema_version(ms_app)
+    opened = open_store(g.store, migrate=True)
+    try:
+        url = opened.display_url
+        version = _schema_version(opened)
+    finally:
+        opened.close()
     if g.json:
         out.emit_json({"store": url, "schema_version": version})
     else:
         typer.echo(f"{url}: schema version {version}")
 
 
-def _schema_version(ms_app: App) -> int | None:
-    store = ms_app.store
+def _schema_version(store: Store) -> int | None:
     version = getattr(store, "schema_version", None)
     if version is None:
         version = getattr(sys.modules.get(type(store).__module__), "SCHEMA_VERSION", None)
@@ -652,7 +655,7 @@ def worker(
     if not g.json:
         shown = ", ".join(queues) if queues else "all of its tasks' queues"
         sys.stderr.write(
-            f"mainspring worker: {len(ms_app.tasks)} task(s) from {app_spec}, store {ms_app.store.url}, "
+            f"mainspring worker: {len(ms_app.tasks)} task(s) from {app_spec}, store {ms_app.store.display_url}, "
             f"queues: {shown}, concurrency {concurrency}{', burst' if burst else ''}\n"
         )
         sys.stderr.flush()

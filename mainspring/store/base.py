@@ -167,6 +167,11 @@ class Waiter(ABC):
 class Store(ABC):
     url: str
 
+    @property
+    def display_url(self) -> str:
+        """The URL to show people (without a password)."""
+        return self.url
+
     @abstractmethod
     def write(self) -> AbstractContextManager[Tx]: ...
 

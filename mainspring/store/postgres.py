@@ -709,7 +709,6 @@ class PostgresStore(Store):
                 f"({_IMPORT_ERROR})"
             )
         self.url = url
-        self.shown_url = _redact(url)
         conninfo, self.schema, pool_size, auto = parse_url(url)
         self.conninfo = psycopg.conninfo.make_conninfo(
             conninfo, options=f"-c search_path={self.schema}"
@@ -722,26 +721,30 @@ class PostgresStore(Store):
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
-            timeout=30,
+            timeout=10,  # then StoreError: callers (workers) retry with backoff
             name=f"mainspring-{self.schema}",
             open=False,
         )
         self.pool.open(wait=False)
         self._closed = False
 
+    @property
+    def display_url(self) -> str:
+        return _redact(self.url)
+
     # -- schema -----------------------------------------------------------------------------
     def _open_schema(self, migrate: bool) -> int:
         try:
             con = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to {self.shown_url!r}: {exc}".strip()) from None
+            raise StoreError(f"cannot connect to {self.display_url!r}: {exc}".strip()) from None
         try:
             version = self._installed_version(con)
             if version == SCHEMA_VERSION:
                 return version
             if not migrate:
                 raise StoreError(
-                    f"{self.shown_url!r} has mainspring schema version {version or 'none'}, "
+                    f"{self.display_url!r} has mainspring schema version {version or 'none'}, "
                     f"this version needs {SCHEMA_VERSION}; run `mainspring migrate --store URL` "
                     "(or open it without auto_migrate=false)"
                 )
@@ -761,7 +764,7 @@ class PostgresStore(Store):
                 )
             return SCHEMA_VERSION
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open {self.shown_url!r}: {exc}") from None
+            raise StoreError(f"cannot open {self.display_url!r}: {exc}") from None
         finally:
             con.close()
 
@@ -777,7 +780,7 @@ class PostgresStore(Store):
         }
         if not found:
             return 0
-        where = f"{self.shown_url!r} (schema {self.schema!r})"
+        where = f"{self.display_url!r} (schema {self.schema!r})"
         if "ms_meta" not in found:
             raise StoreError(
                 f"{where} has tables named like mainspring's ({', '.join(sorted(found))}) "
@@ -800,11 +803,11 @@ class PostgresStore(Store):
     @contextmanager
     def _connection(self) -> Iterator[Any]:
         if self._closed:
-            raise StoreError(f"the store {self.shown_url!r} is closed")
+            raise StoreError(f"the store {self.display_url!r} is closed")
         try:
             con = self.pool.getconn()
         except PoolTimeout as exc:
-            raise StoreError(f"no connection to {self.shown_url!r}: {exc}") from None
+            raise StoreError(f"no connection to {self.display_url!r}: {exc}") from None
         try:
             yield con
         finally:
@@ -828,10 +831,10 @@ class PostgresStore(Store):
                 raise Conflict(f"concurrent transaction conflict: {exc}") from exc
             except psycopg.OperationalError as exc:
                 self._rollback(con)  # the COMMIT was never sent: nothing was written
-                raise Conflict(f"connection to {self.shown_url!r} lost: {exc}") from exc
+                raise Conflict(f"connection to {self.display_url!r} lost: {exc}") from exc
             except psycopg.Error as exc:
                 self._rollback(con)
-                raise StoreError(f"write to {self.shown_url!r} failed: {exc}") from exc
+                raise StoreError(f"write to {self.display_url!r} failed: {exc}") from exc
             except BaseException:
                 self._rollback(con)
                 raise
@@ -839,14 +842,14 @@ class PostgresStore(Store):
                 tx.finish()
             except psycopg.OperationalError as exc:
                 raise StoreError(
-                    f"the commit to {self.shown_url!r} may or may not have happened "
+                    f"the commit to {self.display_url!r} may or may not have happened "
                     f"(connection lost during COMMIT): {exc}"
                 ) from exc
             except psycopg.Error as exc:
                 self._rollback(con)
                 if isinstance(exc, _RETRYABLE):
                     raise Conflict(f"concurrent transaction conflict: {exc}") from exc
-                raise StoreError(f"write to {self.shown_url!r} failed: {exc}") from exc
+                raise StoreError(f"write to {self.display_url!r} failed: {exc}") from exc
 
     @contextmanager
     def read(self, *, snapshot: bool = False) -> Iterator[PostgresTx]:
@@ -859,7 +862,7 @@ class PostgresStore(Store):
             except psycopg.Error as exc:
                 if snapshot:
                     self._rollback(con)
-                raise StoreError(f"read from {self.shown_url!r} failed: {exc}") from exc
+                raise StoreError(f"read from {self.display_url!r} failed: {exc}") from exc
             except BaseException:
                 if snapshot:
                     self._rollback(con)
