@@ -524,7 +524,7 @@ class Engine:
         if not ids:
             return
         st = b.state
-        tx.load_tasks(ids, st)
+        tx.load_tasks(ids, st, lock=True)  # (claimed already where the store claims)
         for tid in ids:
             task = st.tasks[tid]
             if task.canceled or task.cursor is None or task.cursor > b.now:

@@ -444,7 +444,9 @@ class SQLiteTx(Tx):
             "SELECT 1 FROM ms_runs INDEXED BY ms_runs_ready WHERE state = 'ready' "
             f"AND task_name IN ({','.join('?' * len(names))})"
         )
-        if queues is not None:
+        if not names:
+            ready = "SELECT 1 WHERE 0"  # (an empty IN leaves INDEXED BY no plan)
+        elif queues is not None:
             ready += f" AND queue IN ({','.join('?' * len(queues))})"
             params.extend(queues)
         row = self.con.execute(

@@ -49,6 +49,7 @@ class _Item:
     fn: Callable[..., Any]
     ctx: Context
     deadline: float | None  # monotonic
+    lease_until: float  # monotonic: past it, without a renewal, the lease is not ours
     started: float = field(default_factory=time.monotonic)
     abandoned: bool = False  # timed out or lease lost: its outcome is discarded
     future: Any = None  # the asyncio future of an async handler
@@ -374,6 +375,17 @@ class Worker:
         now_m = time.monotonic()
         expired: list[_Item] = []
         with self._lock:
+            # leases we could not renew in time (store unreachable): another worker may
+            # already hold the run, so the handler is told and its outcome discarded
+            unrenewed = [r for r, it in self._inflight.items() if now_m > it.lease_until]
+        if unrenewed:
+            log.warning(
+                "worker %s: %d lease(s) expired before they could be renewed; abandoning them",
+                self.id,
+                len(unrenewed),
+            )
+            self._forget(unrenewed)
+        with self._lock:
             for it in self._inflight.values():
                 if not it.abandoned and it.deadline is not None and now_m > it.deadline:
                     it.abandoned = True
@@ -400,6 +412,7 @@ class Worker:
             self._renew_now.clear()
         if not ids:
             return
+        began = time.monotonic()
         try:
             lost = self.engine.renew(self.id, ids, self.lease_seconds)
         except Exception as exc:
@@ -407,6 +420,11 @@ class Worker:
             return
         if lost:
             self._forget(lost)
+        with self._lock:
+            for rid in ids:
+                it = self._inflight.get(rid)
+                if it is not None and rid not in lost:
+                    it.lease_until = max(it.lease_until, began + self.lease_seconds)
 
     def _forget(self, lost: Sequence[str] | set[str]) -> None:
         """These runs are no longer ours (canceled, lease expired): tell their handlers,
@@ -441,7 +459,8 @@ class Worker:
             heartbeat=functools.partial(self.heartbeat, lz.run_id),
         )
         deadline = time.monotonic() + lz.timeout if lz.timeout is not None else None
-        item = _Item(lz, fn, ctx, deadline)
+        lease_until = time.monotonic() + (lz.lease_expires_at - self.engine.clock.now())
+        item = _Item(lz, fn, ctx, deadline, lease_until)
         with self._lock:
             self._inflight[lz.run_id] = item
         if inspect.iscoroutinefunction(fn):
