@@ -569,6 +569,7 @@ class Engine:
         st = b.state
         chosen: list[Run] = []
         holders: dict[str, set[str] | None] = {}
+        considered: set[str] = set()
         page = max(want, 8)  # further pages only when keys leave candidates behind
         offset = 0
         while len(chosen) < want:
@@ -587,6 +588,9 @@ class Engine:
             for c in cands:
                 if len(chosen) >= want:
                     break
+                if c.run_id in considered:
+                    continue  # pages shift when other writers free rows: a run comes back
+                considered.add(c.run_id)
                 run = st.runs.setdefault(c.run_id, c)
                 if run.state != RunState.READY:
                     continue

@@ -39,13 +39,15 @@ every other parameter is passed to libpq.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import select
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
@@ -283,7 +285,7 @@ def _runs_json(runs: Sequence[Run]) -> str:
     ).decode()
 
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted PostgreSQL names fold to lower case
 
 
 def parse_url(url: str) -> tuple[str, str, int, bool]:
@@ -308,21 +310,38 @@ def parse_url(url: str) -> tuple[str, str, int, bool]:
             params.append((key, value))
     if not _IDENT.match(schema):
         raise StoreError(
-            f"invalid schema={schema!r} in {url!r}: use letters, digits and underscores"
+            f"invalid schema={schema!r} in {_redact(url)!r}: use lower-case letters, digits and "
+            "underscores (at most 63)"
         )
     conninfo = urlunsplit(
-        ("postgresql", parts.netloc, parts.path, urlencode(params), parts.fragment)
+        ("postgresql", parts.netloc, parts.path, urlencode(params, quote_via=quote), parts.fragment)
     )
     return conninfo, schema, pool_size, auto
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password (in the authority or as ``password=``), for messages."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _check_idle_connection(con: Any) -> None:
+    """Before the pool hands out a connection: refuse one the server has closed.
+
+    An idle connection receives nothing unless the server is ending it (restart, failover,
+    ``pg_terminate_backend``, an idle timeout): a readable socket means it is gone. A
+    zero-timeout ``select``, so no round trip.
+    """
+    if con.closed or con.broken:
+        raise psycopg.OperationalError("connection closed")
+    readable, _, _ = select.select([con.pgconn.socket], [], [], 0)
+    if readable:
+        con.close()  # so that the pool discards it rather than offering it again
+        raise psycopg.OperationalError("the server closed this idle connection")
 
 
 class PostgresTx(Tx):
@@ -668,21 +687,26 @@ class PostgresWaiter(Waiter):
             pg.consume_input()
             while pg.notifies() is not None:
                 got = True
+            if pg.status != psycopg.pq.ConnStatus.OK:
+                raise psycopg.OperationalError("the LISTEN connection was closed")
         except psycopg.Error:
             self._close_con()
-            return self._connect()
+            self._connect()
+            return True  # a wake-up may have been missed while it was down
         return got
 
     def wait(self, timeout: float) -> bool:
-        if self._drain():
-            return True
-        if timeout <= 0:
-            return False
-        try:
-            ready, _, _ = select.select([self.fileno()], [], [], timeout)
-        except (OSError, ValueError):
-            ready = []
-        return bool(ready) and self._drain()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._drain():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                select.select([self.fileno()], [], [], left)
+            except (OSError, ValueError):
+                time.sleep(min(left, 0.05))
 
     def _close_con(self) -> None:
         if self.con is not None:
@@ -710,10 +734,14 @@ class PostgresStore(Store):
             )
         self.url = url
         conninfo, self.schema, pool_size, auto = parse_url(url)
+        given = psycopg.conninfo.conninfo_to_dict(conninfo).get("options")
         self.conninfo = psycopg.conninfo.make_conninfo(
-            conninfo, options=f"-c search_path={self.schema}"
+            conninfo, options=f"{given or ''} -c search_path={self.schema}".strip()
         )
         self.channel = f"mainspring_{self.schema}"
+        if len(self.channel) > 63:  # PostgreSQL's identifier limit
+            digest = hashlib.sha1(self.schema.encode()).hexdigest()[:16]
+            self.channel = f"mainspring_{self.schema[:30]}_{digest}"
         self.key_lock_prefix = f"mainspring:{self.schema}:key:"
         self.schema_version = self._open_schema(auto if migrate is None else migrate)
         self.pool = ConnectionPool(
@@ -721,6 +749,7 @@ class PostgresStore(Store):
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
+            check=_check_idle_connection,
             timeout=10,  # then StoreError: callers (workers) retry with backoff
             name=f"mainspring-{self.schema}",
             open=False,

@@ -1,9 +1,10 @@
-"""The embedded SQLite store: schema, refusal of foreign files, URLs, the log, processes."""
+"""The embedded SQLite store: schema, refusal of foreign files, URLs, paths.
+
+What every store guarantees (the log, reopening, several processes) is in
+test_store_contract.py, run on both stores."""
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing
 import os
 import shutil
 import sqlite3
@@ -14,12 +15,12 @@ from typing import Any
 import pytest
 
 import mainspring as ms
-from mainspring.core.clock import ManualClock
-from mainspring.core.model import TaskOptions
-from mainspring.engine import Engine, Finished, SubmitRequest
+from mainspring.engine import Engine
 from mainspring.store import open_store, resolve_url
 from mainspring.store import sqlite as sq
 from mainspring.store.base import Store
+
+from .helpers import make_store, req
 
 TABLES = {"ms_meta", "ms_log", "ms_tasks", "ms_runs", "ms_definitions", "ms_engine"}
 
@@ -27,10 +28,6 @@ TABLES = {"ms_meta", "ms_log", "ms_tasks", "ms_runs", "ms_definitions", "ms_engi
 def url_of(path: Path) -> str:
     assert path.is_absolute()
     return f"sqlite:///{path}"  # sqlite:/// + /abs/path = sqlite:////abs/path
-
-
-def req(i: int = 0, **kw: Any) -> SubmitRequest:
-    return SubmitRequest(name="job", args=[i], kwargs={}, options=TaskOptions(), **kw)
 
 
 def raw(path: Path) -> sqlite3.Connection:
@@ -46,14 +43,6 @@ def store_path(tmp_path: Path) -> Path:
 def store(store_path: Path) -> Iterator[Store]:
     s = open_store(url_of(store_path))
     yield s
-    s.close()
-
-
-def make_store(path: Path, runs: int = 3) -> None:
-    s = open_store(url_of(path))
-    eng = Engine(s)
-    for i in range(runs):
-        eng.submit(req(i))
     s.close()
 
 
@@ -85,36 +74,8 @@ def test_empty_file_becomes_a_store(tmp_path: Path) -> None:
     assert p.stat().st_size > 0
 
 
-def test_reopen_keeps_everything(store_path: Path) -> None:
-    clock = ManualClock()
-    s = open_store(url_of(store_path))
-    eng = Engine(s, clock=clock)
-    sub = eng.submit(req(7))
-    eng.set_paused(True)
-    with s.read() as tx:
-        seq_before = [e.seq for e in tx.events(0, None, 1000)]
-    s.close()
-
-    s2 = open_store(url_of(store_path))
-    eng2 = Engine(s2, clock=clock)
-    run = eng2.get_run(sub.run_ids[0])
-    assert run.state == ms.RunState.READY
-    with s2.read() as tx:
-        assert tx.paused() is True
-        assert tx.get_task(sub.task_id) is not None
-        assert tx.get_task(sub.task_id).args == [7]  # type: ignore[union-attr]
-    assert eng2.verify() == []
-    eng2.set_paused(False)
-    eng2.submit(req(8))
-    with s2.read() as tx:
-        seqs = [e.seq for e in tx.events(0, None, 1000)]
-    assert seqs[: len(seq_before)] == seq_before
-    assert all(a < b for a, b in itertools.pairwise(seqs))
-    s2.close()
-
-
 def test_reopen_of_a_current_store_does_not_migrate(store_path: Path) -> None:
-    make_store(store_path)
+    make_store(url_of(store_path))
     con = raw(store_path)
     version = con.execute("SELECT value FROM ms_meta WHERE key = 'schema_version'").fetchone()
     con.close()
@@ -126,13 +87,6 @@ def test_reopen_of_a_current_store_does_not_migrate(store_path: Path) -> None:
     )
     assert con.execute("SELECT COUNT(*) FROM ms_runs").fetchone()[0] == 3
     con.close()
-
-
-def test_closed_store_refuses_work(store_path: Path) -> None:
-    s = open_store(url_of(store_path))
-    s.close()
-    with pytest.raises(ms.StoreError), s.read():
-        pass
 
 
 # -- refusal ----------------------------------------------------------------------------------
@@ -162,7 +116,7 @@ def fake_header(path: Path) -> None:
 
 def newer_store(path: Path) -> None:
     src = path.with_name("source.db")
-    make_store(src)
+    make_store(url_of(src))
     shutil.copyfile(src, path)
     con = sqlite3.connect(path)
     con.execute(
@@ -331,152 +285,6 @@ def test_invalid_synchronous_is_refused_before_touching_anything(tmp_path: Path)
     assert list(tmp_path.iterdir()) == []
 
 
-# -- the log --------------------------------------------------------------------------------------
-def test_seq_is_strictly_increasing_and_complete(store: Store) -> None:
-    clock = ManualClock()
-    eng = Engine(store, clock=clock)
-    subs = eng.submit_many([req(i) for i in range(20)])
-    res = eng.cycle("w", ["job"], None, [], 10, 30.0)
-    assert len(res.leased) == 10
-    eng.cycle(
-        "w",
-        ["job"],
-        None,
-        [
-            Finished(run_id=lz.run_id, attempt_id=lz.attempt_id, result=ms.AttemptResult.SUCCESS)
-            for lz in res.leased
-        ],
-        5,
-        30.0,
-    )
-    clock.advance(60)
-    eng.housekeeping()
-    eng.cancel_run(subs[-1].run_ids[0])
-    with store.read() as tx:
-        events = tx.events(0, None, 100_000)
-        snap = tx.snapshot()
-    seqs = [e.seq for e in events]
-    assert seqs[0] >= 1
-    assert all(a < b for a, b in itertools.pairwise(seqs))
-    assert snap.last_seq == seqs[-1]
-    assert len({e.event_id for e in events}) == len(events)
-    # paging with `since` returns exactly the later events
-    mid = seqs[len(seqs) // 2]
-    with store.read() as tx:
-        assert [e.seq for e in tx.events(mid, None, 100_000)] == [s for s in seqs if s > mid]
-        run_id = subs[0].run_ids[0]
-        own = tx.events(0, run_id, 1000)
-    assert own and all(e.run_id == run_id for e in own)
-    assert [e.seq for e in own] == sorted(e.seq for e in own)
-    assert eng.verify() == []
-
-
-def test_a_failed_transaction_writes_nothing(store: Store) -> None:
-    eng = Engine(store)
-    eng.submit(req())
-    with store.read() as tx:
-        n = len(tx.events(0, None, 1000))
-    with pytest.raises(ms.IdempotencyConflict):
-        eng.submit_many([req(1, idempotency_key="k"), req(2, idempotency_key="k")])
-    with store.read() as tx:
-        assert len(tx.events(0, None, 1000)) == n
-        assert tx.task_by_idempotency("job", "k") is None
-    assert eng.verify() == []
-
-
-def test_tampering_is_found_by_verify(store: Store, store_path: Path) -> None:
-    eng = Engine(store)
-    sub = eng.submit(req())
-    con = raw(store_path)
-    con.execute("UPDATE ms_runs SET state = 'completed' WHERE run_id = ?", (sub.run_ids[0],))
-    con.commit()
-    con.close()
-    problems = eng.verify()
-    assert problems
-    assert any(sub.run_ids[0] in p and "state" in p for p in problems)
-
-
-# -- several processes ---------------------------------------------------------------------------
-def _submit_in_child(url: str, tag: str, n: int, barrier: Any, out: Any, keyed: bool) -> None:
-    s = open_store(url)
-    eng = Engine(s)
-    barrier.wait(timeout=60)
-    got = []
-    for i in range(n):
-        key = f"key-{i}" if keyed else None
-        r = SubmitRequest(
-            name="job",
-            args=[i] if keyed else [tag, i],
-            kwargs={},
-            options=TaskOptions(),
-            idempotency_key=key,
-        )
-        sub = eng.submit(r)
-        got.append((sub.task_id, sub.run_ids[0], sub.replayed))
-    s.close()
-    out.put((tag, got))
-
-
-def _run_children(url: str, n: int, keyed: bool) -> dict[str, list[tuple[str, str, bool]]]:
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(2)
-    out = ctx.Queue()
-    procs = [
-        ctx.Process(target=_submit_in_child, args=(url, tag, n, barrier, out, keyed))
-        for tag in ("a", "b")
-    ]
-    for p in procs:
-        p.start()
-    results = dict(out.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    return results
-
-
-@pytest.mark.timeout(180)
-def test_two_processes_submit_concurrently(store_path: Path) -> None:
-    make_store(store_path, runs=0)
-    url = url_of(store_path)
-    n = 60
-    results = _run_children(url, n, keyed=False)
-    all_runs = [r for got in results.values() for (_, r, _) in got]
-    all_tasks = [t for got in results.values() for (t, _, _) in got]
-    assert len(all_runs) == 2 * n
-    assert len(set(all_runs)) == 2 * n
-    assert len(set(all_tasks)) == 2 * n
-    s = open_store(url)
-    try:
-        with s.read() as tx:
-            events = list(tx.iter_all_events())
-            assert tx.stats()["ready"] == 2 * n
-        seqs = [e.seq for e in events]
-        assert all(a < b for a, b in itertools.pairwise(seqs))
-        assert len({e.event_id for e in events}) == len(events)
-        assert Engine(s).verify() == []
-    finally:
-        s.close()
-
-
-@pytest.mark.timeout(180)
-def test_two_processes_share_idempotency_keys(store_path: Path) -> None:
-    make_store(store_path, runs=0)
-    url = url_of(store_path)
-    n = 30
-    results = _run_children(url, n, keyed=True)
-    a, b = results["a"], results["b"]
-    for i in range(n):
-        assert a[i][:2] == b[i][:2]  # same task, same run for the same key
-        assert a[i][2] != b[i][2]  # exactly one of them created it
-    s = open_store(url)
-    try:
-        with s.read() as tx:
-            assert sum(tx.stats().values()) == n
-        assert Engine(s).verify() == []
-    finally:
-        s.close()
-
-
 # -- paths with URI-special characters (regression: the read-only check built a file: URI
 # without quoting, so '#' cut the path short and '%20' was decoded) --------------------------
 @pytest.mark.parametrize("dirname", ["with#hash", "with%20percent", "with space", "with&amp=1"])
@@ -484,7 +292,7 @@ def test_store_in_a_directory_with_special_characters(tmp_path: Path, dirname: s
     d = tmp_path / dirname
     d.mkdir()
     p = d / "s.db"
-    make_store(p, runs=2)
+    make_store(url_of(p), runs=2)
     s = open_store(url_of(p))  # reopen goes through the read-only check
     try:
         with s.read() as tx:

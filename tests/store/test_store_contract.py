@@ -1,0 +1,241 @@
+"""What every store guarantees, tested on each (``store_url``: a SQLite file, a PostgreSQL
+schema): reopening, the log, failed transactions, tampering, conflicts, several processes."""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import mainspring as ms
+from mainspring.core.clock import ManualClock
+from mainspring.core.model import Event
+from mainspring.engine import Engine, Finished
+from mainspring.engine import engine as engine_mod
+from mainspring.engine.engine import MAX_CONFLICT_RETRIES, Batch
+from mainspring.store import open_store
+from mainspring.store.base import Conflict, Store, Tx
+
+from .helpers import in_processes, make_store, raw_execute, req
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def all_events(s: Store) -> list[Event]:
+    with s.read() as tx:
+        return list(tx.iter_all_events())
+
+
+def test_reopen_keeps_everything(store_url: str) -> None:
+    clock = ManualClock()
+    s = open_store(store_url)
+    eng = Engine(s, clock=clock)
+    sub = eng.submit(req(7))
+    eng.set_paused(True)
+    seq_before = [e.seq for e in all_events(s)]
+    s.close()
+
+    s2 = open_store(store_url)
+    try:
+        eng2 = Engine(s2, clock=clock)
+        assert eng2.get_run(sub.run_ids[0]).state == ms.RunState.READY
+        with s2.read() as tx:
+            assert tx.paused() is True
+            task = tx.get_task(sub.task_id)
+            assert task is not None and task.args == [7]
+        assert eng2.verify() == []
+        eng2.set_paused(False)
+        eng2.submit(req(8))
+        seqs = [e.seq for e in all_events(s2)]
+        assert seqs[: len(seq_before)] == seq_before
+        assert seqs == list(range(1, len(seqs) + 1))
+    finally:
+        s2.close()
+
+
+def test_closed_store_refuses_work(store_url: str) -> None:
+    s = open_store(store_url)
+    s.close()
+    with pytest.raises(ms.StoreError), s.read():
+        pass
+    with pytest.raises(ms.StoreError), s.write():
+        pass
+    s.close()  # closing twice is harmless
+
+
+# -- the log --------------------------------------------------------------------------------------
+def test_seq_is_gapless_increasing_and_pages(store: Store) -> None:
+    clock = ManualClock()
+    eng = Engine(store, clock=clock)
+    subs = eng.submit_many([req(i) for i in range(20)])
+    res = eng.cycle("w", ["job"], None, [], 10, 30.0)
+    assert len(res.leased) == 10
+    eng.cycle(
+        "w",
+        ["job"],
+        None,
+        [
+            Finished(run_id=lz.run_id, attempt_id=lz.attempt_id, result=ms.AttemptResult.SUCCESS)
+            for lz in res.leased
+        ],
+        5,
+        30.0,
+    )
+    clock.advance(60)
+    eng.housekeeping()
+    eng.cancel_run(subs[-1].run_ids[0])
+    with store.read() as tx:
+        events = tx.events(0, None, 100_000)
+        snap = tx.snapshot()
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))  # numbered 1, 2, 3 ... in commit order
+    assert snap.last_seq == seqs[-1]
+    assert len({e.event_id for e in events}) == len(events)
+    assert [e.seq for e in all_events(store)] == seqs  # iter_all_events pages the same log
+    # paging with `since` returns exactly the later events; `limit` caps a page
+    mid = seqs[len(seqs) // 2]
+    with store.read() as tx:
+        assert [e.seq for e in tx.events(mid, None, 100_000)] == [s for s in seqs if s > mid]
+        assert [e.seq for e in tx.events(mid, None, 3)] == [mid + 1, mid + 2, mid + 3]
+        run_id = subs[0].run_ids[0]
+        own = tx.events(0, run_id, 1000)
+    assert own and all(e.run_id == run_id for e in own)
+    assert [e.seq for e in own] == sorted(e.seq for e in own)
+    assert eng.verify() == []
+
+
+def test_a_failed_transaction_writes_nothing(store: Store) -> None:
+    eng = Engine(store)
+    eng.submit(req())
+    before = all_events(store)
+    with pytest.raises(ms.IdempotencyConflict):
+        eng.submit_many([req(1, idempotency_key="k"), req(2, idempotency_key="k")])
+    assert all_events(store) == before
+    with store.read() as tx:
+        assert tx.task_by_idempotency("job", "k") is None
+    eng.submit(req(3))  # and numbering continues without a gap
+    seqs = [e.seq for e in all_events(store)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert eng.verify() == []
+
+
+def test_tampering_is_found_by_verify(store: Store, store_url: str) -> None:
+    eng = Engine(store)
+    sub = eng.submit(req())
+    rid = sub.run_ids[0]
+    raw_execute(store_url, f"UPDATE ms_runs SET state = 'completed' WHERE run_id = '{rid}'")
+    problems = eng.verify()
+    assert any(rid in p and "state" in p for p in problems), problems
+
+
+# -- conflicts: Engine.transact runs the command again ------------------------------------------
+def submit_body(eng: Engine, calls: list[int], fail_times: int) -> Any:
+    """A command that writes a task into its transaction, then conflicts ``fail_times``."""
+
+    def body(tx: Tx, b: Batch) -> int:
+        calls.append(len(calls) + 1)
+        eng._submit_one(tx, b, req(len(calls)), {})
+        b.flush(tx)  # the rows are in the transaction when it conflicts
+        if len(calls) <= fail_times:
+            raise Conflict("simulated: a concurrent transaction got in the way")
+        return len(calls)
+
+    return body
+
+
+def test_transact_runs_a_conflicted_command_again(store: Store) -> None:
+    eng = Engine(store)
+    calls: list[int] = []
+    out, b = eng.transact(submit_body(eng, calls, fail_times=1))
+    assert out == 2 and calls == [1, 2]
+    with store.read() as tx:
+        assert tx.stats()["ready"] == 1  # only the second run's writes were kept
+        task = tx.get_task(b.events[0].task_id or "")
+        assert task is not None and task.args == [2]
+    events = all_events(store)
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert {e.task_id for e in events} == {task.task_id}
+    assert eng.verify() == []
+
+
+def test_transact_gives_up_after_max_conflict_retries(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeps: list[float] = []
+    fake_time = types.SimpleNamespace(**vars(time))
+    fake_time.sleep = sleeps.append  # the backoff between attempts, recorded
+    monkeypatch.setattr(engine_mod, "time", fake_time)
+    eng = Engine(store)
+    calls: list[int] = []
+    with pytest.raises(ms.StoreError) as info:
+        eng.transact(submit_body(eng, calls, fail_times=10**6))
+    assert isinstance(info.value, Conflict)
+    assert len(calls) == MAX_CONFLICT_RETRIES + 1
+    assert len(sleeps) == MAX_CONFLICT_RETRIES  # a backoff between attempts ...
+    assert all(0 <= s <= 0.25 for s in sleeps)  # ... capped
+    assert all_events(store) == []
+    monkeypatch.undo()
+    eng.submit(req())  # the store still works
+    assert [e.seq for e in all_events(store)] == [1, 2, 3]
+
+
+# -- several processes ----------------------------------------------------------------------------
+def _submit_in_child(barrier: Any, i: int, url: str, n: int, keyed: bool) -> list[Any]:
+    s = open_store(url)
+    try:
+        eng = Engine(s)
+        barrier.wait(timeout=60)
+        got = []
+        for k in range(n):
+            if keyed:
+                sub = eng.submit(req(k, idempotency_key=f"key-{k}"))
+            else:
+                sub = eng.submit(req([i, k]))
+            got.append((sub.task_id, sub.run_ids[0], sub.replayed))
+        return got
+    finally:
+        s.close()
+
+
+@pytest.mark.timeout(180)
+def test_two_processes_submit_concurrently(store_url: str) -> None:
+    make_store(store_url, runs=0)
+    n = 60
+    a, b = in_processes(2, _submit_in_child, store_url, n, False)
+    assert len({r for (_, r, _) in a + b}) == 2 * n
+    assert len({t for (t, _, _) in a + b}) == 2 * n
+    s = open_store(store_url)
+    try:
+        with s.read() as tx:
+            assert tx.stats()["ready"] == 2 * n
+        events = all_events(s)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert len({e.event_id for e in events}) == len(events)
+        assert Engine(s).verify() == []
+    finally:
+        s.close()
+
+
+@pytest.mark.timeout(180)
+def test_two_processes_share_idempotency_keys(store_url: str) -> None:
+    make_store(store_url, runs=0)
+    n = 30
+    a, b = in_processes(2, _submit_in_child, store_url, n, True)
+    for x, y in zip(a, b, strict=True):
+        assert x[:2] == y[:2]  # same task, same run for the same key
+        assert x[2] != y[2]  # exactly one of them created it
+    s = open_store(store_url)
+    try:
+        with s.read() as tx:
+            assert sum(tx.stats().values()) == n
+        assert Engine(s).verify() == []
+    finally:
+        s.close()
