@@ -215,12 +215,11 @@ class Engine:
 
         def body(tx: Tx, b: Batch) -> list[Submitted]:
             seen: dict[tuple[str, str], Submitted] = {}
-            return [self._submit_one(tx, b, req, seen) for req in reqs]
+            out = [self._submit_one(tx, b, req, seen) for req in reqs]
+            b.wake = bool(b.events)  # new runs, or a new next-due time for sleeping workers
+            return out
 
-        out, b = self.transact(body)
-        if b.events:
-            self.store.notify()
-        return out
+        return self.transact(body)[0]
 
     def _submit_one(
         self, tx: Tx, b: Batch, req: SubmitRequest, seen: dict[tuple[str, str], Submitted]
@@ -354,10 +353,7 @@ class Engine:
             b.change(run, RunState.READY, "resumed")
             return True
 
-        done = self.transact(body)[0]
-        if done:
-            self.store.notify()
-        return done
+        return self.transact(body)[0]
 
     def set_paused(self, paused: bool) -> bool:
         """Pause or resume the engine. Returns False when it already was so."""
@@ -367,12 +363,10 @@ class Engine:
             if b.state.paused == paused:
                 return False
             b.emit(E.event(E.ENGINE_PAUSED if paused else E.ENGINE_RESUMED, b.now))
+            b.wake = not paused
             return True
 
-        done = self.transact(body)[0]
-        if done and not paused:
-            self.store.notify()
-        return done
+        return self.transact(body)[0]
 
     # -- the worker's group commit ---------------------------------------------------------
     def cycle(
@@ -455,10 +449,7 @@ class Engine:
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
             return CycleResult(leased, accepted, rejected, next_due, lost)
 
-        res, b = self.transact(body)
-        if b.wake:
-            self.store.notify()
-        return res
+        return self.transact(body)[0]
 
     def housekeeping(self) -> int:
         """Expire leases, derive cron occurrences and promote due runs; returns events written."""
@@ -468,16 +459,14 @@ class Engine:
             self._derive_cron(tx, b)
             self._promote(tx, b)
 
-        b = self.transact(body)[1]
-        if b.wake:
-            self.store.notify()
-        return len(b.events)
+        return len(self.transact(body)[1].events)
 
     def transact(self, body: Callable[[Tx, Batch], T]) -> tuple[T, Batch]:
         """Run ``body`` in one write transaction and save what it decided.
 
         ``body`` gets the transaction and a fresh ``Batch``; what it emits is written with
-        its records in the same transaction. When the store reports a ``Conflict`` (another
+        its records in the same transaction. When the batch says ``wake`` (a run became
+        ready, or something else waiting workers should look at), the commit wakes them. When the store reports a ``Conflict`` (another
         transaction got in the way: a deadlock, a duplicate idempotency key, a connection
         lost before the commit) nothing was written, and ``body`` runs again from scratch.
         """
@@ -487,6 +476,8 @@ class Engine:
                 with self.store.write() as tx:
                     out = body(tx, b)
                     b.flush(tx)
+                    if b.wake:
+                        tx.wake_on_commit()
                 return out, b
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
@@ -691,9 +682,9 @@ class Engine:
                 elif run.state == RunState.LEASED:
                     b.emit(E.run_event(E.LEASE_RELEASED, run, b.now, owner=worker))
                     b.change(run, RunState.READY, "released")
+            b.wake = True
 
         self.transact(body)
-        self.store.notify()
 
     # -- queries ------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run:

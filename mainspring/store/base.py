@@ -148,6 +148,10 @@ class Tx(ABC):
     def save(self, state: State, events: Sequence[Event]) -> None:
         """Append ``events`` (assigning seq) and write the records ``state`` marks dirty."""
 
+    @abstractmethod
+    def wake_on_commit(self) -> None:
+        """Wake waiting workers (this process and others) once this transaction commits."""
+
 
 class Waiter(ABC):
     """Blocks a worker until something may have become ready, or a timeout."""

@@ -44,7 +44,7 @@ import os
 import re
 import select
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -141,6 +141,11 @@ _RUN_COLS = (
     "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
     "concurrency_key, holds_key, lease_owner, lease_expires_at, doc::text"
 )
+_LOG_COLS = (
+    "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data"
+)
+#: From this many rows on, new rows are written with COPY rather than a JSON recordset.
+COPY_FROM = 32
 _RUN_COLS_OF_R = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
 _TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc::text"
 _EVENT_COLS = (
@@ -351,6 +356,7 @@ class PostgresTx(Tx):
         self.writing = writing
         self.begin = begin  # sent with the first statement, in the same round trip
         self.pending: list[Event] = []  # appended to the log just before COMMIT
+        self.wake = False
         self.tasks_seen: dict[str, Task] = {}  # tasks read along with claimed runs
 
     def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
@@ -366,13 +372,58 @@ class PostgresTx(Tx):
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self._exec(query, params).fetchall())
 
+    def wake_on_commit(self) -> None:
+        self.wake = True
+
     def finish(self) -> None:
-        """Append the buffered events and COMMIT, in one round trip."""
-        if self.begin:  # nothing happened in this transaction
+        """Append the buffered events, NOTIFY if asked, and COMMIT.
+
+        One round trip for a few events; a long batch is copied in (``COPY``) after its
+        numbers are drawn, and then committed.
+        """
+        if self.begin and not self.pending:  # nothing happened in this transaction
             return
+        if len(self.pending) >= COPY_FROM:
+            self._copy_log()
         with self.con.pipeline():
             self.append_log()
+            if self.wake:
+                self.con.execute("SELECT pg_notify(%s, '')", (self.store.channel,))
             self.con.execute("COMMIT")
+
+    def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self.begin:
+            self._exec("SELECT 1")  # sends the pending BEGIN
+        with self.con.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+
+    def _copy_log(self) -> None:
+        evs = self.pending
+        n = len(evs)
+        base = self._rows(
+            "UPDATE ms_seq SET last = last + %s WHERE id = 1 RETURNING last - %s", (n, n)
+        )[0][0]
+        self._copy(
+            "ms_log",
+            _LOG_COLS,
+            (
+                (
+                    base + i,
+                    e.event_id,
+                    e.type,
+                    e.at,
+                    e.task_id,
+                    e.run_id,
+                    e.attempt_id,
+                    e.correlation_id,
+                    e.execution_id,
+                    _enc.encode(e.data).decode(),
+                )
+                for i, e in enumerate(evs, 1)
+            ),
+        )
+        self.pending = []
 
     def _lock(self, skip: bool = False) -> str:
         if not self.writing:
@@ -612,23 +663,46 @@ class PostgresTx(Tx):
         if state.dirty_tasks:
             tasks = [state.tasks[i] for i in sorted(state.dirty_tasks)]
             rows = [
-                _TaskRow(
-                    t.task_id,
-                    t.name,
-                    t.idempotency_key,
-                    t.policy.kind,
-                    t.canceled,
-                    _cron_next(t),
-                    t,
-                )
+                (t.task_id, t.name, t.idempotency_key, t.policy.kind, t.canceled, _cron_next(t))
                 for t in tasks
             ]
-            self._exec(_UPSERT_TASKS, (_enc.encode(rows).decode(),))
+            if len(tasks) >= COPY_FROM and all(t.task_id in state.new_tasks for t in tasks):
+                self._copy(
+                    "ms_tasks",
+                    _TASK_COLS.replace("::text", ""),
+                    ((*row, _enc.encode(t).decode()) for row, t in zip(rows, tasks, strict=True)),
+                )
+            else:
+                json_rows = [_TaskRow(*row, t) for row, t in zip(rows, tasks, strict=True)]
+                self._exec(_UPSERT_TASKS, (_enc.encode(json_rows).decode(),))
         if state.dirty_runs:
             ids = sorted(state.dirty_runs)
             new = [state.runs[i] for i in ids if i in state.new_runs]
             old = [state.runs[i] for i in ids if i not in state.new_runs]
-            if new:
+            if len(new) >= COPY_FROM:
+                self._copy(
+                    "ms_runs",
+                    _RUN_COLS.replace("::text", ""),
+                    (
+                        (
+                            r.run_id,
+                            r.task_id,
+                            r.task_name,
+                            r.state,
+                            r.scheduled_at,
+                            r.due_at,
+                            r.priority,
+                            r.queue,
+                            r.concurrency_key,
+                            r.holds_key,
+                            r.lease_owner,
+                            r.lease_expires_at,
+                            _enc.encode(r).decode(),
+                        )
+                        for r in new
+                    ),
+                )
+            elif new:
                 self._exec(_INSERT_RUNS, (_runs_json(new),))
             if old:
                 self._exec(_UPDATE_RUNS, (_runs_json(old),))

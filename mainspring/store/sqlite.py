@@ -240,6 +240,10 @@ _STATE_FILTER: dict[str, str] = {
 class SQLiteTx(Tx):
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
+        self.wake = False
+
+    def wake_on_commit(self) -> None:
+        self.wake = True
 
     # -- reads used by commands ---------------------------------------------------
     def load_runs(self, run_ids: Sequence[str], state: State) -> None:
@@ -638,13 +642,16 @@ class SQLiteStore(Store):
             con.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to {self.path!r}: {exc}") from None
+        tx = SQLiteTx(con)
         try:
-            yield SQLiteTx(con)
+            yield tx
         except BaseException:
             con.execute("ROLLBACK")
             raise
         else:
             con.execute("COMMIT")
+            if tx.wake:
+                self.notify()
 
     @contextmanager
     def read(self, *, snapshot: bool = False) -> Iterator[SQLiteTx]:
