@@ -1,4 +1,4 @@
-"""DBOS 3.x on SQLite, queue-based: the no-op is a workflow run from a DBOS queue.
+"""DBOS 3.x on SQLite or PostgreSQL, queue-based: the no-op is a workflow run from a DBOS queue.
 
 Producer: ``DBOSClient.enqueue`` (the API for enqueueing from outside the application);
 batch: ``DBOSClient.enqueue_in_transaction`` 1,000 times inside one caller-owned SQLAlchemy
@@ -6,7 +6,11 @@ transaction. Workers: ``DBOS.launch()`` plus ``DBOS.register_queue("bench",
 worker_concurrency=8, polling_interval_sec=0.05)``; each worker process has its own
 executor id and the same explicit application version.
 
-Durability: DBOS sets no journal mode or ``synchronous`` for SQLite (so by default it runs
+PostgreSQL (``--backend postgres``): ``system_database_url`` is the fresh database the
+harness made (DBOS 3 has only the system database); DBOS's own settings otherwise, the
+server's ``synchronous_commit``/``fsync``, read back with ``SHOW`` through DBOS's engine.
+
+Durability on SQLite: DBOS sets no journal mode or ``synchronous`` (so by default it runs
 a rollback journal with SQLite's default ``synchronous=FULL``). For an equal footing the
 harness creates the file in WAL mode before DBOS first opens it (WAL is persistent in the
 file) and a SQLAlchemy ``connect`` listener sets ``PRAGMA synchronous`` on every connection
@@ -61,20 +65,30 @@ def _configure(sync: str) -> None:
         _listening = True
 
 
-def _engine_pragmas(engine: sa.Engine) -> dict[str, str]:
+def _engine_settings(engine: sa.Engine) -> dict[str, str]:
     with engine.connect() as conn:
-        return timing.sqlite_pragmas(lambda sql: conn.exec_driver_sql(sql).scalar())
+        if engine.dialect.name == "sqlite":
+            return timing.sqlite_pragmas(lambda sql: conn.exec_driver_sql(sql).scalar())
+        return timing.pg_settings(lambda sql: conn.exec_driver_sql(sql).scalar())
 
 
 class DbosPeer(timing.Peer):
     name = "dbos"
+    backends = ("sqlite", "postgres")
     batch_api = "DBOSClient.enqueue_in_transaction x1000 in one transaction"
-    notes = (
-        "queue `bench` with worker_concurrency=8 per process, polling_interval_sec=0.05 "
-        "(default 1.0; DBOS sleeps one interval between polls); WAL set on the file before "
-        "DBOS opens it (DBOS sets no journal mode itself); producer uses `DBOSClient`; "
-        "W4 waits with `get_result(polling_interval_sec=0.05)`"
-    )
+
+    @property
+    def notes(self) -> str:  # type: ignore[override]
+        store = (
+            "`system_database_url` = the fresh database (DBOS's default pool and settings)"
+            if self.backend == "postgres"
+            else "WAL set on the file before DBOS opens it (DBOS sets no journal mode itself)"
+        )
+        return (
+            "queue `bench` with worker_concurrency=8 per process, polling_interval_sec=0.05 "
+            f"(default 1.0; DBOS sleeps one interval between polls); {store}; producer uses "
+            "`DBOSClient`; W4 waits with `get_result(polling_interval_sec=0.05)`"
+        )
 
     def __init__(self) -> None:
         self.url = ""
@@ -88,20 +102,29 @@ class DbosPeer(timing.Peer):
 
         return version("dbos")
 
-    def open(self, db: Path, sync: str, role: str) -> None:
-        _configure(sync)
-        self.url = f"sqlite:///{db}"
+    def open(self, db: str, sync: str, role: str) -> None:
+        pg = self.backend == "postgres"
+        if not pg:
+            _configure(sync)
+        self.url = db if pg else f"sqlite:///{db}"
         self.role = role
         if role == "producer":
-            if not db.exists():
-                with sqlite3.connect(db) as conn:
-                    conn.execute("PRAGMA journal_mode=WAL")
+            path = Path(db)
+            if pg or not path.exists():
+                if not pg:
+                    with sqlite3.connect(path) as conn:
+                        conn.execute("PRAGMA journal_mode=WAL")
                 # DBOSClient never migrates: let a short-lived DBOS process create the schema.
-                cmd = [sys.executable, "-m", MODULE, "init", "--db", str(db), "--sync", sync]
-                subprocess.run(cmd, check=True, cwd=db.parent, timeout=120)
+                cmd = [sys.executable, "-m", MODULE, "init", "--db", db, "--sync", sync]
+                cmd += ["--backend", self.backend]
+                subprocess.run(cmd, check=True, cwd=None if pg else path.parent, timeout=120)
             self.client = DBOSClient(system_database_url=self.url)
-            self.engine = sa.create_engine(self.url)
-            self.reader = sqlite3.connect(db, timeout=30)
+            # Our own engine for the batch transaction (and for counting on PostgreSQL).
+            self.engine = sa.create_engine(
+                self.url.replace("postgresql://", "postgresql+psycopg://", 1)
+            )
+            if not pg:
+                self.reader = sqlite3.connect(path, timeout=30)
             return
         # worker or init: a real DBOS application
         config: Any = {
@@ -130,9 +153,9 @@ class DbosPeer(timing.Peer):
         if self.role == "worker":
             from dbos._dbos import _get_dbos_instance
 
-            return _engine_pragmas(_get_dbos_instance()._sys_db.engine)
+            return _engine_settings(_get_dbos_instance()._sys_db.engine)
         assert self.client is not None
-        return _engine_pragmas(self.client._sys_db.engine)
+        return _engine_settings(self.client._sys_db.engine)
 
     def enqueue(self, x: str) -> None:
         assert self.client is not None
@@ -145,7 +168,11 @@ class DbosPeer(timing.Peer):
                 self.client.enqueue_in_transaction(conn, NOOP, x)  # type: ignore[arg-type]
 
     def completed(self, stamps: Path) -> int:
-        assert self.reader is not None
+        if self.reader is None:  # PostgreSQL: DBOS's tables are in schema "dbos"
+            assert self.engine is not None
+            sql = "SELECT count(*) FROM dbos.workflow_status WHERE name = :n AND status = 'SUCCESS'"
+            with self.engine.connect() as conn:
+                return int(conn.execute(sa.text(sql), {"n": "bench.noop"}).scalar() or 0)
         sql = "SELECT count(*) FROM workflow_status WHERE name = ? AND status = 'SUCCESS'"
         return int(self.reader.execute(sql, ("bench.noop",)).fetchone()[0])
 
@@ -167,12 +194,14 @@ class DbosPeer(timing.Peer):
             raise RuntimeError("ping returned a wrong value")
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.destroy()
-        if self.engine is not None:
-            self.engine.dispose()
-        if self.reader is not None:
-            self.reader.close()
+        client, engine, reader = self.client, self.engine, self.reader
+        self.client = self.engine = self.reader = None
+        if client is not None:
+            client.destroy()
+        if engine is not None:
+            engine.dispose()
+        if reader is not None:
+            reader.close()
 
 
 if __name__ == "__main__":

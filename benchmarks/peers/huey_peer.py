@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from huey import Huey, SqliteHuey
@@ -59,8 +58,8 @@ class HueyPeer(timing.Peer):
 
         return str(huey.__version__)
 
-    def open(self, db: Path, sync: str, role: str) -> None:
-        options: dict[str, Any] = {"filename": str(db), "journal_mode": "wal", "results": True}
+    def open(self, db: str, sync: str, role: str) -> None:
+        options: dict[str, Any] = {"filename": db, "journal_mode": "wal", "results": True}
         if sync == "full":
             self.huey = SqliteHuey("bench", fsync=True, **options)
         else:

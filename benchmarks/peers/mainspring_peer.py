@@ -1,10 +1,13 @@
-"""mainspring on SQLite, driven only through its public API (docs: shared CONTRACT.md).
+"""mainspring on SQLite or PostgreSQL, driven only through its public API (docs: CONTRACT.md).
 
-Store URL ``sqlite:////abs/store.db`` (``synchronous=FULL``, the engine's default) or
-``sqlite:////abs/store.db?synchronous=normal``. Producer: ``task.submit(x)``; batch:
-``app.submit_many(task, [((x,), {}), ...])`` when the App offers it. Workers:
-``app.run_worker(concurrency=8)`` (threads) in a worker process. W4 waits with
-``RunHandle.result(timeout=...)``; wake-up is whatever the engine does by default.
+The two backends differ only in the store URL. SQLite: ``sqlite:////abs/store.db``
+(``synchronous=FULL``, the engine's default) or ``sqlite:////abs/store.db?synchronous=normal``.
+PostgreSQL (``--backend postgres``, the ``mainspring-pg`` row): the URL of the fresh
+database the harness made, ``postgresql://user@host:port/bench_...``, with the server's
+settings. Producer: ``task.submit(x)``; batch: ``app.submit_many(task, [((x,), {}), ...])``
+when the App offers it. Workers: ``app.run_worker(concurrency=8)`` (threads) in a worker
+process. W4 waits with ``RunHandle.result(timeout=...)``; wake-up is whatever the engine does
+by default.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ def _has_submit_many() -> bool:
     return ms is not None and hasattr(ms.App, "submit_many")
 
 
-def _sqlite_connections(root: Any, depth: int = 4) -> list[sqlite3.Connection]:
-    """sqlite3 connections reachable from ``root`` through instance attributes."""
-    found: list[sqlite3.Connection] = []
+def _reachable(root: Any, wanted: Callable[[Any], bool], depth: int = 4) -> list[Any]:
+    """Objects reachable from ``root`` through instance attributes for which ``wanted``."""
+    found: list[Any] = []
     seen: set[int] = set()
     layer = [root]
     for _ in range(depth):
@@ -43,7 +46,7 @@ def _sqlite_connections(root: Any, depth: int = 4) -> list[sqlite3.Connection]:
             if id(obj) in seen:
                 continue
             seen.add(id(obj))
-            if isinstance(obj, sqlite3.Connection):
+            if wanted(obj):
                 found.append(obj)
                 continue
             items: list[Any] = []
@@ -58,14 +61,52 @@ def _sqlite_connections(root: Any, depth: int = 4) -> list[sqlite3.Connection]:
     return found
 
 
+def _is_psycopg(obj: Any) -> bool:
+    """A psycopg connection or connection pool (``psycopg``/``psycopg_pool``)."""
+    module = type(obj).__module__
+    return module.startswith("psycopg") and (hasattr(obj, "execute") or hasattr(obj, "getconn"))
+
+
+def _psycopg_show(found: Any) -> Callable[[str], Any] | None:
+    """``execute(sql) -> first value`` on a psycopg pool or idle connection of the engine."""
+    if hasattr(found, "getconn"):  # a pool: borrow one of its connections, give it back
+
+        def through_pool(sql: str) -> Any:
+            with found.connection() as conn:
+                return conn.execute(sql).fetchone()[0]
+
+        return through_pool
+    import psycopg
+
+    if found.closed or found.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return None  # never step into a transaction of the engine's
+
+    def on_connection(sql: str) -> Any:
+        value = found.execute(sql).fetchone()[0]
+        if not found.autocommit:
+            found.rollback()  # end the read-only transaction this opened
+        return value
+
+    return on_connection
+
+
 class MainspringPeer(timing.Peer):
     name = "mainspring"
+    backends = ("sqlite", "postgres")
     batch_api = "App.submit_many (1,000 per call)" if _has_submit_many() else None
-    notes = (
-        "store URL `sqlite:////…/store.db` (FULL is the default) or with `?synchronous=normal`; "
-        "`app.run_worker(concurrency=8)` threads per process; W4 waits with "
-        "`RunHandle.result()`; engine-default wake-up"
-    )
+
+    @property
+    def notes(self) -> str:  # type: ignore[override]
+        store = (
+            "store URL `postgresql://…/bench_…` (a fresh database, server settings)"
+            if self.backend == "postgres"
+            else "store URL `sqlite:////…/store.db` (FULL is the default) or with "
+            "`?synchronous=normal`"
+        )
+        return (
+            f"{store}; `app.run_worker(concurrency=8)` threads per process; W4 waits with "
+            "`RunHandle.result()`; engine-default wake-up"
+        )
 
     def __init__(self) -> None:
         if ms is None:
@@ -73,7 +114,7 @@ class MainspringPeer(timing.Peer):
         self.app: Any = None
         self.noop: Any = None
         self.ping: Any = None
-        self.db: Path | None = None
+        self.db = ""
         self.sync = "full"
 
     def version(self) -> str:
@@ -87,12 +128,15 @@ class MainspringPeer(timing.Peer):
         except PackageNotFoundError:
             return "dev"
 
-    def open(self, db: Path, sync: str, role: str) -> None:
+    def open(self, db: str, sync: str, role: str) -> None:
         assert ms is not None
         self.db, self.sync = db, sync
-        url = f"sqlite:///{db.resolve()}"
-        if sync == "normal":
-            url += "?synchronous=normal"
+        if self.backend == "postgres":
+            url = db  # postgresql://…/bench_<peer>_<phase>_<pid>, made by the harness
+        else:
+            url = f"sqlite:///{Path(db).resolve()}"
+            if sync == "normal":
+                url += "?synchronous=normal"
         self.app = ms.App(store=url)
 
         @self.app.task(name="bench.noop")
@@ -106,7 +150,9 @@ class MainspringPeer(timing.Peer):
         self.noop, self.ping = noop, ping
 
     def durability(self) -> dict[str, str]:
-        for conn in _sqlite_connections(self.app):
+        if self.backend == "postgres":
+            return self._pg_durability()
+        for conn in _reachable(self.app, lambda obj: isinstance(obj, sqlite3.Connection)):
             try:
                 return timing.sqlite_pragmas(lambda sql, c=conn: c.execute(sql).fetchone()[0])
             except sqlite3.Error:
@@ -120,6 +166,24 @@ class MainspringPeer(timing.Peer):
             "synchronous": self.sync.upper(),
             "source": "journal_mode read from the file; synchronous as requested in the URL",
         }
+
+    def _pg_durability(self) -> dict[str, str]:
+        # Pools first: a bare connection may be the engine's LISTEN connection.
+        candidates = sorted(
+            _reachable(self.app, _is_psycopg), key=lambda o: not hasattr(o, "getconn")
+        )
+        for found in candidates:
+            execute = _psycopg_show(found)
+            if execute is None:
+                continue
+            try:
+                return timing.pg_settings(execute)
+            except Exception:
+                continue
+        # The engine's connections are not reachable: ask the same database with psql.
+        found = timing.pg_settings(lambda sql: timing.psql(self.db, sql))
+        found["source"] = "read with psql on the same database (engine connection not reachable)"
+        return found
 
     def enqueue(self, x: str) -> None:
         self.noop.submit(x)
@@ -141,7 +205,8 @@ class MainspringPeer(timing.Peer):
             raise RuntimeError("ping returned a wrong value")
 
     def close(self) -> None:
-        closer = getattr(self.app, "close", None)
+        app, self.app = self.app, None
+        closer = getattr(app, "close", None)
         if callable(closer):
             closer()
 

@@ -1,9 +1,13 @@
-"""Shared timing helper: the workloads (W1, W2, W4) and the process plumbing around them.
+"""Shared timing helper: the workloads (W1, W2, W4, idle load) and the process plumbing.
 
 This module runs inside every peer's virtual environment, so it uses the standard library
 only. A peer driver subclasses :class:`Peer` and calls :func:`main` with it; ``run.py``
 starts the driver as ``python -m peers.<name>_peer bench ...`` and the driver starts its own
 worker processes as ``python -m peers.<name>_peer worker ...``.
+
+Two backends: ``sqlite`` (a fresh store file per workload, under the work directory) and
+``postgres`` (a fresh database per workload, ``bench_<peer>_<phase>_<pid>``, created and
+dropped with ``psql`` on the server given by ``--pg-url``).
 
 Timing rules (see ``benchmarks/README.md``):
 
@@ -14,6 +18,9 @@ Timing rules (see ``benchmarks/README.md``):
   is excluded. The harness also waits until the store reports every task completed.
 * W4 measures sequential submit -> result round trips from the producer process, with one
   worker process already running and idle.
+* Idle load (PostgreSQL only) counts the transactions (and, where ``pg_stat_statements`` is
+  loaded, the statements) that idle worker processes make the server run, from the
+  server's own statistics.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -31,6 +39,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 STAMP_FORMAT = "%18.6f %18.6f\n"
@@ -139,10 +148,147 @@ def sqlite_pragmas(execute: Callable[[str], Any]) -> dict[str, str]:
     }
 
 
+# --------------------------------------------------------------------------- PostgreSQL
+
+PG_DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_SHOWN = "SHOW read back"
+UNLOGGED_SQL = "SELECT count(*) FROM pg_class WHERE relpersistence = 'u' AND relkind IN ('r', 'p')"
+
+
+def pg_settings(execute: Callable[[str], Any]) -> dict[str, str]:
+    """Read the durability settings back through a peer's own connection.
+
+    ``execute(sql)`` must return the first column of the first row. Besides the two server
+    settings this counts unlogged tables in the peer's database (a table can opt out of
+    the WAL whatever ``synchronous_commit`` says).
+    """
+    return {
+        "synchronous_commit": str(execute("SHOW synchronous_commit")),
+        "fsync": str(execute("SHOW fsync")),
+        "unlogged_tables": str(execute(UNLOGGED_SQL)),
+        "source": PG_SHOWN,
+    }
+
+
+def psql(url: str, sql: str, timeout: float = 60.0) -> str:
+    """Run one SQL command with ``psql`` (unaligned, tuples only); its output, stripped.
+
+    Each call is one connection and, for a single command, one transaction.
+    """
+    cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip() or f"psql exited {done.returncode}")
+    return done.stdout.strip()
+
+
+def pg_url(server: str, database: str) -> str:
+    """``server`` (any database) with its database replaced by ``database``."""
+    parts = urlsplit(server)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def pg_dbname(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def pg_bench_dbname(peer: str, phase: str, pid: int) -> str:
+    """``bench_<peer>_<phase>_<pid>``: a fresh database per peer and workload."""
+    return re.sub(r"[^a-z0-9_]", "_", f"bench_{peer}_{phase}_{pid}".lower())
+
+
+def pg_quote(name: str) -> str:
+    """An identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def pg_literal(text: str) -> str:
+    """A string literal, quoted."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def create_database(server: str, name: str) -> str:
+    """Create a fresh database (dropping a leftover of the same name); its URL."""
+    drop_database(server, name)
+    psql(server, f"CREATE DATABASE {pg_quote(name)}")
+    return pg_url(server, name)
+
+
+def drop_database(server: str, name: str) -> None:
+    psql(server, f"DROP DATABASE IF EXISTS {pg_quote(name)} WITH (FORCE)")
+
+
+def drop_bench_databases(server: str, pid: int) -> list[str]:
+    """Drop every ``bench_..._<pid>`` database (what a killed driver left behind)."""
+    names = psql(
+        server,
+        "SELECT datname FROM pg_database "
+        f"WHERE datname LIKE 'bench\\_%\\_{int(pid)}' ORDER BY datname",
+    ).split()
+    for name in names:
+        drop_database(server, name)
+    return names
+
+
+def pg_xacts(server: str, name: str) -> int:
+    """xact_commit + xact_rollback of database ``name``, read from ``server``'s database.
+
+    Read through a connection to another database (the server URL's, normally
+    ``postgres``), so the reading itself adds nothing to ``name``'s counters.
+    """
+    sql = (
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+        f"WHERE datname = {pg_literal(name)}"
+    )
+    return int(psql(server, sql) or 0)
+
+
+def pg_connections(server: str, name: str) -> int:
+    """Client connections to database ``name`` right now."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        f"AND datname = {pg_literal(name)}"
+    )
+    return int(psql(server, sql) or 0)
+
+
+def pgss_unavailable(server: str) -> str | None:
+    """None when ``pg_stat_statements`` can be used, else why not."""
+    preload = psql(server, "SHOW shared_preload_libraries")
+    if "pg_stat_statements" not in [x.strip() for x in preload.split(",")]:
+        return "pg_stat_statements is not in shared_preload_libraries"
+    if not psql(server, "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"):
+        return "the pg_stat_statements extension is not installed on the server"
+    return None
+
+
+PGSS_PROBE = "pg_stat_statements_bench_probe"
+
+
+def pgss_calls(url: str) -> int:
+    """Statements executed so far in the database of ``url`` (pg_stat_statements.calls).
+
+    The harness's own statements (this query, CREATE EXTENSION) are left out by text.
+    """
+    return int(
+        psql(
+            url,
+            f"SELECT /* {PGSS_PROBE} */ coalesce(sum(calls), 0) FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            f"AND query NOT LIKE '%{PGSS_PROBE}%' AND query NOT ILIKE '%CREATE EXTENSION%'",
+        )
+        or 0
+    )
+
+
 class Peer:
-    """What a driver implements. One instance is opened on one store file."""
+    """What a driver implements. One instance is opened on one store (file or database)."""
 
     name = "peer"
+    #: the store backends this driver supports; the harness sets ``backend`` before ``open``
+    backends: tuple[str, ...] = ("sqlite",)
+    backend = "sqlite"
     #: a short description of the batch enqueue API, or None when the peer has none
     batch_api: str | None = None
     #: free text shown under the results table (polling, result storage, ...)
@@ -151,12 +297,16 @@ class Peer:
     def version(self) -> str:
         raise NotImplementedError
 
-    def open(self, db: Path, sync: str, role: str) -> None:
-        """Create or open the store at ``db``; ``role``: "producer", "worker" or "init"."""
+    def open(self, db: str, sync: str, role: str) -> None:
+        """Create or open the store; ``role``: "producer", "worker" or "init".
+
+        ``db`` is a file path (sqlite) or a ``postgresql://`` URL of a fresh database
+        (postgres, where ``sync`` is "server": the server's settings are used as they are).
+        """
         raise NotImplementedError
 
     def durability(self) -> dict[str, str]:
-        """journal_mode / synchronous as the peer's connection reports them."""
+        """As the peer's own connection reports it: :func:`sqlite_pragmas` / :func:`pg_settings`."""
         raise NotImplementedError
 
     def enqueue(self, x: str) -> None:
@@ -189,7 +339,7 @@ class Peer:
         raise NotImplementedError
 
     def close(self) -> None:
-        pass
+        """Release the store (called again after the idle phase closed it: idempotent)."""
 
 
 # --------------------------------------------------------------------------- workers
@@ -198,12 +348,20 @@ class Peer:
 class Workers:
     """Worker subprocesses of one phase: spawn, release together, measure, kill."""
 
-    def __init__(self, module: str, args: argparse.Namespace, phase: Path, db: Path) -> None:
+    def __init__(
+        self,
+        module: str,
+        args: argparse.Namespace,
+        phase: Path,
+        db: str,
+        lifetime: float | None = None,
+    ) -> None:
         self.phase = phase
         self.procs: list[subprocess.Popen[bytes]] = []
         self.cpu_at_go: dict[int, float] = {}
         self.stamps = phase / "stamps"
         self.stamps.mkdir(parents=True, exist_ok=True)
+        self.lifetime = lifetime or args.phase_timeout + READY_TIMEOUT
         self._spawn_args = (module, args, db)
 
     def start(self, count: int) -> None:
@@ -211,10 +369,10 @@ class Workers:
         for idx in range(count):
             cmd = [
                 sys.executable, "-m", module, "worker",
-                "--db", str(db), "--sync", args.sync,
+                "--db", db, "--sync", args.sync, "--backend", args.backend,
                 "--concurrency", str(args.concurrency),
                 "--stamps", str(self.stamps), "--control", str(self.phase),
-                "--idx", str(idx), "--max-seconds", str(args.phase_timeout + READY_TIMEOUT),
+                "--idx", str(idx), "--max-seconds", str(self.lifetime),
             ]  # fmt: skip
             log = (self.phase / f"worker-{idx}.log").open("wb")
             self.procs.append(
@@ -250,6 +408,7 @@ class Workers:
         return found
 
     def cpu_used(self) -> float | None:
+        """CPU seconds the workers used since they were released (None if unknown)."""
         total = 0.0
         for proc in self.procs:
             now = cpu_seconds(proc.pid)
@@ -284,7 +443,7 @@ def worker_main(peer: Peer, args: argparse.Namespace) -> None:
         os._exit(3)
 
     threading.Thread(target=watchdog, daemon=True).start()
-    peer.open(Path(args.db), args.sync, "worker")
+    peer.open(args.db, args.sync, "worker")
     (control / f"ready-{args.idx}.json").write_text(json.dumps({"pid": os.getpid()}))
     while not (control / "go").exists():
         time.sleep(0.002)
@@ -339,12 +498,14 @@ def w1_batch(peer: Peer, n: int, limit: float) -> dict[str, Any]:
 
 
 def w2_drain(
-    peer: Peer, module: str, args: argparse.Namespace, phase: Path, db: Path, procs: int
+    peer: Peer, module: str, args: argparse.Namespace, phase: Path, db: str, procs: int
 ) -> dict[str, Any]:
     n = args.n
     t0 = time.perf_counter()
     peer.preload([payload(i) for i in range(n)])
     preload_s = time.perf_counter() - t0
+    pg = args.backend == "postgres"
+    xacts = pg_xacts(args.pg_url, pg_dbname(db)) if pg else 0
     workers = Workers(module, args, phase, db)
     try:
         workers.start(procs)
@@ -368,6 +529,12 @@ def w2_drain(
         "preload_seconds": preload_s,
         "durability": durability,
     }
+    if pg:
+        # Server transactions from the workers' start to their exit (a backend reports its
+        # counters when it ends): boot, draining and the harness's completion checks.
+        time.sleep(0.5)
+        xacts = pg_xacts(args.pg_url, pg_dbname(db)) - xacts
+        result.update(transactions=xacts, tx_per_task=xacts / max(count, 1))
     if not finished or count < n:
         result["error"] = f"timeout: {count}/{n} done in {args.phase_timeout:.0f}s"
         if count > 1:
@@ -381,7 +548,7 @@ def w2_drain(
 
 
 def w4_latency(
-    peer: Peer, module: str, args: argparse.Namespace, phase: Path, db: Path
+    peer: Peer, module: str, args: argparse.Namespace, phase: Path, db: str
 ) -> dict[str, Any]:
     workers = Workers(module, args, phase, db)
     try:
@@ -408,6 +575,63 @@ def w4_latency(
     return result
 
 
+def idle_load(
+    peer: Peer, module: str, args: argparse.Namespace, phase: Path, db: str
+) -> dict[str, Any]:
+    """Idle database load (PostgreSQL): ``args.idle_workers`` idle workers, no tasks.
+
+    Transactions: the delta of ``xact_commit + xact_rollback`` of the peer's database in
+    ``pg_stat_database`` over ``args.idle_seconds``, read through a connection to the
+    server URL's own database, so the measuring connection adds nothing to the count.
+    Statements (only when ``pg_stat_statements`` is loaded): the delta of its ``calls`` for
+    the peer's database, read before and after the transaction window (so those reads are
+    outside it) and with the harness's own statements left out.
+    """
+    if args.backend != "postgres":
+        raise Unsupported("idle load is measured on PostgreSQL only")
+    peer.close()  # the producer takes no part: only the workers are measured
+    server, name = args.pg_url, pg_dbname(db)
+    pgss_why = pgss_unavailable(server)
+    if pgss_why is None:
+        psql(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    lifetime = args.idle_settle + args.idle_seconds + READY_TIMEOUT + 30.0
+    workers = Workers(module, args, phase, db, lifetime=lifetime)
+    try:
+        workers.start(args.idle_workers)
+        # Settle: boot-time transactions finish, and backends flush the statistics they
+        # hold back (a backend reports at most once a second, an idle one within 10 s).
+        time.sleep(args.idle_settle)
+        workers.check_alive()
+        calls0, tc0 = (pgss_calls(db), time.monotonic()) if pgss_why is None else (0, 0.0)
+        cpu0 = workers.cpu_used()
+        x0, t0 = pg_xacts(server, name), time.monotonic()
+        time.sleep(args.idle_seconds / 2)
+        connections = pg_connections(server, name)
+        time.sleep(max(0.0, t0 + args.idle_seconds - time.monotonic()))
+        x1, t1 = pg_xacts(server, name), time.monotonic()
+        cpu1 = workers.cpu_used()
+        calls1, tc1 = (pgss_calls(db), time.monotonic()) if pgss_why is None else (0, 0.0)
+        workers.check_alive()
+        durability = workers.durability()
+    finally:
+        workers.stop()
+    result: dict[str, Any] = {
+        "workers": args.idle_workers,
+        "seconds": t1 - t0,
+        "transactions": x1 - x0,
+        "tx_per_s": (x1 - x0) / (t1 - t0),
+        "connections": connections,
+        "durability": durability,
+    }
+    if cpu0 is not None and cpu1 is not None:
+        result["worker_cpu_pct"] = (cpu1 - cpu0) / (t1 - t0) * 100
+    if pgss_why is None:
+        result.update(statements=calls1 - calls0, stmt_per_s=(calls1 - calls0) / (tc1 - tc0))
+    else:
+        result["statements_na"] = pgss_why
+    return result
+
+
 # --------------------------------------------------------------------------- bench role
 
 
@@ -421,7 +645,12 @@ def bench_main(make_peer: Callable[[], Peer], module: str, args: argparse.Namesp
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
-    result: dict[str, Any] = {"sync": args.sync, "n": args.n, "concurrency": args.concurrency}
+    result: dict[str, Any] = {
+        "sync": args.sync,
+        "backend": args.backend,
+        "n": args.n,
+        "concurrency": args.concurrency,
+    }
 
     def save() -> None:
         tmp = out.with_suffix(".tmp")
@@ -432,6 +661,8 @@ def bench_main(make_peer: Callable[[], Peer], module: str, args: argparse.Namesp
         probe = make_peer()
         result.update(peer=probe.name, version=probe.version(), notes=probe.notes)
         result["batch_api"] = probe.batch_api
+        if args.backend not in probe.backends:
+            raise Unsupported(f"{probe.name} has no {args.backend} driver here")
     except Exception as exc:
         result["error"] = describe_error(exc)
         traceback.print_exc()
@@ -439,23 +670,33 @@ def bench_main(make_peer: Callable[[], Peer], module: str, args: argparse.Namesp
         return
     save()
 
-    phases: list[tuple[str, Callable[[Peer, Path, Path], dict[str, Any]]]] = [
+    Run = Callable[[Peer, Path, str], dict[str, Any]]
+    phases: list[tuple[str, Run]] = [
         ("w1_single", lambda p, _ph, _db: w1_single(p, args.n, args.phase_timeout)),
         ("w1_batch", lambda p, _ph, _db: w1_batch(p, args.n, args.phase_timeout)),
-        ("w2_1", lambda p, ph, db: w2_drain(p, module, args, ph, db, 1)),
-        ("w2_2", lambda p, ph, db: w2_drain(p, module, args, ph, db, 2)),
-        ("w4", lambda p, ph, db: w4_latency(p, module, args, ph, db)),
     ]
+    for procs in args.drain_procs:
+        phases.append(
+            (f"w2_{procs}", lambda p, ph, db, k=procs: w2_drain(p, module, args, ph, db, k))
+        )
+    phases.append(("w4", lambda p, ph, db: w4_latency(p, module, args, ph, db)))
+    if args.idle_seconds > 0:
+        phases.append(("idle", lambda p, ph, db: idle_load(p, module, args, ph, db)))
+    result["phases"] = [key for key, _ in phases]
     for key, run in phases:
         if args.phases and key not in args.phases:
             continue
         phase = work / key
         phase.mkdir(parents=True, exist_ok=True)
-        db = phase / "store.db"
+        db = str(phase / "store.db")
+        database = ""  # the fresh PostgreSQL database of this phase, dropped at its end
         peer = make_peer()
         began = time.monotonic()
         print(f"[{result['peer']}/{args.sync}] {key} ...", file=sys.stderr, flush=True)
         try:
+            if args.backend == "postgres":
+                database = pg_bench_dbname(result["peer"], key, os.getpid())
+                db = create_database(args.pg_url, database)
             peer.open(db, args.sync, "producer")
             result.setdefault("producer_durability", peer.durability())
             result[key] = run(peer, phase, db)
@@ -469,6 +710,11 @@ def bench_main(make_peer: Callable[[], Peer], module: str, args: argparse.Namesp
                 peer.close()
             except Exception:
                 traceback.print_exc()
+            if database:
+                try:
+                    drop_database(args.pg_url, database)
+                except Exception:
+                    traceback.print_exc()
         result[key]["wall_seconds"] = time.monotonic() - began
         found = result[key].get("durability")
         if found and "durability" not in result:
@@ -481,31 +727,43 @@ def main(make_peer: Callable[[], Peer], module: str, argv: Iterable[str] | None 
     parser = argparse.ArgumentParser(prog=f"python -m {module}")
     sub = parser.add_subparsers(dest="role", required=True)
     bench = sub.add_parser("bench", help="run the workloads (the producer side)")
+    worker = sub.add_parser("worker", help="one worker process (started by bench)")
+    init = sub.add_parser("init", help="create the store's schema, then exit")
+    for role in (bench, worker, init):
+        # full / normal: SQLite synchronous levels; server: PostgreSQL, the server's settings
+        role.add_argument("--sync", choices=["full", "normal", "server"], default="full")
+        role.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     bench.add_argument("--workdir", required=True)
     bench.add_argument("--out", required=True)
-    bench.add_argument("--sync", choices=["full", "normal"], default="full")
     bench.add_argument("--n", type=int, default=10_000)
     bench.add_argument("--rounds", type=int, default=400)
     bench.add_argument("--concurrency", type=int, default=8)
     bench.add_argument("--phase-timeout", type=float, default=150.0)
     bench.add_argument("--phases", nargs="*", default=[])
-    worker = sub.add_parser("worker", help="one worker process (started by bench)")
+    bench.add_argument("--drain-procs", type=int, nargs="+", default=[1, 2])
+    bench.add_argument("--pg-url", default=PG_DEFAULT_URL, help="server (maintenance db)")
+    bench.add_argument("--idle-seconds", type=float, default=0.0, help="0: no idle phase")
+    bench.add_argument("--idle-workers", type=int, default=4)
+    bench.add_argument("--idle-settle", type=float, default=12.0)
     worker.add_argument("--db", required=True)
-    worker.add_argument("--sync", choices=["full", "normal"], default="full")
     worker.add_argument("--concurrency", type=int, default=8)
     worker.add_argument("--stamps", required=True)
     worker.add_argument("--control", required=True)
     worker.add_argument("--idx", type=int, default=0)
     worker.add_argument("--max-seconds", type=float, default=300.0)
-    init = sub.add_parser("init", help="create the store's schema, then exit")
     init.add_argument("--db", required=True)
-    init.add_argument("--sync", choices=["full", "normal"], default="full")
     args = parser.parse_args(None if argv is None else list(argv))
-    if args.role == "bench":
-        bench_main(make_peer, module, args)
-    elif args.role == "worker":
-        worker_main(make_peer(), args)
-    else:
+
+    def make() -> Peer:
         peer = make_peer()
-        peer.open(Path(args.db), args.sync, "init")
+        peer.backend = args.backend
+        return peer
+
+    if args.role == "bench":
+        bench_main(make, module, args)
+    elif args.role == "worker":
+        worker_main(make(), args)
+    else:
+        peer = make()
+        peer.open(args.db, args.sync, "init")
         peer.close()
