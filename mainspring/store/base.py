@@ -137,8 +137,15 @@ class Tx(ABC):
         """
 
     # -- the whole projection, for verify ----------------------------------------
-    @abstractmethod
-    def iter_all_events(self, batch: int = 5000) -> Iterator[Event]: ...
+    def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
+        """The whole log in seq order, read ``batch`` events at a time."""
+        since = 0
+        while True:
+            evs = self.events(since, None, batch)
+            if not evs:
+                return
+            yield from evs
+            since = evs[-1].seq
 
     @abstractmethod
     def snapshot(self) -> State: ...

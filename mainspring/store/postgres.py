@@ -56,6 +56,16 @@ from ..core.model import Event, Run, Task
 from ..core.reducer import State
 from ..core.states import RunState
 from .base import Conflict, Store, Tx, Waiter
+from .rows import (
+    any_decoder,
+    decode_task,
+    encoder,
+    row_event,
+    row_run,
+    row_task,
+    run_columns,
+    task_columns,
+)
 
 try:
     import psycopg
@@ -132,11 +142,6 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
-_enc = msgspec.json.Encoder()
-_run_dec = msgspec.json.Decoder(Run)
-_task_dec = msgspec.json.Decoder(Task)
-_any_dec = msgspec.json.Decoder()
-
 _RUN_COLS = (
     "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
     "concurrency_key, holds_key, lease_owner, lease_expires_at, doc::text"
@@ -198,47 +203,6 @@ if psycopg is not None:
     )
 
 
-def _row_run(row: Sequence[Any]) -> Run:
-    """A run from its row: the columns win over the document, so tampering shows."""
-    r = _run_dec.decode(row[12])
-    r.run_id, r.task_id, r.task_name, r.state = row[0], row[1], row[2], row[3]
-    r.scheduled_at, r.due_at, r.priority, r.queue = row[4], row[5], row[6], row[7]
-    r.concurrency_key, r.holds_key = row[8], bool(row[9])
-    r.lease_owner, r.lease_expires_at = row[10], row[11]
-    return r
-
-
-def _row_task(row: Sequence[Any]) -> Task:
-    t = _task_dec.decode(row[6])
-    t.task_id, t.name, t.idempotency_key = row[0], row[1], row[2]
-    t.canceled = bool(row[4])
-    return t
-
-
-def _row_event(row: Sequence[Any]) -> Event:
-    return Event(
-        seq=row[0],
-        event_id=row[1],
-        type=row[2],
-        at=row[3],
-        task_id=row[4],
-        run_id=row[5],
-        attempt_id=row[6],
-        correlation_id=row[7],
-        execution_id=row[8],
-        data=_any_dec.decode(row[9]),
-    )
-
-
-def _cron_next(t: Task) -> float | None:
-    if t.policy.kind != "cron" or t.canceled:
-        return None
-    cap = t.policy.max_occurrences
-    if cap is not None and t.derived >= cap:
-        return None
-    return t.cursor
-
-
 class _RunRow(msgspec.Struct):
     """A run as the JSON object ``json_populate_recordset(null::ms_runs, ...)`` reads."""
 
@@ -268,26 +232,7 @@ class _TaskRow(msgspec.Struct):
 
 
 def _runs_json(runs: Sequence[Run]) -> str:
-    return _enc.encode(
-        [
-            _RunRow(
-                r.run_id,
-                r.task_id,
-                r.task_name,
-                r.state,
-                r.scheduled_at,
-                r.due_at,
-                r.priority,
-                r.queue,
-                r.concurrency_key,
-                r.holds_key,
-                r.lease_owner,
-                r.lease_expires_at,
-                r,
-            )
-            for r in runs
-        ]
-    ).decode()
+    return encoder.encode([_RunRow(*run_columns(r), r) for r in runs]).decode()
 
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted PostgreSQL names fold to lower case
@@ -418,7 +363,7 @@ class PostgresTx(Tx):
                     e.attempt_id,
                     e.correlation_id,
                     e.execution_id,
-                    _enc.encode(e.data).decode(),
+                    encoder.encode(e.data).decode(),
                 )
                 for i, e in enumerate(evs, 1)
             ),
@@ -436,7 +381,7 @@ class PostgresTx(Tx):
         if need:
             q = f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = ANY(%s) ORDER BY run_id"
             for row in self._rows(q + self._lock(), (need,)):
-                state.runs[row[0]] = _row_run(row)
+                state.runs[row[0]] = row_run(row)
 
     def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
         need = sorted({t for t in task_ids if t not in state.tasks})
@@ -447,14 +392,14 @@ class PostgresTx(Tx):
         if need:
             q = f"SELECT {_TASK_COLS} FROM ms_tasks WHERE task_id = ANY(%s) ORDER BY task_id"
             for row in self._rows(q + (self._lock() if lock else ""), (need,)):
-                state.tasks[row[0]] = _row_task(row)
+                state.tasks[row[0]] = row_task(row)
 
     def task_by_idempotency(self, name: str, key: str) -> Task | None:
         rows = self._rows(
             f"SELECT {_TASK_COLS} FROM ms_tasks WHERE name = %s AND idempotency_key = %s",
             (name, key),
         )
-        return _row_task(rows[0]) if rows else None
+        return row_task(rows[0]) if rows else None
 
     def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]:
         q = "SELECT run_id FROM ms_runs WHERE task_id = %s"
@@ -493,9 +438,9 @@ class PostgresTx(Tx):
             q += " FOR UPDATE OF r SKIP LOCKED"
         out = []
         for row in self._rows(q, params):
-            run = _row_run(row)
+            run = row_run(row)
             if run.task_id not in self.tasks_seen:
-                self.tasks_seen[run.task_id] = _task_dec.decode(row[13])
+                self.tasks_seen[run.task_id] = decode_task(row[13])
             out.append(run)
         return out
 
@@ -550,16 +495,16 @@ class PostgresTx(Tx):
 
     def definition(self, name: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT doc::text FROM ms_definitions WHERE name = %s", (name,))
-        return dict(_any_dec.decode(rows[0][0])) if rows else None
+        return dict(any_decoder.decode(rows[0][0])) if rows else None
 
     # -- queries --------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run | None:
         rows = self._rows(f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = %s", (run_id,))
-        return _row_run(rows[0]) if rows else None
+        return row_run(rows[0]) if rows else None
 
     def get_task(self, task_id: str) -> Task | None:
         rows = self._rows(f"SELECT {_TASK_COLS} FROM ms_tasks WHERE task_id = %s", (task_id,))
-        return _row_task(rows[0]) if rows else None
+        return row_task(rows[0]) if rows else None
 
     def query_runs(
         self, state: str | None, task: str | None, limit: int, task_id: str | None = None
@@ -580,7 +525,7 @@ class PostgresTx(Tx):
             q += " WHERE " + " AND ".join(where)
         q += " ORDER BY scheduled_at, run_id LIMIT %s"
         params.append(limit)
-        return [_row_run(r) for r in self._rows(q, params)]
+        return [row_run(r) for r in self._rows(q, params)]
 
     def stats(self) -> dict[str, int]:
         counts = dict(self._rows("SELECT state, count(*) FROM ms_runs GROUP BY state"))
@@ -598,7 +543,7 @@ class PostgresTx(Tx):
                 "ORDER BY seq LIMIT %s",
                 (run_id, since, limit),
             )
-        return [_row_event(r) for r in rows]
+        return [row_event(r) for r in rows]
 
     def is_idle(self, now: float) -> bool:
         rows = self._rows(
@@ -636,23 +581,14 @@ class PostgresTx(Tx):
         return bool(work), None if due is None else float(due)
 
     # -- verify -----------------------------------------------------------------------------
-    def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
-        since = 0
-        while True:
-            evs = self.events(since, None, batch)
-            if not evs:
-                return
-            yield from evs
-            since = evs[-1].seq
-
     def snapshot(self) -> State:
         st = State()
         for row in self._rows(f"SELECT {_RUN_COLS} FROM ms_runs"):
-            st.runs[row[0]] = _row_run(row)
+            st.runs[row[0]] = row_run(row)
         for row in self._rows(f"SELECT {_TASK_COLS} FROM ms_tasks"):
-            st.tasks[row[0]] = _row_task(row)
+            st.tasks[row[0]] = row_task(row)
         for name, doc in self._rows("SELECT name, doc::text FROM ms_definitions"):
-            st.definitions[name] = dict(_any_dec.decode(doc))
+            st.definitions[name] = dict(any_decoder.decode(doc))
         st.paused = self.paused()
         st.last_seq = int(self._rows("SELECT coalesce(max(seq), 0) FROM ms_log")[0][0])
         return st
@@ -662,19 +598,15 @@ class PostgresTx(Tx):
         self.pending.extend(events)
         if state.dirty_tasks:
             tasks = [state.tasks[i] for i in sorted(state.dirty_tasks)]
-            rows = [
-                (t.task_id, t.name, t.idempotency_key, t.policy.kind, t.canceled, _cron_next(t))
-                for t in tasks
-            ]
             if len(tasks) >= COPY_FROM and all(t.task_id in state.new_tasks for t in tasks):
                 self._copy(
                     "ms_tasks",
                     _TASK_COLS.replace("::text", ""),
-                    ((*row, _enc.encode(t).decode()) for row, t in zip(rows, tasks, strict=True)),
+                    ((*task_columns(t), encoder.encode(t).decode()) for t in tasks),
                 )
             else:
-                json_rows = [_TaskRow(*row, t) for row, t in zip(rows, tasks, strict=True)]
-                self._exec(_UPSERT_TASKS, (_enc.encode(json_rows).decode(),))
+                json_rows = [_TaskRow(*task_columns(t), t) for t in tasks]
+                self._exec(_UPSERT_TASKS, (encoder.encode(json_rows).decode(),))
         if state.dirty_runs:
             ids = sorted(state.dirty_runs)
             new = [state.runs[i] for i in ids if i in state.new_runs]
@@ -683,24 +615,7 @@ class PostgresTx(Tx):
                 self._copy(
                     "ms_runs",
                     _RUN_COLS.replace("::text", ""),
-                    (
-                        (
-                            r.run_id,
-                            r.task_id,
-                            r.task_name,
-                            r.state,
-                            r.scheduled_at,
-                            r.due_at,
-                            r.priority,
-                            r.queue,
-                            r.concurrency_key,
-                            r.holds_key,
-                            r.lease_owner,
-                            r.lease_expires_at,
-                            _enc.encode(r).decode(),
-                        )
-                        for r in new
-                    ),
+                    ((*run_columns(r), encoder.encode(r).decode()) for r in new),
                 )
             elif new:
                 self._exec(_INSERT_RUNS, (_runs_json(new),))
@@ -711,7 +626,7 @@ class PostgresTx(Tx):
                 self._exec(
                     "INSERT INTO ms_definitions (name, doc) VALUES (%s, %s::json) "
                     "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                    (name, _enc.encode(state.definitions[name]).decode()),
+                    (name, encoder.encode(state.definitions[name]).decode()),
                 )
         if state.dirty_engine:
             self._exec("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
@@ -723,7 +638,7 @@ class PostgresTx(Tx):
         if not evs:
             return
         n = len(evs)
-        self._exec(_APPEND_EVENTS, (n, n, _enc.encode(evs).decode()))
+        self._exec(_APPEND_EVENTS, (n, n, encoder.encode(evs).decode()))
         self.pending = []
 
 

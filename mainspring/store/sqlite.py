@@ -15,14 +15,13 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-import msgspec
-
 from ..core.errors import StoreError
 from ..core.model import Event, Run, Task
 from ..core.reducer import State
 from ..core.states import RunState
 from .base import Store, Tx, Waiter
 from .notify import Notifier, SocketWaiter, notify_dir
+from .rows import any_decoder, encoder, row_event, row_run, row_task, run_columns, task_columns
 
 SCHEMA_VERSION = 1
 APP_ID = "mainspring"
@@ -86,11 +85,6 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
-_run_enc = msgspec.json.Encoder()
-_run_dec = msgspec.json.Decoder(Run)
-_task_dec = msgspec.json.Decoder(Task)
-_any_dec = msgspec.json.Decoder()
-
 _RUN_COLS = (
     "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
     "concurrency_key, holds_key, lease_owner, lease_expires_at, doc"
@@ -104,66 +98,6 @@ _RUN_UPDATE = (
 _EVENT_COLS = (
     "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data"
 )
-
-
-def _run_row(r: Run) -> tuple[Any, ...]:
-    return (
-        r.run_id,
-        r.task_id,
-        r.task_name,
-        r.state,
-        r.scheduled_at,
-        r.due_at,
-        r.priority,
-        r.queue,
-        r.concurrency_key,
-        1 if r.holds_key else 0,
-        r.lease_owner,
-        r.lease_expires_at,
-        _run_enc.encode(r),
-    )
-
-
-def _cron_next(t: Task) -> float | None:
-    """When the scheduler must look at a cron task next (None: never again)."""
-    if t.policy.kind != "cron" or t.canceled:
-        return None
-    cap = t.policy.max_occurrences
-    if cap is not None and t.derived >= cap:
-        return None
-    return t.cursor
-
-
-def _row_run(row: Sequence[Any]) -> Run:
-    """A run from its row: the columns win over the document, so tampering shows."""
-    r = _run_dec.decode(row[12])
-    r.run_id, r.task_id, r.task_name, r.state = row[0], row[1], row[2], row[3]
-    r.scheduled_at, r.due_at, r.priority, r.queue = row[4], row[5], row[6], row[7]
-    r.concurrency_key, r.holds_key = row[8], bool(row[9])
-    r.lease_owner, r.lease_expires_at = row[10], row[11]
-    return r
-
-
-def _row_task(row: Sequence[Any]) -> Task:
-    t = _task_dec.decode(row[6])
-    t.task_id, t.name, t.idempotency_key = row[0], row[1], row[2]
-    t.canceled = bool(row[4])
-    return t
-
-
-def _row_event(row: Sequence[Any]) -> Event:
-    return Event(
-        seq=row[0],
-        event_id=row[1],
-        type=row[2],
-        at=row[3],
-        task_id=row[4],
-        run_id=row[5],
-        attempt_id=row[6],
-        correlation_id=row[7],
-        execution_id=row[8],
-        data=_any_dec.decode(row[9]),
-    )
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -237,6 +171,10 @@ _STATE_FILTER: dict[str, str] = {
 }
 
 
+def _run_row(r: Run) -> tuple[Any, ...]:
+    return (*run_columns(r), encoder.encode(r))
+
+
 class SQLiteTx(Tx):
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
@@ -252,7 +190,7 @@ class SQLiteTx(Tx):
             chunk = need[i : i + 500]
             q = f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id IN ({','.join('?' * len(chunk))})"
             for row in self.con.execute(q, chunk):
-                state.runs[row[0]] = _row_run(row)
+                state.runs[row[0]] = row_run(row)
 
     def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
         need = list({t for t in task_ids if t not in state.tasks})
@@ -263,7 +201,7 @@ class SQLiteTx(Tx):
                 f"WHERE task_id IN ({','.join('?' * len(chunk))})"
             )
             for row in self.con.execute(q, chunk):
-                state.tasks[row[0]] = _row_task(row)
+                state.tasks[row[0]] = row_task(row)
 
     def task_by_idempotency(self, name: str, key: str) -> Task | None:
         row = self.con.execute(
@@ -271,7 +209,7 @@ class SQLiteTx(Tx):
             "WHERE name = ? AND idempotency_key = ?",
             (name, key),
         ).fetchone()
-        return None if row is None else _row_task(row)
+        return None if row is None else row_task(row)
 
     def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]:
         q = "SELECT run_id FROM ms_runs WHERE task_id = ?"
@@ -308,7 +246,7 @@ class SQLiteTx(Tx):
             params.extend(queues)
         q += " ORDER BY priority DESC, scheduled_at, run_id LIMIT ? OFFSET ?"
         params.extend((limit, offset))
-        return [_row_run(row) for row in self.con.execute(q, params)]
+        return [row_run(row) for row in self.con.execute(q, params)]
 
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
         out: dict[str, set[str]] = {k: set() for k in keys}
@@ -357,14 +295,14 @@ class SQLiteTx(Tx):
 
     def definition(self, name: str) -> dict[str, Any] | None:
         row = self.con.execute("SELECT doc FROM ms_definitions WHERE name = ?", (name,)).fetchone()
-        return None if row is None else dict(_any_dec.decode(row[0]))
+        return None if row is None else dict(any_decoder.decode(row[0]))
 
     # -- queries --------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run | None:
         row = self.con.execute(
             f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = ?", (run_id,)
         ).fetchone()
-        return None if row is None else _row_run(row)
+        return None if row is None else row_run(row)
 
     def get_task(self, task_id: str) -> Task | None:
         row = self.con.execute(
@@ -372,7 +310,7 @@ class SQLiteTx(Tx):
             "WHERE task_id = ?",
             (task_id,),
         ).fetchone()
-        return None if row is None else _row_task(row)
+        return None if row is None else row_task(row)
 
     def query_runs(
         self, state: str | None, task: str | None, limit: int, task_id: str | None = None
@@ -396,7 +334,7 @@ class SQLiteTx(Tx):
             q += " AND " + w
         q += " ORDER BY scheduled_at, run_id LIMIT ?"
         params.append(limit)
-        return [_row_run(r) for r in self.con.execute(q, params)]
+        return [row_run(r) for r in self.con.execute(q, params)]
 
     def stats(self) -> dict[str, int]:
         return {
@@ -415,7 +353,7 @@ class SQLiteTx(Tx):
                 f"SELECT {_EVENT_COLS} FROM ms_log WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (run_id, since, limit),
             )
-        return [_row_event(r) for r in rows]
+        return [row_event(r) for r in rows]
 
     def is_idle(self, now: float) -> bool:
         row = self.con.execute(
@@ -465,25 +403,16 @@ class SQLiteTx(Tx):
         return bool(row[0]), self.next_due()
 
     # -- verify -----------------------------------------------------------------------
-    def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
-        since = 0
-        while True:
-            evs = self.events(since, None, batch)
-            if not evs:
-                return
-            yield from evs
-            since = evs[-1].seq
-
     def snapshot(self) -> State:
         st = State()
         for row in self.con.execute(f"SELECT {_RUN_COLS} FROM ms_runs"):
-            st.runs[row[0]] = _row_run(row)
+            st.runs[row[0]] = row_run(row)
         for row in self.con.execute(
             "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks"
         ):
-            st.tasks[row[0]] = _row_task(row)
+            st.tasks[row[0]] = row_task(row)
         for name, doc in self.con.execute("SELECT name, doc FROM ms_definitions"):
-            st.definitions[name] = dict(_any_dec.decode(doc))
+            st.definitions[name] = dict(any_decoder.decode(doc))
         st.paused = self.paused()
         row = self.con.execute("SELECT MAX(seq) FROM ms_log").fetchone()
         st.last_seq = row[0] or 0
@@ -505,7 +434,7 @@ class SQLiteTx(Tx):
                         e.attempt_id,
                         e.correlation_id,
                         e.execution_id,
-                        _run_enc.encode(e.data),
+                        encoder.encode(e.data),
                     )
                     for e in events
                 ],
@@ -515,15 +444,7 @@ class SQLiteTx(Tx):
                 "INSERT OR REPLACE INTO ms_tasks (task_id, name, idempotency_key, kind, canceled, "
                 "cron_next, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (
-                        t.task_id,
-                        t.name,
-                        t.idempotency_key,
-                        t.policy.kind,
-                        1 if t.canceled else 0,
-                        _cron_next(t),
-                        _run_enc.encode(t),
-                    )
+                    (*task_columns(t), encoder.encode(t))
                     for t in (state.tasks[i] for i in state.dirty_tasks)
                 ],
             )
@@ -540,7 +461,7 @@ class SQLiteTx(Tx):
         if state.dirty_definitions:
             self.con.executemany(
                 "INSERT OR REPLACE INTO ms_definitions (name, doc) VALUES (?, ?)",
-                [(n, _run_enc.encode(state.definitions[n])) for n in state.dirty_definitions],
+                [(n, encoder.encode(state.definitions[n])) for n in state.dirty_definitions],
             )
         if state.dirty_engine:
             self.con.execute(
