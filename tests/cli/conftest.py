@@ -1,4 +1,4 @@
-"""Fixtures of the command-line tests: a store in tmp_path and ways to run `mainspring`."""
+"""Fixtures of the command-line tests: a store of each kind and ways to run `mainspring`."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ms.db"
+def store(store_url: str) -> str:
+    """A new store of each kind (tests/conftest.py): these tests run once per store."""
+    return store_url
 
 
 Invoke = Callable[..., Result]
