@@ -744,6 +744,7 @@ class App:
             else:
                 while not stop.is_set():
                     stop.wait(0.5)
+                    w.check()  # a crashed loop ends the process (a supervisor restarts it)
         finally:
             w.stop()
             for sig, handler in previous.items():

@@ -40,6 +40,7 @@ every other parameter is passed to libpq.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import select
@@ -149,6 +150,8 @@ _RUN_COLS = (
 _LOG_COLS = (
     "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data"
 )
+#: How long the server lets one of our transactions sit idle before it ends it.
+IDLE_TX_TIMEOUT_MS = 5000
 #: From this many rows on, new rows are written with COPY rather than a JSON recordset.
 COPY_FROM = 32
 _RUN_COLS_OF_R = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
@@ -279,19 +282,27 @@ def _redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _check_idle_connection(con: Any) -> None:
-    """Before the pool hands out a connection: refuse one the server has closed.
+class _QuietDiscards(logging.Filter):
+    """The pool warns when it drops a closed connection. We close the ones the server
+    ended (a restart, a failover) on purpose: expected, and not worth a warning each."""
 
-    An idle connection receives nothing unless the server is ending it (restart, failover,
-    ``pg_terminate_backend``, an idle timeout): a readable socket means it is gone. A
-    zero-timeout ``select``, so no round trip.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("discarding closed connection")
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietDiscards())
+
+
+def _gone(con: Any) -> bool:
+    """Has the server closed this idle pooled connection (restart, failover, terminate)?
+
+    An idle connection receives nothing unless the server is ending it, so a readable
+    socket means it is gone. A zero-timeout ``select``: no round trip.
     """
     if con.closed or con.broken:
-        raise psycopg.OperationalError("connection closed")
+        return True
     readable, _, _ = select.select([con.pgconn.socket], [], [], 0)
-    if readable:
-        con.close()  # so that the pool discards it rather than offering it again
-        raise psycopg.OperationalError("the server closed this idle connection")
+    return bool(readable)
 
 
 class PostgresTx(Tx):
@@ -723,9 +734,14 @@ class PostgresStore(Store):
             )
         self.url = url
         conninfo, self.schema, pool_size, auto = parse_url(url)
-        given = psycopg.conninfo.conninfo_to_dict(conninfo).get("options")
+        # A transaction left open by a frozen process (SIGSTOP, a debugger, a VM pause) holds
+        # its row locks, and the log counter's; the server ends it after this long idle.
+        # Our transactions never wait on the client for more than milliseconds. The URL's own
+        # libpq options come after, so they can change it.
+        given = psycopg.conninfo.conninfo_to_dict(conninfo).get("options") or ""
+        options = f"-c idle_in_transaction_session_timeout={IDLE_TX_TIMEOUT_MS} {given}"
         self.conninfo = psycopg.conninfo.make_conninfo(
-            conninfo, options=f"{given or ''} -c search_path={self.schema}".strip()
+            conninfo, options=f"{options} -c search_path={self.schema}".replace("  ", " ")
         )
         self.channel = f"mainspring_{self.schema}"
         if len(self.channel) > 63:  # PostgreSQL's identifier limit
@@ -738,7 +754,6 @@ class PostgresStore(Store):
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
-            check=_check_idle_connection,
             timeout=10,  # then StoreError: callers (workers) retry with backoff
             name=f"mainspring-{self.schema}",
             open=False,
@@ -824,6 +839,14 @@ class PostgresStore(Store):
             raise StoreError(f"the store {self.display_url!r} is closed")
         try:
             con = self.pool.getconn()
+            # discard every connection the server closed at once (the pool's own check
+            # would back off for seconds after each)
+            for _ in range(self.pool.max_size + 1):
+                if not _gone(con):
+                    break
+                con.close()
+                self.pool.putconn(con)
+                con = self.pool.getconn()
         except PoolTimeout as exc:
             raise StoreError(f"no connection to {self.display_url!r}: {exc}") from None
         try:

@@ -183,12 +183,16 @@ class Worker:
         with self._lock:
             return bool(self._inflight or self._done)
 
+    def check(self) -> None:
+        """Raise MainspringError if the worker loop has crashed."""
+        if self._error is not None:
+            raise MainspringError(f"the worker loop failed: {self._error}") from self._error
+
     def run_until_idle(self, timeout: float | None = 30.0) -> None:
         """Return once the store is idle and nothing is in flight here; else TimeoutError."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self._error is not None:
-                raise MainspringError(f"the worker loop failed: {self._error}") from self._error
+            self.check()
             if not self.busy and self.engine.is_idle() and not self.busy:
                 return
             if deadline is not None and time.monotonic() > deadline:

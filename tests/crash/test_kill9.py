@@ -1,17 +1,17 @@
 """Crash recovery with real worker processes killed by SIGKILL.
 
-Each test writes a small app module into tmp_path and starts it with ``sys.executable``
-(``app.run_worker``), so nothing here depends on the CLI. Handlers append one line per
-execution to a file (O_APPEND, one write per line) so the test can count what really ran.
+Every test runs once per store (``store_url``: a SQLite file, a PostgreSQL schema of its
+own). Each test writes a small app module into tmp_path and starts it with
+``sys.executable`` (``app.run_worker``, see ``procs.Workers``), so nothing here depends on
+the CLI. Handlers append one line per execution to a file (O_APPEND, one write per line) so
+the test can count what really ran.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -23,6 +23,8 @@ import pytest
 from e2e.helpers import wait_for  # tests/ is on sys.path (pytest's rootdir-based import)
 
 import mainspring as ms
+
+from .procs import Workers
 
 pytestmark = pytest.mark.crash
 
@@ -102,66 +104,10 @@ APP_MODULE = textwrap.dedent(
 )
 
 
-class Workers:
-    """Starts worker processes on one store and kills every one of them at the end."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.store = f"sqlite:///{tmp_path}/s.db"
-        self.exec_file = tmp_path / "executions.txt"
-        (tmp_path / "crashapp.py").write_text(APP_MODULE)
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, concurrency: int = 8, *args: str) -> subprocess.Popen[bytes]:
-        n = len(self.procs)
-        env = dict(
-            os.environ,
-            MS_STORE=self.store,
-            MS_LEASE=str(LEASE),
-            MS_EXEC_FILE=str(self.exec_file),
-            MS_CONCURRENCY=str(concurrency),
-        )
-        with open(self.tmp_path / f"worker{n}.log", "wb") as log:
-            p = subprocess.Popen(
-                [sys.executable, "crashapp.py", *args],
-                cwd=self.tmp_path,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(p)
-        return p
-
-    def kill9(self, p: subprocess.Popen[bytes]) -> None:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=10)
-        assert p.returncode == -signal.SIGKILL
-
-    def executions(self) -> list[list[str]]:
-        if not self.exec_file.exists():
-            return []
-        return [line.split() for line in self.exec_file.read_text().splitlines() if line]
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- worker{i}.log ---\n{(self.tmp_path / f'worker{i}.log').read_text()}"
-            for i in range(len(self.procs))
-        )
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
-
-
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    w = Workers(tmp_path)
+def workers(tmp_path: Path, store_url: str) -> Iterator[Workers]:
+    """Worker processes on a fresh store of each kind (every test runs once per store)."""
+    w = Workers(tmp_path, store_url, APP_MODULE, lease=LEASE)
     try:
         yield w
     finally:
