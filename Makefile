@@ -19,8 +19,8 @@ test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check mainspring tests benchmarks
-	$(BIN)/ruff format --check mainspring tests benchmarks
+	$(BIN)/ruff check mainspring tests benchmarks scripts
+	$(BIN)/ruff format --check mainspring tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
