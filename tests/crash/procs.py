@@ -15,6 +15,29 @@ import sys
 import time
 from pathlib import Path
 
+#: The start of every crash-test app module: the App on the test's store and ``record``,
+#: which appends one line per call to the executions file.
+APP_PRELUDE = """
+import os
+import signal
+import sys
+import time
+
+import mainspring as ms
+
+app = ms.App(os.environ["MS_STORE"], lease_seconds=float(os.environ["MS_LEASE"]))
+EXEC_FILE = os.environ["MS_EXEC_FILE"]
+
+
+def record(*fields):
+    line = " ".join(str(f) for f in fields) + "\\n"
+    fd = os.open(EXEC_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+"""
+
 
 class Workers:
     """Starts worker processes of ``module`` (app source) on one store; ``close`` kills

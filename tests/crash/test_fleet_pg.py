@@ -35,7 +35,7 @@ from e2e.helpers import check_history, overlap, wait_for
 import mainspring as ms
 from mainspring.core.errors import StoreError
 
-from .procs import Workers
+from .procs import APP_PRELUDE, Workers
 
 try:
     import psycopg
@@ -48,29 +48,12 @@ LEASE = 1.0
 CONCURRENCY = 4
 SEED = int(os.environ.get("MS_FLEET_SEED", "20261123"))
 
-FLEET_APP = textwrap.dedent(
+FLEET_APP = APP_PRELUDE + textwrap.dedent(
     """
     import contextlib
-    import os
-    import signal
-    import sys
     import threading
-    import time
 
-    import mainspring as ms
     from mainspring.engine import Engine
-
-    app = ms.App(os.environ["MS_STORE"], lease_seconds=float(os.environ["MS_LEASE"]))
-    EXEC_FILE = os.environ["MS_EXEC_FILE"]
-
-
-    def record(*fields):
-        line = " ".join(str(f) for f in fields) + "\\n"
-        fd = os.open(EXEC_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
 
 
     # Instrumentation (test only): say which reports the engine fenced out, and let a

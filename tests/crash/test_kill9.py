@@ -24,32 +24,14 @@ from e2e.helpers import wait_for  # tests/ is on sys.path (pytest's rootdir-base
 
 import mainspring as ms
 
-from .procs import Workers
+from .procs import APP_PRELUDE, Workers
 
 pytestmark = pytest.mark.crash
 
 LEASE = 1.0
 
-APP_MODULE = textwrap.dedent(
+APP_MODULE = APP_PRELUDE + textwrap.dedent(
     """
-    import os
-    import signal
-    import sys
-    import time
-
-    import mainspring as ms
-
-    app = ms.App(os.environ["MS_STORE"], lease_seconds=float(os.environ["MS_LEASE"]))
-    EXEC_FILE = os.environ["MS_EXEC_FILE"]
-
-
-    def record(*fields):
-        line = " ".join(str(f) for f in fields) + "\\n"
-        fd = os.open(EXEC_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
 
 
     @app.task(name="crash.hang")
