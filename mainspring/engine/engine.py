@@ -379,12 +379,14 @@ class Engine:
         lease_seconds: float,
         housekeeping: bool = True,
         held: Sequence[str] = (),
+        next_due: bool = False,
     ) -> CycleResult:
         """One worker turn in one transaction (see the module docstring).
 
         ``held`` names the runs whose handlers this worker is running; with
         ``housekeeping``, the result's ``lost`` lists those it no longer holds (canceled,
-        or the lease expired), so their handlers can be told.
+        or the lease expired), so their handlers can be told. With ``housekeeping`` or
+        ``next_due``, the result's ``next_due`` is the store's next due time.
         """
         if housekeeping and not finished and not held:
             # an idle worker's poll: one cheap read, and a write only when there is work
@@ -434,7 +436,7 @@ class Engine:
             # when retries were decided here, say when the first comes due, so that the
             # worker wakes for it rather than at its next poll
             waits = [st.runs[r].due_at for r in accepted if st.runs[r].state == RunState.RETRY_WAIT]
-            next_due = min(waits) if waits else None
+            due = min(waits) if waits else None
             lost: list[str] = []
             if housekeeping:
                 if held:
@@ -443,11 +445,13 @@ class Engine:
                 self._expire(tx, b)
                 self._derive_cron(tx, b)
                 self._promote(tx, b)
-                next_due = tx.next_due()
+            if housekeeping or next_due:
+                b.flush(tx)  # (the retries decided above are due times too)
+                due = tx.next_due()
             leased: list[Leased] = []
             if want > 0 and names:  # (a paused engine has no candidates)
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
-            return CycleResult(leased, accepted, rejected, next_due, lost)
+            return CycleResult(leased, accepted, rejected, due, lost)
 
         return self.transact(body)[0]
 

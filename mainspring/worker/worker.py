@@ -227,6 +227,7 @@ class Worker:
         next_renew = time.monotonic() + renew_every
         need_cycle = True
         housekeep = True
+        refresh_due = False
         next_housekeeping = 0.0
         next_due: float | None = None
         stop_deadline: float | None = None
@@ -254,7 +255,7 @@ class Worker:
             want = 0 if stopping else free + len(finished)
             if now_m >= next_housekeeping:
                 housekeep = True
-            if finished or housekeep or (need_cycle and want > 0):
+            if finished or housekeep or refresh_due or (need_cycle and want > 0):
                 held: list[str] = []
                 if housekeep:
                     done_ids = {item.leased.run_id for item, _ in finished}
@@ -274,6 +275,7 @@ class Worker:
                         self.lease_seconds,
                         housekeeping=housekeep,
                         held=held,
+                        next_due=refresh_due,
                     )
                     backoff = 0.0
                 except Exception as exc:
@@ -293,8 +295,10 @@ class Worker:
                 for lz in res.leased:
                     self._dispatch(lz)
                 need_cycle = want > 0 and len(res.leased) == want
-                if housekeep:
+                if housekeep or refresh_due:
                     next_due = res.next_due
+                    refresh_due = False
+                if housekeep:
                     housekeep = False
                     next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
                 elif res.next_due is not None:  # a retry decided in this turn
@@ -326,12 +330,15 @@ class Worker:
                 ready = []
             if self._rpipe in ready:
                 self._drain_pipe()
-            if len(ready) == 0 or any(fd != self._rpipe for fd in ready):
-                # a store wake-up, or a timer (poll, due run): look for work
+            if not ready:  # a timer (poll, due run, lease expiry): housekeeping, then work
                 housekeep = True
-                if ready:
-                    waiter.wait(0)  # consume the wake-up datagrams
                 need_cycle = True
+            elif any(fd != self._rpipe for fd in ready):
+                # a commit elsewhere made runs ready (or moved the next due time): lease,
+                # and learn the next due time; promotion and expiry keep to their timers
+                waiter.wait(0)  # consume the wake-up
+                need_cycle = True
+                refresh_due = True
             if self._stop.is_set():
                 need_cycle = False
 
