@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 import mainspring as ms
+from mainspring.worker import Worker
 
 from .helpers import wait_for, wait_state
 
@@ -168,3 +169,18 @@ def test_two_workers_share_the_work_and_run_each_run_once(app: ms.App) -> None:
     assert [h.result(timeout=1) for h in handles] == list(range(60))
     assert set(seen) == {h.run_id for h in handles}
     assert set(seen.values()) == {1}
+
+
+def test_run_worker_ends_when_its_loop_crashes(
+    app: ms.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a worker process whose loop died must exit (so a supervisor restarts it), not linger
+    @app.task
+    def noop() -> None: ...
+
+    def crash(self: Worker, waiter: object) -> None:
+        raise RuntimeError("the loop broke")
+
+    monkeypatch.setattr(Worker, "_loop", crash)
+    with pytest.raises(ms.MainspringError, match="the loop broke"):
+        app.run_worker(concurrency=1)
