@@ -14,16 +14,19 @@ apart, because PostgreSQL (unlike SQLite) runs write transactions side by side:
   never contend.
 * **The log's ``seq`` follows commit order.** A plain ``bigserial`` does not: a transaction
   can draw a low number and commit after a reader has read a higher one. Here events are
-  buffered until the end of the transaction, and the last statement before ``COMMIT``
-  draws their numbers from a one-row counter (``UPDATE ms_seq ... RETURNING``) in the same
-  statement that inserts them. The counter's row lock is held until the transaction ends,
+  buffered until the end of the transaction; just before ``COMMIT`` their numbers are
+  drawn from a one-row counter (``UPDATE ms_seq ... RETURNING``) and they are inserted (in
+  that same statement for a few events, by ``COPY`` right after it for a long batch). The
+  counter's row lock is held until the transaction ends,
   and PostgreSQL makes a commit visible before it releases locks, so a transaction that
   draws a higher number is always visible after every lower one: a reader following
   ``seq > last_seen`` never skips an event and never sees one twice. Only that final
-  statement and the commit are serialized; everything else runs in parallel. The counter
+  step and the commit are serialized; everything else runs in parallel. The counter
   also rolls back with its transaction, so the sequence has no gaps.
-* **Wake-up** is ``LISTEN``/``NOTIFY`` on a channel named after the schema: a waiting
-  worker holds one idle connection and costs the server nothing until a commit wakes it.
+* **Wake-up** is ``LISTEN``/``NOTIFY`` on a channel named after the schema, the
+  ``NOTIFY`` sent inside the transaction it announces (so it is delivered only if that
+  commits): a waiting worker holds one idle connection and costs the server nothing until
+  a commit wakes it.
 
 A transaction that loses a race (deadlock, serialization failure, a duplicate idempotency
 key from a concurrent submitter) or its connection before the commit raises ``Conflict``,
