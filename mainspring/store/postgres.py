@@ -59,12 +59,12 @@ from ..core.errors import StoreError
 from ..core.model import Event, Run, Task
 from ..core.reducer import State
 from ..core.states import RunState
-from .base import Conflict, Store, Tx, Waiter
+from .base import Conflict, Store, Waiter
 from .rows import (
+    SqlTx,
     any_decoder,
     decode_task,
     encoder,
-    row_event,
     row_run,
     row_task,
     run_columns,
@@ -308,7 +308,12 @@ def _gone(con: Any) -> bool:
     return bool(readable)
 
 
-class PostgresTx(Tx):
+class PostgresTx(SqlTx):
+    P = "%s"
+    RUN_COLS = _RUN_COLS
+    TASK_COLS = _TASK_COLS
+    EVENT_COLS = _EVENT_COLS
+
     def __init__(self, con: Any, store: PostgresStore, writing: bool, begin: tuple[str, ...] = ()):
         self.con = con
         self.store = store
@@ -408,19 +413,6 @@ class PostgresTx(Tx):
             for row in self._rows(q + (self._lock() if lock else ""), (need,)):
                 state.tasks[row[0]] = row_task(row)
 
-    def task_by_idempotency(self, name: str, key: str) -> Task | None:
-        rows = self._rows(
-            f"SELECT {_TASK_COLS} FROM ms_tasks WHERE name = %s AND idempotency_key = %s",
-            (name, key),
-        )
-        return row_task(rows[0]) if rows else None
-
-    def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]:
-        q = "SELECT run_id FROM ms_runs WHERE task_id = %s"
-        if active_only:
-            q += " AND state NOT IN ('completed', 'failed', 'canceled')"
-        return [r[0] for r in self._rows(q + " ORDER BY scheduled_at, run_id", (task_id,))]
-
     def due_run_ids(self, now: float, limit: int) -> list[str]:
         q = (
             "SELECT run_id FROM ms_runs WHERE state IN ('scheduled', 'retry_wait') "
@@ -512,14 +504,6 @@ class PostgresTx(Tx):
         return dict(any_decoder.decode(rows[0][0])) if rows else None
 
     # -- queries --------------------------------------------------------------------------
-    def get_run(self, run_id: str) -> Run | None:
-        rows = self._rows(f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = %s", (run_id,))
-        return row_run(rows[0]) if rows else None
-
-    def get_task(self, task_id: str) -> Task | None:
-        rows = self._rows(f"SELECT {_TASK_COLS} FROM ms_tasks WHERE task_id = %s", (task_id,))
-        return row_task(rows[0]) if rows else None
-
     def query_runs(
         self, state: str | None, task: str | None, limit: int, task_id: str | None = None
     ) -> list[Run]:
@@ -544,20 +528,6 @@ class PostgresTx(Tx):
     def stats(self) -> dict[str, int]:
         counts = dict(self._rows("SELECT state, count(*) FROM ms_runs GROUP BY state"))
         return {s.value: int(counts.get(s.value, 0)) for s in RunState}
-
-    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
-        if run_id is None:
-            rows = self._rows(
-                f"SELECT {_EVENT_COLS} FROM ms_log WHERE seq > %s ORDER BY seq LIMIT %s",
-                (since, limit),
-            )
-        else:
-            rows = self._rows(
-                f"SELECT {_EVENT_COLS} FROM ms_log WHERE run_id = %s AND seq > %s "
-                "ORDER BY seq LIMIT %s",
-                (run_id, since, limit),
-            )
-        return [row_event(r) for r in rows]
 
     def is_idle(self, now: float) -> bool:
         rows = self._rows(

@@ -1,4 +1,4 @@
-"""Rows <-> records, shared by the stores: both keep the same columns and documents.
+"""Rows <-> records, and the reads written alike, shared by the two stores.
 
 A run row is 12 columns (what queries filter and sort on) followed by the JSON document of
 the whole record; a task row is 6 columns and its document. On read the columns win over
@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from ..core.model import Event, Run, Task
+from .base import Tx
 
 encoder = msgspec.json.Encoder()
 _run_dec = msgspec.json.Decoder(Run)
@@ -93,3 +94,47 @@ def row_event(row: Sequence[Any]) -> Event:
         execution_id=row[8],
         data=any_decoder.decode(row[9]),
     )
+
+
+class SqlTx(Tx):
+    """The reads both stores write the same way; they differ in placeholder and columns."""
+
+    P: str  # the driver's placeholder: "?" (sqlite3) or "%s" (psycopg)
+    RUN_COLS: str
+    TASK_COLS: str
+    EVENT_COLS: str
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def task_by_idempotency(self, name: str, key: str) -> Task | None:
+        rows = self._rows(
+            f"SELECT {self.TASK_COLS} FROM ms_tasks WHERE name = {self.P} "
+            f"AND idempotency_key = {self.P}",
+            (name, key),
+        )
+        return row_task(rows[0]) if rows else None
+
+    def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]:
+        q = f"SELECT run_id FROM ms_runs WHERE task_id = {self.P}"
+        if active_only:
+            q += " AND state NOT IN ('completed', 'failed', 'canceled')"
+        return [r[0] for r in self._rows(q + " ORDER BY scheduled_at, run_id", (task_id,))]
+
+    def get_run(self, run_id: str) -> Run | None:
+        rows = self._rows(f"SELECT {self.RUN_COLS} FROM ms_runs WHERE run_id = {self.P}", (run_id,))
+        return row_run(rows[0]) if rows else None
+
+    def get_task(self, task_id: str) -> Task | None:
+        q = f"SELECT {self.TASK_COLS} FROM ms_tasks WHERE task_id = {self.P}"
+        rows = self._rows(q, (task_id,))
+        return row_task(rows[0]) if rows else None
+
+    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
+        q = f"SELECT {self.EVENT_COLS} FROM ms_log WHERE "
+        params: tuple[Any, ...] = (since, limit)
+        if run_id is not None:
+            q += f"run_id = {self.P} AND "
+            params = (run_id, *params)
+        rows = self._rows(q + f"seq > {self.P} ORDER BY seq LIMIT {self.P}", params)
+        return [row_event(r) for r in rows]

@@ -16,12 +16,20 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from ..core.errors import StoreError
-from ..core.model import Event, Run, Task
+from ..core.model import Event, Run
 from ..core.reducer import State
 from ..core.states import RunState
-from .base import Store, Tx, Waiter
+from .base import Store, Waiter
 from .notify import Notifier, SocketWaiter, notify_dir
-from .rows import any_decoder, encoder, row_event, row_run, row_task, run_columns, task_columns
+from .rows import (
+    SqlTx,
+    any_decoder,
+    encoder,
+    row_run,
+    row_task,
+    run_columns,
+    task_columns,
+)
 
 SCHEMA_VERSION = 1
 APP_ID = "mainspring"
@@ -175,13 +183,21 @@ def _run_row(r: Run) -> tuple[Any, ...]:
     return (*run_columns(r), encoder.encode(r))
 
 
-class SQLiteTx(Tx):
+class SQLiteTx(SqlTx):
+    P = "?"
+    RUN_COLS = _RUN_COLS
+    TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc"
+    EVENT_COLS = _EVENT_COLS
+
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
         self.wake = False
 
     def wake_on_commit(self) -> None:
         self.wake = True
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.con.execute(query, params).fetchall())
 
     # -- reads used by commands ---------------------------------------------------
     def load_runs(self, run_ids: Sequence[str], state: State) -> None:
@@ -202,20 +218,6 @@ class SQLiteTx(Tx):
             )
             for row in self.con.execute(q, chunk):
                 state.tasks[row[0]] = row_task(row)
-
-    def task_by_idempotency(self, name: str, key: str) -> Task | None:
-        row = self.con.execute(
-            "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks "
-            "WHERE name = ? AND idempotency_key = ?",
-            (name, key),
-        ).fetchone()
-        return None if row is None else row_task(row)
-
-    def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]:
-        q = "SELECT run_id FROM ms_runs WHERE task_id = ?"
-        if active_only:
-            q += " AND state NOT IN ('completed', 'failed', 'canceled')"
-        return [r[0] for r in self.con.execute(q + " ORDER BY scheduled_at, run_id", (task_id,))]
 
     def due_run_ids(self, now: float, limit: int) -> list[str]:
         return [
@@ -298,20 +300,6 @@ class SQLiteTx(Tx):
         return None if row is None else dict(any_decoder.decode(row[0]))
 
     # -- queries --------------------------------------------------------------------
-    def get_run(self, run_id: str) -> Run | None:
-        row = self.con.execute(
-            f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        return None if row is None else row_run(row)
-
-    def get_task(self, task_id: str) -> Task | None:
-        row = self.con.execute(
-            "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks "
-            "WHERE task_id = ?",
-            (task_id,),
-        ).fetchone()
-        return None if row is None else row_task(row)
-
     def query_runs(
         self, state: str | None, task: str | None, limit: int, task_id: str | None = None
     ) -> list[Run]:
@@ -341,19 +329,6 @@ class SQLiteTx(Tx):
             st: self.con.execute(f"SELECT COUNT(*) FROM ms_runs {_STATE_FILTER[st]}").fetchone()[0]
             for st in (s.value for s in RunState)
         }
-
-    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
-        if run_id is None:
-            rows = self.con.execute(
-                f"SELECT {_EVENT_COLS} FROM ms_log WHERE seq > ? ORDER BY seq LIMIT ?",
-                (since, limit),
-            )
-        else:
-            rows = self.con.execute(
-                f"SELECT {_EVENT_COLS} FROM ms_log WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (run_id, since, limit),
-            )
-        return [row_event(r) for r in rows]
 
     def is_idle(self, now: float) -> bool:
         row = self.con.execute(
