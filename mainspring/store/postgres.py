@@ -61,6 +61,7 @@ from ..core.reducer import State
 from ..core.states import RunState
 from .base import Conflict, Store, Waiter
 from .rows import (
+    RunDoc,
     SqlTx,
     any_decoder,
     decode_task,
@@ -68,6 +69,7 @@ from .rows import (
     row_run,
     row_task,
     run_columns,
+    run_doc,
     task_columns,
 )
 
@@ -224,7 +226,7 @@ class _RunRow(msgspec.Struct):
     holds_key: bool
     lease_owner: str | None
     lease_expires_at: float | None
-    doc: Run
+    doc: RunDoc
 
 
 class _TaskRow(msgspec.Struct):
@@ -238,7 +240,7 @@ class _TaskRow(msgspec.Struct):
 
 
 def _runs_json(runs: Sequence[Run]) -> str:
-    return encoder.encode([_RunRow(*run_columns(r), r) for r in runs]).decode()
+    return encoder.encode([_RunRow(*run_columns(r), run_doc(r)) for r in runs]).decode()
 
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted PostgreSQL names fold to lower case
@@ -599,7 +601,7 @@ class PostgresTx(SqlTx):
                 self._copy(
                     "ms_runs",
                     _RUN_COLS.replace("::text", ""),
-                    ((*run_columns(r), encoder.encode(r).decode()) for r in new),
+                    ((*run_columns(r), encoder.encode(run_doc(r)).decode()) for r in new),
                 )
             elif new:
                 self._exec(_INSERT_RUNS, (_runs_json(new),))

@@ -7,6 +7,7 @@ and a decision made inside a write transaction sees every earlier commit.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -28,11 +29,21 @@ from .rows import (
     row_run,
     row_task,
     run_columns,
+    run_doc,
     task_columns,
 )
 
 SCHEMA_VERSION = 1
 APP_ID = "mainspring"
+
+#: The background checkpointer copies the WAL into the database file each time this many
+#: events have been committed through a store (see ``_Checkpointer``).
+CHECKPOINT_EVENTS = 2000
+#: The safety valve: a commit that finds this many pages in the WAL checkpoints inline
+#: (SQLite's own automatic checkpoint), should the background copy fall behind.
+WAL_AUTOCHECKPOINT_PAGES = 10000
+
+log = logging.getLogger("mainspring.store")
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -98,9 +109,10 @@ _RUN_COLS = (
     "concurrency_key, holds_key, lease_owner, lease_expires_at, doc"
 )
 _RUN_QMARKS = ", ".join("?" * 13)
+# Only the columns a run's events can change: SQLite rewrites the entry of every index
+# that mentions a column of the SET list, changed or not.
 _RUN_UPDATE = (
-    "UPDATE ms_runs SET task_id = ?, task_name = ?, state = ?, scheduled_at = ?, due_at = ?, "
-    "priority = ?, queue = ?, concurrency_key = ?, holds_key = ?, lease_owner = ?, "
+    "UPDATE ms_runs SET state = ?, due_at = ?, holds_key = ?, lease_owner = ?, "
     "lease_expires_at = ?, doc = ? WHERE run_id = ?"
 )
 _EVENT_COLS = (
@@ -180,7 +192,12 @@ _STATE_FILTER: dict[str, str] = {
 
 
 def _run_row(r: Run) -> tuple[Any, ...]:
-    return (*run_columns(r), encoder.encode(r))
+    return (*run_columns(r), encoder.encode(run_doc(r)))
+
+
+def _run_update(r: Run) -> tuple[Any, ...]:
+    doc = encoder.encode(run_doc(r))
+    return (r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, doc, r.run_id)
 
 
 class SQLiteTx(SqlTx):
@@ -192,6 +209,7 @@ class SQLiteTx(SqlTx):
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
         self.wake = False
+        self.written = 0  # events saved: what the checkpointer counts
 
     def wake_on_commit(self) -> None:
         self.wake = True
@@ -395,6 +413,7 @@ class SQLiteTx(SqlTx):
 
     # -- writing ------------------------------------------------------------------------
     def save(self, state: State, events: Sequence[Event]) -> None:
+        self.written += len(events) + len(state.dirty_runs)
         if events:
             self.con.executemany(
                 "INSERT INTO ms_log (event_id, type, at, task_id, run_id, attempt_id, "
@@ -420,19 +439,21 @@ class SQLiteTx(SqlTx):
                 "cron_next, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (*task_columns(t), encoder.encode(t))
-                    for t in (state.tasks[i] for i in state.dirty_tasks)
+                    for t in (state.tasks[i] for i in sorted(state.dirty_tasks))
                 ],
             )
         if state.dirty_runs:
-            new = [_run_row(state.runs[i]) for i in state.dirty_runs if i in state.new_runs]
-            old = [_run_row(state.runs[i]) for i in state.dirty_runs if i not in state.new_runs]
+            # in id (= creation) order, so that runs made together share pages: a worker
+            # later leases them together, and its commit then rewrites few pages
+            runs, fresh, ids = state.runs, state.new_runs, sorted(state.dirty_runs)
+            new = [_run_row(runs[i]) for i in ids if i in fresh]
+            old = [_run_update(runs[i]) for i in ids if i not in fresh]
             if new:
                 self.con.executemany(
                     f"INSERT INTO ms_runs ({_RUN_COLS}) VALUES ({_RUN_QMARKS})", new
                 )
             if old:
-                # UPDATE (not REPLACE): SQLite then touches only the indexes whose columns changed
-                self.con.executemany(_RUN_UPDATE, [(*row[1:], row[0]) for row in old])
+                self.con.executemany(_RUN_UPDATE, old)
         if state.dirty_definitions:
             self.con.executemany(
                 "INSERT OR REPLACE INTO ms_definitions (name, doc) VALUES (?, ?)",
@@ -443,6 +464,69 @@ class SQLiteTx(SqlTx):
                 "UPDATE ms_engine SET paused = ? WHERE id = 1", (1 if state.paused else 0,)
             )
         state.clear_dirty()
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that crosses its threshold, so
+    every thousandth page or so a worker's turn waits for pages to be copied and the
+    database file to be synced. Here commits only count what they wrote; past
+    ``CHECKPOINT_EVENTS`` a daemon thread runs a PASSIVE checkpoint on its own connection,
+    which waits for no reader or writer (a checkpoint that another process is already
+    running is simply skipped). Durability is unchanged: a commit is durable in the WAL
+    according to ``synchronous``, whenever its pages reach the database file.
+    """
+
+    def __init__(self, connect: Any) -> None:
+        self._connect = connect
+        self._pending = 0
+        self._go = threading.Event()
+        self._closed = False
+        self._pid = 0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def committed(self, events: int) -> None:
+        self._pending += events
+        if self._pending < CHECKPOINT_EVENTS or self._closed:
+            return
+        self._pending = 0
+        if self._pid != os.getpid():  # not started yet, or this is a forked child
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    self._go = threading.Event()
+                    self._thread = threading.Thread(
+                        target=self._run,
+                        args=(self._go,),
+                        name="mainspring-checkpoint",
+                        daemon=True,
+                    )
+                    self._thread.start()
+        self._go.set()
+
+    def _run(self, go: threading.Event) -> None:
+        con = self._connect()
+        try:
+            while True:
+                go.wait()
+                go.clear()
+                if self._closed:
+                    return
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the next round tries again; the valve holds
+                    log.debug("background checkpoint failed: %s", exc)
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        self._closed = True
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid():
+            self._go.set()
+            thread.join(timeout=10)
 
 
 class SQLiteStore(Store):
@@ -462,6 +546,7 @@ class SQLiteStore(Store):
         self._closed = False
         self._open_schema()
         self._notifier = Notifier(notify_dir(self.path))
+        self._checkpointer = _Checkpointer(self._connect)
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -470,6 +555,7 @@ class SQLiteStore(Store):
         con.execute(f"PRAGMA synchronous = {self.synchronous}")
         con.execute("PRAGMA cache_size = -32000")
         con.execute("PRAGMA temp_store = MEMORY")
+        con.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         return con
 
     def _con(self) -> sqlite3.Connection:
@@ -548,6 +634,8 @@ class SQLiteStore(Store):
             con.execute("COMMIT")
             if tx.wake:
                 self.notify()
+            if tx.written:
+                self._checkpointer.committed(tx.written)
 
     @contextmanager
     def read(self, *, snapshot: bool = False) -> Iterator[SQLiteTx]:
@@ -568,6 +656,7 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self._closed = True
+        self._checkpointer.close()
         with self._all_lock:
             for con in self._all:
                 try:

@@ -5,13 +5,16 @@ test_store_contract.py, run on both stores."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import mainspring as ms
@@ -314,3 +317,58 @@ def test_refusal_in_a_directory_with_a_hash(tmp_path: Path, maker: Any) -> None:
         open_store(url_of(p))
     assert fingerprint(p) == before
     assert not (tmp_path / "a").exists()
+
+
+# -- the WAL and the pages a commit writes ------------------------------------------------------
+def test_background_checkpoint_copies_the_wal_into_the_file(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sq, "CHECKPOINT_EVENTS", 50)
+    s = open_store(url_of(store_path))
+    try:
+        before = store_path.stat().st_size
+        eng = Engine(s)
+        eng.submit_many([req(i) for i in range(40)])  # 120 events, far below SQLite's valve
+        deadline = time.monotonic() + 10
+        while store_path.stat().st_size == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store_path.stat().st_size > before  # pages reached the file without a commit
+        thread = s._checkpointer._thread  # type: ignore[attr-defined]
+        assert thread is not None and thread.is_alive()
+    finally:
+        s.close()
+    assert not thread.is_alive()  # close() ends it
+    assert Engine(open_store(url_of(store_path))).verify() == []
+
+
+def test_below_the_threshold_no_checkpoint_thread_starts(store: Store, store_path: Path) -> None:
+    Engine(store).submit(req())
+    assert store._checkpointer._thread is None  # type: ignore[attr-defined]
+
+
+def test_runs_made_together_are_stored_in_id_order(store: Store, store_path: Path) -> None:
+    Engine(store).submit_many([req(i) for i in range(200)])
+    ids = [r[0] for r in raw(store_path).execute("SELECT run_id FROM ms_runs ORDER BY rowid")]
+    assert len(ids) == 200
+    assert ids == sorted(ids)
+
+
+def test_run_rows_keep_only_what_their_columns_do_not(store: Store, store_path: Path) -> None:
+    eng = Engine(store)
+    run_id = eng.submit(req()).run_ids[0]
+    doc = json.loads(raw(store_path).execute("SELECT doc FROM ms_runs").fetchone()[0])
+    assert "run_id" not in doc and "state" not in doc and "lease_owner" not in doc
+    assert eng.get_run(run_id).state == "ready"
+
+
+def test_a_whole_run_document_of_an_earlier_version_still_reads(
+    store: Store, store_path: Path
+) -> None:
+    eng = Engine(store)
+    run_id = eng.submit(req()).run_ids[0]
+    run = eng.get_run(run_id)
+    con = raw(store_path)
+    with con:  # the document as versions before the compact one wrote it: the whole run
+        con.execute("UPDATE ms_runs SET doc = ?", (msgspec.json.encode(run),))
+    assert eng.get_run(run_id) == run
+    assert eng.verify() == []
