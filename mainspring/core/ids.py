@@ -13,6 +13,7 @@ _last_ms = 0
 _counter = 0
 _prefix = ""
 _rand = random.Random()  # seeded from os.urandom; ids need uniqueness, not secrecy
+_bits = _rand.getrandbits
 
 
 def uuid7() -> str:
@@ -32,12 +33,12 @@ def uuid7() -> str:
                 _prefix = _time_prefix(_last_ms)
         else:
             _last_ms = ms
-            _counter = _rand.getrandbits(10)  # leave room to count within the millisecond
+            _counter = _bits(10)  # leave room to count within the millisecond
             _prefix = _time_prefix(ms)
-        counter = _counter
+        # counter (12 bits), then variant 0b10 and 62 random bits: 19 hex digits
+        h = "%019x" % ((_counter << 64) | _bits(62) | 0x8000000000000000)
         prefix = _prefix
-    r = _rand.getrandbits(62) | 0x8000000000000000  # variant 0b10
-    return f"{prefix}{counter:03x}-{r >> 48:04x}-{r & 0xFFFFFFFFFFFF:012x}"
+    return f"{prefix}{h[:3]}-{h[3:7]}-{h[7:]}"
 
 
 def _time_prefix(ms: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 
@@ -36,16 +35,16 @@ class Context:
         self.correlation_id = correlation_id
         self.idempotency_key = idempotency_key
         self._heartbeat = heartbeat
-        self._cancelled = threading.Event()
+        self._cancelled = False  # a flag only (nothing waits on it): set once, read often
 
     @property
     def cancelled(self) -> bool:
         """True once the run was canceled, its lease was lost, or the attempt timed out."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
         """Turn ``cancelled`` true (the worker does this; handlers only read it)."""
-        self._cancelled.set()
+        self._cancelled = True
 
     def heartbeat(self) -> None:
         """Renew this run's lease now (the worker also renews it on its own)."""

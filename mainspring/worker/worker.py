@@ -123,6 +123,7 @@ class Worker:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.engine = engine
         self.handlers = dict(handlers)
+        self._is_async = {n: inspect.iscoroutinefunction(fn) for n, fn in self.handlers.items()}
         self.names = sorted(self.handlers)
         self.queues = list(queues) if queues is not None else None
         self.concurrency = concurrency
@@ -474,7 +475,7 @@ class Worker:
         item = _Item(lz, fn, ctx, deadline, lease_until)
         with self._lock:
             self._inflight[lz.run_id] = item
-        if inspect.iscoroutinefunction(fn):
+        if self._is_async[lz.task_name]:
             loop = self._async_loop()
             item.future = asyncio.run_coroutine_threadsafe(self._run_async(item), loop)
         else:

@@ -867,3 +867,25 @@ def test_lease_paging_while_another_writer_unlocks_a_row(stores: Callable[..., S
     res = eng.cycle("wA", ["job"], None, [], 8, 30.0)
     leased = [lz.run_id for lz in res.leased]
     assert len(leased) == len(set(leased))
+
+
+# -- plans ------------------------------------------------------------------------------------------
+def test_the_run_update_finds_its_rows_by_key_on_a_table_of_short_rows(
+    url: str, stores: Callable[..., Store], admin: Admin
+) -> None:
+    """Regression: joined to a recordset of unknown size (the planner assumes 100 rows), the
+    UPDATE of a turn's runs scanned the whole table once rows got short (5 ms at 10,000)."""
+    s = stores()
+    Engine(s).submit_many([req(i) for i in range(3000)])
+    schema = schema_of(url)
+    admin.execute(sql.SQL("ANALYZE {}.ms_runs").format(sql.Identifier(schema)))
+    with admin.transaction():
+        admin.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
+        rows = admin.execute(f"SELECT {pg._RUN_COLS} FROM ms_runs LIMIT 8").fetchall()
+        runs = [pg.row_run(r) for r in rows]
+        plan = "\n".join(
+            r[0]
+            for r in admin.execute("EXPLAIN " + pg._UPDATE_RUNS, (pg._runs_json(runs), len(runs)))
+        )
+    assert "Index Scan using ms_runs_pkey" in plan, plan
+    assert "Seq Scan on ms_runs" not in plan, plan
