@@ -158,7 +158,7 @@ _LOG_COLS = (
 #: How long the server lets one of our transactions sit idle before it ends it.
 IDLE_TX_TIMEOUT_MS = 5000
 #: From this many rows on, new rows are written with COPY rather than a JSON recordset.
-COPY_FROM = 32
+COPY_FROM = 1000
 _RUN_COLS_OF_R = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
 _TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc::text"
 _EVENT_COLS = (
@@ -312,6 +312,10 @@ def _gone(con: Any) -> bool:
     return bool(readable)
 
 
+class _LostBeforeCommit(Exception):
+    """The connection was found gone before the final round trip: nothing was committed."""
+
+
 class PostgresTx(SqlTx):
     P = "%s"
     RUN_COLS = _RUN_COLS
@@ -326,16 +330,29 @@ class PostgresTx(SqlTx):
         self.pending: list[Event] = []  # appended to the log just before COMMIT
         self.wake = False
         self.tasks_seen: dict[str, Task] = {}  # tasks read along with claimed runs
+        self.deferred: list[tuple[str, Sequence[Any]]] = []  # writes not sent yet
 
     def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
-        if not self.begin:
+        if not self.begin and not self.deferred:
             return self.con.execute(query, params)
         with self.con.pipeline():
-            for statement in self.begin:
-                self.con.execute(statement)
+            self._send_queued()
             cur = self.con.execute(query, params)
-        self.begin = ()
         return cur
+
+    def _defer(self, query: str, params: Sequence[Any]) -> None:
+        """A write whose result nobody reads: it travels with the next statement (at the
+        latest the COMMIT), in the same round trip. Reads see it: they go after it."""
+        self.deferred.append((query, params))
+
+    def _send_queued(self) -> None:
+        """Inside a pipeline: the pending BEGIN, then the deferred writes."""
+        for statement in self.begin:
+            self.con.execute(statement)
+        self.begin = ()
+        for query, params in self.deferred:
+            self.con.execute(query, params)
+        self.deferred = []
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self._exec(query, params).fetchall())
@@ -349,19 +366,22 @@ class PostgresTx(SqlTx):
         One round trip for a few events; a long batch is copied in (``COPY``) after its
         numbers are drawn, and then committed.
         """
-        if self.begin and not self.pending:  # nothing happened in this transaction
+        if self.begin and not self.pending and not self.deferred:  # nothing happened here
             return
         if len(self.pending) >= COPY_FROM:
             self._copy_log()
+        if _gone(self.con):  # ended by the server since our last statement: a clean loss
+            raise _LostBeforeCommit("the server closed the connection")
         with self.con.pipeline():
+            self._send_queued()
             self.append_log()
             if self.wake:
                 self.con.execute("SELECT pg_notify(%s, '')", (self.store.channel,))
             self.con.execute("COMMIT")
 
     def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
-        if self.begin:
-            self._exec("SELECT 1")  # sends the pending BEGIN
+        if self.begin or self.deferred:
+            self._exec("SELECT 1")  # sends the pending BEGIN and writes (COPY is no pipeline)
         with self.con.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
             for row in rows:
                 cp.write_row(row)
@@ -594,7 +614,7 @@ class PostgresTx(SqlTx):
                 )
             else:
                 json_rows = [_TaskRow(*task_columns(t), t) for t in tasks]
-                self._exec(_UPSERT_TASKS, (encoder.encode(json_rows).decode(),))
+                self._defer(_UPSERT_TASKS, (encoder.encode(json_rows).decode(),))
         if state.dirty_runs:
             ids = sorted(state.dirty_runs)
             new = [state.runs[i] for i in ids if i in state.new_runs]
@@ -606,18 +626,18 @@ class PostgresTx(SqlTx):
                     ((*run_columns(r), encoder.encode(run_doc(r)).decode()) for r in new),
                 )
             elif new:
-                self._exec(_INSERT_RUNS, (_runs_json(new),))
+                self._defer(_INSERT_RUNS, (_runs_json(new),))
             if old:
-                self._exec(_UPDATE_RUNS, (_runs_json(old), len(old)))
+                self._defer(_UPDATE_RUNS, (_runs_json(old), len(old)))
         if state.dirty_definitions:
             for name in sorted(state.dirty_definitions):
-                self._exec(
+                self._defer(
                     "INSERT INTO ms_definitions (name, doc) VALUES (%s, %s::json) "
                     "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
                     (name, encoder.encode(state.definitions[name]).decode()),
                 )
         if state.dirty_engine:
-            self._exec("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
+            self._defer("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
         state.clear_dirty()
 
     def append_log(self) -> None:
@@ -858,12 +878,19 @@ class PostgresStore(Store):
                 raise
             try:
                 tx.finish()
-            except psycopg.OperationalError as exc:
-                raise StoreError(
-                    f"the commit to {self.display_url!r} may or may not have happened "
-                    f"(connection lost during COMMIT): {exc}"
-                ) from exc
+            except _LostBeforeCommit as exc:
+                self._rollback(con)
+                raise Conflict(f"connection to {self.display_url!r} lost: {exc}") from exc
             except psycopg.Error as exc:
+                state = exc.sqlstate
+                lost = con.broken or not state or state.startswith(("08", "57P"))
+                if isinstance(exc, psycopg.OperationalError) and lost:
+                    raise StoreError(
+                        f"the commit to {self.display_url!r} may or may not have happened "
+                        f"(connection lost during COMMIT): {exc}"
+                    ) from exc
+                # the server refused a statement of the final pipeline: it skips what
+                # follows, COMMIT included, so nothing was written
                 self._rollback(con)
                 if isinstance(exc, _RETRYABLE):
                     raise Conflict(f"concurrent transaction conflict: {exc}") from exc

@@ -532,6 +532,7 @@ def test_a_duplicate_key_insert_conflicts_and_the_loser_gets_the_winners_task(
     def a_body(tx: Tx, b: Batch) -> str:
         sub = ea._submit_one(tx, b, req(1, idempotency_key="same"), {})
         b.flush(tx)
+        tx.paused()  # a read: the deferred INSERT goes out before it
         written.set()
         assert go.wait(10)
         return sub.task_id
