@@ -156,6 +156,9 @@ class RunHandle:
         """Wait for the run to end; its output, or RunFailed / RunCanceled / TimeoutError."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.0005
+        waiter = self.app.store.ended_waiter()  # woken by the commit that ends the run
+        if waiter is not None:
+            waiter.clear()  # what piled up while nobody waited: a full buffer drops news
         while True:
             run = self.app.engine.get_run(self.run_id)
             if run.state == RunState.COMPLETED:
@@ -175,8 +178,12 @@ class RunHandle:
                     f"that registers task {run.task_name!r}?"
                 )
             pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-            delay = min(delay * 1.25, 0.025)
+            if waiter is None:
+                time.sleep(pause)
+            elif waiter.wait_for(self.run_id, pause):
+                continue  # its commit is in: read it now, and keep the poll where it was
+            # with a waiter every committer tells, the poll is only a safety net
+            delay = min(delay * 1.25, 0.25 if waiter is not None and waiter.heard else 0.025)
 
     def cancel(self) -> bool:
         """Cancel the run; False when it already ended."""

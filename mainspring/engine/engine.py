@@ -49,12 +49,17 @@ class Batch:
         self.events: list[Event] = []
         self.saved = 0
         self.wake = False
+        self.ended: list[str] = []  # runs that reached a terminal state
 
     def emit(self, ev: Event) -> None:
         apply(self.state, ev)  # validates; raises before anything is written
         self.events.append(ev)
-        if ev.type == E.RUN_STATE_CHANGED and ev.data["to"] == RunState.READY:
-            self.wake = True
+        if ev.type == E.RUN_STATE_CHANGED:
+            to = ev.data["to"]
+            if to == RunState.READY:
+                self.wake = True
+            elif to in TERMINAL and ev.run_id is not None:
+                self.ended.append(ev.run_id)
 
     def flush(self, tx: Tx) -> None:
         """Write what was decided so far (still inside the transaction)."""
@@ -482,6 +487,8 @@ class Engine:
                     b.flush(tx)
                     if b.wake:
                         tx.wake_on_commit()
+                    if b.ended:
+                        tx.ended_on_commit(b.ended)
                 return out, b
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:

@@ -159,6 +159,10 @@ class Tx(ABC):
     def wake_on_commit(self) -> None:
         """Wake waiting workers (this process and others) once this transaction commits."""
 
+    def ended_on_commit(self, run_ids: Sequence[str]) -> None:  # noqa: B027 - optional
+        """These runs end (a terminal state) in this transaction: once it commits, tell the
+        ``ended_waiter``s. Stores without them ignore it; ``RunHandle.result`` then polls."""
+
 
 class Waiter(ABC):
     """Blocks a worker until something may have become ready, or a timeout."""
@@ -173,6 +177,23 @@ class Waiter(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+class EndedWaiter(ABC):
+    """Blocks ``RunHandle.result`` until a commit says its run ended, or a timeout."""
+
+    @property
+    @abstractmethod
+    def heard(self) -> bool:
+        """True once every committer tells this waiter (until then, callers poll often)."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Forget the wake-ups received so far (they were about other runs)."""
+
+    @abstractmethod
+    def wait_for(self, run_id: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` s; True once a commit ended ``run_id`` (or may have)."""
 
 
 class Store(ABC):
@@ -196,6 +217,10 @@ class Store(ABC):
 
     @abstractmethod
     def waiter(self) -> Waiter: ...
+
+    def ended_waiter(self) -> EndedWaiter | None:
+        """This thread's waiter for runs that end, or None (``RunHandle.result`` polls)."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...

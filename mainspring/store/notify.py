@@ -19,7 +19,10 @@ import tempfile
 import threading
 import time
 
-from .base import Waiter
+from .base import EndedWaiter, Waiter
+
+#: A wake-up names at most this many ended runs; a longer list is sent as ``*`` (any run).
+MAX_NAMED = 100
 
 
 def notify_dir(key: str) -> str:
@@ -30,6 +33,7 @@ def notify_dir(key: str) -> str:
 
 class SocketWaiter(Waiter):
     def __init__(self, directory: str) -> None:
+        self.created = time.monotonic()
         os.makedirs(directory, mode=0o700, exist_ok=True)
         self.path = os.path.join(directory, f"{os.getpid()}-{os.urandom(4).hex()}.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -58,6 +62,39 @@ class SocketWaiter(Waiter):
             os.unlink(self.path)
 
 
+class SocketEndedWaiter(SocketWaiter, EndedWaiter):
+    """A ``SocketWaiter`` in the ``ended`` directory: its datagrams name the runs that
+    ended (comma-separated ids, or ``*`` for too many to name)."""
+
+    @property
+    def heard(self) -> bool:
+        """Old enough that every committer's listing of the directory includes it."""
+        return time.monotonic() - self.created > 2 * Notifier.REFRESH
+
+    def clear(self) -> None:
+        self.wait(0)
+
+    def wait_for(self, run_id: str, timeout: float) -> bool:
+        key = run_id.encode()
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            try:
+                ready, _, _ = select.select(
+                    [self.sock], [], [], max(0.0, deadline - time.monotonic())
+                )
+            except (OSError, ValueError):
+                return False
+            if not ready:
+                return False
+            found = False
+            with contextlib.suppress(OSError):
+                while True:
+                    message = self.sock.recv(65536)
+                    found = found or message == b"*" or key in message.split(b",")
+            if found:
+                return True
+
+
 class Notifier:
     """Sends wake-ups to every waiter of one store."""
 
@@ -82,11 +119,11 @@ class Notifier:
             self._listed = now
         return self._targets
 
-    def notify(self) -> None:
+    def notify(self, message: bytes = b"!") -> None:
         with self._lock:
             for path in list(self._list()):
                 try:
-                    self._sock.sendto(b"!", path)
+                    self._sock.sendto(message, path)
                 except BlockingIOError:
                     pass  # its buffer is full: it has wake-ups pending already
                 except OSError as exc:

@@ -21,7 +21,7 @@ from ..core.model import Event, Run
 from ..core.reducer import State
 from ..core.states import RunState
 from .base import Store, Waiter
-from .notify import Notifier, SocketWaiter, notify_dir
+from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify_dir
 from .rows import (
     SqlTx,
     any_decoder,
@@ -210,9 +210,13 @@ class SQLiteTx(SqlTx):
         self.con = con
         self.wake = False
         self.written = 0  # events saved: what the checkpointer counts
+        self.ended: list[str] = []
 
     def wake_on_commit(self) -> None:
         self.wake = True
+
+    def ended_on_commit(self, run_ids: Sequence[str]) -> None:
+        self.ended.extend(run_ids)
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self.con.execute(query, params).fetchall())
@@ -546,6 +550,8 @@ class SQLiteStore(Store):
         self._closed = False
         self._open_schema()
         self._notifier = Notifier(notify_dir(self.path))
+        self._ended = Notifier(os.path.join(notify_dir(self.path), "ended"))
+        self._ended_waiters: list[SocketEndedWaiter] = []
         self._checkpointer = _Checkpointer(self._connect)
 
     # -- connections ----------------------------------------------------------------------
@@ -634,6 +640,9 @@ class SQLiteStore(Store):
             con.execute("COMMIT")
             if tx.wake:
                 self.notify()
+            if tx.ended:
+                ids = tx.ended
+                self._ended.notify(b"*" if len(ids) > MAX_NAMED else ",".join(ids).encode())
             if tx.written:
                 self._checkpointer.committed(tx.written)
 
@@ -654,10 +663,27 @@ class SQLiteStore(Store):
         self._notifier.refresh()
         return w
 
+    def ended_waiter(self) -> SocketEndedWaiter:
+        """This thread's waiter for ended runs; it lives until the store is closed.
+
+        Committers list the waiters' directory at most every ``Notifier.REFRESH`` s, so a
+        new waiter hears from other processes only after that: callers keep a poll."""
+        w: SocketEndedWaiter | None = getattr(self._local, "ended", None)
+        if w is None:
+            w = SocketEndedWaiter(self._ended.directory)
+            self._local.ended = w
+            with self._all_lock:
+                self._ended_waiters.append(w)
+            self._ended.refresh()
+        return w
+
     def close(self) -> None:
         self._closed = True
         self._checkpointer.close()
         with self._all_lock:
+            for w in self._ended_waiters:
+                w.close()
+            self._ended_waiters.clear()
             for con in self._all:
                 try:
                     con.close()
@@ -665,3 +691,4 @@ class SQLiteStore(Store):
                     pass
             self._all.clear()
         self._notifier.close()
+        self._ended.close()

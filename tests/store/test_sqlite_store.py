@@ -18,12 +18,13 @@ import msgspec
 import pytest
 
 import mainspring as ms
-from mainspring.engine import Engine
+from mainspring.core.states import AttemptResult
+from mainspring.engine import Engine, Finished
 from mainspring.store import open_store, resolve_url
 from mainspring.store import sqlite as sq
 from mainspring.store.base import Store
 
-from .helpers import make_store, req
+from .helpers import in_processes, make_store, req
 
 TABLES = {"ms_meta", "ms_log", "ms_tasks", "ms_runs", "ms_definitions", "ms_engine"}
 
@@ -372,3 +373,57 @@ def test_a_whole_run_document_of_an_earlier_version_still_reads(
         con.execute("UPDATE ms_runs SET doc = ?", (msgspec.json.encode(run),))
     assert eng.get_run(run_id) == run
     assert eng.verify() == []
+
+
+# -- the commit that ends a run tells the threads waiting for it ------------------------------------
+def _cancel_in_a_process(barrier: Any, i: int, url: str, run_id: str) -> bool:
+    s = open_store(url)
+    try:
+        barrier.wait()
+        return Engine(s).cancel_run(run_id)
+    finally:
+        s.close()
+
+
+def test_a_commit_that_ends_a_run_wakes_the_waiter_named_for_it(store: Store) -> None:
+    eng = Engine(store)
+    mine, other = (eng.submit(req(i)).run_ids[0] for i in range(2))
+    waiter = store.ended_waiter()
+    assert waiter is not None and store.ended_waiter() is waiter  # one per thread
+    assert not waiter.wait_for(mine, 0.05)  # nothing ended yet
+    eng.cancel_run(other)
+    assert not waiter.wait_for(mine, 0.05)  # another run's end is not ours
+    eng.cancel_run(mine)
+    assert waiter.wait_for(mine, 5)
+
+
+def test_the_waiter_hears_a_commit_of_another_process(store: Store, store_path: Path) -> None:
+    run_id = Engine(store).submit(req()).run_ids[0]
+    waiter = store.ended_waiter()
+    assert waiter is not None
+    assert in_processes(1, _cancel_in_a_process, url_of(store_path), run_id) == [True]
+    assert waiter.wait_for(run_id, 5)
+
+
+def test_a_wake_up_for_too_many_runs_to_name_wakes_every_waiter(store: Store) -> None:
+    eng = Engine(store)
+    n = sq.MAX_NAMED + 1
+    eng.submit_many([req(i) for i in range(n)])
+    leased = eng.cycle("w", ["job"], None, [], n, 30.0, housekeeping=False).leased
+    assert len(leased) == n
+    waiter = store.ended_waiter()
+    assert waiter is not None
+    assert not waiter.wait_for("some-other-run", 0.05)
+    done = [Finished(lz.run_id, lz.attempt_id, AttemptResult.SUCCESS) for lz in leased]
+    res = eng.cycle("w", ["job"], None, done, 0, 30.0, housekeeping=False)  # one commit
+    assert len(res.accepted) == n
+    assert waiter.wait_for("some-other-run", 5)
+
+
+def test_closing_the_store_removes_its_waiters_sockets(store_path: Path) -> None:
+    s = open_store(url_of(store_path))
+    waiter = s.ended_waiter()
+    path = waiter.path  # type: ignore[union-attr]
+    assert os.path.exists(path)
+    s.close()
+    assert not os.path.exists(path)
