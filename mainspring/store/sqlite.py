@@ -209,7 +209,7 @@ class SQLiteTx(SqlTx):
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
         self.wake = False
-        self.written = 0  # events saved: what the checkpointer counts
+        self.written = 0  # events and run rows saved: what the checkpointer counts
         self.ended: list[str] = []
 
     def wake_on_commit(self) -> None:
