@@ -40,6 +40,7 @@ log = logging.getLogger("mainspring.worker")
 
 POLL_SECONDS = 1.0  # the slowest a worker ever looks for work without a wake-up
 GATHER_SECONDS = 0.002  # longest a finished attempt waits for others to share its commit
+GATHER_QUIET_SECONDS = 0.0003  # ... and how long it waits for the next one to finish
 HOUSEKEEPING_SECONDS = 0.25  # lease expiry / promotion / cron at least this often while busy
 
 
@@ -344,28 +345,40 @@ class Worker:
                 need_cycle = False
 
     def _gather(self) -> None:
-        """Group commit: when some attempts just finished and others are about to, wait a
-        moment (at most GATHER_SECONDS) so that one transaction records them together."""
+        """Group commit: when some attempts just finished and others are still running,
+        wait while more keep finishing, so that one transaction records them together.
+
+        The wait ends when every running attempt has finished, when none finished for
+        GATHER_QUIET_SECONDS (the rest are busy: their results will not come at once), or
+        at GATHER_SECONDS in all. Handlers that do I/O release the GIL, so the loop often
+        wakes at the first of a burst of completions; without this, it would record them
+        a few at a time, one commit (and at synchronous=FULL one sync) for each few."""
         with self._lock:
-            done, running = len(self._done), len(self._inflight)
-        if done == 0 or done >= running or done * 2 >= self.concurrency:
+            count, running = len(self._done), len(self._inflight)
+        if count == 0 or count >= running:
             return
-        deadline = time.monotonic() + GATHER_SECONDS
+        now = time.monotonic()
+        deadline = now + GATHER_SECONDS
+        quiet_until = now + GATHER_QUIET_SECONDS
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            until = min(deadline, quiet_until)
+            if now >= until:
                 return
             self._waiting = True
             try:
                 with self._lock:
-                    if len(self._done) * 2 >= self.concurrency or len(self._done) >= len(
-                        self._inflight
-                    ):
+                    if len(self._done) >= len(self._inflight):
                         return
-                select.select([self._rpipe], [], [], left)
+                select.select([self._rpipe], [], [], until - now)
             finally:
                 self._waiting = False
             self._drain_pipe()
+            now = time.monotonic()
+            with self._lock:
+                finished = len(self._done)
+            if finished > count:  # still coming in: give the others a moment more
+                count = finished
+                quiet_until = now + GATHER_QUIET_SECONDS
 
     def _drain_pipe(self) -> None:
         try:

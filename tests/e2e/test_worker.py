@@ -184,3 +184,65 @@ def test_run_worker_ends_when_its_loop_crashes(
     monkeypatch.setattr(Worker, "_loop", crash)
     with pytest.raises(ms.MainspringError, match="the loop broke"):
         app.run_worker(concurrency=1)
+
+
+# -- group commit: results that finish close together share one transaction -------------------------
+def _finish_commits(app: ms.App, handles: list[ms.RunHandle]) -> int:
+    """How many transactions recorded these runs' results (events of one share ``at``)."""
+    ats = {e.at for h in handles for e in h.history() if e.type == "attempt.finished"}
+    assert ats
+    return len(ats)
+
+
+def test_results_that_keep_coming_are_recorded_together(
+    app: ms.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mainspring.worker import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "GATHER_SECONDS", 5.0)
+    monkeypatch.setattr(worker_module, "GATHER_QUIET_SECONDS", 1.0)
+    go = threading.Event()
+
+    @app.task
+    def staggered(i: int) -> int:
+        go.wait(10)
+        time.sleep(0.02 * i)  # the eight finish 20 ms apart, releasing the GIL meanwhile
+        return i
+
+    handles = [staggered.submit(i) for i in range(8)]
+    with app.worker(concurrency=8) as w:
+        wait_for(lambda: all(h.status() == ms.RunState.RUNNING for h in handles), what="8 running")
+        go.set()
+        w.run_until_idle(timeout=20)
+    assert [h.result(timeout=1) for h in handles] == list(range(8))
+    assert _finish_commits(app, handles) == 1  # not one commit per half, nor per result
+
+
+def test_finished_results_do_not_wait_for_busy_handlers(
+    app: ms.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mainspring.worker import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "GATHER_SECONDS", 30.0)
+    monkeypatch.setattr(worker_module, "GATHER_QUIET_SECONDS", 0.05)
+    release = threading.Event()
+
+    @app.task
+    def quick(i: int) -> int:
+        return i
+
+    @app.task
+    def busy() -> str:
+        release.wait(20)
+        return "done"
+
+    slow = [busy.submit() for _ in range(4)]
+    with app.worker(concurrency=8) as w:
+        wait_for(lambda: all(h.status() == ms.RunState.RUNNING for h in slow), what="4 busy")
+        fast = [quick.submit(i) for i in range(4)]
+        # recorded once completions pause (50 ms), not when the busy ones end or at 30 s
+        wait_for(lambda: all(h.status() == ms.RunState.COMPLETED for h in fast), timeout=10)
+        assert all(h.status() == ms.RunState.RUNNING for h in slow)
+        release.set()
+        w.run_until_idle(timeout=20)
+    assert [h.result(timeout=1) for h in slow] == ["done"] * 4
