@@ -194,13 +194,18 @@ def _finish_commits(app: ms.App, handles: list[ms.RunHandle]) -> int:
     return len(ats)
 
 
+def _gather(monkeypatch: pytest.MonkeyPatch, at_most: float, quiet: float) -> None:
+    """Set the worker's group-commit waits (generous, so that timing cannot decide)."""
+    from mainspring.worker import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "GATHER_SECONDS", at_most)
+    monkeypatch.setattr(worker_module, "GATHER_QUIET_SECONDS", quiet)
+
+
 def test_results_that_keep_coming_are_recorded_together(
     app: ms.App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mainspring.worker import worker as worker_module
-
-    monkeypatch.setattr(worker_module, "GATHER_SECONDS", 5.0)
-    monkeypatch.setattr(worker_module, "GATHER_QUIET_SECONDS", 1.0)
+    _gather(monkeypatch, at_most=5.0, quiet=1.0)
     go = threading.Event()
 
     @app.task
@@ -221,10 +226,7 @@ def test_results_that_keep_coming_are_recorded_together(
 def test_finished_results_do_not_wait_for_busy_handlers(
     app: ms.App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mainspring.worker import worker as worker_module
-
-    monkeypatch.setattr(worker_module, "GATHER_SECONDS", 30.0)
-    monkeypatch.setattr(worker_module, "GATHER_QUIET_SECONDS", 0.05)
+    _gather(monkeypatch, at_most=30.0, quiet=0.05)
     release = threading.Event()
 
     @app.task
