@@ -41,16 +41,21 @@ class SocketWaiter(Waiter):
         self.sock.setblocking(False)
 
     def wait(self, timeout: float) -> bool:
+        return self._receive(timeout) is not None
+
+    def _receive(self, timeout: float) -> list[bytes] | None:
+        """Wait up to ``timeout`` s for datagrams; all of them that came, or None."""
         try:
             ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
         except (OSError, ValueError):
-            return False
+            return None
         if not ready:
-            return False
+            return None
+        messages: list[bytes] = []
         with contextlib.suppress(OSError):
             while True:
-                self.sock.recv(64)
-        return True
+                messages.append(self.sock.recv(65536))
+        return messages
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -77,22 +82,10 @@ class SocketEndedWaiter(SocketWaiter, EndedWaiter):
     def wait_for(self, run_id: str, timeout: float) -> bool:
         key = run_id.encode()
         deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            try:
-                ready, _, _ = select.select(
-                    [self.sock], [], [], max(0.0, deadline - time.monotonic())
-                )
-            except (OSError, ValueError):
-                return False
-            if not ready:
-                return False
-            found = False
-            with contextlib.suppress(OSError):
-                while True:
-                    message = self.sock.recv(65536)
-                    found = found or message == b"*" or key in message.split(b",")
-            if found:
+        while (messages := self._receive(deadline - time.monotonic())) is not None:
+            if any(m == b"*" or key in m.split(b",") for m in messages):
                 return True
+        return False
 
 
 class Notifier:
