@@ -15,8 +15,8 @@ apart, because PostgreSQL (unlike SQLite) runs write transactions side by side:
 * **The log's ``seq`` follows commit order.** A plain ``bigserial`` does not: a transaction
   can draw a low number and commit after a reader has read a higher one. Here events are
   buffered until the end of the transaction; just before ``COMMIT`` their numbers are
-  drawn from a one-row counter (``UPDATE ms_seq ... RETURNING``) and they are inserted (in
-  that same statement for a few events, by ``COPY`` right after it for a long batch). The
+  drawn from a one-row counter (``UPDATE ms_seq ... RETURNING``) and they are inserted as
+  the transaction's log record (store/rows.py), in that same statement. The
   counter's row lock is held until the transaction ends,
   and PostgreSQL makes a commit visible before it releases locks, so a transaction that
   draws a higher number is always visible after every lower one: a reader following
@@ -65,7 +65,10 @@ from .rows import (
     SqlTx,
     any_decoder,
     decode_task,
+    encode_record,
     encoder,
+    record_run_ids,
+    records_of_v1_rows,
     row_run,
     row_task,
     run_columns,
@@ -83,9 +86,18 @@ except ImportError as _exc:  # pragma: no cover - the extra is not installed
 else:
     _IMPORT_ERROR = None
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_ID = "mainspring"
-TABLES = ("ms_meta", "ms_seq", "ms_log", "ms_tasks", "ms_runs", "ms_definitions", "ms_engine")
+TABLES = (
+    "ms_meta",
+    "ms_seq",
+    "ms_log",
+    "ms_log_runs",
+    "ms_tasks",
+    "ms_runs",
+    "ms_definitions",
+    "ms_engine",
+)
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -146,14 +158,53 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TABLE ms_engine (id int PRIMARY KEY CHECK (id = 1), paused boolean NOT NULL);
     INSERT INTO ms_engine (id, paused) VALUES (1, false);
     """,
+    # the log as one record per transaction (store/rows.py); old events are copied over
+    # by _migrate_log_v2, one record each. A record stays in its row (compressed with
+    # lz4 where the server has it) rather than in a TOAST table, up to 8 kB.
+    2: """
+    DROP INDEX ms_log_run;
+    ALTER TABLE ms_log RENAME TO ms_log_v1;
+    CREATE TABLE ms_log (
+        seq bigint PRIMARY KEY,
+        last_seq bigint NOT NULL,
+        events bytea NOT NULL
+    ) WITH (toast_tuple_target = 8160);
+    ALTER TABLE ms_log ALTER COLUMN events SET STORAGE MAIN;
+    CREATE TABLE ms_log_runs (
+        run_id text NOT NULL,
+        seq bigint NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    """,
 }
+
+
+def _migrate_log_v2(con: Any) -> None:
+    try:
+        with con.transaction():  # (a savepoint: a server built without lz4 says no)
+            con.execute("ALTER TABLE ms_log ALTER COLUMN events SET COMPRESSION lz4")
+    except psycopg.errors.FeatureNotSupported:
+        pass
+    with con.cursor(name="ms_migrate_v2") as cur:
+        cur.execute(
+            "SELECT seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, "
+            "execution_id, data::text FROM ms_log_v1 ORDER BY seq"
+        )
+        while rows := cur.fetchmany(5000):
+            records, runs = records_of_v1_rows(rows)
+            with con.cursor() as w:
+                w.executemany(
+                    "INSERT INTO ms_log (seq, last_seq, events) VALUES (%s, %s, %s)", records
+                )
+                w.executemany("INSERT INTO ms_log_runs (run_id, seq) VALUES (%s, %s)", runs)
+    con.execute("DROP TABLE ms_log_v1")
+
+
+_MIGRATE_DATA = {2: _migrate_log_v2}
 
 _RUN_COLS = (
     "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
     "concurrency_key, holds_key, lease_owner, lease_expires_at, doc::text"
-)
-_LOG_COLS = (
-    "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data"
 )
 #: How long the server lets one of our transactions sit idle before it ends it.
 IDLE_TX_TIMEOUT_MS = 5000
@@ -161,9 +212,6 @@ IDLE_TX_TIMEOUT_MS = 5000
 COPY_FROM = 1000
 _RUN_COLS_OF_R = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
 _TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc::text"
-_EVENT_COLS = (
-    "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data::text"
-)
 # Rows travel as one JSON array per statement (encoded by msgspec, unpacked by the server
 # with json_populate_recordset): one parameter instead of a dozen Python-built arrays.
 _INSERT_RUNS = "INSERT INTO ms_runs SELECT * FROM json_populate_recordset(null::ms_runs, %s::json)"
@@ -182,14 +230,13 @@ _UPSERT_TASKS = (
     "idempotency_key = excluded.idempotency_key, kind = excluded.kind, "
     "canceled = excluded.canceled, cron_next = excluded.cron_next, doc = excluded.doc"
 )
-# Draw the events' numbers and insert them in one statement, the last before COMMIT: the
-# counter row stays locked until the commit, so seq order is commit order (module docstring).
-_APPEND_EVENTS = (
-    "WITH c AS (UPDATE ms_seq SET last = last + %s WHERE id = 1 RETURNING last - %s AS base) "
-    "INSERT INTO ms_log SELECT c.base + u.n, u.event_id, u.type, u.at, u.task_id, u.run_id, "
-    "u.attempt_id, u.correlation_id, u.execution_id, u.data FROM c, "
-    "json_populate_recordset(null::ms_log, %s::json) WITH ORDINALITY AS u(seq, event_id, type, "
-    "at, task_id, run_id, attempt_id, correlation_id, execution_id, data, n)"
+# Draw the events' numbers and insert their record in one statement, the last before COMMIT:
+# the counter row stays locked until the commit, so seq order is commit order (module
+# docstring).
+_APPEND_RECORD = (
+    "WITH c AS (UPDATE ms_seq SET last = last + %s WHERE id = 1 RETURNING last - %s + 1 AS first), "
+    "l AS (INSERT INTO ms_log (seq, last_seq, events) SELECT first, first + %s - 1, %s FROM c) "
+    "INSERT INTO ms_log_runs (run_id, seq) SELECT r, c.first FROM c, unnest(%s::text[]) r"
 )
 
 _NEXT_DUE = (
@@ -320,7 +367,6 @@ class PostgresTx(SqlTx):
     P = "%s"
     RUN_COLS = _RUN_COLS
     TASK_COLS = _TASK_COLS
-    EVENT_COLS = _EVENT_COLS
 
     def __init__(self, con: Any, store: PostgresStore, writing: bool, begin: tuple[str, ...] = ()):
         self.con = con
@@ -361,15 +407,9 @@ class PostgresTx(SqlTx):
         self.wake = True
 
     def finish(self) -> None:
-        """Append the buffered events, NOTIFY if asked, and COMMIT.
-
-        One round trip for a few events; a long batch is copied in (``COPY``) after its
-        numbers are drawn, and then committed.
-        """
+        """Append the buffered events, NOTIFY if asked, and COMMIT: one round trip."""
         if self.begin and not self.pending and not self.deferred:  # nothing happened here
             return
-        if len(self.pending) >= COPY_FROM:
-            self._copy_log()
         if _gone(self.con):  # ended by the server since our last statement: a clean loss
             raise _LostBeforeCommit("the server closed the connection")
         with self.con.pipeline():
@@ -385,33 +425,6 @@ class PostgresTx(SqlTx):
         with self.con.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
             for row in rows:
                 cp.write_row(row)
-
-    def _copy_log(self) -> None:
-        evs = self.pending
-        n = len(evs)
-        base = self._rows(
-            "UPDATE ms_seq SET last = last + %s WHERE id = 1 RETURNING last - %s", (n, n)
-        )[0][0]
-        self._copy(
-            "ms_log",
-            _LOG_COLS,
-            (
-                (
-                    base + i,
-                    e.event_id,
-                    e.type,
-                    e.at,
-                    e.task_id,
-                    e.run_id,
-                    e.attempt_id,
-                    e.correlation_id,
-                    e.execution_id,
-                    encoder.encode(e.data).decode(),
-                )
-                for i, e in enumerate(evs, 1)
-            ),
-        )
-        self.pending = []
 
     def _lock(self, skip: bool = False) -> str:
         if not self.writing:
@@ -598,7 +611,7 @@ class PostgresTx(SqlTx):
         for name, doc in self._rows("SELECT name, doc::text FROM ms_definitions"):
             st.definitions[name] = dict(any_decoder.decode(doc))
         st.paused = self.paused()
-        st.last_seq = int(self._rows("SELECT coalesce(max(seq), 0) FROM ms_log")[0][0])
+        st.last_seq = self.last_seq()
         return st
 
     # -- writing ------------------------------------------------------------------------------
@@ -641,12 +654,13 @@ class PostgresTx(SqlTx):
         state.clear_dirty()
 
     def append_log(self) -> None:
-        """Write the buffered events, numbered in commit order (see the module docstring)."""
+        """Write the buffered events as one record, numbered in commit order (see the
+        module docstring)."""
         evs = self.pending
         if not evs:
             return
         n = len(evs)
-        self._exec(_APPEND_EVENTS, (n, n, encoder.encode(evs).decode()))
+        self._exec(_APPEND_RECORD, (n, n, n, encode_record(evs), record_run_ids(evs)))
         self.pending = []
 
 
@@ -787,6 +801,8 @@ class PostgresStore(Store):
                 current = self._installed_version(con)
                 for v in range(current + 1, SCHEMA_VERSION + 1):
                     con.execute(_MIGRATIONS[v])
+                    if v in _MIGRATE_DATA:
+                        _MIGRATE_DATA[v](con)
                 con.execute(
                     "INSERT INTO ms_meta (key, value) VALUES ('app', %s), ('schema_version', %s) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -5,6 +5,14 @@ the rest of the record (``RunDoc``: not the columns again, and no field at its d
 rows stay small and a rewrite touches few pages); a task row is 6 columns and the document
 of the whole task. On read the columns win, so a column changed behind the engine's back
 shows up in ``verify``. (Run documents written whole by earlier versions read the same.)
+
+The log is stored one **record** per transaction: a row ``(seq, last_seq, events)`` whose
+``events`` is a JSON array of the transaction's events, the first numbered ``seq`` and
+the rest following it, up to ``last_seq``. Records follow one another without gaps, so the
+event numbered N is in the record with the greatest ``seq`` <= N. Beside it,
+``ms_log_runs`` has one row ``(run_id, seq)`` per run and record that mentions it: a run's
+history reads only the records that hold its events. One row per transaction rather than
+one per event is what makes the log cheap to append (a worker turn writes 56 events).
 """
 
 from __future__ import annotations
@@ -140,19 +148,80 @@ def row_task(row: Sequence[Any]) -> Task:
     return t
 
 
-def row_event(row: Sequence[Any]) -> Event:
-    return Event(
-        seq=row[0],
-        event_id=row[1],
-        type=row[2],
-        at=row[3],
-        task_id=row[4],
-        run_id=row[5],
-        attempt_id=row[6],
-        correlation_id=row[7],
-        execution_id=row[8],
-        data=any_decoder.decode(row[9]),
+# An event inside a record: an array of the fields below ("seq" is the record's
+# first seq plus the event's place in it).
+LoggedEvent = tuple[
+    str, str, float, str | None, str | None, str | None, str | None, str | None, dict[str, Any]
+]
+_record_dec = msgspec.json.Decoder(list[LoggedEvent])
+
+
+def encode_record(events: Sequence[Event]) -> bytes:
+    """The ``events`` column of the record of ``events`` (numbered by its ``seq``)."""
+    return encoder.encode(
+        [
+            (
+                e.event_id,
+                e.type,
+                e.at,
+                e.task_id,
+                e.run_id,
+                e.attempt_id,
+                e.correlation_id,
+                e.execution_id,
+                e.data,
+            )
+            for e in events
+        ]
     )
+
+
+def record_run_ids(events: Sequence[Event]) -> list[str]:
+    """The runs a record mentions: its ``ms_log_runs`` rows."""
+    return sorted({e.run_id for e in events if e.run_id is not None})
+
+
+def records_of_v1_rows(
+    rows: Sequence[Sequence[Any]],
+) -> tuple[list[tuple[int, int, bytes]], list[tuple[str, int]]]:
+    """Schema 2 migration: rows of the old one-row-per-event log (its columns in order,
+    ``data`` as JSON text) -> one record each, and their ``ms_log_runs`` rows."""
+    records, runs = [], []
+    for seq, eid, typ, at, task_id, run_id, attempt_id, corr, exe, data in rows:
+        ev = Event(
+            type=typ,
+            at=at,
+            event_id=eid,
+            task_id=task_id,
+            run_id=run_id,
+            attempt_id=attempt_id,
+            correlation_id=corr,
+            execution_id=exe,
+            data=any_decoder.decode(data),
+        )
+        records.append((seq, seq, encode_record([ev])))
+        if run_id is not None:
+            runs.append((run_id, seq))
+    return records, runs
+
+
+def decode_record(seq: int, body: bytes | str) -> list[Event]:
+    """The events of the record that starts at ``seq``."""
+    return [
+        Event(
+            seq=seq + i,
+            event_id=f[0],
+            type=f[1],
+            at=f[2],
+            task_id=f[3],
+            run_id=f[4],
+            attempt_id=f[5],
+            correlation_id=f[6],
+            execution_id=f[7],
+            data=f[8],
+        )
+        for i, f in enumerate(_record_dec.decode(body))
+    ]
 
 
 class SqlTx(Tx):
@@ -161,7 +230,6 @@ class SqlTx(Tx):
     P: str  # the driver's placeholder: "?" (sqlite3) or "%s" (psycopg)
     RUN_COLS: str
     TASK_COLS: str
-    EVENT_COLS: str
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -190,10 +258,36 @@ class SqlTx(Tx):
         return row_task(rows[0]) if rows else None
 
     def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
-        q = f"SELECT {self.EVENT_COLS} FROM ms_log WHERE "
-        params: tuple[Any, ...] = (since, limit)
-        if run_id is not None:
-            q += f"run_id = {self.P} AND "
-            params = (run_id, *params)
-        rows = self._rows(q + f"seq > {self.P} ORDER BY seq LIMIT {self.P}", params)
-        return [row_event(r) for r in rows]
+        # from the record that holds event since + 1 (or ends before it), a page of
+        # records at a time; each holds at least one event wanted, so `limit` are enough
+        start = f"(SELECT coalesce(max(seq), 0) FROM ms_log WHERE seq <= {self.P})"
+        if run_id is None:
+            q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq > {self.P} "
+            q += f"ORDER BY seq LIMIT {self.P}"
+            params: tuple[Any, ...] = (since + 1,)
+        else:
+            q = (
+                "SELECT l.seq, l.events FROM ms_log_runs r JOIN ms_log l ON l.seq = r.seq "
+                f"WHERE r.run_id = {self.P} AND r.seq >= {start} AND r.seq > {self.P} "
+                f"ORDER BY r.seq LIMIT {self.P}"
+            )
+            params = (run_id, since + 1)
+        out: list[Event] = []
+        page = min(limit, 100)
+        after = -1  # the last record read
+        while len(out) < limit:
+            rows = self._rows(q, (*params, after, page))
+            for seq, body in rows:
+                out.extend(
+                    e
+                    for e in decode_record(seq, body)
+                    if e.seq > since and (run_id is None or e.run_id == run_id)
+                )
+            if len(rows) < page:
+                break
+            after = rows[-1][0]
+        return out[:limit]
+
+    def last_seq(self) -> int:
+        rows = self._rows("SELECT last_seq FROM ms_log ORDER BY seq DESC LIMIT 1")
+        return int(rows[0][0]) if rows else 0

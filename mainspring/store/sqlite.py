@@ -1,8 +1,9 @@
 """The embedded store: one SQLite file in WAL mode, shared by processes on one machine.
 
 Write transactions are ``BEGIN IMMEDIATE``, so writers are serialized by SQLite itself:
-``seq`` (the log's INTEGER PRIMARY KEY) is therefore strictly increasing in commit order,
-and a decision made inside a write transaction sees every earlier commit.
+each appends its log record numbered after the last one, so ``seq`` is strictly
+increasing in commit order, and a decision made inside a write transaction sees every
+earlier commit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify
 from .rows import (
     SqlTx,
     any_decoder,
+    encode_record,
     encoder,
+    record_run_ids,
+    records_of_v1_rows,
     row_run,
     row_task,
     run_columns,
@@ -33,7 +37,7 @@ from .rows import (
     task_columns,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_ID = "mainspring"
 
 #: The background checkpointer copies the WAL into the database file each time this many
@@ -102,7 +106,38 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TABLE ms_engine (id INTEGER PRIMARY KEY CHECK (id = 1), paused INTEGER NOT NULL);
     INSERT INTO ms_engine (id, paused) VALUES (1, 0);
     """,
+    # the log as one record per transaction (store/rows.py); old events are copied over
+    # by _migrate_log_v2, one record each
+    2: """
+    DROP INDEX ms_log_run;
+    ALTER TABLE ms_log RENAME TO ms_log_v1;
+    CREATE TABLE ms_log (
+        seq INTEGER PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        events BLOB NOT NULL
+    );
+    CREATE TABLE ms_log_runs (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    """,
 }
+
+
+def _migrate_log_v2(con: sqlite3.Connection) -> None:
+    cur = con.execute(
+        "SELECT seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, "
+        "execution_id, data FROM ms_log_v1 ORDER BY seq"
+    )
+    while rows := cur.fetchmany(5000):
+        records, runs = records_of_v1_rows(rows)
+        con.executemany("INSERT INTO ms_log (seq, last_seq, events) VALUES (?, ?, ?)", records)
+        con.executemany("INSERT INTO ms_log_runs (run_id, seq) VALUES (?, ?)", runs)
+    con.execute("DROP TABLE ms_log_v1")
+
+
+_MIGRATE_DATA = {2: _migrate_log_v2}
 
 _RUN_COLS = (
     "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
@@ -114,9 +149,6 @@ _RUN_QMARKS = ", ".join("?" * 13)
 _RUN_UPDATE = (
     "UPDATE ms_runs SET state = ?, due_at = ?, holds_key = ?, lease_owner = ?, "
     "lease_expires_at = ?, doc = ? WHERE run_id = ?"
-)
-_EVENT_COLS = (
-    "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id, data"
 )
 
 
@@ -204,12 +236,12 @@ class SQLiteTx(SqlTx):
     P = "?"
     RUN_COLS = _RUN_COLS
     TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc"
-    EVENT_COLS = _EVENT_COLS
 
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
         self.wake = False
         self.written = 0  # events and run rows saved: what the checkpointer counts
+        self.pending: list[Event] = []  # this transaction's events, for its log record
         self.ended: list[str] = []
 
     def wake_on_commit(self) -> None:
@@ -411,32 +443,13 @@ class SQLiteTx(SqlTx):
         for name, doc in self.con.execute("SELECT name, doc FROM ms_definitions"):
             st.definitions[name] = dict(any_decoder.decode(doc))
         st.paused = self.paused()
-        row = self.con.execute("SELECT MAX(seq) FROM ms_log").fetchone()
-        st.last_seq = row[0] or 0
+        st.last_seq = self.last_seq()
         return st
 
     # -- writing ------------------------------------------------------------------------
     def save(self, state: State, events: Sequence[Event]) -> None:
         self.written += len(events) + len(state.dirty_runs)
-        if events:
-            self.con.executemany(
-                "INSERT INTO ms_log (event_id, type, at, task_id, run_id, attempt_id, "
-                "correlation_id, execution_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.event_id,
-                        e.type,
-                        e.at,
-                        e.task_id,
-                        e.run_id,
-                        e.attempt_id,
-                        e.correlation_id,
-                        e.execution_id,
-                        encoder.encode(e.data),
-                    )
-                    for e in events
-                ],
-            )
+        self.pending.extend(events)  # the transaction's record is written at its end
         if state.dirty_tasks:
             self.con.executemany(
                 "INSERT OR REPLACE INTO ms_tasks (task_id, name, idempotency_key, kind, canceled, "
@@ -468,6 +481,22 @@ class SQLiteTx(SqlTx):
                 "UPDATE ms_engine SET paused = ? WHERE id = 1", (1 if state.paused else 0,)
             )
         state.clear_dirty()
+
+    def append_log(self) -> None:
+        """Write the transaction's events as one log record (store/rows.py)."""
+        evs = self.pending
+        if not evs:
+            return
+        first = self.last_seq() + 1
+        self.con.execute(
+            "INSERT INTO ms_log (seq, last_seq, events) VALUES (?, ?, ?)",
+            (first, first + len(evs) - 1, encode_record(evs)),
+        )
+        self.con.executemany(
+            "INSERT INTO ms_log_runs (run_id, seq) VALUES (?, ?)",
+            [(r, first) for r in record_run_ids(evs)],
+        )
+        self.pending = []
 
 
 class _Checkpointer:
@@ -612,6 +641,8 @@ class SQLiteStore(Store):
                 for stmt in _MIGRATIONS[v].split(";"):
                     if stmt.strip():
                         con.execute(stmt)
+                if v in _MIGRATE_DATA:
+                    _MIGRATE_DATA[v](con)
             con.execute("INSERT OR REPLACE INTO ms_meta (key, value) VALUES ('app', ?)", (APP_ID,))
             con.execute(
                 "INSERT OR REPLACE INTO ms_meta (key, value) VALUES ('schema_version', ?)",
@@ -633,18 +664,18 @@ class SQLiteStore(Store):
         tx = SQLiteTx(con)
         try:
             yield tx
+            tx.append_log()
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        else:
-            con.execute("COMMIT")
-            if tx.wake:
-                self.notify()
-            if tx.ended:
-                ids = tx.ended
-                self._ended.notify(b"*" if len(ids) > MAX_NAMED else ",".join(ids).encode())
-            if tx.written:
-                self._checkpointer.committed(tx.written)
+        con.execute("COMMIT")
+        if tx.wake:
+            self.notify()
+        if tx.ended:
+            ids = tx.ended
+            self._ended.notify(b"*" if len(ids) > MAX_NAMED else ",".join(ids).encode())
+        if tx.written:
+            self._checkpointer.committed(tx.written)
 
     @contextmanager
     def read(self, *, snapshot: bool = False) -> Iterator[SQLiteTx]:

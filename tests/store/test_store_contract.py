@@ -3,11 +3,13 @@ schema): reopening, the log, failed transactions, tampering, conflicts, several 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import types
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 
 import mainspring as ms
@@ -110,6 +112,114 @@ def test_seq_is_gapless_increasing_and_pages(store: Store) -> None:
     assert own and all(e.run_id == run_id for e in own)
     assert [e.seq for e in own] == sorted(e.seq for e in own)
     assert eng.verify() == []
+
+
+def test_every_window_of_the_log_reads_the_same_as_the_whole(store: Store) -> None:
+    """The log is stored a record per transaction: a read that starts or stops inside a
+    record, filters by run, or needs more than one page of records still gives exactly the
+    matching slice of the whole log."""
+    eng = Engine(store, clock=ManualClock())
+    subs = eng.submit_many([req(i) for i in range(6)])  # one record of many events
+    for i in range(130):  # more records than one page (100)
+        eng.submit(req(100 + i))
+    res = eng.cycle("w", ["job"], None, [], 4, 30.0)
+    done = [
+        Finished(run_id=lz.run_id, attempt_id=lz.attempt_id, result=ms.AttemptResult.SUCCESS)
+        for lz in res.leased
+    ]
+    eng.cycle("w", ["job"], None, done, 3, 30.0)
+    whole = all_events(store)
+    seqs = [e.seq for e in whole]
+    assert seqs == list(range(1, len(whole) + 1))
+    with store.read() as tx:
+        for since in [0, 1, 2, 3, 5, 7, 11, len(whole) // 2, len(whole) - 1, len(whole)]:
+            for limit in (1, 2, 5, 150, 100_000):
+                got = tx.events(since, None, limit)
+                assert got == whole[since : since + limit], (since, limit)
+        for rid in (subs[0].run_ids[0], subs[5].run_ids[0], res.leased[0].run_id):
+            own = [e for e in whole if e.run_id == rid]
+            assert len(own) >= 2
+            assert tx.events(0, rid, 1000) == own
+            assert tx.events(own[0].seq, rid, 1000) == own[1:]
+            assert tx.events(own[0].seq - 1, rid, 1) == own[:1]
+
+
+def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
+    """Rewrite the store's log as schema 1 kept it (one row per event), as an earlier
+    mainspring left it."""
+    cols = "seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, execution_id"
+    rows = [
+        (
+            *(e.seq, e.event_id, e.type, e.at, e.task_id, e.run_id, e.attempt_id),
+            *(e.correlation_id, e.execution_id, msgspec.json.encode(e.data).decode()),
+        )
+        for e in events
+    ]
+    ddl = [
+        "DROP TABLE ms_log_runs",
+        "DROP TABLE ms_log",
+        "CREATE TABLE ms_log (seq bigint PRIMARY KEY, event_id text NOT NULL, type text NOT NULL,"
+        " at double precision NOT NULL, task_id text, run_id text, attempt_id text,"
+        " correlation_id text, execution_id text, data {} NOT NULL)",
+        "CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL",
+        "UPDATE ms_meta SET value = '1' WHERE key = 'schema_version'",
+    ]
+    if url.startswith("sqlite:"):
+        from mainspring.store.sqlite import parse_url as sqlite_url
+
+        con = sqlite3.connect(sqlite_url(url)[0])
+        for statement in ddl:
+            con.execute(statement.format("BLOB"))
+        con.executemany(f"INSERT INTO ms_log ({cols}, data) VALUES ({', '.join('?' * 10)})", rows)
+        con.commit()
+        con.close()
+        return
+    import psycopg
+
+    from mainspring.store.postgres import parse_url as pg_url
+
+    conninfo, schema, _, _ = pg_url(url)
+    with psycopg.connect(conninfo) as pg:
+        pg.execute(f'SET search_path TO "{schema}"')
+        for statement in ddl:
+            pg.execute(statement.format("json"))  # type: ignore[arg-type]
+        with pg.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO ms_log ({cols}, data) VALUES ({', '.join(['%s'] * 10)})", rows
+            )
+
+
+def test_a_schema_1_log_is_migrated_event_for_event(store_url: str) -> None:
+    s = open_store(store_url)
+    eng = Engine(s, clock=ManualClock())
+    eng.submit_many([req(i) for i in range(3)])
+    res = eng.cycle("w", ["job"], None, [], 2, 30.0)
+    eng.cycle(
+        "w",
+        ["job"],
+        None,
+        [Finished(run_id=res.leased[0].run_id, attempt_id=res.leased[0].attempt_id,
+                  result=ms.AttemptResult.SUCCESS)],
+        0,
+        30.0,
+    )  # fmt: skip
+    before = all_events(s)
+    s.close()
+    _downgrade_log_to_v1(store_url, before)
+
+    s2 = open_store(store_url)  # opening migrates
+    try:
+        assert all_events(s2) == before
+        eng2 = Engine(s2)
+        assert eng2.verify() == []
+        rid = res.leased[0].run_id
+        with s2.read() as tx:
+            assert tx.events(0, rid, 100) == [e for e in before if e.run_id == rid]
+        eng2.submit(req(9))  # and the log goes on after the migrated events
+        seqs = [e.seq for e in all_events(s2)]
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > len(before)
+    finally:
+        s2.close()
 
 
 def test_a_failed_transaction_writes_nothing(store: Store) -> None:
