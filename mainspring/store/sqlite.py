@@ -26,6 +26,7 @@ from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify
 from .rows import (
     SqlTx,
     any_decoder,
+    decode_task,
     encode_record,
     encoder,
     record_run_ids,
@@ -143,12 +144,20 @@ _RUN_COLS = (
     "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
     "concurrency_key, holds_key, lease_owner, lease_expires_at, doc"
 )
+_RUN_COLS_OF_R = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
 _RUN_QMARKS = ", ".join("?" * 13)
 # Only the columns a run's events can change: SQLite rewrites the entry of every index
 # that mentions a column of the SET list, changed or not.
 _RUN_UPDATE = (
     "UPDATE ms_runs SET state = ?, due_at = ?, holds_key = ?, lease_owner = ?, "
     "lease_expires_at = ?, doc = ? WHERE run_id = ?"
+)
+
+# The record numbered after the last one, in one statement (store/rows.py)
+_APPEND_RECORD = (
+    "INSERT INTO ms_log (seq, last_seq, events) SELECT s + 1, s + ?, ? FROM "
+    "(SELECT coalesce((SELECT last_seq FROM ms_log ORDER BY seq DESC LIMIT 1), 0) AS s) "
+    "RETURNING seq"
 )
 
 
@@ -242,6 +251,7 @@ class SQLiteTx(SqlTx):
         self.wake = False
         self.written = 0  # events and run rows saved: what the checkpointer counts
         self.pending: list[Event] = []  # this transaction's events, for its log record
+        self.task_docs: dict[str, bytes] = {}  # documents of the tasks of claimed runs
         self.ended: list[str] = []
 
     def wake_on_commit(self) -> None:
@@ -264,6 +274,10 @@ class SQLiteTx(SqlTx):
 
     def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
         need = list({t for t in task_ids if t not in state.tasks})
+        if self.task_docs:  # read with the runs claimed in this transaction: current
+            for t in [t for t in need if t in self.task_docs]:
+                state.tasks[t] = decode_task(self.task_docs[t])
+            need = [t for t in need if t not in state.tasks]
         for i in range(0, len(need), 500):
             chunk = need[i : i + 500]
             q = (
@@ -291,18 +305,25 @@ class SQLiteTx(SqlTx):
         limit: int,
         offset: int = 0,
     ) -> list[Run]:
+        # the task of each run comes along (for load_tasks), and nothing while paused
         params: list[Any] = list(names)
         q = (
-            f"SELECT {_RUN_COLS} FROM ms_runs INDEXED BY ms_runs_ready WHERE state = 'ready' "
-            f"AND task_name IN ({','.join('?' * len(names))}) "
+            f"SELECT {_RUN_COLS_OF_R}, t.doc FROM ms_runs r INDEXED BY ms_runs_ready "
+            "JOIN ms_tasks t ON t.task_id = r.task_id WHERE r.state = 'ready' "
+            f"AND r.task_name IN ({','.join('?' * len(names))}) "
             "AND NOT EXISTS (SELECT 1 FROM ms_engine WHERE paused = 1)"
         )
         if queues is not None:
-            q += f" AND queue IN ({','.join('?' * len(queues))})"
+            q += f" AND r.queue IN ({','.join('?' * len(queues))})"
             params.extend(queues)
-        q += " ORDER BY priority DESC, scheduled_at, run_id LIMIT ? OFFSET ?"
+        q += " ORDER BY r.priority DESC, r.scheduled_at, r.run_id LIMIT ? OFFSET ?"
         params.extend((limit, offset))
-        return [row_run(row) for row in self.con.execute(q, params)]
+        out = []
+        for row in self.con.execute(q, params):
+            run = row_run(row)
+            self.task_docs[run.task_id] = row[13]
+            out.append(run)
+        return out
 
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
         out: dict[str, set[str]] = {k: set() for k in keys}
@@ -487,11 +508,8 @@ class SQLiteTx(SqlTx):
         evs = self.pending
         if not evs:
             return
-        first = self.last_seq() + 1
-        self.con.execute(
-            "INSERT INTO ms_log (seq, last_seq, events) VALUES (?, ?, ?)",
-            (first, first + len(evs) - 1, encode_record(evs)),
-        )
+        row = self.con.execute(_APPEND_RECORD, (len(evs), encode_record(evs))).fetchone()
+        first = row[0]
         self.con.executemany(
             "INSERT INTO ms_log_runs (run_id, seq) VALUES (?, ?)",
             [(r, first) for r in record_run_ids(evs)],

@@ -352,33 +352,30 @@ class Worker:
         GATHER_QUIET_SECONDS (the rest are busy: their results will not come at once), or
         at GATHER_SECONDS in all. Handlers that do I/O release the GIL, so the loop often
         wakes at the first of a burst of completions; without this, it would record them
-        a few at a time, one commit (and at synchronous=FULL one sync) for each few."""
+        a few at a time, one commit (and at synchronous=FULL one sync) for each few.
+        While the loop waits here, a finishing handler wakes it only if it is the last:
+        the loop looks again after each quiet period rather than at every result."""
         with self._lock:
             count, running = len(self._done), len(self._inflight)
         if count == 0 or count >= running:
             return
-        now = time.monotonic()
-        deadline = now + GATHER_SECONDS
-        quiet_until = now + GATHER_QUIET_SECONDS
+        deadline = time.monotonic() + GATHER_SECONDS
         while True:
-            until = min(deadline, quiet_until)
-            if now >= until:
-                return
-            self._waiting = True
+            with self._lock:
+                if len(self._done) >= len(self._inflight):
+                    return
+                self._waiting = True
             try:
-                with self._lock:
-                    if len(self._done) >= len(self._inflight):
-                        return
-                select.select([self._rpipe], [], [], until - now)
+                left = deadline - time.monotonic()
+                select.select([self._rpipe], [], [], max(0.0, min(GATHER_QUIET_SECONDS, left)))
             finally:
                 self._waiting = False
             self._drain_pipe()
-            now = time.monotonic()
             with self._lock:
                 finished = len(self._done)
-            if finished > count:  # still coming in: give the others a moment more
-                count = finished
-                quiet_until = now + GATHER_QUIET_SECONDS
+            if finished == count or time.monotonic() >= deadline:
+                return  # none came in a quiet period (or the time is up)
+            count = finished
 
     def _drain_pipe(self) -> None:
         try:
@@ -566,6 +563,9 @@ class Worker:
                     error=f"TimeoutError: the attempt overran its timeout of {item.leased.timeout} s",
                 )
             self._done.append((item, fin))
-            first = len(self._done) == 1
-        if first or self._waiting:
+            # the first result wakes the loop; while it gathers, only the last one does
+            wake = len(self._done) == 1 or (
+                self._waiting and len(self._done) >= len(self._inflight)
+            )
+        if wake:
             self._wake()
