@@ -7,6 +7,7 @@ one ahead of time, and the engine tops it up as they come due (see ``cron_step``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -61,24 +62,45 @@ def validate_cron(expr: str, tz: str = "UTC") -> None:
         raise InvalidSchedule(f"invalid cron expression {expr!r}: {exc}") from None
 
 
+def _runs_in_real_time(expr: str) -> bool:
+    """Does ``expr`` have ``*`` as its minute or hour (a "wildcard" job, in cron's words)?
+
+    When clocks go back, the wall times of the repeated hour come twice. As in cron (Vixie
+    and its descendants), a job at a fixed time runs once, at the first of them, while a
+    wildcard job (every minute, every hour ...) runs at each: it follows real time."""
+    fields = expr.split()
+    minute, hour = fields[1:3] if len(fields) >= 6 else fields[0:2]
+    return minute == "*" or hour == "*"
+
+
+def _occurrences(expr: str, tz: str, after: float) -> Iterator[float]:
+    """Occurrences strictly after ``after``, in order, with fixed-time jobs' second pass
+    over a repeated hour left out (see ``_runs_in_real_time``)."""
+    try:
+        it = _iter(expr, after, tz)
+        zi = zone(tz)
+    except Exception:  # (validated on submission: not expected here)
+        return
+    every_pass = _runs_in_real_time(expr)
+    while True:
+        try:
+            t = float(it.get_next(float))
+        except Exception:  # no further occurrence (a year in the past, Feb 30 ...)
+            return
+        if every_pass or not datetime.fromtimestamp(t, tz=zi).fold:
+            yield t
+
+
 def next_after(expr: str, tz: str, after: float) -> float | None:
     """The first occurrence strictly after ``after`` (epoch seconds), or None if none."""
-    try:
-        return float(_iter(expr, after, tz).get_next(float))
-    except Exception:
-        return None
+    return next(_occurrences(expr, tz, after), None)
 
 
 def occurrences_between(expr: str, tz: str, after: float, until: float, limit: int) -> list[float]:
     """Occurrences in ``(after, until]``, at most ``limit`` of them."""
     out: list[float] = []
-    it = _iter(expr, after, tz)
-    while len(out) < limit:
-        try:
-            t = float(it.get_next(float))
-        except Exception:
-            break
-        if t > until:
+    for t in _occurrences(expr, tz, after):
+        if t > until or len(out) >= limit:
             break
         out.append(t)
     return out

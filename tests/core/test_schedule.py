@@ -139,6 +139,47 @@ def test_nonexistent_local_time_fires_once_that_day() -> None:
     assert local(occ[1]).strftime("%H:%M") == "02:30"
 
 
+def test_fixed_time_in_the_repeated_hour_fires_once() -> None:
+    # 02:30 comes twice in Paris on 2025-10-26 (clocks go back at 03:00): one run, the first
+    start = ts(2025, 10, 25, 12, tz=PARIS)
+    occ = take("30 2 * * *", start, 3, tz="Europe/Paris")
+    assert [local(t).date().isoformat() for t in occ] == ["2025-10-26", "2025-10-27", "2025-10-28"]
+    assert local(occ[0]).utcoffset() == timedelta(hours=2)  # the first pass (summer time)
+    assert sch.next_after("30 2 * * *", "Europe/Paris", occ[0]) == occ[1]
+    secs = take("0 30 2 * * *", start, 2, tz="Europe/Paris")  # six fields: the same rule
+    assert secs == occ[:2]
+
+
+def test_wildcard_jobs_follow_real_time_through_the_repeated_hour() -> None:
+    # every half hour: the repeated hour has its four half hours, as the clock shows them
+    start = ts(2025, 10, 26, 1, 45, tz=PARIS)
+    occ = take("*/30 * * * *", start, 6, tz="Europe/Paris")
+    assert [b - a for a, b in itertools.pairwise(occ)] == [1800] * 5
+    assert [local(t).strftime("%H:%M%z") for t in occ] == [
+        "02:00+0200",
+        "02:30+0200",
+        "02:00+0100",
+        "02:30+0100",
+        "03:00+0100",
+        "03:30+0100",
+    ]
+    hourly = take("0 * * * *", start, 3, tz="Europe/Paris")
+    assert [b - a for a, b in itertools.pairwise(hourly)] == [3600, 3600]
+    minutes_of_two = take("* 2 * * *", ts(2025, 10, 26, 2, 58, tz=PARIS), 4, tz="Europe/Paris")
+    assert [b - a for a, b in itertools.pairwise(minutes_of_two)] == [60, 60, 60]
+
+
+@pytest.mark.parametrize("misfire", sch.MISFIRE_POLICIES)
+def test_cron_at_a_repeated_local_time_derives_one_run_a_day(misfire: str) -> None:
+    p = cron("30 2 * * *", tz="Europe/Paris", misfire=misfire)
+    start = ts(2025, 10, 24, tz=PARIS)
+    wake = [start + h * 900 for h in range(1, 4 * 24 * 5)]  # every 15 min for 5 days
+    derived, _ = simulate(p, start, wake)
+    days = [local(t).date().isoformat() for t in derived]
+    assert len(days) == len(set(days))
+    assert "2025-10-26" in days
+
+
 def test_same_expression_differs_by_zone() -> None:
     utc = take("0 9 * * *", T0, 1, tz="UTC")[0]
     paris = take("0 9 * * *", T0, 1, tz="Europe/Paris")[0]
