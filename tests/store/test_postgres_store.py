@@ -890,3 +890,40 @@ def test_the_run_update_finds_its_rows_by_key_on_a_table_of_short_rows(
         )
     assert "Index Scan using ms_runs_pkey" in plan, plan
     assert "Seq Scan on ms_runs" not in plan, plan
+
+
+def test_write_transactions_run_generic_plans_that_use_the_indexes(
+    url: str, stores: Callable[..., Store], admin: Admin
+) -> None:
+    """A worker's write transaction runs generic plans (re-planning at every execution cost
+    the server a third of a turn): the claim and the run UPDATE must still walk the indexes
+    under the settings the store gives a write transaction, whatever the parameters."""
+    s = stores()
+    Engine(s).submit_many([req(i) for i in range(3000)])
+    schema = schema_of(url)
+    admin.execute(sql.SQL("ANALYZE {}.ms_runs").format(sql.Identifier(schema)))
+
+    def generic_plan(query: str, params: tuple[Any, ...]) -> str:
+        numbered = query
+        for n in range(1, query.count("%s") + 1):
+            numbered = numbered.replace("%s", f"${n}", 1)
+        admin.execute("PREPARE ms_plan_check AS " + numbered)  # type: ignore[arg-type]
+        try:
+            values = ", ".join(admin.execute("SELECT quote_nullable(%s)", (p,)).fetchone()[0]
+                               for p in params)  # fmt: skip
+            rows = admin.execute(f"EXPLAIN EXECUTE ms_plan_check({values})").fetchall()  # type: ignore[arg-type]
+        finally:
+            admin.execute("DEALLOCATE ms_plan_check")
+        return "\n".join(r[0] for r in rows)
+
+    with admin.transaction():
+        admin.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
+        for statement in pg._BEGIN_WRITE[1:]:
+            admin.execute(statement)  # type: ignore[arg-type]
+        rows = admin.execute(f"SELECT {pg._RUN_COLS} FROM ms_runs LIMIT 8").fetchall()
+        runs = [pg.row_run(r) for r in rows]
+        claim = generic_plan(pg._ready_query(False, True), ("{job}", 8, 0))
+        update = generic_plan(pg._UPDATE_RUNS, (pg._runs_json(runs), len(runs)))
+    assert "Custom" not in claim and "Seq Scan on ms_runs" not in claim, claim
+    assert "ms_runs_ready" in claim and "Sort" not in claim, claim
+    assert "Index Scan using ms_runs_pkey" in update and "Seq Scan on ms_runs" not in update, update
