@@ -185,21 +185,12 @@ def records_of_v1_rows(
     rows: Sequence[Sequence[Any]],
 ) -> tuple[list[tuple[int, int, bytes]], list[tuple[str, int]]]:
     """Schema 2 migration: rows of the old one-row-per-event log (its columns in order,
-    ``data`` as JSON text) -> one record each, and their ``ms_log_runs`` rows."""
+    ``data`` as JSON text) -> one record each, and their ``ms_log_runs`` rows. After
+    ``seq``, the old columns are the fields of ``LoggedEvent``, in its order."""
     records, runs = [], []
-    for seq, eid, typ, at, task_id, run_id, attempt_id, corr, exe, data in rows:
-        ev = Event(
-            type=typ,
-            at=at,
-            event_id=eid,
-            task_id=task_id,
-            run_id=run_id,
-            attempt_id=attempt_id,
-            correlation_id=corr,
-            execution_id=exe,
-            data=any_decoder.decode(data),
-        )
-        records.append((seq, seq, encode_record([ev])))
+    for seq, *fields, data in rows:
+        records.append((seq, seq, encoder.encode([(*fields, any_decoder.decode(data))])))
+        run_id = fields[4]
         if run_id is not None:
             runs.append((run_id, seq))
     return records, runs

@@ -886,7 +886,9 @@ def test_the_run_update_finds_its_rows_by_key_on_a_table_of_short_rows(
         runs = [pg.row_run(r) for r in rows]
         plan = "\n".join(
             r[0]
-            for r in admin.execute("EXPLAIN " + pg._UPDATE_RUNS, (pg._runs_json(runs), len(runs)))
+            for r in admin.execute(
+                "EXPLAIN " + pg._UPDATE_RUNS, (pg._changes_json(runs), len(runs))
+            )
         )
     assert "Index Scan using ms_runs_pkey" in plan, plan
     assert "Seq Scan on ms_runs" not in plan, plan
@@ -923,7 +925,7 @@ def test_write_transactions_run_generic_plans_that_use_the_indexes(
         rows = admin.execute(f"SELECT {pg._RUN_COLS} FROM ms_runs LIMIT 8").fetchall()
         runs = [pg.row_run(r) for r in rows]
         claim = generic_plan(pg._ready_query(False, True), ("{job}", 8, 0))
-        update = generic_plan(pg._UPDATE_RUNS, (pg._runs_json(runs), len(runs)))
+        update = generic_plan(pg._UPDATE_RUNS, (pg._changes_json(runs), len(runs)))
     assert "Custom" not in claim and "Seq Scan on ms_runs" not in claim, claim
     assert "ms_runs_ready" in claim and "Sort" not in claim, claim
     assert "Index Scan using ms_runs_pkey" in update and "Seq Scan on ms_runs" not in update, update
