@@ -148,7 +148,7 @@ def run_config(
         str(python), "-m", spec.module, "bench",
         "--workdir", str(workdir), "--out", str(out),
         "--n", str(args.n), "--rounds", str(args.rounds), "--concurrency", str(args.concurrency),
-        "--phase-timeout", str(phase_timeout), *extra,
+        "--phase-timeout", str(phase_timeout), "--repeat", str(args.repeat), *extra,
     ]  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(BENCH), *extra_path])
@@ -209,7 +209,19 @@ def _fmt_rate(cell: dict[str, Any] | None, notes: list[str], label: str) -> str:
         notes.append(f"{label}: {cell['error']}")
         partial = cell.get("partial_rate") or cell.get("rate")
         return f"error [{len(notes)}]" + (f" (≈{partial:,.0f}/s partial)" if partial else "")
+    rates = cell.get("rates") or []
+    if len(rates) > 1:  # --repeat: the median, and the range of the drains
+        return f"{cell['rate']:,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
     return f"{cell['rate']:,.0f}"
+
+
+def _runs_per_cell(args: argparse.Namespace) -> str:
+    if args.repeat > 1:
+        return (
+            f"each drain cell is the median of {args.repeat} drains on fresh stores (their "
+            "range in brackets), every other cell one measured run"
+        )
+    return "one measured run per cell"
 
 
 def _fmt_latency(cell: dict[str, Any] | None, key: str) -> str:
@@ -345,7 +357,7 @@ def render(
             load_start,
         ),
         f"{args.n:,} no-op tasks (one 16-byte string argument); {args.concurrency} threads per "
-        f"worker process; {args.rounds} latency round trips; one measured run per cell.",
+        f"worker process; {args.rounds} latency round trips; {_runs_per_cell(args)}.",
         "",
         "| peer | durability | enqueue/s single | enqueue/s batch | drain/s 1 proc "
         "| drain/s 2 procs | p50 ms | p99 ms |",
@@ -458,7 +470,7 @@ def render_pg(
         f"{args.n:,} no-op tasks (one 16-byte string argument); {args.concurrency}-way "
         "concurrency per worker process (threads or asyncio tasks, see below); "
         f"{args.rounds} latency round trips; idle load: {args.idle_workers} idle worker "
-        f"processes for {args.idle_seconds:.0f} s; one measured run per cell.",
+        f"processes for {args.idle_seconds:.0f} s; {_runs_per_cell(args)}.",
         "",
         "| peer | durability | enqueue/s single | enqueue/s batch "
         + "".join(f"| drain/s {k} proc{'s' * (k > 1)} " for k in DRAIN_PROCS_PG)
@@ -521,7 +533,7 @@ def run_sqlite_group(args: argparse.Namespace, started: str) -> str | None:
     load_start = _load()
     levels = list(SYNC_LEVELS) if args.sync == "both" else [args.sync]
     phase_timeout = 45.0 if args.quick else 120.0
-    timeout = 5 * phase_timeout + 120.0
+    timeout = (5 + 2 * (args.repeat - 1)) * phase_timeout + 120.0
     results = []
     for turn, sync in enumerate(levels):
         # Fairness rule 7: same box, same run, peer order rotated between levels.
@@ -583,7 +595,7 @@ def run_pg_group(args: argparse.Namespace, started: str) -> str | None:
     # DBOS drains 10,000 tasks with one process in about 100 s here: more room than SQLite's.
     phase_timeout = 45.0 if args.quick else 180.0
     timeout = (
-        (len(PG_PHASES) - 1) * phase_timeout
+        (len(PG_PHASES) - 1 + len(DRAIN_PROCS_PG) * (args.repeat - 1)) * phase_timeout
         + args.idle_settle
         + args.idle_seconds
         + timing.READY_TIMEOUT
@@ -643,6 +655,12 @@ def main() -> int:
     parser.add_argument("--n", type=int, help="tasks for W1 and W2 (default 10,000)")
     parser.add_argument("--rounds", type=int, help="W4 round trips (default 400)")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="drain each cell this many times on fresh stores; report the median and range",
+    )
     parser.add_argument(
         "--pg-url",
         default=os.environ.get("MAINSPRING_BENCH_PG") or timing.PG_DEFAULT_URL,
