@@ -122,8 +122,27 @@ def _log_event(e: Event) -> LogEvent:
         attempt_id=e.attempt_id,
         correlation_id=e.correlation_id,
         execution_id=e.execution_id,
-        data=e.data,
+        data=_times_of(e.data),
     )
+
+
+def _times_of(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data with its times (``..._at`` keys, at the top and in ``policy``) as aware
+    UTC datetimes, like every other time of the API; the log stores Unix seconds. What
+    handlers gave (``args``, ``kwargs``, ``output``) is left exactly as it is."""
+
+    def convert(doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: to_datetime(v)
+            if k.endswith("_at") and isinstance(v, int | float) and not isinstance(v, bool)
+            else v
+            for k, v in doc.items()
+        }
+
+    out = convert(data)
+    if isinstance(out.get("policy"), dict):
+        out["policy"] = convert(out["policy"])
+    return out
 
 
 # -- handles ------------------------------------------------------------------------------------
@@ -274,6 +293,12 @@ def _options(
     )
 
 
+def _task_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidSchedule(f"a task name must be a non-empty string, got {name!r}")
+    return name
+
+
 class _Submitter:
     """``task.with_options(...)``: per-submission overrides (a TaskFunction is one with none)."""
 
@@ -349,6 +374,25 @@ class TaskFunction(_Submitter, Generic[P, R]):
     def __repr__(self) -> str:
         return f"<mainspring task {self.name!r}>"
 
+    def definition(self) -> dict[str, Any]:
+        """What the store records of this task for submissions by name (CLI, HTTP).
+
+        The options, plus what a submitter without the handler needs to fill a
+        ``"{param}"`` concurrency key template from positional arguments (``params``: the
+        handler's positional parameters, in order), and whether the key is computed by a
+        callable (``key_callable``), which only the handler's own code can run.
+        """
+        doc: dict[str, Any] = msgspec.to_builtins(self.options)
+        try:
+            parameters = inspect.signature(self.fn).parameters.values()
+        except (TypeError, ValueError):  # a builtin or other callable without a signature
+            parameters = []  # type: ignore[assignment]
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        doc["params"] = [p.name for p in parameters if p.kind in positional]
+        if callable(self._key):
+            doc["key_callable"] = True
+        return doc
+
     def with_options(
         self,
         *,
@@ -394,9 +438,14 @@ class TaskFunction(_Submitter, Generic[P, R]):
             return value
         if "{" in key:
             try:
-                bound = inspect.signature(self.fn).bind_partial(*args, **kwargs).arguments
+                sig = inspect.signature(self.fn)
+                bound = dict(sig.bind_partial(*args, **kwargs).arguments)
             except (TypeError, ValueError):
                 bound = dict(kwargs)
+            else:  # keyword arguments gathered by a ``**kwargs`` parameter fill it too
+                for p in sig.parameters.values():
+                    if p.kind is inspect.Parameter.VAR_KEYWORD:
+                        bound.update(bound.pop(p.name, {}))
             try:
                 return key.format(**bound)
             except (KeyError, IndexError, ValueError) as exc:
@@ -518,7 +567,7 @@ class App:
         self.store = new
         self.engine = Engine(new, self.engine.clock)
         for name, tf in self.tasks.items():
-            self.engine.define(name, msgspec.to_builtins(tf.options))
+            self.engine.define(name, tf.definition())
         old.close()
 
     def __enter__(self) -> App:
@@ -559,10 +608,10 @@ class App:
                 queue=queue,
                 max_lost=max_lost,
             )
-            tname = name or _default_name(f)
+            tname = _task_name(name) if name is not None else _default_name(f)
             tf: TaskFunction[P, R] = TaskFunction(self, f, tname, opts, concurrency_key)
             self.tasks[tname] = tf
-            self.engine.define(tname, msgspec.to_builtins(opts))
+            self.engine.define(tname, tf.definition())
             return tf
 
         if fn is not None:
@@ -630,13 +679,30 @@ class App:
         unknown = set(overrides) - set(_OVERRIDES)
         if unknown:
             raise TypeError(f"unknown submit options: {', '.join(sorted(unknown))}")
-        tf = self.tasks.get(name)
+        tf = self.tasks.get(_task_name(name))
         if tf is not None:
             return tf._submit(list(args), kwargs or {}, **overrides)
-        definition = self.engine.definition(name)
+        definition = self.engine.definition(name) or {}
         opts = msgspec.convert(definition, TaskOptions) if definition else TaskOptions()
+        if definition.get("key_callable") and overrides.get("concurrency_key") is None:
+            raise InvalidSchedule(
+                f"task {name!r} computes its concurrency key with a Python callable, which "
+                "only its own code can run: submit it from Python, or give the key "
+                "explicitly (concurrency_key=..., CLI: --concurrency-key K)"
+            )
+
+        def stand_in(*args: Any, **kwargs: Any) -> None:
+            """The handler's positional parameters, so that key templates can be filled."""
+
+        stand_in.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                for p in definition.get("params", [])
+            ]
+            + [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+        )
         proxy: TaskFunction[Any, Any] = TaskFunction(
-            self, lambda *a, **k: None, name, opts, opts.concurrency_key
+            self, stand_in, name, opts, opts.concurrency_key
         )
         return proxy._submit(list(args), kwargs or {}, **overrides)
 
@@ -727,7 +793,11 @@ class App:
         queues: Sequence[str] | None = None,
         burst: bool = False,
     ) -> None:
-        """Run a worker until SIGINT/SIGTERM (or, with ``burst``, until the store is idle)."""
+        """Run a worker until SIGINT/SIGTERM.
+
+        With ``burst``, stop once nothing is left that this worker could do (see
+        ``Worker.run_until_done``): the store is idle as far as its tasks and queues go,
+        or the engine is paused."""
         w = self._worker(concurrency, queues, grace_seconds)
         stop = threading.Event()
         previous: dict[signal.Signals, Any] = {}
@@ -744,7 +814,7 @@ class App:
             if burst:
                 while not stop.is_set():
                     try:
-                        w.run_until_idle(timeout=0.25)
+                        w.run_until_done(timeout=0.25)
                         break
                     except TimeoutError:
                         continue

@@ -283,6 +283,14 @@ def submit(
         str | None,
         typer.Option("--queue", metavar="Q", help="Queue of this run; default: the task's."),
     ] = None,
+    concurrency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency-key",
+            metavar="K",
+            help="Concurrency key of this run; default: the task's, filled from the arguments.",
+        ),
+    ] = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -301,6 +309,7 @@ def submit(
             delay=delay,
             priority=priority,
             queue=queue,
+            concurrency_key=concurrency_key,
         )
         if g.json:
             out.emit_json(out.run_json(ms_app.get_run(handle.run_id)))
@@ -570,7 +579,7 @@ def load_app(spec: str) -> App:
             module = importlib.import_module(module_name)
     except (CliError, MainspringError):
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # (a module that calls sys.exit() as it loads)
         raise CliError(
             f"cannot import {module_name!r} (from {spec!r}): {type(exc).__name__}: {exc}"
         ) from None
@@ -624,7 +633,9 @@ def worker(
     burst: Annotated[
         bool,
         typer.Option(
-            "--burst", help="Exit once the store is idle instead of waiting for more work."
+            "--burst",
+            help="Exit once nothing is left for this worker: no run of its tasks and queues "
+            "is ready, running, in retry_wait or due (or the engine is paused).",
         ),
     ] = False,
     grace: Annotated[
@@ -639,7 +650,7 @@ def worker(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a worker for the tasks of APP until SIGINT/SIGTERM (--burst: until the store is idle).
+    """Run a worker for the tasks of APP until SIGINT/SIGTERM (--burst: until nothing is left for it).
 
     With --store, the App's store is that URL: MAINSPRING_STORE is set before APP is imported (so an App() without a store argument picks it up), and an App created with another store URL is re-pointed at it.
     """
@@ -661,6 +672,12 @@ def worker(
         sys.stderr.flush()
     try:
         ms_app.run_worker(concurrency=concurrency, grace_seconds=grace, queues=queues, burst=burst)
+        if burst and not g.json and not ms_app.engine.is_idle():
+            why = "the engine is paused" if ms_app.engine.paused() else "it serves none of them"
+            sys.stderr.write(
+                f"mainspring worker: stopped with runs left that it cannot do ({why}); "
+                "see `mainspring stats`\n"
+            )
     finally:
         ms_app.close()
 

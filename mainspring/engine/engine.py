@@ -709,6 +709,17 @@ class Engine:
         with self.store.read() as tx:
             return tx.is_idle(self.clock.now())
 
+    def paused(self) -> bool:
+        with self.store.read() as tx:
+            return tx.paused()
+
+    def nothing_for(self, names: Sequence[str], queues: Sequence[str] | None) -> bool:
+        """Nothing a worker of these tasks (and queues) could do, now or by waiting: the
+        engine is paused, or no run of them is ready, leased, running, in retry_wait or
+        due. Runs of other tasks and queues do not count (a burst worker's stop)."""
+        with self.store.read() as tx:
+            return tx.paused() or tx.is_idle(self.clock.now(), names, queues)
+
     def verify(self) -> list[str]:
         """Replay the whole log from empty and compare with the stored projection."""
         problems: list[str] = []

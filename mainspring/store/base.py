@@ -121,7 +121,13 @@ class Tx(ABC):
     def events(self, since: int, run_id: str | None, limit: int) -> list[Event]: ...
 
     @abstractmethod
-    def is_idle(self, now: float) -> bool: ...
+    def is_idle(
+        self, now: float, names: Sequence[str] | None = None, queues: Sequence[str] | None = None
+    ) -> bool:
+        """No run ready, leased or running, in retry_wait, or scheduled and already due.
+
+        With ``names`` (and ``queues``), only runs of those tasks (in those queues) count:
+        whether a worker of these tasks has anything left to do or to wait for."""
 
     @abstractmethod
     def next_due(self) -> float | None: ...

@@ -601,13 +601,21 @@ class PostgresTx(SqlTx):
         counts = dict(self._rows("SELECT state, count(*) FROM ms_runs GROUP BY state"))
         return {s.value: int(counts.get(s.value, 0)) for s in RunState}
 
-    def is_idle(self, now: float) -> bool:
+    def is_idle(
+        self, now: float, names: Sequence[str] | None = None, queues: Sequence[str] | None = None
+    ) -> bool:
+        only, params = "", []
+        if names is not None:
+            only, params = " AND task_name = ANY(%s)", [list(names)]
+            if queues is not None:
+                only += " AND queue = ANY(%s)"
+                params.append(list(queues))
         rows = self._rows(
-            "SELECT EXISTS (SELECT 1 FROM ms_runs WHERE state = 'ready') "
-            "OR EXISTS (SELECT 1 FROM ms_runs WHERE lease_owner IS NOT NULL) "
+            f"SELECT EXISTS (SELECT 1 FROM ms_runs WHERE state = 'ready'{only}) "
+            f"OR EXISTS (SELECT 1 FROM ms_runs WHERE lease_owner IS NOT NULL{only}) "
             "OR EXISTS (SELECT 1 FROM ms_runs WHERE state IN ('scheduled', 'retry_wait') "
-            "AND (state = 'retry_wait' OR due_at <= %s))",
-            (now,),
+            f"AND (state = 'retry_wait' OR due_at <= %s){only})",
+            (*params, *params, now, *params),
         )
         return not rows[0][0]
 

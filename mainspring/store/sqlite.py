@@ -187,9 +187,13 @@ def _check_existing(path: str) -> int:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path!r} as a SQLite database: {exc}") from None
     try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
-            return 0
+        objects = con.execute("SELECT type, name FROM sqlite_master").fetchall()
+        tables = {name for kind, name in objects if kind == "table"}
+        marks = [
+            con.execute(f"PRAGMA {p}").fetchone()[0] for p in ("user_version", "application_id")
+        ]
+        if not objects and not any(marks):
+            return 0  # a database with nothing in it (a store whose creation was cut short)
         if "ms_meta" not in tables:
             raise StoreError(
                 f"{path!r} is a SQLite database of another program, not a mainspring store; "
@@ -405,13 +409,25 @@ class SQLiteTx(SqlTx):
             for st in (s.value for s in RunState)
         }
 
-    def is_idle(self, now: float) -> bool:
+    def is_idle(
+        self, now: float, names: Sequence[str] | None = None, queues: Sequence[str] | None = None
+    ) -> bool:
+        only, params = "", []
+        if names is not None:
+            only = f" AND task_name IN ({','.join('?' * len(names))})"
+            params = list(names)
+            if queues is not None:
+                only += f" AND queue IN ({','.join('?' * len(queues))})"
+                params += list(queues)
         row = self.con.execute(
-            "SELECT EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_ready WHERE state = 'ready') "
-            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_lease WHERE lease_owner IS NOT NULL) "
+            "SELECT EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_ready "
+            f"WHERE state = 'ready'{only}) "
+            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_lease "
+            f"WHERE lease_owner IS NOT NULL{only}) "
             "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_due "
-            "WHERE state IN ('scheduled', 'retry_wait') AND (state = 'retry_wait' OR due_at <= ?))",
-            (now,),
+            "WHERE state IN ('scheduled', 'retry_wait') AND (state = 'retry_wait' OR due_at <= ?)"
+            f"{only})",
+            (*params, *params, now, *params),
         ).fetchone()
         return not row[0]
 

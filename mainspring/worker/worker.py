@@ -192,10 +192,20 @@ class Worker:
 
     def run_until_idle(self, timeout: float | None = 30.0) -> None:
         """Return once the store is idle and nothing is in flight here; else TimeoutError."""
+        self._wait_until(self.engine.is_idle, timeout)
+
+    def run_until_done(self, timeout: float | None = None) -> None:
+        """Return once nothing is in flight here and nothing is left that this worker could
+        do: the engine is paused, or no run of its tasks and queues is ready, leased,
+        running, in retry_wait or due (``worker --burst``). Runs of tasks or queues it does
+        not serve do not keep it waiting, as they do ``run_until_idle``."""
+        self._wait_until(lambda: self.engine.nothing_for(self.names, self.queues), timeout)
+
+    def _wait_until(self, idle: Callable[[], bool], timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self.check()
-            if not self.busy and self.engine.is_idle() and not self.busy:
+            if not self.busy and idle() and not self.busy:
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(

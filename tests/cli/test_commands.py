@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 
+import mainspring as ms
 from mainspring.cli import main as cli_main
 
 from .conftest import Invoke, Spawn
@@ -140,6 +141,8 @@ def test_log_json_lines(cli: Invoke, store: str) -> None:
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert all(has_offset(e["at"]) for e in events)
+    created = [e["data"]["scheduled_at"] for e in events if e["type"] == "run.created"]
+    assert len(created) == 2 and all(has_offset(t) for t in created)  # times in data too
     assert {e["run_id"] for e in events} >= {first, second}
     mid = seqs[len(seqs) // 2]
     r = cli("log", "--json", "--since", str(mid), "--store", store)
@@ -260,6 +263,54 @@ def test_negative_delay_exits_2(cli: Invoke, store: str) -> None:
     r = cli("submit", "t.bad", "--delay", "-1", "--store", store)
     assert r.exit_code == 2
     one_error_line(r.stderr)
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_blank_task_name_exits_2_and_writes_nothing(cli: Invoke, store: str, name: str) -> None:
+    r = cli("submit", name, "--store", store)
+    assert r.exit_code == 2
+    assert "task name" in one_error_line(r.stderr)
+    assert cli("log", "--json", "--store", store).stdout.strip() == ""
+
+
+def _declare_keyed_tasks(store: str) -> None:
+    """An App with handler code records its keyed tasks in the store, then goes away."""
+    app = ms.App(store=store)
+
+    @app.task(name="k.template", concurrency_key="acct-{acct}")
+    def template(acct: str, amount: int = 0) -> None: ...
+
+    @app.task(name="k.callable", concurrency_key=lambda acct: f"acct-{acct}")
+    def computed(acct: str) -> None: ...
+
+    app.close()
+
+
+@pytest.mark.parametrize("given", [("--args", '["a"]'), ("--kwargs", '{"acct": "a"}')])
+def test_submit_by_name_fills_the_recorded_key_template(
+    cli: Invoke, store: str, given: tuple[str, str]
+) -> None:
+    _declare_keyed_tasks(store)
+    r = cli("submit", "k.template", *given, "--json", "--store", store)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["concurrency_key"] == "acct-a"
+
+
+def test_submit_by_name_of_a_task_whose_key_is_computed_needs_the_key(
+    cli: Invoke, store: str
+) -> None:
+    _declare_keyed_tasks(store)
+    before = cli("log", "--json", "--store", store).stdout
+    r = cli("submit", "k.callable", "--args", '["a"]', "--store", store)
+    assert r.exit_code == 2
+    assert "--concurrency-key" in one_error_line(r.stderr)
+    assert cli("log", "--json", "--store", store).stdout == before  # nothing written
+    r = cli(
+        "submit", "k.callable", "--args", '["a"]', "--concurrency-key", "acct-a",
+        "--json", "--store", store,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["concurrency_key"] == "acct-a"
 
 
 def test_idempotency(cli: Invoke, store: str) -> None:

@@ -51,6 +51,36 @@ def test_worker_burst_completes_a_submitted_run(spawn: Spawn, store: str, app_mo
     assert spawn("verify", "--store", store).returncode == 0
 
 
+def test_burst_stops_when_what_is_left_is_not_for_it(
+    spawn: Spawn, store: str, app_module: str
+) -> None:
+    mine = spawn("submit", "calc.add", "--args", "[1, 2]", "--store", store).stdout.strip()
+    other = spawn("submit", "not.declared", "--store", store).stdout.strip()
+    queued = spawn(
+        "submit", "calc.add", "--args", "[3, 4]", "--queue", "elsewhere", "--store", store
+    ).stdout.strip()
+    r = spawn("worker", app_module, "--burst", "--queue", "default", "--store", store, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "it serves none of them" in r.stderr
+    states = {
+        rid: json.loads(spawn("run", rid, "--json", "--store", store).stdout)["state"]
+        for rid in (mine, other, queued)
+    }
+    # its own run is done; the others wait, never failed or dropped
+    assert states == {mine: "completed", other: "ready", queued: "ready"}
+
+
+def test_burst_on_a_paused_engine_stops_and_leases_nothing(
+    spawn: Spawn, store: str, app_module: str
+) -> None:
+    run_id = spawn("submit", "calc.add", "--args", "[1, 2]", "--store", store).stdout.strip()
+    assert spawn("pause", "--store", store).returncode == 0
+    r = spawn("worker", app_module, "--burst", "--store", store, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "the engine is paused" in r.stderr
+    assert json.loads(spawn("run", run_id, "--json", "--store", store).stdout)["state"] == "ready"
+
+
 def test_worker_store_overrides_a_hard_coded_store(
     spawn: Spawn, store: str, tmp_path: Path
 ) -> None:
@@ -71,11 +101,13 @@ def test_worker_store_overrides_a_hard_coded_store(
         ("cli_tasks:missing", "no attribute"),
         ("cli_tasks:not_an_app", "not an ms.App"),
         ("cli_tasks", "module:attribute"),
+        ("cli_tasks_exits:app", "SystemExit: not today"),
     ],
 )
 def test_worker_bad_app_exits_2(
-    cli: Invoke, store: str, app_module: str, spec: str, words: str
+    cli: Invoke, store: str, app_module: str, spec: str, words: str, tmp_path: Path
 ) -> None:
+    (tmp_path / "cli_tasks_exits.py").write_text("import sys\nsys.exit('not today')\n")
     r = cli("worker", spec, "--burst", "--store", store)
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()

@@ -142,3 +142,33 @@ def test_verify_reports_a_tampered_run(make_app: Callable[..., ms.App], store_ur
     assert report.ok is False
     assert any(victim in p for p in report.problems), report.problems
     assert not any(h.run_id in p for h in hs[1:] for p in report.problems)
+
+
+def test_times_in_event_data_are_aware_datetimes_and_payloads_are_left_alone(
+    app: ms.App,
+) -> None:
+    from datetime import UTC, datetime
+
+    @app.task(max_attempts=2, backoff=ms.Backoff.fixed(0.01))
+    def stamped(paid_at: float) -> dict[str, float]:
+        if ms.context().attempt == 1:
+            raise ms.Retry()
+        return {"done_at": paid_at}
+
+    h = stamped.submit(paid_at=1.5)
+    t = stamped.with_options(delay=0.01).repeat(count=1, every=60.0, kwargs={"paid_at": 2.5})
+    with app.worker() as w:
+        w.run_until_idle(timeout=10)
+    times = {
+        k: v
+        for e in h.history() + app.log(run_id=t.runs()[0].run_id)
+        for k, v in e.data.items()
+        if k.endswith("_at")
+    }
+    assert set(times) == {"scheduled_at", "expires_at", "due_at"}
+    assert all(isinstance(v, datetime) and v.tzinfo == UTC for v in times.values())
+    created = [e for e in app.log() if e.type == "task.created"]
+    assert [e.data["kwargs"] for e in created] == [{"paid_at": 1.5}, {"paid_at": 2.5}]
+    assert isinstance(created[1].data["policy"]["start_at"], datetime)
+    finished = [e for e in h.history() if e.type == "attempt.finished"]
+    assert finished[-1].data["output"] == {"done_at": 1.5}

@@ -110,6 +110,21 @@ def foreign_with_ms_meta(path: Path) -> None:
     con.close()
 
 
+def foreign_view_only(path: Path) -> None:
+    """Another program's database that holds no table, only a view."""
+    con = sqlite3.connect(path)
+    con.execute("CREATE VIEW answer AS SELECT 42 AS value")
+    con.close()
+
+
+def foreign_marked_only(path: Path) -> None:
+    """Another program's database with nothing in it yet but its own marks."""
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA user_version = 7")
+    con.execute("PRAGMA application_id = 1234")
+    con.close()
+
+
 def text_file(path: Path) -> None:
     path.write_text("name,email\nada,ada@example.com\n" * 50)
 
@@ -139,11 +154,21 @@ def newer_store(path: Path) -> None:
     [
         (foreign_sqlite, "not a mainspring store"),
         (foreign_with_ms_meta, "not a mainspring store"),
+        (foreign_view_only, "not a mainspring store"),
+        (foreign_marked_only, "not a mainspring store"),
         (text_file, "not a mainspring store"),
         (fake_header, "not a mainspring store"),
         (newer_store, "newer"),
     ],
-    ids=["foreign-sqlite", "foreign-ms_meta", "text-file", "fake-header", "newer-schema"],
+    ids=[
+        "foreign-sqlite",
+        "foreign-ms_meta",
+        "foreign-view-only",
+        "foreign-marked-only",
+        "text-file",
+        "fake-header",
+        "newer-schema",
+    ],
 )
 def test_refuses_and_leaves_the_file_untouched(tmp_path: Path, maker: Any, needle: str) -> None:
     p = tmp_path / "victim.db"
