@@ -271,8 +271,7 @@ def _options(
         raise InvalidSchedule(f"key_policy must be 'hold' or 'release', got {key_policy!r}")
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise InvalidSchedule(f"priority must be an int, got {priority!r}")
-    if not isinstance(queue, str) or not queue:
-        raise InvalidSchedule(f"queue must be a non-empty string, got {queue!r}")
+    _queue(queue)
     if backoff is not None and not isinstance(backoff, Backoff):
         raise InvalidSchedule(
             "backoff must be ms.Backoff.fixed(...) or ms.Backoff.exponential(...)"
@@ -291,6 +290,12 @@ def _options(
         queue=queue,
         max_lost=max_lost,
     )
+
+
+def _queue(queue: Any) -> str:
+    if not isinstance(queue, str) or not queue:
+        raise InvalidSchedule(f"queue must be a non-empty string, got {queue!r}")
+    return queue
 
 
 def _task_name(name: Any) -> str:
@@ -426,6 +431,8 @@ class TaskFunction(_Submitter, Generic[P, R]):
     def _resolve_key(
         self, args: Sequence[Any], kwargs: dict[str, Any], override: str | None
     ) -> str | None:
+        if override is not None and not isinstance(override, str):
+            raise InvalidSchedule(f"concurrency_key must be a string, got {override!r}")
         key = override if override is not None else self._key
         if key is None:
             return None
@@ -470,7 +477,7 @@ class TaskFunction(_Submitter, Generic[P, R]):
                 raise InvalidSchedule(f"priority must be an int, got {ov['priority']!r}")
             changes["priority"] = ov["priority"]
         if ov.get("queue") is not None:
-            changes["queue"] = ov["queue"]
+            changes["queue"] = _queue(ov["queue"])
         if changes:
             opts = msgspec.structs.replace(opts, **changes)
         return self.app._request(
@@ -733,7 +740,12 @@ class App:
         self, state: RunState | str | None = None, task: str | None = None, limit: int = 100
     ) -> list[RunInfo]:
         """Runs, optionally of one state and/or task name, by scheduled time."""
-        st = None if state is None else RunState(state).value
+        try:
+            st = None if state is None else RunState(state).value
+        except ValueError:
+            raise InvalidSchedule(
+                f"state must be one of {', '.join(RunState)}, got {state!r}"
+            ) from None
         with self.store.read() as tx:
             return [_run_info(r) for r in tx.query_runs(st, task, limit)]
 

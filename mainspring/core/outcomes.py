@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from .clock import seconds
+
 
 class Retry(Exception):
     """End this attempt as ``retryable``; retry after ``delay`` seconds (default: backoff)."""
 
-    def __init__(self, delay: float | None = None, reason: str | None = None) -> None:
+    def __init__(self, delay: float | timedelta | None = None, reason: str | None = None) -> None:
         super().__init__(reason or "retry requested")
-        self.delay = delay
+        # checked here, so that a bad delay fails in the handler (as an ordinary error,
+        # hence retryable, with this message) and never reaches the worker's transaction
+        self.delay = seconds(delay, "ms.Retry(delay=...)")
         self.reason = reason
 
 

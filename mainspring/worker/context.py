@@ -47,7 +47,9 @@ class Context:
         self._cancelled = True
 
     def heartbeat(self) -> None:
-        """Renew this run's lease now (the worker also renews it on its own)."""
+        """Renew this run's lease now (the worker also renews it on its own, every third
+        of ``lease_seconds``). Calls closer together than a tenth of that (at most 1 s)
+        are folded into one renewal."""
         if self._heartbeat is not None:
             self._heartbeat()
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.clock import seconds
 from ..core.codec import to_plain
 from ..core.errors import MainspringError
 from ..core.ids import uuid7
@@ -237,6 +238,10 @@ class Worker:
     def _loop(self, waiter: Waiter) -> None:
         renew_every = max(self.lease_seconds / 3.0, 0.05)
         next_renew = time.monotonic() + renew_every
+        # heartbeats renew at once, but not more often than this (each renewal is a
+        # transaction and a lease.renewed event per run)
+        heartbeat_gap = min(1.0, renew_every / 10)
+        last_renew = 0.0
         need_cycle = True
         housekeep = True
         refresh_due = False
@@ -291,6 +296,16 @@ class Worker:
                     )
                     backoff = 0.0
                 except Exception as exc:
+                    if stop_deadline is not None and time.monotonic() >= stop_deadline:
+                        # stopping, and the grace period is over: what could not be
+                        # recorded is left to lease expiry (the attempts close as lost)
+                        log.error(
+                            "worker %s: stopped with %d result(s) the store did not take: %s",
+                            self.id,
+                            len(finished),
+                            exc,
+                        )
+                        return
                     log.warning("worker %s: store error, will retry: %s", self.id, exc)
                     with self._lock:
                         self._done.extendleft(reversed(finished))
@@ -317,15 +332,18 @@ class Worker:
                     next_due = res.next_due if next_due is None else min(next_due, res.next_due)
             self._check_timeouts()
             now_m = time.monotonic()
-            if now_m >= next_renew or self._renew_now:
+            if now_m >= next_renew or (self._renew_now and now_m >= last_renew + heartbeat_gap):
                 self._renew()
-                next_renew = time.monotonic() + renew_every
+                last_renew = time.monotonic()
+                next_renew = last_renew + renew_every
             with self._lock:
                 pending = bool(self._done)
                 free = self.concurrency - len(self._inflight)
             if pending or (need_cycle and free > 0 and not stopping):
                 continue
             timeout = min(POLL_SECONDS, max(0.0, next_renew - time.monotonic()))
+            if self._renew_now:  # a heartbeat held back by heartbeat_gap
+                timeout = min(timeout, max(0.0, last_renew + heartbeat_gap - time.monotonic()))
             if self._inflight:
                 timeout = min(timeout, max(0.0, next_housekeeping - time.monotonic()))
             if next_due is not None:
@@ -543,12 +561,12 @@ class Worker:
 
     def _failure(self, item: _Item, exc: BaseException) -> Finished:
         if isinstance(exc, Retry):
-            return _fin(
-                item,
-                AttemptResult.RETRYABLE,
-                error=f"Retry: {exc.reason or 'retry requested'}",
-                retry_delay=exc.delay,
-            )
+            error = f"Retry: {exc.reason or 'retry requested'}"
+            try:  # (checked when raised; this guards a delay changed after that)
+                delay = seconds(exc.delay, "ms.Retry(delay=...)")
+            except MainspringError as bad:
+                delay, error = None, f"{error} ({bad}; the task's backoff applies)"
+            return _fin(item, AttemptResult.RETRYABLE, error=error, retry_delay=delay)
         if isinstance(exc, Fail):
             return _fin(item, AttemptResult.TERMINAL, error=f"Fail: {exc.reason}")
         if isinstance(exc, Suspend):

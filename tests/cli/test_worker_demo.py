@@ -132,7 +132,13 @@ def test_log_follow_prints_new_events_until_interrupted(
     first = spawn("submit", "t.follow", "--store", store).stdout.strip()
     argv = [sys.executable, "-m", "mainspring.cli.main", "log", "--follow", "--json"]
     proc = subprocess.Popen(
-        [*argv, "--store", store], cwd=tmp_path, stdout=subprocess.PIPE, bufsize=0
+        [*argv, "--store", store],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+        # a shell without job control starts background commands with SIGINT ignored, and
+        # a child inherits that: give it the default, as a terminal's Ctrl-C would find it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     fd = proc.stdout.fileno()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -39,6 +40,43 @@ def test_retry_then_success(app: ms.App) -> None:
     states = [e.data["to"] for e in h.history() if e.type == "run.state_changed"]
     assert "retry_wait" in states
     assert len(app.runs()) == 1  # retries never create runs
+
+
+def test_retry_delay_may_be_a_timedelta(app: ms.App) -> None:
+    @app.task(max_attempts=2, backoff=ms.Backoff.fixed(30))
+    def later() -> str:
+        if ms.context().attempt == 1:
+            raise ms.Retry(delay=timedelta(milliseconds=50))
+        return "ok"
+
+    h = later.submit()
+    with app.worker() as w:
+        w.run_until_idle(timeout=10)
+    assert h.result(timeout=1) == "ok"
+    assert attempt_results(h) == [R.RETRYABLE, R.SUCCESS]
+
+
+@pytest.mark.parametrize("delay", ["1", float("nan"), float("inf"), -1.0])
+def test_a_bad_retry_delay_is_the_handlers_error_and_the_worker_goes_on(
+    app: ms.App, delay: object
+) -> None:
+    @app.task(max_attempts=2, backoff=FAST)
+    def confused() -> str:
+        if ms.context().attempt == 1:
+            raise ms.Retry(delay=delay)  # type: ignore[arg-type]
+        return "ok"
+
+    @app.task
+    def bystander() -> str:
+        return "fine"
+
+    h, other = confused.submit(), bystander.submit()
+    with app.worker() as w:
+        w.run_until_idle(timeout=10)
+    assert h.result(timeout=1) == "ok" and other.result(timeout=1) == "fine"
+    first = h.info().attempts[0]
+    assert first.result == R.RETRYABLE
+    assert first.error is not None and "InvalidSchedule" in first.error and "delay" in first.error
 
 
 def test_generic_exception_is_retryable_until_attempts_run_out(app: ms.App) -> None:

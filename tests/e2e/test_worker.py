@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -248,3 +249,49 @@ def test_finished_results_do_not_wait_for_busy_handlers(
         release.set()
         w.run_until_idle(timeout=20)
     assert [h.result(timeout=1) for h in slow] == ["done"] * 4
+
+
+def test_stop_gives_up_on_results_the_store_will_not_take(
+    app: ms.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that keeps refusing a worker's results (a database gone for good) must not
+    keep the worker from stopping: after the grace period it leaves them to lease expiry."""
+
+    @app.task
+    def quick() -> int:
+        return 1
+
+    h = quick.submit()
+    cycle = app.engine.cycle
+
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        if args[3]:  # results to record
+            raise ms.StoreError("the store went away")
+        return cycle(*args, **kwargs)
+
+    monkeypatch.setattr(app.engine, "cycle", refusing)
+    with app.worker(grace_seconds=0.3) as w:
+        wait_state(h, ms.RunState.RUNNING)
+        time.sleep(0.1)  # the handler returned; its result is refused
+        began = time.monotonic()
+        w.stop()
+        assert time.monotonic() - began < 5
+    assert h.status() == ms.RunState.RUNNING  # not recorded: the lease will expire
+
+
+def test_heartbeats_renew_the_lease_but_a_flood_of_them_is_folded(
+    make_app: Callable[..., ms.App],
+) -> None:
+    app = make_app(lease_seconds=3.0)  # renewals every 1 s; heartbeats at most every 0.1 s
+
+    @app.task
+    def chatty() -> None:
+        for _ in range(100):
+            ms.context().heartbeat()
+            time.sleep(0.005)
+
+    h = chatty.submit()
+    with app.worker() as w:
+        w.run_until_idle(timeout=10)
+    renewed = [e for e in h.history() if e.type == "lease.renewed"]
+    assert 1 <= len(renewed) <= 10  # ~0.5 s of heartbeats: a few renewals, not a hundred
