@@ -698,7 +698,7 @@ class App:
                 "explicitly (concurrency_key=..., CLI: --concurrency-key K)"
             )
 
-        def stand_in(*args: Any, **kwargs: Any) -> None:
+        def stand_in(*_args: Any, **_kwargs: Any) -> None:
             """The handler's positional parameters, so that key templates can be filled."""
 
         stand_in.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

@@ -673,7 +673,11 @@ def worker(
     try:
         ms_app.run_worker(concurrency=concurrency, grace_seconds=grace, queues=queues, burst=burst)
         if burst and not g.json and not ms_app.engine.is_idle():
-            why = "the engine is paused" if ms_app.engine.paused() else "it serves none of them"
+            why = (
+                "the engine is paused"
+                if ms_app.engine.paused()
+                else "they belong to tasks or queues it does not serve"
+            )
             sys.stderr.write(
                 f"mainspring worker: stopped with runs left that it cannot do ({why}); "
                 "see `mainspring stats`\n"

@@ -710,6 +710,7 @@ class Engine:
             return tx.is_idle(self.clock.now())
 
     def paused(self) -> bool:
+        """Whether the engine is paused (``app.pause()``): it leases nothing then."""
         with self.store.read() as tx:
             return tx.paused()
 

@@ -61,7 +61,7 @@ def test_burst_stops_when_what_is_left_is_not_for_it(
     ).stdout.strip()
     r = spawn("worker", app_module, "--burst", "--queue", "default", "--store", store, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "it serves none of them" in r.stderr
+    assert "tasks or queues it does not serve" in r.stderr
     states = {
         rid: json.loads(spawn("run", rid, "--json", "--store", store).stdout)["state"]
         for rid in (mine, other, queued)

@@ -10,7 +10,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,35 +94,30 @@ def test_reopen_of_a_current_store_does_not_migrate(store_path: Path) -> None:
 
 
 # -- refusal ----------------------------------------------------------------------------------
-def foreign_sqlite(path: Path) -> None:
-    con = sqlite3.connect(path)
-    con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
-    con.execute("INSERT INTO customers (name) VALUES ('ada'), ('grace')")
-    con.commit()
-    con.close()
+def another_programs(*statements: str) -> Callable[[Path], None]:
+    """A maker of another program's SQLite database: these statements, committed."""
+
+    def make(path: Path) -> None:
+        con = sqlite3.connect(path)
+        for sql in statements:
+            con.execute(sql)
+        con.commit()
+        con.close()
+
+    return make
 
 
-def foreign_with_ms_meta(path: Path) -> None:
-    con = sqlite3.connect(path)
-    con.execute("CREATE TABLE ms_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    con.execute("INSERT INTO ms_meta VALUES ('app', 'somebody-else'), ('schema_version', '1')")
-    con.commit()
-    con.close()
-
-
-def foreign_view_only(path: Path) -> None:
-    """Another program's database that holds no table, only a view."""
-    con = sqlite3.connect(path)
-    con.execute("CREATE VIEW answer AS SELECT 42 AS value")
-    con.close()
-
-
-def foreign_marked_only(path: Path) -> None:
-    """Another program's database with nothing in it yet but its own marks."""
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA user_version = 7")
-    con.execute("PRAGMA application_id = 1234")
-    con.close()
+foreign_sqlite = another_programs(
+    "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
+    "INSERT INTO customers (name) VALUES ('ada'), ('grace')",
+)
+foreign_with_ms_meta = another_programs(
+    "CREATE TABLE ms_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT INTO ms_meta VALUES ('app', 'somebody-else'), ('schema_version', '1')",
+)
+foreign_view_only = another_programs("CREATE VIEW answer AS SELECT 42 AS value")  # no table
+# nothing in it yet but its own marks
+foreign_marked_only = another_programs("PRAGMA user_version = 7", "PRAGMA application_id = 1234")
 
 
 def text_file(path: Path) -> None:
