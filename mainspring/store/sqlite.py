@@ -211,11 +211,15 @@ def _check_existing(path: str) -> int:
         raise StoreError(f"{path!r} is not a mainspring store (ms_meta.app = {meta.get('app')!r})")
     version = int(meta.get("schema_version", "0"))
     if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path!r} was written by a newer mainspring (schema {version}; this version "
-            f"understands up to {SCHEMA_VERSION}); upgrade mainspring to open it"
-        )
+        raise StoreError(_newer(path, version))
     return version
+
+
+def _newer(path: str, version: int) -> str:
+    return (
+        f"{path!r} was written by a newer mainspring (schema {version}; this version "
+        f"understands up to {SCHEMA_VERSION}); upgrade mainspring to open it"
+    )
 
 
 # How to find the runs of one state through a partial index. There is deliberately no
@@ -669,6 +673,8 @@ class SQLiteStore(Store):
                     "SELECT value FROM ms_meta WHERE key = 'schema_version'"
                 ).fetchone()
                 current = int(row[0]) if row else 0
+                if current > SCHEMA_VERSION:  # written since we looked (never mark it down)
+                    raise StoreError(_newer(self.path, current))
             elif tables:
                 raise StoreError(f"{self.path!r} is not a mainspring store")
             for v in range(current + 1, SCHEMA_VERSION + 1):

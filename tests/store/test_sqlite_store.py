@@ -202,6 +202,22 @@ def test_newer_store_message_says_to_upgrade(tmp_path: Path) -> None:
         open_store(url_of(p))
 
 
+def test_a_store_made_newer_after_the_first_look_is_refused_not_marked_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process may create (or upgrade) the store between the read-only look and
+    the write transaction that would create it: the transaction looks again."""
+    p = tmp_path / "raced.db"
+    newer_store(p)
+    monkeypatch.setattr(sq, "_check_existing", lambda path: 0)  # "it was empty a moment ago"
+    with pytest.raises(ms.StoreError, match="newer"):
+        open_store(url_of(p))
+    con = sqlite3.connect(p)
+    version = con.execute("SELECT value FROM ms_meta WHERE key = 'schema_version'").fetchone()
+    con.close()
+    assert int(version[0]) == sq.SCHEMA_VERSION + 1
+
+
 def test_directory_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "adir"
     d.mkdir()
