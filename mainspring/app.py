@@ -767,9 +767,11 @@ class App:
         """Resume a paused engine. False if it was not paused."""
         return self.engine.set_paused(False)
 
-    def verify(self) -> VerifyReport:
-        """Replay the log from empty and compare it with the stored state."""
-        problems = self.engine.verify()
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Replay the log from empty and compare it with the stored state.
+
+        ``progress(done, total)``, if given, hears how far the replay has come (events)."""
+        problems = self.engine.verify(progress)
         return VerifyReport(ok=not problems, problems=problems)
 
     # -- workers -----------------------------------------------------------------------------------

@@ -10,11 +10,14 @@ read as rich markup.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -245,3 +248,28 @@ def stats_table(counts: dict[str, int], paused: bool | None) -> Table:
     if paused is not None:
         table.caption = "engine paused: nothing is leased" if paused else "engine running"
     return table
+
+
+@contextmanager
+def progress(what: str, unit: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr for long work, when stderr is a terminal (else None):
+    the callable takes (done, total)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bar = Progress(
+        TextColumn(what),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(what, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=max(total, done))
+
+    with bar:
+        yield update

@@ -514,8 +514,8 @@ def resume(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False
 def verify(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Replay the log through the reducer and compare with the stored state; exit 1 on any difference."""
     g = _globals(ctx, store, json_out)
-    with open_app(g) as ms_app:
-        report = ms_app.verify()
+    with open_app(g) as ms_app, out.progress("replaying the log", "events") as progress:
+        report = ms_app.verify(progress)
     if g.json:
         out.emit_json({"ok": bool(report.ok), "problems": list(report.problems)})
     elif report.ok:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -721,13 +721,19 @@ class Engine:
         with self.store.read() as tx:
             return tx.paused() or tx.is_idle(self.clock.now(), names, queues)
 
-    def verify(self) -> list[str]:
-        """Replay the whole log from empty and compare with the stored projection."""
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+        """Replay the whole log from empty and compare with the stored projection.
+
+        ``progress(done, total)`` is called as the replay goes (events replayed of those
+        in the log), every few thousand events and at the end."""
         problems: list[str] = []
         with self.store.read(snapshot=True) as tx:
             stored = tx.snapshot()
+            events: Iterable[Event] = tx.iter_all_events()
+            if progress is not None:
+                events = _reporting(events, tx.last_seq(), progress)
             try:
-                replayed = replay(tx.iter_all_events())
+                replayed = replay(events)
             except Exception as exc:
                 return [f"the log does not replay: {exc}"]
         for rid in sorted(set(stored.runs) | set(replayed.runs)):
@@ -761,3 +767,14 @@ class Engine:
         if stored.paused != replayed.paused:
             problems.append(f"engine paused: stored {stored.paused}, log says {replayed.paused}")
         return problems
+
+
+def _reporting(
+    events: Iterable[Event], total: int, progress: Callable[[int, int], None]
+) -> Iterator[Event]:
+    done = 0
+    for done, ev in enumerate(events, 1):
+        if done % 5000 == 0:
+            progress(done, total)
+        yield ev
+    progress(done, total)

@@ -143,6 +143,10 @@ class Tx(ABC):
         """
 
     # -- the whole projection, for verify ----------------------------------------
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The ``seq`` of the log's last event (0: the log is empty)."""
+
     def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
         """The whole log in seq order, read ``batch`` events at a time."""
         since = 0

@@ -17,7 +17,7 @@ one per event is what makes the log cheap to append (a worker turn writes 56 eve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -154,6 +154,16 @@ LoggedEvent = tuple[
     str, str, float, str | None, str | None, str | None, str | None, str | None, dict[str, Any]
 ]
 _record_dec = msgspec.json.Decoder(list[LoggedEvent])
+# the same with each event's data left undecoded: to pick one run's events out of a
+# record of many (a batch submission is one record) without building all their data
+_record_raw_dec = msgspec.json.Decoder(
+    list[
+        tuple[
+            str, str, float, str | None, str | None, str | None, str | None, str | None,
+            msgspec.Raw,
+        ]
+    ]
+)  # fmt: skip
 
 
 def encode_record(events: Sequence[Event]) -> bytes:
@@ -196,8 +206,16 @@ def records_of_v1_rows(
     return records, runs
 
 
-def decode_record(seq: int, body: bytes | str) -> list[Event]:
-    """The events of the record that starts at ``seq``."""
+def decode_record(seq: int, body: bytes | str, run_id: str | None = None) -> list[Event]:
+    """The events of the record that starts at ``seq`` (with ``run_id``: that run's)."""
+    if run_id is None:
+        fields: Iterable[tuple[int, Any]] = enumerate(_record_dec.decode(body))
+    else:
+        fields = (
+            (i, (*f[:8], any_decoder.decode(f[8])))
+            for i, f in enumerate(_record_raw_dec.decode(body))
+            if f[4] == run_id
+        )
     return [
         Event(
             seq=seq + i,
@@ -211,7 +229,7 @@ def decode_record(seq: int, body: bytes | str) -> list[Event]:
             execution_id=f[7],
             data=f[8],
         )
-        for i, f in enumerate(_record_dec.decode(body))
+        for i, f in fields
     ]
 
 
@@ -253,9 +271,10 @@ class SqlTx(Tx):
         # records at a time; each holds at least one event wanted, so `limit` are enough
         start = f"(SELECT coalesce(max(seq), 0) FROM ms_log WHERE seq <= {self.P})"
         if run_id is None:
-            q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq > {self.P} "
-            q += f"ORDER BY seq LIMIT {self.P}"
-            params: tuple[Any, ...] = (since + 1,)
+            # (and no record that starts past the last event wanted: records can be large)
+            q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq <= {self.P} "
+            q += f"AND seq > {self.P} ORDER BY seq LIMIT {self.P}"
+            params: tuple[Any, ...] = (since + 1, since + limit)
         else:
             q = (
                 "SELECT l.seq, l.events FROM ms_log_runs r JOIN ms_log l ON l.seq = r.seq "
@@ -269,11 +288,9 @@ class SqlTx(Tx):
         while len(out) < limit:
             rows = self._rows(q, (*params, after, page))
             for seq, body in rows:
-                out.extend(
-                    e
-                    for e in decode_record(seq, body)
-                    if e.seq > since and (run_id is None or e.run_id == run_id)
-                )
+                out.extend(e for e in decode_record(seq, body, run_id) if e.seq > since)
+                if len(out) >= limit:
+                    break  # (the page's other records are not needed)
             if len(rows) < page:
                 break
             after = rows[-1][0]

@@ -172,3 +172,18 @@ def test_times_in_event_data_are_aware_datetimes_and_payloads_are_left_alone(
     assert isinstance(created[1].data["policy"]["start_at"], datetime)
     finished = [e for e in h.history() if e.type == "attempt.finished"]
     assert finished[-1].data["output"] == {"done_at": 1.5}
+
+
+def test_verify_reports_its_progress_through_the_log(app: ms.App) -> None:
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    for _ in range(4):  # 6,000 events or more, in records of 1,500
+        app.submit_many(job, [((i,), {}) for i in range(500)])
+    total = app.log(since=0, limit=1_000_000)[-1].seq
+    calls: list[tuple[int, int]] = []
+    assert app.verify(progress=lambda done, of: calls.append((done, of))).ok
+    assert calls[-1] == (total, total)
+    assert len(calls) >= 2 and all(of == total for _, of in calls)
+    assert [done for done, _ in calls] == sorted({done for done, _ in calls})
