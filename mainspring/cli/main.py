@@ -311,6 +311,11 @@ def submit(
             queue=queue,
             concurrency_key=concurrency_key,
         )
+        if ms_app.engine.definition(task_name) is None:
+            sys.stderr.write(
+                f"mainspring submit: no App has declared {task_name!r} in this store yet: the "
+                "run has the default options and waits for a worker that declares it\n"
+            )
         if g.json:
             out.emit_json(out.run_json(ms_app.get_run(handle.run_id)))
         else:
@@ -635,7 +640,7 @@ def worker(
         typer.Option(
             "--burst",
             help="Exit once nothing is left for this worker: no run of its tasks and queues "
-            "is ready, running, in retry_wait or due (or the engine is paused).",
+            "is ready, leased, running, in retry_wait or due (or the engine is paused).",
         ),
     ] = False,
     grace: Annotated[

@@ -286,6 +286,15 @@ def _declare_keyed_tasks(store: str) -> None:
     app.close()
 
 
+def test_submit_by_name_says_when_no_app_declared_the_task(cli: Invoke, store: str) -> None:
+    r = cli("submit", "k.typo", "--store", store)
+    assert r.exit_code == 0 and UUID.match(r.stdout.strip())  # it waits; it is not refused
+    assert "no App has declared 'k.typo'" in one_error_line(r.stderr)
+    _declare_keyed_tasks(store)
+    r = cli("submit", "k.template", "--args", '["a"]', "--store", store)
+    assert r.exit_code == 0 and r.stderr == ""
+
+
 @pytest.mark.parametrize("given", [("--args", '["a"]'), ("--kwargs", '{"acct": "a"}')])
 def test_submit_by_name_fills_the_recorded_key_template(
     cli: Invoke, store: str, given: tuple[str, str]
