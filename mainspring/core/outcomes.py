@@ -14,8 +14,13 @@ class Retry(Exception):
         super().__init__(reason or "retry requested")
         # checked here, so that a bad delay fails in the handler (as an ordinary error,
         # hence retryable, with this message) and never reaches the worker's transaction
-        self.delay = seconds(delay, "ms.Retry(delay=...)")
+        self._delay = seconds(delay, "ms.Retry(delay=...)")
         self.reason = reason
+
+    @property
+    def delay(self) -> float | None:
+        """Seconds until the retry (None: the task's backoff); checked, read-only."""
+        return self._delay
 
 
 class Fail(Exception):

@@ -17,7 +17,7 @@ one per event is what makes the log cheap to append (a worker turn writes 56 eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -151,19 +151,11 @@ def row_task(row: Sequence[Any]) -> Task:
 # An event inside a record: an array of the fields below ("seq" is the record's
 # first seq plus the event's place in it).
 LoggedEvent = tuple[
-    str, str, float, str | None, str | None, str | None, str | None, str | None, dict[str, Any]
+    str, str, float, str | None, str | None, str | None, str | None, str | None, msgspec.Raw
 ]
+# (``data`` is decoded only for the events wanted: a run's history picks its few events
+# out of a record of many, as a batch submission is, without building all their data)
 _record_dec = msgspec.json.Decoder(list[LoggedEvent])
-# the same with each event's data left undecoded: to pick one run's events out of a
-# record of many (a batch submission is one record) without building all their data
-_record_raw_dec = msgspec.json.Decoder(
-    list[
-        tuple[
-            str, str, float, str | None, str | None, str | None, str | None, str | None,
-            msgspec.Raw,
-        ]
-    ]
-)  # fmt: skip
 
 
 def encode_record(events: Sequence[Event]) -> bytes:
@@ -208,14 +200,6 @@ def records_of_v1_rows(
 
 def decode_record(seq: int, body: bytes | str, run_id: str | None = None) -> list[Event]:
     """The events of the record that starts at ``seq`` (with ``run_id``: that run's)."""
-    if run_id is None:
-        fields: Iterable[tuple[int, Any]] = enumerate(_record_dec.decode(body))
-    else:
-        fields = (
-            (i, (*f[:8], any_decoder.decode(f[8])))
-            for i, f in enumerate(_record_raw_dec.decode(body))
-            if f[4] == run_id
-        )
     return [
         Event(
             seq=seq + i,
@@ -227,9 +211,10 @@ def decode_record(seq: int, body: bytes | str, run_id: str | None = None) -> lis
             attempt_id=f[5],
             correlation_id=f[6],
             execution_id=f[7],
-            data=f[8],
+            data=any_decoder.decode(f[8]),
         )
-        for i, f in fields
+        for i, f in enumerate(_record_dec.decode(body))
+        if run_id is None or f[4] == run_id
     ]
 
 

@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..core.clock import seconds
 from ..core.codec import to_plain
 from ..core.errors import MainspringError
 from ..core.ids import uuid7
@@ -561,12 +560,12 @@ class Worker:
 
     def _failure(self, item: _Item, exc: BaseException) -> Finished:
         if isinstance(exc, Retry):
-            error = f"Retry: {exc.reason or 'retry requested'}"
-            try:  # (checked when raised; this guards a delay changed after that)
-                delay = seconds(exc.delay, "ms.Retry(delay=...)")
-            except MainspringError as bad:
-                delay, error = None, f"{error} ({bad}; the task's backoff applies)"
-            return _fin(item, AttemptResult.RETRYABLE, error=error, retry_delay=delay)
+            return _fin(
+                item,
+                AttemptResult.RETRYABLE,
+                error=f"Retry: {exc.reason or 'retry requested'}",
+                retry_delay=exc.delay,  # (checked when the Retry was made)
+            )
         if isinstance(exc, Fail):
             return _fin(item, AttemptResult.TERMINAL, error=f"Fail: {exc.reason}")
         if isinstance(exc, Suspend):
