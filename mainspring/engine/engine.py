@@ -156,6 +156,7 @@ class Finished:
     traceback: str | None = None
     retry_delay: float | None = None
     options: TaskOptions | None = None  # the task's options, as leased (saves a lookup)
+    snapshot: bytes | None = None  # ``Leased.snapshot``: lets the engine decide before locking
 
 
 @dataclass
@@ -175,6 +176,23 @@ class Leased:
     correlation_id: str | None
     idempotency_key: str | None
     options: TaskOptions
+    #: the run as the leasing transaction stored it (``snapshot_run``); a worker hands it
+    #: back in ``Finished`` so that the next turn decides the attempt's end before it takes
+    #: the store's write lock, and writes it only if the stored run is still exactly this
+    snapshot: bytes | None = None
+
+
+#: Encoding of ``Leased.snapshot`` (internal to one worker process: never stored).
+_snap_enc = msgspec.msgpack.Encoder()
+_snap_dec = msgspec.msgpack.Decoder(Run)
+
+
+def snapshot_run(run: Run) -> bytes:
+    return _snap_enc.encode(run)
+
+
+class _Stale(Conflict):
+    """A run decided ahead of the lock changed meanwhile: decide again, under the lock."""
 
 
 @dataclass
@@ -400,11 +418,36 @@ class Engine:
             if not work:
                 return CycleResult([], [], [], due)
 
+        accepted: list[str] = []
+        rejected: list[str] = []
+        # The attempts that ended are decided before the write lock is taken, on the runs
+        # as this worker leased them (``Finished.snapshot``), when the store can write them
+        # only if unchanged since; if any changed meanwhile (a renewal, a cancel, an
+        # expiry), the transaction is dropped and they are decided again under the lock.
+        ahead: list[Run] = []
+        decide_ahead = [
+            self.store.fenced_updates
+            and bool(finished)
+            and all(f.snapshot is not None and f.options is not None for f in finished)
+        ]
+
+        def prepare(b: Batch) -> None:
+            ahead.clear()
+            if decide_ahead[0]:
+                for f in finished:
+                    assert f.snapshot is not None
+                    ahead.append(_snap_dec.decode(f.snapshot))
+                    b.state.runs[f.run_id] = _snap_dec.decode(f.snapshot)
+                self._record_finished(b, worker, finished, accepted, rejected)
+
         def body(tx: Tx, b: Batch) -> CycleResult:
-            accepted: list[str] = []
-            rejected: list[str] = []
             st = b.state
-            if finished:
+            if ahead:
+                if not tx.update_runs_if_unchanged(ahead, [st.runs[r.run_id] for r in ahead]):
+                    decide_ahead[0] = False
+                    raise _Stale("a finished run changed since it was leased")
+                st.dirty_runs.difference_update(r.run_id for r in ahead)  # written just now
+            elif finished:
                 tx.load_runs([f.run_id for f in finished], st)
                 tx.load_tasks(
                     [
@@ -414,30 +457,9 @@ class Engine:
                     ],
                     st,
                 )
-                for f in finished:
-                    run = st.runs.get(f.run_id)
-                    att = run.open_attempt() if run is not None else None
-                    if (
-                        run is None
-                        or run.state != RunState.RUNNING
-                        or att is None
-                        or att.attempt_id != f.attempt_id
-                        or run.lease_owner != worker
-                    ):
-                        rejected.append(f.run_id)  # fenced: the lease was lost meanwhile
-                        continue
-                    b.close_attempt(
-                        run,
-                        f.options or st.tasks[run.task_id].options,
-                        f.result,
-                        error=f.error,
-                        output=f.output,
-                        traceback=f.traceback,
-                        retry_delay=f.retry_delay,
-                    )
-                    accepted.append(f.run_id)
-                if housekeeping:
-                    b.flush(tx)  # so that promotion sees runs that went to retry_wait
+                self._record_finished(b, worker, finished, accepted, rejected)
+            if finished and housekeeping:
+                b.flush(tx)  # so that promotion sees runs that went to retry_wait
             # when retries were decided here, say when the first comes due, so that the
             # worker wakes for it rather than at its next poll
             waits = [st.runs[r].due_at for r in accepted if st.runs[r].state == RunState.RETRY_WAIT]
@@ -456,9 +478,44 @@ class Engine:
             leased: list[Leased] = []
             if want > 0 and names:  # (a paused engine has no candidates)
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
-            return CycleResult(leased, accepted, rejected, due, lost)
+            return CycleResult(leased, list(accepted), list(rejected), due, lost)
 
-        return self.transact(body)[0]
+        return self.transact(body, prepare)[0]
+
+    @staticmethod
+    def _record_finished(
+        b: Batch,
+        worker: str,
+        finished: Sequence[Finished],
+        accepted: list[str],
+        rejected: list[str],
+    ) -> None:
+        """Close the attempts ``finished`` reports, in ``b``; fence out stale reports."""
+        accepted.clear()
+        rejected.clear()
+        st = b.state
+        for f in finished:
+            run = st.runs.get(f.run_id)
+            att = run.open_attempt() if run is not None else None
+            if (
+                run is None
+                or run.state != RunState.RUNNING
+                or att is None
+                or att.attempt_id != f.attempt_id
+                or run.lease_owner != worker
+            ):
+                rejected.append(f.run_id)  # fenced: the lease was lost meanwhile
+                continue
+            b.close_attempt(
+                run,
+                f.options or st.tasks[run.task_id].options,
+                f.result,
+                error=f.error,
+                output=f.output,
+                traceback=f.traceback,
+                retry_delay=f.retry_delay,
+            )
+            accepted.append(f.run_id)
 
     def housekeeping(self) -> int:
         """Expire leases, derive cron occurrences and promote due runs; returns events written."""
@@ -470,7 +527,11 @@ class Engine:
 
         return len(self.transact(body)[1].events)
 
-    def transact(self, body: Callable[[Tx, Batch], T]) -> tuple[T, Batch]:
+    def transact(
+        self,
+        body: Callable[[Tx, Batch], T],
+        prepare: Callable[[Batch], None] | None = None,
+    ) -> tuple[T, Batch]:
         """Run ``body`` in one write transaction and save what it decided.
 
         ``body`` gets the transaction and a fresh ``Batch``; what it emits is written with
@@ -478,9 +539,14 @@ class Engine:
         ready, or something else waiting workers should look at), the commit wakes them. When the store reports a ``Conflict`` (another
         transaction got in the way: a deadlock, a duplicate idempotency key, a connection
         lost before the commit) nothing was written, and ``body`` runs again from scratch.
+
+        ``prepare`` decides on records known ahead before the write transaction begins
+        (``cycle``: attempts that ended); ``body`` then checks that they are unchanged.
         """
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             b = Batch(State(), self.clock.now())
+            if prepare is not None:
+                prepare(b)
             try:
                 with self.store.write() as tx:
                     out = body(tx, b)
@@ -490,6 +556,8 @@ class Engine:
                     if b.ended:
                         tx.ended_on_commit(b.ended)
                 return out, b
+            except _Stale:
+                continue  # (body now decides under the lock)
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
@@ -638,6 +706,7 @@ class Engine:
                     correlation_id=run.correlation_id,
                     idempotency_key=run.idempotency_key,
                     options=task.options,
+                    snapshot=snapshot_run(run),
                 )
             )
         return out

@@ -165,6 +165,13 @@ class Tx(ABC):
     def save(self, state: State, events: Sequence[Event]) -> None:
         """Append ``events`` (assigning seq) and write the records ``state`` marks dirty."""
 
+    def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
+        """Write each run of ``after`` over the stored one only if that is still exactly
+        the matching run of ``before`` (decided before this transaction began). Returns
+        False if any was not; the caller then drops the transaction. Stores that say
+        ``fenced_updates`` implement it."""
+        raise NotImplementedError
+
     @abstractmethod
     def wake_on_commit(self) -> None:
         """Wake waiting workers (this process and others) once this transaction commits."""
@@ -208,6 +215,8 @@ class EndedWaiter(ABC):
 
 class Store(ABC):
     url: str
+    #: whether its transactions offer ``Tx.update_runs_if_unchanged``
+    fenced_updates: bool = False
 
     @property
     def display_url(self) -> str:

@@ -89,12 +89,16 @@ def task_columns(t: Task) -> TaskColumns:
 
 
 def run_doc(r: Run) -> RunDoc:
-    """The document stored beside a run's columns."""
+    """The document stored beside a run's columns.
+
+    The same run always gives the same bytes: omit_defaults leaves out a string field
+    only when it *is* the default object, and a decoded "hold" is an equal, other string.
+    """
     return RunDoc(
         created_at=r.created_at,
         index=r.index,
         concurrency_limit=r.concurrency_limit,
-        key_policy=r.key_policy,
+        key_policy="hold" if r.key_policy == "hold" else r.key_policy,
         idempotency_key=r.idempotency_key,
         execution_id=r.execution_id,
         correlation_id=r.correlation_id,

@@ -8,6 +8,8 @@ earlier commit.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -151,6 +153,11 @@ _RUN_QMARKS = ", ".join("?" * 13)
 _RUN_UPDATE = (
     "UPDATE ms_runs SET state = ?, due_at = ?, holds_key = ?, lease_owner = ?, "
     "lease_expires_at = ?, doc = ? WHERE run_id = ?"
+)
+# ... only over the run as it was read (``SQLiteTx.update_runs_if_unchanged``)
+_RUN_UPDATE_IF_UNCHANGED = (
+    _RUN_UPDATE + " AND state = ? AND due_at = ? AND holds_key = ? AND lease_owner IS ? "
+    "AND lease_expires_at IS ? AND doc = ?"
 )
 
 # The record numbered after the last one, in one statement (store/rows.py)
@@ -523,6 +530,12 @@ class SQLiteTx(SqlTx):
             )
         state.clear_dirty()
 
+    def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
+        pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
+        rows = [(*_run_update(a), *_run_update(b)[:6]) for b, a in pairs]
+        self.written += len(rows)
+        return self.con.executemany(_RUN_UPDATE_IF_UNCHANGED, rows).rowcount == len(rows)
+
     def append_log(self) -> None:
         """Write the transaction's events as one log record (store/rows.py)."""
         evs = self.pending
@@ -601,6 +614,8 @@ class _Checkpointer:
 
 
 class SQLiteStore(Store):
+    fenced_updates = True
+
     def __init__(self, url: str) -> None:
         self.url = url
         path, query = parse_url(url)
@@ -620,6 +635,8 @@ class SQLiteStore(Store):
         self._ended = Notifier(os.path.join(notify_dir(self.path), "ended"))
         self._ended_waiters: list[SocketEndedWaiter] = []
         self._checkpointer = _Checkpointer(self._connect)
+        self._lock_path = os.path.join(notify_dir(self.path), "write.lock")
+        self._lock_fds: list[int] = []
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -694,21 +711,51 @@ class SQLiteStore(Store):
             raise
 
     # -- transactions -----------------------------------------------------------------------
+    def _write_lock(self) -> int | None:
+        """This thread's descriptor of the store's writer queue (None: none to be had).
+
+        Writers queue on an exclusive ``flock`` before ``BEGIN IMMEDIATE``: the kernel
+        hands the lock to a waiting writer the moment it is released, where SQLite's busy
+        handler would have a writer that finds the database locked sleep 1, 2, 5... ms and
+        try again. The flock only orders writers; SQLite's own lock still excludes them
+        (a writer without the queue, e.g. another user's, waits through busy_timeout)."""
+        got: tuple[int, int] | None = getattr(self._local, "lock", None)
+        if got is not None and got[0] == os.getpid():
+            return got[1] if got[1] >= 0 else None
+        try:  # (a forked child opens its own: a shared descriptor would share the lock)
+            os.makedirs(os.path.dirname(self._lock_path), mode=0o700, exist_ok=True)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            log.debug("no writer queue for %s: %s", self.path, exc)
+            fd = -1
+        self._local.lock = (os.getpid(), fd)
+        if fd >= 0:
+            with self._all_lock:
+                self._lock_fds.append(fd)
+        return fd if fd >= 0 else None
+
     @contextmanager
     def write(self) -> Iterator[SQLiteTx]:
         con = self._con()
+        queue = self._write_lock()
+        if queue is not None:
+            fcntl.flock(queue, fcntl.LOCK_EX)
         try:
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write to {self.path!r}: {exc}") from None
-        tx = SQLiteTx(con)
-        try:
-            yield tx
-            tx.append_log()
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write to {self.path!r}: {exc}") from None
+            tx = SQLiteTx(con)
+            try:
+                yield tx
+                tx.append_log()
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            if queue is not None:
+                fcntl.flock(queue, fcntl.LOCK_UN)
         if tx.wake:
             self.notify()
         if tx.ended:
@@ -761,5 +808,9 @@ class SQLiteStore(Store):
                 except sqlite3.Error:
                     pass
             self._all.clear()
+            for fd in self._lock_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._lock_fds.clear()
         self._notifier.close()
         self._ended.close()

@@ -58,7 +58,9 @@ class _Item:
 
 def _fin(item: _Item, result: AttemptResult, **kw: Any) -> Finished:
     lz = item.leased
-    return Finished(lz.run_id, lz.attempt_id, result, options=lz.options, **kw)
+    return Finished(
+        lz.run_id, lz.attempt_id, result, options=lz.options, snapshot=lz.snapshot, **kw
+    )
 
 
 class _ThreadPool:

@@ -76,6 +76,10 @@ class EngineMachine(RuleBasedStateMachine):
         self.key_limits: dict[str, int] = {}
         self.options: dict[str, TaskOptions] = {}  # run_id -> options it was submitted with
         self.held: dict[str, dict[str, str]] = {w: {} for w in WORKERS}  # run_id -> attempt_id
+        # run_id -> Leased.snapshot: a report that hands it back is decided before the lock,
+        # and must come out exactly as one decided under it (renewals, cancels, expiry and
+        # releases in between make it stale)
+        self.snapshots: dict[str, bytes | None] = {}
         self.terminal: dict[str, bytes] = {}  # run_id -> its record when it became terminal
         self.submitted = 0
         self.paused = False
@@ -173,6 +177,7 @@ class EngineMachine(RuleBasedStateMachine):
                     error=None if result == R.SUCCESS else f"{result.value} error",
                     retry_delay=delay,
                     options=self.options[run_id] if data.draw(st.booleans()) else None,
+                    snapshot=self.snapshots[run_id] if data.draw(st.booleans()) else None,
                 )
             )
             run = before.get(run_id)
@@ -244,6 +249,7 @@ class EngineMachine(RuleBasedStateMachine):
             assert run.attempts[-1].attempt_id == lease.attempt_id
             assert run.attempts[-1].started_at == self.clock.now()
             held[lease.run_id] = lease.attempt_id
+            self.snapshots[lease.run_id] = lease.snapshot
 
         # work-conserving: a worker that got less than it asked for left nothing leasable
         if not self.paused and len(res.leased) < want:

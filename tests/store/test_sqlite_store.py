@@ -18,6 +18,7 @@ import msgspec
 import pytest
 
 import mainspring as ms
+from mainspring.core.model import TaskOptions
 from mainspring.core.states import AttemptResult
 from mainspring.engine import Engine, Finished
 from mainspring.store import open_store, resolve_url
@@ -409,6 +410,48 @@ def test_a_whole_run_document_of_an_earlier_version_still_reads(
         con.execute("UPDATE ms_runs SET doc = ?", (msgspec.json.encode(run),))
     assert eng.get_run(run_id) == run
     assert eng.verify() == []
+
+
+def test_a_run_rewritten_unchanged_keeps_the_same_bytes(store: Store, store_path: Path) -> None:
+    """Workers write a finished run only over the exact row they leased (its bytes):
+    decoding a row and writing it back must not change them (omit_defaults compares by
+    identity, and a decoded string is a new object)."""
+    eng = Engine(store)
+    eng.submit(req(options=TaskOptions(concurrency_key="k")))
+    doc = raw(store_path).execute("SELECT doc FROM ms_runs").fetchone()[0]
+    with store.read() as tx:
+        run = tx.snapshot().runs.popitem()[1]
+    assert sq._run_row(run)[-1] == doc
+    assert b"key_policy" not in doc
+
+
+def test_writers_queue_on_the_store_lock_file(store: Store, store_path: Path) -> None:
+    """A writer waits in the kernel's queue for the store's lock file before BEGIN
+    IMMEDIATE, and starts the moment it is released (no busy-handler sleeps)."""
+    import fcntl
+    import threading
+
+    assert isinstance(store, sq.SQLiteStore)
+    os.makedirs(os.path.dirname(store._lock_path), exist_ok=True)
+    fd = os.open(store._lock_path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as another process's writer would hold it
+    done = threading.Event()
+
+    def write() -> None:
+        Engine(store).submit(req())
+        done.set()
+
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        assert not done.wait(0.3), "the writer did not wait for the queue"
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    t.join(10)
+    assert done.is_set()
+    with store.read() as tx:
+        assert tx.stats()["ready"] == 1
 
 
 # -- the commit that ends a run tells the threads waiting for it ------------------------------------
