@@ -711,8 +711,16 @@ class Engine:
             )
         return out
 
-    def renew(self, worker: str, run_ids: Sequence[str], lease_seconds: float) -> set[str]:
-        """Extend this worker's leases. Returns the run ids whose lease it no longer holds."""
+    def renew(
+        self,
+        worker: str,
+        run_ids: Sequence[str],
+        lease_seconds: float,
+        snapshots: dict[str, bytes] | None = None,
+    ) -> set[str]:
+        """Extend this worker's leases. Returns the run ids whose lease it no longer holds.
+
+        ``snapshots`` (when given) gets each renewed run's new ``Leased.snapshot``."""
         if not run_ids:
             return set()
 
@@ -738,6 +746,8 @@ class Engine:
                         expires_at=max(expires, run.lease_expires_at),
                     )
                 )
+                if snapshots is not None:
+                    snapshots[rid] = snapshot_run(run)
             return lost
 
         return self.transact(body)[0]

@@ -464,8 +464,9 @@ class Worker:
         if not ids:
             return
         began = time.monotonic()
+        snapshots: dict[str, bytes] = {}
         try:
-            lost = self.engine.renew(self.id, ids, self.lease_seconds)
+            lost = self.engine.renew(self.id, ids, self.lease_seconds, snapshots)
         except Exception as exc:
             log.warning("worker %s: could not renew leases: %s", self.id, exc)
             return
@@ -476,6 +477,8 @@ class Worker:
                 it = self._inflight.get(rid)
                 if it is not None and rid not in lost:
                     it.lease_until = max(it.lease_until, began + self.lease_seconds)
+                    # the run as renewed: its result is still decided ahead of the lock
+                    it.leased.snapshot = snapshots.get(rid, it.leased.snapshot)
 
     def _forget(self, lost: Sequence[str] | set[str]) -> None:
         """These runs are no longer ours (canceled, lease expired): tell their handlers,

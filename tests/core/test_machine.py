@@ -275,7 +275,10 @@ class EngineMachine(RuleBasedStateMachine):
         if not held:
             return
         before = self.runs()
-        lost = self.engine.renew(worker, sorted(held), LEASE)
+        snapshots: dict[str, bytes] = {}
+        lost = self.engine.renew(worker, sorted(held), LEASE, snapshots)
+        self.snapshots.update(snapshots)
+        assert set(snapshots) == set(held) - lost
         now = self.clock.now()
         for rid in held:
             run = before[rid]
