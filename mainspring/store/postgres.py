@@ -223,6 +223,23 @@ _UPDATE_RUNS = (
 )  # only the columns a run's events can change (_RunChange): less JSON for the server to
 #    read. The LIMIT (the row count) tells the planner how few rows come: without it, it expects
 #    100 and, on a table of a few thousand short rows, scans the table to join them
+# ... only over the run as it was read (``PostgresTx.update_runs_if_unchanged``); a row a
+# concurrent transaction changed fails the match once that one commits (READ COMMITTED
+# looks at the row again), and the caller drops the transaction
+_UPDATE_RUNS_IF_UNCHANGED = (
+    "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
+    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc "
+    "FROM (SELECT * FROM json_to_recordset(%s::json) AS x(run_id text, state text, "
+    "due_at double precision, holds_key boolean, lease_owner text, "
+    "lease_expires_at double precision, doc json, was_state text, was_due_at double precision, "
+    "was_holds_key boolean, was_lease_owner text, was_lease_expires_at double precision, "
+    "was_doc json) LIMIT %s) AS u "
+    "WHERE r.run_id = u.run_id AND r.state = u.was_state AND r.due_at = u.was_due_at "
+    "AND r.holds_key = u.was_holds_key "
+    "AND r.lease_owner IS NOT DISTINCT FROM u.was_lease_owner "
+    "AND r.lease_expires_at IS NOT DISTINCT FROM u.was_lease_expires_at "
+    "AND r.doc::text = u.was_doc::text"
+)
 _UPSERT_TASKS = (
     "INSERT INTO ms_tasks SELECT * FROM json_populate_recordset(null::ms_tasks, %s::json) "
     "ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, "
@@ -310,6 +327,24 @@ class _RunChange(msgspec.Struct):
     lease_owner: str | None
     lease_expires_at: float | None
     doc: RunDoc
+
+
+class _FencedChange(msgspec.Struct):
+    """A row of ``_UPDATE_RUNS_IF_UNCHANGED``: the run's new columns, then its old ones."""
+
+    run_id: str
+    state: str
+    due_at: float
+    holds_key: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+    doc: RunDoc
+    was_state: str
+    was_due_at: float
+    was_holds_key: bool
+    was_lease_owner: str | None
+    was_lease_expires_at: float | None
+    was_doc: RunDoc
 
 
 class _TaskRow(msgspec.Struct):
@@ -696,6 +731,28 @@ class PostgresTx(SqlTx):
             self._defer("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
         state.clear_dirty()
 
+    def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
+        rows = [
+            _FencedChange(
+                a.run_id,
+                a.state,
+                a.due_at,
+                a.holds_key,
+                a.lease_owner,
+                a.lease_expires_at,
+                run_doc(a),
+                b.state,
+                b.due_at,
+                b.holds_key,
+                b.lease_owner,
+                b.lease_expires_at,
+                run_doc(b),
+            )
+            for b, a in sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
+        ]
+        cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (encoder.encode(rows).decode(), len(rows)))
+        return int(cur.rowcount) == len(rows)
+
     def append_log(self) -> None:
         """Write the buffered events as one record, numbered in commit order (see the
         module docstring)."""
@@ -780,6 +837,8 @@ class PostgresWaiter(Waiter):
 
 
 class PostgresStore(Store):
+    fenced_updates = True
+
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
         if psycopg is None:
             raise StoreError(

@@ -425,39 +425,6 @@ def test_a_run_rewritten_unchanged_keeps_the_same_bytes(store: Store, store_path
     assert b"key_policy" not in doc
 
 
-@pytest.mark.parametrize("renewed_snapshot", [True, False])
-def test_a_finished_attempt_is_decided_ahead_only_on_the_run_as_stored(
-    store: Store, monkeypatch: pytest.MonkeyPatch, renewed_snapshot: bool
-) -> None:
-    """A worker hands back the run as it leased (or last renewed) it: the turn then does
-    not read the run under the lock. A report on an outdated snapshot (the lease was
-    renewed since) is decided again under the lock, with the same outcome."""
-    eng = Engine(store)
-    eng.submit(req())
-    (lz,) = eng.cycle("w", ["job"], None, [], 1, 30.0, housekeeping=False).leased
-    snapshots: dict[str, bytes] = {}
-    assert eng.renew("w", [lz.run_id], 60.0, snapshots) == set()
-    assert snapshots[lz.run_id] != lz.snapshot  # the renewal changed the stored run
-    read: list[str] = []
-    load_runs = sq.SQLiteTx.load_runs
-
-    def spy(self: sq.SQLiteTx, run_ids: Any, state: Any) -> None:
-        read.extend(run_ids)
-        load_runs(self, run_ids, state)
-
-    monkeypatch.setattr(sq.SQLiteTx, "load_runs", spy)
-    snapshot = snapshots[lz.run_id] if renewed_snapshot else lz.snapshot
-    fin = Finished(
-        lz.run_id, lz.attempt_id, AttemptResult.SUCCESS, 7, options=lz.options, snapshot=snapshot
-    )
-    res = eng.cycle("w", ["job"], None, [fin], 0, 30.0, housekeeping=False)
-    assert res.accepted == [lz.run_id]
-    assert read == ([] if renewed_snapshot else [lz.run_id])
-    run = eng.get_run(lz.run_id)
-    assert (run.state, run.output, run.lease_owner) == ("completed", 7, None)
-    assert eng.verify() == []
-
-
 def test_writers_queue_on_the_store_lock_file(store: Store, store_path: Path) -> None:
     """A writer waits in the kernel's queue for the store's lock file before BEGIN
     IMMEDIATE, and starts the moment it is released (no busy-handler sleeps)."""

@@ -374,3 +374,47 @@ def test_two_processes_share_idempotency_keys(store_url: str) -> None:
         assert Engine(s).verify() == []
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("report_on", ["renewed", "leased", "canceled"])
+def test_a_finished_attempt_is_decided_ahead_only_on_the_run_as_stored(
+    store: Store, monkeypatch: pytest.MonkeyPatch, report_on: str
+) -> None:
+    """A worker hands back the run as it leased (or last renewed) it, and the turn then
+    does not read the run in its transaction. A report on an outdated snapshot (renewed
+    since) is decided again in the transaction, with the same outcome; one on a run
+    canceled since is fenced out."""
+    from mainspring.core.states import AttemptResult
+
+    eng = Engine(store)
+    eng.submit(req())
+    (lz,) = eng.cycle("w", ["job"], None, [], 1, 30.0, housekeeping=False).leased
+    snapshots: dict[str, bytes] = {}
+    assert eng.renew("w", [lz.run_id], 60.0, snapshots) == set()
+    assert snapshots[lz.run_id] != lz.snapshot  # the renewal changed the stored run
+    if report_on == "canceled":
+        assert eng.cancel_run(lz.run_id, "operator")
+    with store.read() as rtx:
+        tx_class = type(rtx)
+    read: list[str] = []
+    load_runs = tx_class.load_runs
+
+    def spy(self: Tx, run_ids: Any, state: Any) -> None:
+        read.extend(run_ids)
+        load_runs(self, run_ids, state)
+
+    monkeypatch.setattr(tx_class, "load_runs", spy)
+    snapshot = lz.snapshot if report_on == "leased" else snapshots[lz.run_id]
+    fin = Finished(
+        lz.run_id, lz.attempt_id, AttemptResult.SUCCESS, 7, options=lz.options, snapshot=snapshot
+    )
+    res = eng.cycle("w", ["job"], None, [fin], 0, 30.0, housekeeping=False)
+    run = eng.get_run(lz.run_id)
+    if report_on == "canceled":
+        assert (res.accepted, res.rejected) == ([], [lz.run_id])
+        assert run.state == "canceled"
+    else:
+        assert res.accepted == [lz.run_id]
+        assert (run.state, run.output, run.lease_owner) == ("completed", 7, None)
+    assert read == ([] if report_on == "renewed" else [lz.run_id])
+    assert eng.verify() == []
