@@ -329,16 +329,9 @@ class _RunChange(msgspec.Struct):
     doc: RunDoc
 
 
-class _FencedChange(msgspec.Struct):
+class _FencedChange(_RunChange):
     """A row of ``_UPDATE_RUNS_IF_UNCHANGED``: the run's new columns, then its old ones."""
 
-    run_id: str
-    state: str
-    due_at: float
-    holds_key: bool
-    lease_owner: str | None
-    lease_expires_at: float | None
-    doc: RunDoc
     was_state: str
     was_due_at: float
     was_holds_key: bool
@@ -361,14 +354,13 @@ def _runs_json(runs: Sequence[Run]) -> str:
     return encoder.encode([_RunRow(*run_columns(r), run_doc(r)) for r in runs]).decode()
 
 
+def _change(r: Run) -> tuple[Any, ...]:
+    """The fields of ``_RunChange`` for ``r``."""
+    return (r.run_id, r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, run_doc(r))
+
+
 def _changes_json(runs: Sequence[Run]) -> str:
-    changes = [
-        _RunChange(
-            r.run_id, r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, run_doc(r)
-        )
-        for r in runs
-    ]
-    return encoder.encode(changes).decode()
+    return encoder.encode([_RunChange(*_change(r)) for r in runs]).decode()
 
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted PostgreSQL names fold to lower case
@@ -732,24 +724,8 @@ class PostgresTx(SqlTx):
         state.clear_dirty()
 
     def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
-        rows = [
-            _FencedChange(
-                a.run_id,
-                a.state,
-                a.due_at,
-                a.holds_key,
-                a.lease_owner,
-                a.lease_expires_at,
-                run_doc(a),
-                b.state,
-                b.due_at,
-                b.holds_key,
-                b.lease_owner,
-                b.lease_expires_at,
-                run_doc(b),
-            )
-            for b, a in sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
-        ]
+        pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
+        rows = [_FencedChange(*_change(a), *_change(b)[1:]) for b, a in pairs]
         cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (encoder.encode(rows).decode(), len(rows)))
         return int(cur.rowcount) == len(rows)
 
