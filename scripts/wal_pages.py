@@ -49,7 +49,13 @@ def main() -> None:
         if not res.leased and not finished:
             break
         finished = [
-            Finished(lz.run_id, lz.attempt_id, AttemptResult.SUCCESS, options=lz.options)
+            Finished(
+                lz.run_id,
+                lz.attempt_id,
+                AttemptResult.SUCCESS,
+                options=lz.options,
+                snapshot=lz.snapshot,
+            )
             for lz in res.leased
         ]
     wal = Path(f"{path}-wal").read_bytes()

@@ -557,6 +557,8 @@ class Engine:
                         tx.ended_on_commit(b.ended)
                 return out, b
             except _Stale:
+                if attempt == MAX_CONFLICT_RETRIES:
+                    raise
                 continue  # (body now decides under the lock)
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
