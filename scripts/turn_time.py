@@ -15,13 +15,12 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import mainspring as ms
+from _noop_store import noop_store
+
 from mainspring.engine import engine as engine_mod
 from mainspring.store import sqlite as sq
 
@@ -71,15 +70,7 @@ def main() -> None:
             cycle_seconds += time.perf_counter() - began
 
     engine_mod.Engine.cycle = timed_cycle  # type: ignore[method-assign]
-    path = Path(tempfile.mkdtemp()) / "turn_time.db"
-    app = ms.App(store=f"sqlite:///{path}?synchronous={sync}")
-
-    @app.task(name="noop")
-    def noop(x: str) -> None:
-        pass
-
-    for i in range(0, N, 1000):
-        app.submit_many(noop, [((f"x{j}",), {}) for j in range(i, i + 1000)])
+    app, path = noop_store("turn_time.db", N, sync)
     cycle_seconds = 0.0
     began = time.perf_counter()
     with app.worker(concurrency=8) as w:

@@ -15,10 +15,10 @@ import collections
 import os
 import struct
 import sys
-import tempfile
 from pathlib import Path
 
-import mainspring as ms
+from _noop_store import noop_store
+
 from mainspring.core.states import AttemptResult
 from mainspring.engine import Finished
 from mainspring.store import sqlite as sq
@@ -29,15 +29,7 @@ SLOTS = 8
 
 def main() -> None:
     sq.CHECKPOINT_EVENTS = 10**12  # no background copy: the WAL keeps every page written
-    path = Path(tempfile.mkdtemp()) / "wal_pages.db"
-    app = ms.App(store=f"sqlite:///{path}?synchronous=normal")
-
-    @app.task(name="noop")
-    def noop(x: str) -> None:
-        pass
-
-    for i in range(0, N, 1000):
-        app.submit_many(noop, [((f"x{j}",), {}) for j in range(i, i + 1000)])
+    app, path = noop_store("wal_pages.db", N, "normal")
     store = app.engine.store
     con = store._con()  # type: ignore[attr-defined]
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
