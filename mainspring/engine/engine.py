@@ -425,15 +425,15 @@ class Engine:
         # only if unchanged since; if any changed meanwhile (a renewal, a cancel, an
         # expiry), the transaction is dropped and they are decided again under the lock.
         ahead: list[Run] = []
-        decide_ahead = [
+        decide_ahead = (
             self.store.fenced_updates
             and bool(finished)
             and all(f.snapshot is not None and f.options is not None for f in finished)
-        ]
+        )
 
         def prepare(b: Batch) -> None:
             ahead.clear()
-            if decide_ahead[0]:
+            if decide_ahead:
                 for f in finished:
                     assert f.snapshot is not None
                     ahead.append(_snap_dec.decode(f.snapshot))
@@ -441,10 +441,11 @@ class Engine:
                 self._record_finished(b, worker, finished, accepted, rejected)
 
         def body(tx: Tx, b: Batch) -> CycleResult:
+            nonlocal decide_ahead
             st = b.state
             if ahead:
                 if not tx.update_runs_if_unchanged(ahead, [st.runs[r.run_id] for r in ahead]):
-                    decide_ahead[0] = False
+                    decide_ahead = False
                     raise _Stale("a finished run changed since it was leased")
                 st.dirty_runs.difference_update(r.run_id for r in ahead)  # written just now
             elif finished:
@@ -478,7 +479,7 @@ class Engine:
             leased: list[Leased] = []
             if want > 0 and names:  # (a paused engine has no candidates)
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
-            return CycleResult(leased, list(accepted), list(rejected), due, lost)
+            return CycleResult(leased, accepted, rejected, due, lost)
 
         return self.transact(body, prepare)[0]
 
@@ -556,13 +557,11 @@ class Engine:
                     if b.ended:
                         tx.ended_on_commit(b.ended)
                 return out, b
-            except _Stale:
+            except Conflict as exc:
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
-                continue  # (body now decides under the lock)
-            except Conflict:
-                if attempt == MAX_CONFLICT_RETRIES:
-                    raise
+                if isinstance(exc, _Stale):
+                    continue  # no one to wait for: body now decides under the lock
                 time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
         raise AssertionError("unreachable")
 

@@ -719,20 +719,19 @@ class SQLiteStore(Store):
         handler would have a writer that finds the database locked sleep 1, 2, 5... ms and
         try again. The flock only orders writers; SQLite's own lock still excludes them
         (a writer without the queue, e.g. another user's, waits through busy_timeout)."""
-        got: tuple[int, int] | None = getattr(self._local, "lock", None)
+        got: tuple[int, int | None] | None = getattr(self._local, "lock", None)
         if got is not None and got[0] == os.getpid():
-            return got[1] if got[1] >= 0 else None
+            return got[1]
+        fd: int | None = None
         try:  # (a forked child opens its own: a shared descriptor would share the lock)
             os.makedirs(os.path.dirname(self._lock_path), mode=0o700, exist_ok=True)
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            log.debug("no writer queue for %s: %s", self.path, exc)
-            fd = -1
-        self._local.lock = (os.getpid(), fd)
-        if fd >= 0:
             with self._all_lock:
                 self._lock_fds.append(fd)
-        return fd if fd >= 0 else None
+        except OSError as exc:
+            log.debug("no writer queue for %s: %s", self.path, exc)
+        self._local.lock = (os.getpid(), fd)
+        return fd
 
     @contextmanager
     def write(self) -> Iterator[SQLiteTx]:
