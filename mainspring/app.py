@@ -331,7 +331,7 @@ class _Submitter:
         kwargs: dict[str, Any] | None = None,
         misfire: str = "catch_up",
         max_occurrences: int | None = None,
-        misfire_grace: float = 60.0,
+        misfire_grace: float = 1.0,
     ) -> TaskHandle:
         return self.task._schedule(
             cron, tz, args, kwargs, misfire, max_occurrences, misfire_grace, **self.overrides
@@ -354,7 +354,9 @@ class TaskFunction(_Submitter, Generic[P, R]):
     """A handler registered with ``@app.task``. Call it to run it inline; ``submit`` to queue.
 
     ``repeat(count, every, args, kwargs)`` and ``schedule(cron, tz, args, kwargs, misfire,
-    max_occurrences)`` submit a task with a repeat or cron policy; both return a TaskHandle.
+    max_occurrences, misfire_grace)`` submit a task with a repeat or cron policy; both
+    return a TaskHandle. Under ``misfire="skip"`` an occurrence runs only if a worker gets
+    to it within ``misfire_grace`` seconds (default 1) of its time.
     """
 
     def __init__(
@@ -530,7 +532,7 @@ class TaskFunction(_Submitter, Generic[P, R]):
             tz=tz,
             misfire=misfire,
             max_occurrences=max_occurrences,
-            misfire_grace=grace if grace is not None else 60.0,
+            misfire_grace=grace if grace is not None else Policy().misfire_grace,
         )
         req = self.request(args, kwargs or {}, policy, **ov)
         sub = self.app.engine.submit(req)

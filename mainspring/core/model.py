@@ -76,7 +76,8 @@ class Policy(msgspec.Struct, kw_only=True):
     cron: str | None = None
     tz: str = "UTC"
     misfire: str = "catch_up"  # "catch_up" | "skip" | "coalesce"
-    misfire_grace: float = 60.0
+    # how late the overdue occurrence may run under misfire="skip" (seconds)
+    misfire_grace: float = 1.0
     max_occurrences: int | None = None
 
 

@@ -581,7 +581,8 @@ class Engine:
                     run,
                     st.tasks[run.task_id].options,
                     AttemptResult.LOST,
-                    error=f"lease of worker {run.lease_owner} expired: the worker stopped renewing it",
+                    error=f"lost: the lease of worker {run.lease_owner} expired (the worker "
+                    "stopped renewing it)",
                     lease_event=E.LEASE_EXPIRED,
                 )
             else:
@@ -768,7 +769,10 @@ class Engine:
                     continue
                 if run.state == RunState.RUNNING and run.open_attempt() is not None:
                     b.close_attempt(
-                        run, st.tasks[run.task_id].options, AttemptResult.LOST, error=reason
+                        run,
+                        st.tasks[run.task_id].options,
+                        AttemptResult.LOST,
+                        error=f"lost: {reason}",
                     )
                 elif run.state == RunState.LEASED:
                     b.emit(E.run_event(E.LEASE_RELEASED, run, b.now, owner=worker))

@@ -48,6 +48,7 @@ import os
 import re
 import select
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -416,6 +417,23 @@ class _QuietDiscards(logging.Filter):
 
 
 logging.getLogger("psycopg.pool").addFilter(_QuietDiscards())
+
+
+class _QuietAbortedPipelines(logging.Filter):
+    """A statement that fails inside a pipeline aborts the rest of it, and psycopg then
+    warns, on leaving the pipeline, that it is aborted, beside the statement's own error,
+    which propagates (a duplicate idempotency key, a deadlock: the engine handles those).
+    The warning repeats that error; it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            str(record.msg).startswith("error ignored terminating")
+            and len(record.args or ()) == 2
+            and isinstance(record.args[1], pg_errors.PipelineAborted)  # type: ignore[index]
+        )
+
+
+logging.getLogger("psycopg").addFilter(_QuietAbortedPipelines())
 
 
 def _gone(con: Any) -> bool:
@@ -848,6 +866,10 @@ class PostgresStore(Store):
             open=False,
         )
         self.pool.open(wait=False)
+        # An App dropped without close(): its pool is closed when the store goes (or at
+        # exit), from that thread. Left to the pool's own __del__, it can run in one of the
+        # pool's threads, which cannot join itself ("Exception ignored ... cannot join").
+        self._close_pool = weakref.finalize(self, self.pool.close)
         self._closed = False
 
     @property
@@ -1026,4 +1048,4 @@ class PostgresStore(Store):
         if self._closed:
             return
         self._closed = True
-        self.pool.close()
+        self._close_pool()

@@ -322,6 +322,9 @@ def test_skip_drops_missed_and_the_stale_overdue_one() -> None:
     step = cron_step(cron(EVERY5, misfire="skip"), 1, T0, T0 + 1000)
     assert step.create == [T0 + 1200]
     assert step.skip_overdue is True
+    # by default, an occurrence more than a second late is dropped too
+    assert cron_step(cron(EVERY5, misfire="skip"), 1, T0, T0 + 1.5).skip_overdue is True
+    assert cron_step(cron(EVERY5, misfire="skip"), 1, T0, T0 + 0.5).skip_overdue is False
     # within the grace period the overdue occurrence still runs
     step = cron_step(cron(EVERY5, misfire="skip", misfire_grace=60.0), 1, T0, T0 + 30)
     assert step.create == [T0 + 300]

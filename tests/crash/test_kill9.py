@@ -289,6 +289,8 @@ def test_a_handler_that_kills_its_worker_fails_after_max_lost(
         time.sleep(0.02)
     assert h.status() == ms.RunState.FAILED
     assert [a.result for a in h.info().attempts] == [ms.AttemptResult.LOST] * 2
+    error = h.info().error
+    assert error is not None and error.startswith("lost: the lease of worker "), error
     assert len(workers.executions()) == 2
     with pytest.raises(ms.RunFailed, match="lost"):
         h.result(timeout=1)

@@ -134,6 +134,33 @@ def test_missed_cron_occurrences(make_app: Callable[..., ms.App], misfire: str) 
     assert by_state[S.SCHEDULED] == [330]
 
 
+@pytest.mark.parametrize("misfire", ["skip", "coalesce"])
+def test_a_few_seconds_without_a_worker_are_a_misfire(
+    make_app: Callable[..., ms.App], misfire: str
+) -> None:
+    # every second; no worker for 3.5 s: the overdue occurrence is 3.5 s late, past the
+    # default misfire_grace (1 s), so skip drops it where coalesce runs it
+    clock = ManualClock(1_800_000_000.5)
+    app = make_app(clock=clock)
+    seen: list[int] = []
+
+    @app.task
+    def tick() -> None:
+        seen.append(1)
+
+    t = tick.schedule(cron="* * * * * *", misfire=misfire)
+    clock.advance(4.0)
+    with app.worker() as w:
+        w.run_until_idle(timeout=10)
+    states = sorted(r.state for r in t.runs())
+    if misfire == "skip":
+        assert seen == []
+        assert states == [S.CANCELED, S.SCHEDULED]
+    else:
+        assert seen == [1]
+        assert states == [S.COMPLETED, S.SCHEDULED]
+
+
 def test_cron_future_occurrence_runs_when_the_clock_gets_there(
     make_app: Callable[..., ms.App],
 ) -> None:
