@@ -164,7 +164,9 @@ def _attempt_line(run: RunInfo) -> list[str]:
     lines = []
     for a in run.attempts:
         text = f"    attempt {a.number}: {a.result}"
-        if a.error:
+        if a.error and a.error.startswith(f"{a.result}: "):  # "lost: the lease of ..."
+            text = f"    attempt {a.number}: {a.error}"
+        elif a.error:
             text += f" ({a.error})"
         lines.append(text)
     return lines
