@@ -17,7 +17,7 @@ import msgspec
 from .core.clock import Clock, from_datetime, seconds, to_datetime
 from .core.codec import to_plain
 from .core.errors import InvalidSchedule, RunCanceled, RunFailed, UnknownRun
-from .core.model import Backoff, Event, Policy, Run, TaskOptions
+from .core.model import MISFIRE_GRACE_SECONDS, Backoff, Event, Policy, Run, TaskOptions
 from .core.states import AttemptResult, RunState
 from .engine import Engine, SubmitRequest
 from .store import open_store
@@ -331,7 +331,7 @@ class _Submitter:
         kwargs: dict[str, Any] | None = None,
         misfire: str = "catch_up",
         max_occurrences: int | None = None,
-        misfire_grace: float = 1.0,
+        misfire_grace: float = MISFIRE_GRACE_SECONDS,
     ) -> TaskHandle:
         return self.task._schedule(
             cron, tz, args, kwargs, misfire, max_occurrences, misfire_grace, **self.overrides
@@ -532,7 +532,7 @@ class TaskFunction(_Submitter, Generic[P, R]):
             tz=tz,
             misfire=misfire,
             max_occurrences=max_occurrences,
-            misfire_grace=grace if grace is not None else Policy().misfire_grace,
+            misfire_grace=grace if grace is not None else MISFIRE_GRACE_SECONDS,
         )
         req = self.request(args, kwargs or {}, policy, **ov)
         sub = self.app.engine.submit(req)

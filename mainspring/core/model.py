@@ -66,6 +66,10 @@ class TaskOptions(msgspec.Struct, kw_only=True):
     max_lost: int = 5
 
 
+#: how late (seconds) the overdue occurrence of a cron task may still run under misfire="skip"
+MISFIRE_GRACE_SECONDS = 1.0
+
+
 class Policy(msgspec.Struct, kw_only=True):
     """How a task derives its runs."""
 
@@ -76,8 +80,7 @@ class Policy(msgspec.Struct, kw_only=True):
     cron: str | None = None
     tz: str = "UTC"
     misfire: str = "catch_up"  # "catch_up" | "skip" | "coalesce"
-    # how late the overdue occurrence may run under misfire="skip" (seconds)
-    misfire_grace: float = 1.0
+    misfire_grace: float = MISFIRE_GRACE_SECONDS
     max_occurrences: int | None = None
 
 

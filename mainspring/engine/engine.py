@@ -85,6 +85,8 @@ class Batch:
         """Close the open attempt of a running run, drop its lease, apply the retry decision."""
         att = run.open_attempt()
         assert att is not None
+        if result == AttemptResult.LOST and error is not None:
+            error = f"lost: {error}"  # a failed run's error then says why it failed
         data: dict[str, Any] = {"result": result.value, "error": error, "output": output}
         if traceback:
             data["traceback"] = traceback
@@ -581,7 +583,7 @@ class Engine:
                     run,
                     st.tasks[run.task_id].options,
                     AttemptResult.LOST,
-                    error=f"lost: the lease of worker {run.lease_owner} expired (the worker "
+                    error=f"the lease of worker {run.lease_owner} expired (the worker "
                     "stopped renewing it)",
                     lease_event=E.LEASE_EXPIRED,
                 )
@@ -769,10 +771,7 @@ class Engine:
                     continue
                 if run.state == RunState.RUNNING and run.open_attempt() is not None:
                     b.close_attempt(
-                        run,
-                        st.tasks[run.task_id].options,
-                        AttemptResult.LOST,
-                        error=f"lost: {reason}",
+                        run, st.tasks[run.task_id].options, AttemptResult.LOST, error=reason
                     )
                 elif run.state == RunState.LEASED:
                     b.emit(E.run_event(E.LEASE_RELEASED, run, b.now, owner=worker))
