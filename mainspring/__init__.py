@@ -5,18 +5,25 @@ append-only log, written in the same transaction as the state it changes.
 See the README for a tour and docs/ for the architecture and the event catalogue.
 """
 
+from . import testing
 from .app import (
     App,
     AttemptInfo,
+    Explanation,
     LogEvent,
+    Reason,
     RunHandle,
     RunInfo,
+    Submitter,
     TaskFunction,
     TaskHandle,
+    TaskInfo,
     VerifyReport,
+    WorkerInfo,
 )
 from .core.errors import (
     IdempotencyConflict,
+    InvalidArgument,
     InvalidSchedule,
     InvalidTransition,
     MainspringError,
@@ -26,27 +33,32 @@ from .core.errors import (
     SerializationError,
     StoreError,
     UnknownRun,
+    UnknownTask,
 )
 from .core.model import Backoff
 from .core.outcomes import Fail, Retry, Suspend
 from .core.states import AttemptResult, RunState
-from .worker import Context, context
+from .worker import AttemptDone, Context, context
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "AttemptDone",
     "AttemptInfo",
     "AttemptResult",
     "Backoff",
     "Context",
+    "Explanation",
     "Fail",
     "IdempotencyConflict",
+    "InvalidArgument",
     "InvalidSchedule",
     "InvalidTransition",
     "LogEvent",
     "MainspringError",
     "NoContext",
+    "Reason",
     "Retry",
     "RunCanceled",
     "RunFailed",
@@ -55,11 +67,16 @@ __all__ = [
     "RunState",
     "SerializationError",
     "StoreError",
+    "Submitter",
     "Suspend",
     "TaskFunction",
     "TaskHandle",
+    "TaskInfo",
     "UnknownRun",
+    "UnknownTask",
     "VerifyReport",
+    "WorkerInfo",
     "__version__",
     "context",
+    "testing",
 ]

@@ -21,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..app import LogEvent, RunInfo
+from ..app import Explanation, LogEvent, RunInfo, TaskInfo, WorkerInfo
+from ..worker import AttemptDone
 
 STATE_STYLES = {
     "scheduled": "cyan",
@@ -69,6 +70,18 @@ def run_json(run: RunInfo, **extra: Any) -> dict[str, Any]:
 def event_json(event: LogEvent) -> dict[str, Any]:
     doc: dict[str, Any] = plain(event)
     return doc
+
+
+def attempt_json(done: AttemptDone) -> dict[str, Any]:
+    """A finished attempt as ``mainspring worker --json`` prints it."""
+    return {
+        "task_name": done.task_name,
+        "run_id": done.run_id,
+        "attempt": done.attempt,
+        "result": str(done.result),
+        "duration": round(done.duration, 6),
+        "error": done.error,
+    }
 
 
 def dumps(value: Any) -> str:
@@ -248,6 +261,106 @@ def stats_table(counts: dict[str, int], paused: bool | None) -> Table:
     if paused is not None:
         table.caption = "engine paused: nothing is leased" if paused else "engine running"
     return table
+
+
+def policy_text(policy: dict[str, Any]) -> str:
+    """A task's policy in a few words: ``once``, ``repeat 6 x every 1800s``, ``cron ...``."""
+    kind = policy.get("kind", "?")
+    if kind == "repeat":
+        text = f"repeat {policy.get('count')} x every {policy.get('every'):g}s"
+    elif kind == "cron":
+        text = f"cron {policy.get('cron')} ({policy.get('tz')}, {policy.get('misfire')})"
+        if policy.get("max_occurrences") is not None:
+            text += f", at most {policy['max_occurrences']}"
+    else:
+        text = str(kind)
+    start = policy.get("start_at")
+    if isinstance(start, datetime):
+        text += f" from {when(start)}"
+    return text
+
+
+def counts_text(counts: dict[str, int]) -> Text:
+    """Run counts per state, in the order of the state machine: ``ready 1, completed 3``."""
+    text = Text()
+    order = [*STATE_STYLES, *sorted(set(counts) - set(STATE_STYLES))]
+    for state in order:
+        n = counts.get(state)
+        if not n:
+            continue
+        if text:
+            text.append(", ")
+        text.append(state, style=STATE_STYLES.get(state, ""))
+        text.append(f" {n}")
+    return text
+
+
+def tasks_table(tasks: list[TaskInfo]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("task id", no_wrap=True, min_width=36)
+    table.add_column("name", overflow="fold")
+    table.add_column("policy", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("next (UTC)", no_wrap=True)
+    table.add_column("runs", overflow="fold")
+    for t in tasks:
+        table.add_row(
+            Text(t.task_id),
+            Text(t.name),
+            Text(policy_text(t.policy)),
+            Text(t.state, style="dim" if t.state == "canceled" else "green"),
+            when(t.next_at),
+            counts_text(t.run_counts),
+        )
+    return table
+
+
+def workers_table(workers: list[WorkerInfo]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("worker id", no_wrap=True, min_width=36)
+    table.add_column("host / pid", overflow="fold")
+    table.add_column("queues", overflow="fold")
+    table.add_column("tasks", overflow="fold")
+    table.add_column("running", justify="right")
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("last seen (UTC)", no_wrap=True)
+    for w in workers:
+        table.add_row(
+            Text(w.worker_id),
+            Text(f"{w.host} / {w.pid}"),
+            Text("all" if w.queues is None else ", ".join(w.queues)),
+            Text(", ".join(w.tasks)),
+            f"{len(w.running)} / {w.concurrency}",
+            when(w.started_at),
+            when(w.last_seen_at),
+        )
+    return table
+
+
+def why_text(explanation: Explanation) -> Text:
+    """``app.why`` as sentences: the run's state, then each reason, most decisive first."""
+    text = Text()
+    text.append(f"run {explanation.run_id} is ")
+    text.append_text(state_text(explanation.state))
+    if not explanation.reasons:
+        text.append("\n  (nothing more to say)")
+    for reason in explanation.reasons:
+        text.append("\n  - ")
+        text.append(reason.text)
+        text.append(f" [{reason.code}]", style="dim")
+    return text
+
+
+def attempt_line(done: AttemptDone) -> str:
+    """A finished attempt as ``mainspring worker`` prints it: task, run id, result,
+    duration, then the attempt number and the error, if any."""
+    line = (
+        f"{done.task_name}  {done.run_id}  {done.result}  {done.duration:.3f}s  "
+        f"attempt {done.attempt}"
+    )
+    if done.error:
+        line += f"  {' '.join(done.error.split())}"
+    return line
 
 
 @contextmanager

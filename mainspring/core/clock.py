@@ -44,7 +44,8 @@ def from_datetime(dt: datetime) -> float:
 
 
 def seconds(value: float | int | timedelta | None, what: str) -> float | None:
-    """Accept seconds as a number or a timedelta; reject negatives and NaN."""
+    """Accept seconds as a number or a timedelta; reject negatives and NaN
+    (``InvalidSchedule``: every duration is a time option)."""
     from .errors import InvalidSchedule
 
     if value is None:

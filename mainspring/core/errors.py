@@ -28,12 +28,21 @@ class InvalidTransition(MainspringError):
         self.to_state = to_state
 
 
-class InvalidSchedule(MainspringError, ValueError):
-    """A schedule, delay, cron expression or run option is not valid."""
+class InvalidArgument(MainspringError, ValueError):
+    """An option or argument is not valid (a submission that does not bind to the handler's
+    parameters included). Nothing was written."""
+
+
+class InvalidSchedule(InvalidArgument):
+    """A schedule, delay, cron expression or other time option is not valid."""
 
 
 class UnknownRun(MainspringError, LookupError):
-    """No run (or task) with the given id exists in this store."""
+    """No run with the given id exists in this store."""
+
+
+class UnknownTask(MainspringError, LookupError):
+    """No task with the given id exists in this store."""
 
 
 class RunFailed(MainspringError):

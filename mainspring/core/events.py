@@ -24,6 +24,10 @@ LEASE_EXPIRED = "lease.expired"
 LEASE_RELEASED = "lease.released"
 ENGINE_PAUSED = "engine.paused"
 ENGINE_RESUMED = "engine.resumed"
+WORKER_REGISTERED = "worker.registered"
+WORKER_HEARTBEAT = "worker.heartbeat"
+WORKER_LEFT = "worker.left"
+WORKER_EXPIRED = "worker.expired"
 
 
 def event(type: str, at: float, **fields: Any) -> Event:

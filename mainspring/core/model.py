@@ -83,6 +83,26 @@ class Policy(msgspec.Struct, kw_only=True):
     misfire_grace: float = MISFIRE_GRACE_SECONDS
     max_occurrences: int | None = None
 
+    def same_intent(self, other: Policy) -> bool:
+        """Do two submissions under one idempotency key ask for the same runs? Once: yes
+        (a delay is not compared: it is relative to each submission); repeat: the same
+        count and interval; cron: the same expression, time zone and misfire."""
+        if self.kind != other.kind:
+            return False
+        if self.kind == "repeat":
+            return (self.count, self.every) == (other.count, other.every)
+        if self.kind == "cron":
+            return (self.cron, self.tz, self.misfire) == (other.cron, other.tz, other.misfire)
+        return True
+
+    def describe(self) -> str:
+        """The policy in a few words: ``once``, ``repeat 6 every 1800 s``, ``cron */5 * * * * UTC``."""
+        if self.kind == "repeat":
+            return f"repeat {self.count} every {self.every:g} s"
+        if self.kind == "cron":
+            return f"cron {self.cron} {self.tz} misfire={self.misfire}"
+        return "once"
+
 
 class Task(msgspec.Struct, kw_only=True):
     task_id: str
@@ -136,11 +156,29 @@ class Run(msgspec.Struct, kw_only=True):
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     updated_at: float = 0.0
+    rerun_of: str | None = None  # the run this one reruns (``RunHandle.rerun``)
 
     def open_attempt(self) -> Attempt | None:
         if self.attempts and self.attempts[-1].finished_at is None:
             return self.attempts[-1]
         return None
+
+
+class WorkerRecord(msgspec.Struct, kw_only=True):
+    """A worker registered in the store (record kind ``workers``): live while it heartbeats.
+
+    ``queues`` None: every queue. ``expires_at``: past it without a heartbeat the worker is
+    gone, and the next worker to heartbeat removes the record (``worker.expired``)."""
+
+    worker_id: str
+    host: str
+    pid: int
+    queues: list[str] | None
+    tasks: list[str]
+    concurrency: int
+    started_at: float
+    last_seen_at: float
+    expires_at: float
 
 
 class Event(msgspec.Struct, kw_only=True):

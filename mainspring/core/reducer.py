@@ -21,29 +21,49 @@ import msgspec
 
 from . import events as E
 from .errors import ReplayError
-from .model import Attempt, Event, Policy, Run, Task, TaskOptions
+from .model import Attempt, Event, Policy, Run, Task, TaskOptions, WorkerRecord
 from .states import TERMINAL, TRANSITIONS, AttemptResult, RunState, check_transition
+
+#: Record kinds kept in ``State.records`` (one table per store each, declared in
+#: store/kinds.py). Tasks and runs, the hot path's records, have fields of their own.
+WORKERS = "workers"
 
 
 class State:
-    """Tasks, runs, task definitions and the engine flag, keyed by id.
+    """Tasks, runs, task definitions, the engine flag and the other record kinds, by id.
 
-    ``dirty_tasks`` / ``dirty_runs`` / ``dirty_definitions`` / ``dirty_engine`` name what
-    ``apply`` changed, so a store writes back only those records.
+    ``dirty_tasks`` / ``dirty_runs`` / ``dirty_definitions`` / ``dirty_engine`` /
+    ``dirty_records`` name what ``apply`` changed, so a store writes back only those
+    records. A key in ``dirty_records[kind]`` that is no longer in ``records[kind]`` was
+    removed: the store deletes its row.
     """
 
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
         self.runs: dict[str, Run] = {}
         self.definitions: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, Any]] = {}
         self.paused: bool = False
         self.last_seq: int = 0
         self.dirty_tasks: set[str] = set()
         self.dirty_runs: set[str] = set()
         self.dirty_definitions: set[str] = set()
+        self.dirty_records: dict[str, set[str]] = {}
         self.dirty_engine: bool = False
         self.new_tasks: set[str] = set()  # created by events applied since the last save
         self.new_runs: set[str] = set()
+
+    def kind(self, kind: str) -> dict[str, Any]:
+        """The loaded records of one kind, by key."""
+        return self.records.setdefault(kind, {})
+
+    def put(self, kind: str, key: str, record: Any) -> None:
+        self.kind(kind)[key] = record
+        self.dirty_records.setdefault(kind, set()).add(key)
+
+    def drop(self, kind: str, key: str) -> None:
+        self.kind(kind).pop(key, None)
+        self.dirty_records.setdefault(kind, set()).add(key)
 
     def clear_dirty(self) -> None:
         self.dirty_tasks.clear()
@@ -51,6 +71,7 @@ class State:
         self.new_tasks.clear()
         self.new_runs.clear()
         self.dirty_definitions.clear()
+        self.dirty_records.clear()
         self.dirty_engine = False
 
 
@@ -144,6 +165,7 @@ def _on_run_created(state: State, ev: Event) -> None:
         execution_id=ev.execution_id,
         correlation_id=ev.correlation_id,
         updated_at=ev.at,
+        rerun_of=d.get("rerun_of"),
     )
     task.derived += 1
     sched = d["scheduled_at"]
@@ -294,6 +316,44 @@ def _on_resumed(state: State, ev: Event) -> None:
     state.dirty_engine = True
 
 
+def _worker(state: State, ev: Event) -> WorkerRecord:
+    rec: WorkerRecord | None = state.kind(WORKERS).get(ev.data.get("worker_id", ""))
+    if rec is None:
+        raise ReplayError(
+            f"{ev.type} (seq {ev.seq}) names worker {ev.data.get('worker_id')!r}, which is not known"
+        )
+    return rec
+
+
+def _on_worker_registered(state: State, ev: Event) -> None:
+    d = ev.data
+    if d["worker_id"] in state.kind(WORKERS):
+        raise ReplayError(f"worker.registered (seq {ev.seq}): {d['worker_id']} already exists")
+    rec = WorkerRecord(
+        worker_id=d["worker_id"],
+        host=d["host"],
+        pid=d["pid"],
+        queues=None if d["queues"] is None else list(d["queues"]),
+        tasks=list(d["tasks"]),
+        concurrency=d["concurrency"],
+        started_at=ev.at,
+        last_seen_at=ev.at,
+        expires_at=d["expires_at"],
+    )
+    state.put(WORKERS, rec.worker_id, rec)
+
+
+def _on_worker_heartbeat(state: State, ev: Event) -> None:
+    rec = _worker(state, ev)
+    rec.last_seen_at = ev.at
+    rec.expires_at = ev.data["expires_at"]
+    state.put(WORKERS, rec.worker_id, rec)
+
+
+def _on_worker_gone(state: State, ev: Event) -> None:
+    state.drop(WORKERS, _worker(state, ev).worker_id)
+
+
 _HANDLERS = {
     E.TASK_DEFINED: _on_task_defined,
     E.TASK_CREATED: _on_task_created,
@@ -308,6 +368,10 @@ _HANDLERS = {
     E.LEASE_RELEASED: _on_lease_closed,
     E.ENGINE_PAUSED: _on_paused,
     E.ENGINE_RESUMED: _on_resumed,
+    E.WORKER_REGISTERED: _on_worker_registered,
+    E.WORKER_HEARTBEAT: _on_worker_heartbeat,
+    E.WORKER_LEFT: _on_worker_gone,
+    E.WORKER_EXPIRED: _on_worker_gone,
 }
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from .errors import InvalidSchedule
 from .model import Policy
@@ -34,20 +34,86 @@ def zone(tz: str) -> ZoneInfo:
         ) from None
 
 
+#: Field names by field count, with the values each accepts (for error messages).
+_FIELDS = {
+    5: ("minute", "hour", "day-of-month", "month", "day-of-week"),
+    6: ("second", "minute", "hour", "day-of-month", "month", "day-of-week"),
+    7: ("second", "minute", "hour", "day-of-month", "month", "day-of-week", "year"),
+}
+_FIELD_VALUES = {
+    "second": "0-59",
+    "minute": "0-59",
+    "hour": "0-23",
+    "day-of-month": "1-31",
+    "month": "1-12 or JAN-DEC",
+    "day-of-week": "0-7 or SUN-SAT",
+    "year": "1970-2099",
+}
+
+
+def _day_fields(expr: str) -> tuple[str, str]:
+    """The day-of-month and day-of-week fields of a 5, 6 or 7 field expression."""
+    fields = expr.split()
+    return (fields[3], fields[5]) if len(fields) >= 6 else (fields[2], fields[4])
+
+
+def _days_or(expr: str) -> bool:
+    """Does a day matching either day field match (OR), rather than only one matching both?
+
+    Vixie cron (and Debian's cron, cronie) ORs the two day fields unless one of them starts
+    with ``*``: ``0 0 */10 * MON`` runs on Mondays that fall on day 1, 11, 21 or 31, while
+    ``0 0 1,15 * MON`` runs on the 1st, the 15th and every Monday. croniter's own rule only
+    looks for a bare ``*``, so the choice is made here. ``?`` (no specific value, in the
+    Quartz dialect croniter accepts) counts as ``*``."""
+    dom, dow = _day_fields(expr)
+    return not (dom.startswith(("*", "?")) or dow.startswith(("*", "?")))
+
+
 def _iter(expr: str, after: float, tz: str) -> croniter:
     fields = expr.split()
     start = datetime.fromtimestamp(after, tz=zone(tz))
     return croniter(
         expr,
         start,
+        day_or=_days_or(expr),
         second_at_beginning=len(fields) >= 6,
         max_years_between_matches=_MAX_YEARS_BETWEEN_MATCHES,
     )
 
 
+def _parse_error(expr: str) -> str:
+    """Why croniter refuses ``expr``, in our words: the first field it refuses on its own.
+
+    croniter's messages quote its internals; each field is tried alone, the others ``*``."""
+    fields = expr.split()
+    for i, name in enumerate(_FIELDS[len(fields)]):
+        probe = ["*"] * len(fields)
+        probe[i] = fields[i]
+        try:
+            croniter(" ".join(probe), second_at_beginning=len(fields) >= 6)
+        except Exception:
+            return f"bad {name} field {fields[i]!r} (expected {_FIELD_VALUES[name]})"
+    return "its fields do not combine into a valid expression"
+
+
+def _never_matches(expr: str) -> str:
+    """Why an expression croniter parses has no occurrence: the fields that can cause it."""
+    fields = expr.split()
+    check = ["day-of-month", "month"]
+    if not _days_or(expr) and _day_fields(expr)[1] not in ("*", "?"):
+        check.append("day-of-week")  # both day fields must match: a weekday can rule a day out
+    if len(fields) == 7 and fields[6] != "*":
+        check.append("year")
+    listed = ", ".join(check[:-1]) + " and " + check[-1]
+    return f"it never matches a date (check its {listed})"
+
+
 def validate_cron(expr: str, tz: str = "UTC") -> None:
     """Raise InvalidSchedule unless ``expr`` is a 5, 6 (leading seconds) or 7 (trailing
-    year) field cron expression with at least one future occurrence."""
+    year) field cron expression with at least one occurrence since 1970.
+
+    The messages are ours: croniter's ("failed to find next date" ...) name its internals,
+    not what to fix in the expression."""
     if not isinstance(expr, str) or len(expr.split()) not in (5, 6, 7):
         raise InvalidSchedule(
             f"invalid cron expression {expr!r}: expected 5 fields (minute hour day month "
@@ -55,11 +121,17 @@ def validate_cron(expr: str, tz: str = "UTC") -> None:
         )
     zone(tz)
     try:
-        _iter(expr, 0.0, tz).get_next(float)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidSchedule(f"invalid cron expression {expr!r}: {exc}") from None
-    except Exception as exc:  # croniter's CroniterBadDateError and friends
-        raise InvalidSchedule(f"invalid cron expression {expr!r}: {exc}") from None
+        it = _iter(expr, 0.0, tz)
+    except Exception:
+        raise InvalidSchedule(f"invalid cron expression {expr!r}: {_parse_error(expr)}") from None
+    try:
+        it.get_next(float)
+    except CroniterBadDateError:  # no date in the search window, e.g. 30 February
+        raise InvalidSchedule(f"invalid cron expression {expr!r}: {_never_matches(expr)}") from None
+    except Exception:
+        raise InvalidSchedule(
+            f"invalid cron expression {expr!r}: its occurrences cannot be computed"
+        ) from None
 
 
 def _runs_in_real_time(expr: str) -> bool:

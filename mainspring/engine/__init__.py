@@ -1,5 +1,18 @@
 """The engine: commands -> events, leasing, expiry, retry decisions, schedules, keys."""
 
-from .engine import Batch, CycleResult, Engine, Finished, Leased, SubmitRequest, Submitted
+from .batch import Batch
+from .engine import Engine
+from .messages import CycleResult, Finished, Leased, SubmitRequest, Submitted, TaskView
+from .registry import Registration
 
-__all__ = ["Batch", "CycleResult", "Engine", "Finished", "Leased", "SubmitRequest", "Submitted"]
+__all__ = [
+    "Batch",
+    "CycleResult",
+    "Engine",
+    "Finished",
+    "Leased",
+    "Registration",
+    "SubmitRequest",
+    "Submitted",
+    "TaskView",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -59,7 +59,11 @@ class Tx(ABC):
     def task_by_idempotency(self, name: str, key: str) -> Task | None: ...
 
     @abstractmethod
-    def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]: ...
+    def run_ids_of_task(
+        self, task_id: str, *, active_only: bool = False, scheduled_at: float | None = None
+    ) -> list[str]:
+        """The runs of a task by scheduled time (non-terminal ones only, or those of one
+        scheduled time)."""
 
     @abstractmethod
     def due_run_ids(self, now: float, limit: int) -> list[str]: ...
@@ -102,6 +106,18 @@ class Tx(ABC):
     @abstractmethod
     def definition(self, name: str) -> dict[str, Any] | None: ...
 
+    # -- record kinds (store/kinds.py) ---------------------------------------------
+    @abstractmethod
+    def load_records(self, kind: str, keys: Sequence[str], state: State) -> None:
+        """Load these records of ``kind`` into ``state`` (locked for changing them)."""
+
+    @abstractmethod
+    def records(
+        self, kind: str, *, at_most: tuple[str, float] | None = None, limit: int | None = None
+    ) -> list[Any]:
+        """Records of ``kind`` by key; with ``at_most=(column, value)``, only those whose
+        column is <= value (claimed, where a write transaction locks: others skip them)."""
+
     # -- queries for the facade -------------------------------------------------
     @abstractmethod
     def get_run(self, run_id: str) -> Run | None: ...
@@ -116,6 +132,26 @@ class Tx(ABC):
 
     @abstractmethod
     def stats(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def query_tasks(self, active: bool, limit: int) -> list[Task]:
+        """Tasks in creation order (with ``active``, those not canceled)."""
+
+    @abstractmethod
+    def task_run_counts(self, task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """For each task, its number of runs in each state (states without runs left out)."""
+
+    @abstractmethod
+    def next_scheduled(self, task_ids: Sequence[str]) -> dict[str, float]:
+        """For each task with a ``scheduled`` run, the earliest such run's time."""
+
+    @abstractmethod
+    def ready_ahead(self, run: Run) -> int:
+        """How many ready runs of ``run``'s queue come before it in leasing order."""
+
+    @abstractmethod
+    def runs_held_by(self, owners: Sequence[str]) -> dict[str, list[str]]:
+        """For each lease owner (worker id), the runs whose lease it holds."""
 
     @abstractmethod
     def events(self, since: int, run_id: str | None, limit: int) -> list[Event]: ...
@@ -215,6 +251,8 @@ class EndedWaiter(ABC):
 
 class Store(ABC):
     url: str
+    #: the schema version of the open store (the current one: opening migrates)
+    schema_version: int
     #: whether its transactions offer ``Tx.update_runs_if_unchanged``
     fenced_updates: bool = False
 
@@ -245,23 +283,32 @@ class Store(ABC):
     def close(self) -> None: ...
 
 
-def open_store(url: str | None = None, *, migrate: bool | None = None) -> Store:
+def open_store(
+    url: str | None = None, *, migrate: bool | None = None, create: bool = True
+) -> Store:
     """Open the store at ``url``; see CONTRACT section 1.
 
     A new store is created and an older schema migrated, unless ``migrate`` is False (or,
     for PostgreSQL, the URL says ``auto_migrate=false``): then a store whose schema is not
     current is refused with StoreError. ``migrate=True`` migrates whatever the URL says.
+    With ``create=False`` a store that does not exist yet is refused (StoreError naming
+    it) rather than created: what commands that only read use.
     """
     resolved = resolve_url(url)
-    if resolved.startswith("sqlite:"):
-        from .sqlite import SQLiteStore
+    scheme = resolved.split(":", 1)[0]
+    opener = _OPENERS.get(scheme)
+    if opener is None:
+        raise StoreError(
+            f"unsupported store URL {resolved!r}: use sqlite:///relative.db, sqlite:////abs.db "
+            "or postgresql://user@host:port/db"
+        )
+    return opener(resolved, migrate, create)
 
-        return SQLiteStore(resolved)
-    if resolved.startswith(("postgresql:", "postgres:")):
-        from .postgres import PostgresStore
 
-        return PostgresStore(resolved, migrate=migrate)
-    raise StoreError(
-        f"unsupported store URL {resolved!r}: use sqlite:///relative.db, sqlite:////abs.db "
-        "or postgresql://user@host:port/db"
-    )
+Opener = Callable[[str, "bool | None", bool], Store]
+_OPENERS: dict[str, Opener] = {}
+
+
+def register_store(scheme: str, opener: Opener) -> None:
+    """Make ``open_store`` open URLs of ``scheme`` with ``opener(url, migrate, create)``."""
+    _OPENERS[scheme] = opener

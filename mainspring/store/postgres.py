@@ -34,7 +34,8 @@ and the engine runs the command again from scratch. A connection lost during ``C
 itself raises ``StoreError``: its outcome is unknown, and the caller decides (workers
 retry; their reports are fenced, so a report that did land is not applied twice).
 
-URL: ``postgresql://user:password@host:port/database?schema=name&pool_size=8&auto_migrate=true``.
+URL: ``postgresql://user:password@host:port/database?schema=name&pool_size=8&auto_migrate=true``,
+or any other form libpq reads (``postgresql:///database``: the local Unix socket).
 ``schema`` (default ``public``), ``pool_size`` (connections per process, default 8) and
 ``auto_migrate`` (install or upgrade the schema on open, default true) are mainspring's own;
 every other parameter is passed to libpq.
@@ -52,7 +53,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import msgspec
 
@@ -61,6 +62,7 @@ from ..core.model import Event, Run, Task
 from ..core.reducer import State
 from ..core.states import RunState
 from .base import Conflict, Store, Waiter
+from .kinds import KINDS, Dialect, migration
 from .rows import (
     RunDoc,
     SqlTx,
@@ -87,7 +89,7 @@ except ImportError as _exc:  # pragma: no cover - the extra is not installed
 else:
     _IMPORT_ERROR = None
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APP_ID = "mainspring"
 TABLES = (
     "ms_meta",
@@ -98,6 +100,7 @@ TABLES = (
     "ms_runs",
     "ms_definitions",
     "ms_engine",
+    *(k.table for k in KINDS),
 )
 
 _MIGRATIONS: dict[int, str] = {
@@ -178,6 +181,20 @@ _MIGRATIONS: dict[int, str] = {
     );
     """,
 }
+
+DIALECT = Dialect(
+    placeholder="%s",
+    types={"text": "text", "real": "double precision", "integer": "bigint", "doc": "bytea"},
+)
+# versions from 3 on add record kinds' tables (store/kinds.py)
+_MIGRATIONS[3] = ";\n".join(
+    [
+        # a task's runs by time (misfire=skip finds its overdue occurrence, task listings)
+        "DROP INDEX ms_runs_task",
+        "CREATE INDEX ms_runs_task ON ms_runs (task_id, scheduled_at)",
+        *migration(3, DIALECT),
+    ]
+)
 
 
 def _migrate_log_v2(con: Any) -> None:
@@ -365,47 +382,94 @@ def _changes_json(runs: Sequence[Run]) -> str:
 
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted PostgreSQL names fold to lower case
+# libpq's URL: postgresql://[user[:password]@][host][:port][,...][/database][?param=value&...]
+# (or postgres://). Every part may be empty: postgresql:///db is the database db through the
+# local Unix socket, as the OS user. Split as libpq reads it, nothing decoded: the authority
+# ends at the first / or ?, the parameters begin at the first ?, there is no fragment.
+_URL = re.compile(r"(postgresql|postgres)://([^/?]*)([^?]*)(?:\?(.*))?", re.DOTALL)
 
 
 def parse_url(url: str) -> tuple[str, str, int, bool]:
-    """(libpq conninfo, schema, pool size, auto_migrate) from a ``postgresql://`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise StoreError(f"not a PostgreSQL URL: {url!r}")
-    params: list[tuple[str, str]] = []
+    """(libpq conninfo, schema, pool size, auto_migrate) from a ``postgresql://`` URL.
+
+    mainspring's own parameters (``schema``, ``pool_size``, ``auto_migrate``) are taken
+    out; the rest of the URL reaches libpq exactly as written (an empty host included:
+    the Unix socket), in a ``postgresql://`` URL."""
+    m = _URL.fullmatch(url)
+    if m is None:
+        raise StoreError(
+            "not a PostgreSQL URL: use postgresql://[user[:password]@][host][:port]"
+            "[/database][?param=value&...] (postgresql:///database: the local socket)"
+        )
+    _, authority, path, query = m.groups()
+    kept: list[str] = []
     schema, pool_size, auto = "public", 8, True
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+    for item in (query or "").split("&"):
+        raw_key, _, raw_value = item.partition("=")
+        key, value = unquote(raw_key), unquote(raw_value)  # libpq's decoding: "+" is a "+"
         if key == "schema":
             schema = value
         elif key == "pool_size":
             if not value.isdigit() or int(value) < 1:
-                raise StoreError(f"invalid pool_size={value!r} in {url!r}: use a number >= 1")
+                raise StoreError(
+                    f"invalid pool_size={value!r} in {_redact(url)!r}: use a number >= 1"
+                )
             pool_size = int(value)
         elif key == "auto_migrate":
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise StoreError(f"invalid auto_migrate={value!r} in {url!r}: use true or false")
+                raise StoreError(
+                    f"invalid auto_migrate={value!r} in {_redact(url)!r}: use true or false"
+                )
             auto = value.lower() in ("true", "1", "yes")
-        else:
-            params.append((key, value))
+        elif item:
+            kept.append(item)  # libpq's, as written
     if not _IDENT.match(schema):
         raise StoreError(
             f"invalid schema={schema!r} in {_redact(url)!r}: use lower-case letters, digits and "
             "underscores (at most 63)"
         )
-    conninfo = urlunsplit(
-        ("postgresql", parts.netloc, parts.path, urlencode(params, quote_via=quote), parts.fragment)
-    )
+    conninfo = f"postgresql://{authority}{path}" + ("?" + "&".join(kept) if kept else "")
     return conninfo, schema, pool_size, auto
+
+
+def _passwords(url: str) -> list[str]:
+    """The passwords in ``url`` (in the authority, ``password=``), as written and decoded."""
+    m = _URL.fullmatch(url)
+    if m is None:
+        return []
+    _, authority, _, query = m.groups()
+    userinfo, at, _ = authority.rpartition("@")
+    found = [userinfo.partition(":")[2]] if at and ":" in userinfo else []
+    for item in (query or "").split("&"):
+        key, _, value = item.partition("=")
+        if unquote(key) == "password":
+            found.append(value)
+    return [p for raw in found if raw for p in {raw, unquote(raw)}]
 
 
 def _redact(url: str) -> str:
     """The URL without its password (in the authority or as ``password=``), for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    m = _URL.fullmatch(url)
+    if m is None:
+        return "(a URL that is not a PostgreSQL URL)"
+    scheme, authority, path, query = m.groups()
+    userinfo, at, hosts = authority.rpartition("@")
+    if at and ":" in userinfo:  # (up to the last @: nothing of a password is left)
+        authority = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    if query is not None:
+        query = "?" + "&".join(
+            f"{item.partition('=')[0]}=***" if unquote(item.partition("=")[0]) == "password"
+            else item
+            for item in query.split("&")
+        )  # fmt: skip
+    return f"{scheme}://{authority}{path}{query or ''}"
+
+
+def _scrub(message: str, url: str) -> str:
+    """``message`` (libpq's, which may quote a part of the URL) without its passwords."""
+    for password in sorted(_passwords(url), key=len, reverse=True):
+        message = message.replace(password, "***")
+    return message
 
 
 class _QuietDiscards(logging.Filter):
@@ -453,6 +517,7 @@ class _LostBeforeCommit(Exception):
 
 
 class PostgresTx(SqlTx):
+    DIALECT = DIALECT
     P = "%s"
     RUN_COLS = _RUN_COLS
     TASK_COLS = _TASK_COLS
@@ -491,6 +556,10 @@ class PostgresTx(SqlTx):
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self._exec(query, params).fetchall())
+
+    def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        for row in rows:
+            self._defer(query, row)
 
     def wake_on_commit(self) -> None:
         self.wake = True
@@ -698,6 +767,7 @@ class PostgresTx(SqlTx):
             st.tasks[row[0]] = row_task(row)
         for name, doc in self._rows("SELECT name, doc::text FROM ms_definitions"):
             st.definitions[name] = dict(any_decoder.decode(doc))
+        self.snapshot_records(st)
         st.paused = self.paused()
         st.last_seq = self.last_seq()
         return st
@@ -739,6 +809,7 @@ class PostgresTx(SqlTx):
                 )
         if state.dirty_engine:
             self._defer("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
+        self.save_records(state)
         state.clear_dirty()
 
     def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
@@ -833,7 +904,7 @@ class PostgresWaiter(Waiter):
 class PostgresStore(Store):
     fenced_updates = True
 
-    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
+    def __init__(self, url: str, *, migrate: bool | None = None, create: bool = True) -> None:
         if psycopg is None:
             raise StoreError(
                 "PostgreSQL stores need psycopg: pip install 'mainspring[postgres]' "
@@ -845,17 +916,22 @@ class PostgresStore(Store):
         # its row locks, and the log counter's; the server ends it after this long idle.
         # Our transactions never wait on the client for more than milliseconds. The URL's own
         # libpq options come after, so they can change it.
-        given = psycopg.conninfo.conninfo_to_dict(conninfo).get("options") or ""
-        options = f"-c idle_in_transaction_session_timeout={IDLE_TX_TIMEOUT_MS} {given}"
-        self.conninfo = psycopg.conninfo.make_conninfo(
-            conninfo, options=f"{options} -c search_path={self.schema}".replace("  ", " ")
-        )
+        try:
+            given = psycopg.conninfo.conninfo_to_dict(conninfo).get("options") or ""
+            options = f"-c idle_in_transaction_session_timeout={IDLE_TX_TIMEOUT_MS} {given}"
+            self.conninfo = psycopg.conninfo.make_conninfo(
+                conninfo, options=f"{options} -c search_path={self.schema}".replace("  ", " ")
+            )
+        except psycopg.Error as exc:  # libpq refuses the URL (an unknown parameter, ...)
+            raise StoreError(
+                f"invalid PostgreSQL URL {self.display_url!r}: {_scrub(str(exc), url).strip()}"
+            ) from None
         self.channel = f"mainspring_{self.schema}"
         if len(self.channel) > 63:  # PostgreSQL's identifier limit
             digest = hashlib.sha1(self.schema.encode()).hexdigest()[:16]
             self.channel = f"mainspring_{self.schema[:30]}_{digest}"
         self.key_lock_prefix = f"mainspring:{self.schema}:key:"
-        self.schema_version = self._open_schema(auto if migrate is None else migrate)
+        self.schema_version = self._open_schema(auto if migrate is None else migrate, create)
         self.pool = ConnectionPool(
             self.conninfo,
             min_size=1,
@@ -877,7 +953,7 @@ class PostgresStore(Store):
         return _redact(self.url)
 
     # -- schema -----------------------------------------------------------------------------
-    def _open_schema(self, migrate: bool) -> int:
+    def _open_schema(self, migrate: bool, create: bool = True) -> int:
         try:
             con = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
@@ -886,6 +962,11 @@ class PostgresStore(Store):
             version = self._installed_version(con)
             if version == SCHEMA_VERSION:
                 return version
+            if version == 0 and not create:
+                raise StoreError(
+                    f"no mainspring store in {self.display_url!r} (schema {self.schema!r}); "
+                    "commands that only read never create one: check --store / MAINSPRING_STORE"
+                )
             if not migrate:
                 raise StoreError(
                     f"{self.display_url!r} has mainspring schema version {version or 'none'}, "
@@ -969,8 +1050,24 @@ class PostgresStore(Store):
 
     @staticmethod
     def _rollback(con: Any) -> None:
+        """End a transaction that failed, leaving the connection ready for the next one.
+
+        When the server refused a statement (a duplicate idempotency key, a deadlock: the
+        transaction is in error), it skipped the rest of that statement's pipeline, the
+        preparation of a statement included. psycopg prepares a statement at its first use
+        after ``prepare_threshold`` (5), in the pipeline, and does not check the outcome of
+        that step: it would take a skipped preparation for done, and every later use of
+        the statement on this connection would fail ("prepared statement "_pg3_2" does
+        not exist"). ``Connection.rollback()`` also forgets psycopg's prepared statements
+        and deallocates the server's (DEALLOCATE ALL), so both sides agree again; they
+        are prepared anew after a few more uses. A transaction the server did not refuse
+        (the command itself raised) skipped nothing: a plain ROLLBACK keeps them.
+        """
         try:
-            con.execute("ROLLBACK")
+            if con.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                con.rollback()
+            else:
+                con.execute("ROLLBACK")
         except psycopg.Error:
             pass  # the connection is gone; the pool discards it
 

@@ -23,7 +23,9 @@ from typing import Any
 import msgspec
 
 from ..core.model import Attempt, Event, Run, Task
+from ..core.states import TERMINAL
 from .base import Tx
+from .kinds import KindTx
 
 
 class RunDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -41,6 +43,7 @@ class RunDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
     attempts: list[Attempt] = msgspec.field(default_factory=list)
     updated_at: float = 0.0
+    rerun_of: str | None = None
 
 
 encoder = msgspec.json.Encoder()
@@ -107,6 +110,7 @@ def run_doc(r: Run) -> RunDoc:
         reason=r.reason,
         attempts=r.attempts,
         updated_at=r.updated_at,
+        rerun_of=r.rerun_of,
     )
 
 
@@ -138,6 +142,7 @@ def row_run(row: Sequence[Any]) -> Run:
         reason=d.reason,
         attempts=d.attempts,
         updated_at=d.updated_at,
+        rerun_of=d.rerun_of,
     )
 
 
@@ -222,7 +227,7 @@ def decode_record(seq: int, body: bytes | str, run_id: str | None = None) -> lis
     ]
 
 
-class SqlTx(Tx):
+class SqlTx(KindTx, Tx):
     """The reads both stores write the same way; they differ in placeholder and columns."""
 
     P: str  # the driver's placeholder: "?" (sqlite3) or "%s" (psycopg)
@@ -240,11 +245,66 @@ class SqlTx(Tx):
         )
         return row_task(rows[0]) if rows else None
 
-    def run_ids_of_task(self, task_id: str, *, active_only: bool = False) -> list[str]:
+    def run_ids_of_task(
+        self, task_id: str, *, active_only: bool = False, scheduled_at: float | None = None
+    ) -> list[str]:
         q = f"SELECT run_id FROM ms_runs WHERE task_id = {self.P}"
+        params: list[Any] = [task_id]
         if active_only:
-            q += " AND state NOT IN ('completed', 'failed', 'canceled')"
-        return [r[0] for r in self._rows(q + " ORDER BY scheduled_at, run_id", (task_id,))]
+            q += f" AND state NOT IN ({', '.join(repr(s.value) for s in TERMINAL)})"
+        if scheduled_at is not None:
+            q += f" AND scheduled_at = {self.P}"
+            params.append(scheduled_at)
+        return [r[0] for r in self._rows(q + " ORDER BY scheduled_at, run_id", params)]
+
+    def _in(self, values: Sequence[Any]) -> str:
+        return f"({', '.join([self.P] * len(values))})"
+
+    def query_tasks(self, active: bool, limit: int) -> list[Task]:
+        q = f"SELECT {self.TASK_COLS} FROM ms_tasks"
+        if active:
+            q += " WHERE NOT canceled"
+        return [row_task(r) for r in self._rows(q + f" ORDER BY task_id LIMIT {self.P}", (limit,))]
+
+    def task_run_counts(self, task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {t: {} for t in task_ids}
+        if task_ids:
+            q = (
+                f"SELECT task_id, state, count(*) FROM ms_runs WHERE task_id IN "
+                f"{self._in(task_ids)} GROUP BY task_id, state"
+            )
+            for tid, st, n in self._rows(q, list(task_ids)):
+                out[tid][st] = int(n)
+        return out
+
+    def next_scheduled(self, task_ids: Sequence[str]) -> dict[str, float]:
+        if not task_ids:
+            return {}
+        q = (
+            f"SELECT task_id, min(scheduled_at) FROM ms_runs WHERE task_id IN "
+            f"{self._in(task_ids)} AND state = 'scheduled' GROUP BY task_id"
+        )
+        return {tid: float(at) for tid, at in self._rows(q, list(task_ids))}
+
+    def ready_ahead(self, run: Run) -> int:
+        q = (
+            f"SELECT count(*) FROM ms_runs WHERE state = 'ready' AND queue = {self.P} "
+            f"AND (priority > {self.P} OR (priority = {self.P} AND (scheduled_at < {self.P} "
+            f"OR (scheduled_at = {self.P} AND run_id < {self.P}))))"
+        )
+        p, t = run.priority, run.scheduled_at
+        return int(self._rows(q, (run.queue, p, p, t, t, run.run_id))[0][0])
+
+    def runs_held_by(self, owners: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {o: [] for o in owners}
+        if owners:
+            q = (
+                f"SELECT lease_owner, run_id FROM ms_runs WHERE lease_owner IN "
+                f"{self._in(owners)} ORDER BY run_id"
+            )
+            for owner, rid in self._rows(q, list(owners)):
+                out[owner].append(rid)
+        return out
 
     def get_run(self, run_id: str) -> Run | None:
         rows = self._rows(f"SELECT {self.RUN_COLS} FROM ms_runs WHERE run_id = {self.P}", (run_id,))

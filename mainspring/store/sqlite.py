@@ -24,6 +24,7 @@ from ..core.model import Event, Run
 from ..core.reducer import State
 from ..core.states import RunState
 from .base import Store, Waiter
+from .kinds import Dialect, migration
 from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify_dir
 from .rows import (
     SqlTx,
@@ -40,7 +41,7 @@ from .rows import (
     task_columns,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APP_ID = "mainspring"
 
 #: The background checkpointer copies the WAL into the database file each time this many
@@ -126,6 +127,18 @@ _MIGRATIONS: dict[int, str] = {
     ) WITHOUT ROWID;
     """,
 }
+DIALECT = Dialect(
+    placeholder="?", types={"text": "TEXT", "real": "REAL", "integer": "INTEGER", "doc": "BLOB"}
+)
+# versions from 3 on add record kinds' tables (store/kinds.py)
+_MIGRATIONS[3] = ";\n".join(
+    [
+        # a task's runs by time (misfire=skip finds its overdue occurrence, task listings)
+        "DROP INDEX ms_runs_task",
+        "CREATE INDEX ms_runs_task ON ms_runs (task_id, scheduled_at)",
+        *migration(3, DIALECT),
+    ]
+)
 
 
 def _migrate_log_v2(con: sqlite3.Connection) -> None:
@@ -257,6 +270,7 @@ def _run_update(r: Run) -> tuple[Any, ...]:
 
 
 class SQLiteTx(SqlTx):
+    DIALECT = DIALECT
     P = "?"
     RUN_COLS = _RUN_COLS
     TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc"
@@ -277,6 +291,9 @@ class SQLiteTx(SqlTx):
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self.con.execute(query, params).fetchall())
+
+    def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.con.executemany(query, rows)
 
     # -- reads used by commands ---------------------------------------------------
     def load_runs(self, run_ids: Sequence[str], state: State) -> None:
@@ -490,6 +507,7 @@ class SQLiteTx(SqlTx):
             st.tasks[row[0]] = row_task(row)
         for name, doc in self.con.execute("SELECT name, doc FROM ms_definitions"):
             st.definitions[name] = dict(any_decoder.decode(doc))
+        self.snapshot_records(st)
         st.paused = self.paused()
         st.last_seq = self.last_seq()
         return st
@@ -528,6 +546,7 @@ class SQLiteTx(SqlTx):
             self.con.execute(
                 "UPDATE ms_engine SET paused = ? WHERE id = 1", (1 if state.paused else 0,)
             )
+        self.save_records(state)
         state.clear_dirty()
 
     def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
@@ -616,8 +635,9 @@ class _Checkpointer:
 class SQLiteStore(Store):
     fenced_updates = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
+        self.create = create
         path, query = parse_url(url)
         self.path = os.path.abspath(path)
         sync = query.get("synchronous", "full").upper()
@@ -631,6 +651,7 @@ class SQLiteStore(Store):
         self._all_lock = threading.Lock()
         self._closed = False
         self._open_schema()
+        self.schema_version = SCHEMA_VERSION
         self._notifier = Notifier(notify_dir(self.path))
         self._ended = Notifier(os.path.join(notify_dir(self.path), "ended"))
         self._ended_waiters: list[SocketEndedWaiter] = []
@@ -665,6 +686,11 @@ class SQLiteStore(Store):
             raise StoreError(f"{self.path!r} is a directory, not a mainspring store file")
         if os.path.exists(self.path):
             version = _check_existing(self.path)
+        elif not self.create:
+            raise StoreError(
+                f"no mainspring store at {self.path!r}: the file does not exist (check "
+                "--store / MAINSPRING_STORE; commands that only read never create a store)"
+            )
         else:
             if not os.path.isdir(directory):
                 raise StoreError(
@@ -748,10 +774,18 @@ class SQLiteStore(Store):
             try:
                 yield tx
                 tx.append_log()
-            except BaseException:
-                con.execute("ROLLBACK")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"write to {self.path!r} failed: {exc}") from exc
                 raise
-            con.execute("COMMIT")
+            try:
+                con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise StoreError(f"commit to {self.path!r} failed: {exc}") from exc
         finally:
             if queue is not None:
                 fcntl.flock(queue, fcntl.LOCK_UN)
@@ -766,11 +800,17 @@ class SQLiteStore(Store):
     @contextmanager
     def read(self, *, snapshot: bool = False) -> Iterator[SQLiteTx]:
         con = self._con()
-        con.execute("BEGIN")
+        try:
+            con.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path!r}: {exc}") from exc
         try:
             yield SQLiteTx(con)
+        except sqlite3.Error as exc:
+            raise StoreError(f"read from {self.path!r} failed: {exc}") from exc
         finally:
-            con.execute("COMMIT")
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("COMMIT")
 
     def notify(self) -> None:
         self._notifier.notify()

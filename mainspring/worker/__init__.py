@@ -1,6 +1,6 @@
 """Executing handlers: threads, asyncio, lease renewal, timeouts, ms.context()."""
 
 from .context import Context, context
-from .worker import Worker
+from .worker import AttemptDone, Worker
 
-__all__ = ["Context", "Worker", "context"]
+__all__ = ["AttemptDone", "Context", "Worker", "context"]

@@ -30,7 +30,7 @@ from ..core.errors import MainspringError
 from ..core.ids import uuid7
 from ..core.outcomes import Fail, Retry, Suspend
 from ..core.states import AttemptResult
-from ..engine import Engine, Finished, Leased
+from ..engine import Engine, Finished, Leased, Registration
 from .context import Context, reset_current, set_current
 
 if TYPE_CHECKING:
@@ -42,6 +42,18 @@ POLL_SECONDS = 1.0  # the slowest a worker ever looks for work without a wake-up
 GATHER_SECONDS = 0.002  # longest a finished attempt waits for others to share its commit
 GATHER_QUIET_SECONDS = 0.0003  # ... and how long it waits for the next one to finish
 HOUSEKEEPING_SECONDS = 0.25  # lease expiry / promotion / cron at least this often while busy
+
+
+@dataclass(frozen=True)
+class AttemptDone:
+    """An attempt whose end the store recorded (``on_attempt`` of a worker)."""
+
+    task_name: str
+    run_id: str
+    attempt: int
+    result: AttemptResult
+    duration: float  # seconds, as the worker measured it
+    error: str | None
 
 
 @dataclass
@@ -121,6 +133,7 @@ class Worker:
         queues: Sequence[str] | None = None,
         lease_seconds: float = 30.0,
         grace_seconds: float = 10.0,
+        on_attempt: Callable[[AttemptDone], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -133,6 +146,15 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid7()[-12:]}"
+        self.on_attempt = on_attempt
+        self.registration = Registration(
+            worker_id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.queues,
+            tasks=self.names,
+            concurrency=concurrency,
+        )
         self._inflight: dict[str, _Item] = {}
         self._done: collections.deque[tuple[_Item, Finished]] = collections.deque()
         self._renew_now: set[str] = set()
@@ -153,6 +175,8 @@ class Worker:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Worker:
+        """Register in the store's worker registry, then run the loop in a thread."""
+        self._registry(self.engine.register_worker, self.registration, self.lease_seconds)
         self._thread = threading.Thread(
             target=self._main, name=f"mainspring-worker-{self.id}", daemon=True
         )
@@ -233,8 +257,17 @@ class Worker:
             self._error = exc
             log.exception("worker %s loop crashed", self.id)
         finally:
+            self._registry(self.engine.worker_left, self.id)
             waiter.close()
             self._stopped.set()
+
+    def _registry(self, command: Callable[..., None], *args: Any) -> None:
+        """Register or leave; a store that fails here is told at the next heartbeat (or
+        finds the worker gone when its heartbeats stop)."""
+        try:
+            command(*args)
+        except Exception as exc:
+            log.warning("worker %s: worker registry: %s", self.id, exc)
 
     def _loop(self, waiter: Waiter) -> None:
         renew_every = max(self.lease_seconds / 3.0, 0.05)
@@ -318,6 +351,8 @@ class Worker:
                     for item, _ in finished:
                         if self._inflight.get(item.leased.run_id) is item:
                             del self._inflight[item.leased.run_id]
+                if self.on_attempt is not None and res.accepted:
+                    self._report(finished, res.accepted)
                 if res.lost:
                     self._forget(res.lost)
                 for lz in res.leased:
@@ -457,16 +492,32 @@ class Worker:
             else:
                 self._pool.grow()
 
+    def _report(self, finished: Sequence[tuple[_Item, Finished]], accepted: Sequence[str]) -> None:
+        assert self.on_attempt is not None
+        recorded, now = set(accepted), time.monotonic()
+        for item, fin in finished:
+            if fin.run_id not in recorded:
+                continue
+            lz = item.leased
+            done = AttemptDone(
+                lz.task_name, lz.run_id, lz.attempt, fin.result, now - item.started, fin.error
+            )
+            try:
+                self.on_attempt(done)
+            except Exception:
+                log.exception("worker %s: on_attempt raised", self.id)
+
     def _renew(self) -> None:
+        """Renew this worker's leases, and heartbeat in the worker registry."""
         with self._lock:
             ids = [rid for rid, it in self._inflight.items() if not it.abandoned]
             self._renew_now.clear()
-        if not ids:
-            return
         began = time.monotonic()
         snapshots: dict[str, bytes] = {}
         try:
-            lost = self.engine.renew(self.id, ids, self.lease_seconds, snapshots)
+            lost = self.engine.renew(
+                self.id, ids, self.lease_seconds, snapshots, heartbeat=self.registration
+            )
         except Exception as exc:
             log.warning("worker %s: could not renew leases: %s", self.id, exc)
             return

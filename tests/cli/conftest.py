@@ -19,7 +19,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     """No test sees the caller's MAINSPRING_STORE or writes into the working directory."""
     for name in ("MAINSPRING_STORE", "MAINSPRING_DEBUG"):
         monkeypatch.setenv(name, "")  # records the caller's value; restored afterwards
-        monkeypatch.delenv(name)  # (`worker --store` sets MAINSPRING_STORE in-process)
+        monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))  # `worker` puts the cwd on sys.path
     before = set(sys.modules)

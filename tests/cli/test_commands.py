@@ -20,7 +20,8 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 RUN_FIELDS = {
     "run_id", "task_id", "task_name", "state", "scheduled_at", "priority", "queue",
     "concurrency_key", "idempotency_key", "execution_id", "correlation_id", "output",
-    "error", "attempts",
+    "error", "attempts", "rerun_of", "parent_run_id", "caused_by", "failure_class",
+    "retry_class",
 }  # fmt: skip
 EVENT_FIELDS = {
     "seq", "event_id", "type", "at", "task_id", "run_id", "attempt_id", "correlation_id",
@@ -201,6 +202,7 @@ def test_pause_resume_and_migrate(cli: Invoke, store: str) -> None:
     ],
 )
 def test_unknown_run_id_exits_2(cli: Invoke, store: str, argv: list[str]) -> None:
+    assert cli("migrate", "--store", store).exit_code == 0  # the store exists; the run does not
     r = cli(*argv, "--store", store)
     assert r.exit_code == 2
     assert "no run" in one_error_line(r.stderr)
@@ -252,6 +254,7 @@ def test_unsupported_store_url_exits_2(cli: Invoke) -> None:
     ],
 )
 def test_bad_json_arguments_exit_2(cli: Invoke, store: str, option: str, value: str) -> None:
+    assert cli("migrate", "--store", store).exit_code == 0
     r = cli("submit", "t.bad", option, value, "--store", store)
     assert r.exit_code == 2
     assert option in one_error_line(r.stderr)
@@ -283,6 +286,7 @@ def _declare_keyed_tasks(store: str) -> None:
     @app.task(name="k.callable", concurrency_key=lambda acct: f"acct-{acct}")
     def computed(acct: str) -> None: ...
 
+    app.open()  # declaring does no I/O: opening the store records the definitions
     app.close()
 
 
@@ -391,8 +395,8 @@ def test_every_command_and_option_has_help(cli: Invoke) -> None:
     group = typer.main.get_command(cli_main.app)
     commands = group.commands  # type: ignore[attr-defined]
     assert set(commands) >= {
-        "demo", "worker", "submit", "runs", "run", "cancel", "log", "stats", "pause",
-        "resume", "verify", "migrate",
+        "demo", "worker", "submit", "runs", "run", "cancel", "resume", "rerun", "tasks",
+        "why", "workers", "log", "stats", "pause", "verify", "migrate",
     }  # fmt: skip
     for name, command in commands.items():
         assert command.help, name
@@ -401,3 +405,6 @@ def test_every_command_and_option_has_help(cli: Invoke) -> None:
         r = cli(name, "--help")
         assert r.exit_code == 0, name
         assert "--store" in r.stdout and "--json" in r.stdout, name
+        assert "<bool>" not in r.stdout, name  # flags read as flags, not as taking a value
+    r = cli("--help")
+    assert r.exit_code == 0 and "<bool>" not in r.stdout

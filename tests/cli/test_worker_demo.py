@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -13,6 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+import mainspring as ms
+from mainspring.cli.commands_worker import attempt_printer
 
 from .conftest import Invoke, Spawn
 
@@ -26,7 +31,14 @@ APP_MODULE = textwrap.dedent(
     def add(a, b):
         return {"sum": a + b}
 
+    @app.task(name="calc.boom", max_attempts=2, backoff=ms.Backoff.fixed(0.05))
+    def boom():
+        raise ValueError("no\\nluck")
+
     not_an_app = 42
+    nothing = None
+    label = "x"
+    app_class = ms.App
     """
 )
 
@@ -49,6 +61,58 @@ def test_worker_burst_completes_a_submitted_run(spawn: Spawn, store: str, app_mo
     assert run["output"] == {"sum": 5}
     assert [a["result"] for a in run["attempts"]] == ["success"]
     assert spawn("verify", "--store", store).returncode == 0
+
+
+ATTEMPT_LINE = re.compile(
+    r"^(?P<task>\S+)  (?P<run>[0-9a-f-]{36})  (?P<result>[a-z]+)  (?P<duration>\d+\.\d{3})s  "
+    r"attempt (?P<attempt>\d+)(?:  (?P<error>.+))?$"
+)
+
+
+def test_worker_prints_one_line_per_finished_attempt(
+    spawn: Spawn, store: str, app_module: str
+) -> None:
+    ok = spawn("submit", "calc.add", "--args", "[2, 3]", "--store", store).stdout.strip()
+    bad = spawn("submit", "calc.boom", "--store", store).stdout.strip()
+    r = spawn("worker", app_module, "--burst", "--concurrency", "1", "--store", store)
+    assert r.returncode == 0, r.stderr
+    lines = [ATTEMPT_LINE.match(line) for line in r.stdout.splitlines()]
+    assert all(lines), r.stdout
+    seen = sorted(
+        (m["task"], m["run"], m["result"], int(m["attempt"]), m["error"])
+        for m in lines
+        if m is not None
+    )
+    assert seen == sorted(
+        [
+            ("calc.add", ok, "success", 1, None),
+            # submitted by name before any App recorded calc.boom: the default max_attempts=1
+            ("calc.boom", bad, "retryable", 1, "ValueError: no luck"),
+        ]
+    )
+    assert "mainspring worker: 2 task(s)" in r.stderr  # the start line
+
+
+def test_worker_quiet_prints_no_attempt_lines(cli: Invoke, store: str, app_module: str) -> None:
+    run_id = cli("submit", "calc.add", "--args", "[1, 1]", "--store", store).stdout.strip()
+    r = cli("worker", app_module, "--burst", "--quiet", "--store", store)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""
+    doc = json.loads(cli("run", run_id, "--json", "--store", store).stdout)
+    assert doc["state"] == "completed"
+
+
+def test_worker_json_prints_one_object_per_attempt(
+    cli: Invoke, store: str, app_module: str
+) -> None:
+    run_id = cli("submit", "calc.add", "--args", "[1, 1]", "--store", store).stdout.strip()
+    r = cli("worker", app_module, "--burst", "--json", "--store", store)
+    assert r.exit_code == 0, r.stderr
+    [doc] = [json.loads(line) for line in r.stdout.splitlines()]
+    assert set(doc) == {"task_name", "run_id", "attempt", "result", "duration", "error"}
+    assert doc["task_name"] == "calc.add" and doc["run_id"] == run_id
+    assert doc["attempt"] == 1 and doc["result"] == "success" and doc["error"] is None
+    assert isinstance(doc["duration"], float) and doc["duration"] >= 0
 
 
 def test_burst_stops_when_what_is_left_is_not_for_it(
@@ -99,7 +163,10 @@ def test_worker_store_overrides_a_hard_coded_store(
     [
         ("no_such_module_xyz:app", "cannot import"),
         ("cli_tasks:missing", "no attribute"),
-        ("cli_tasks:not_an_app", "not an ms.App"),
+        ("cli_tasks:not_an_app", "is an int, not an ms.App"),
+        ("cli_tasks:nothing", "is None, not an ms.App"),
+        ("cli_tasks:label", "is a str, not an ms.App"),
+        ("cli_tasks:app_class", "is the class App, not an ms.App instance"),
         ("cli_tasks", "module:attribute"),
         ("cli_tasks_exits:app", "SystemExit: not today"),
     ],
@@ -113,6 +180,27 @@ def test_worker_bad_app_exits_2(
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_attempt_lines_stop_quietly_when_stdout_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Gone(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            Gone.writes += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    printer = attempt_printer(json_lines=False)
+    done = ms.AttemptDone(
+        task_name="t", run_id="r", attempt=1, result=ms.AttemptResult.SUCCESS,
+        duration=0.5, error=None,
+    )  # fmt: skip
+    printer(done)  # never raises on the worker's loop thread
+    printer(done)
+    assert Gone.writes == 1  # and stops trying once stdout is gone
 
 
 @pytest.mark.slow

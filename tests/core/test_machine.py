@@ -25,8 +25,7 @@ from mainspring.core.clock import ManualClock
 from mainspring.core.model import Backoff, Policy, Run, TaskOptions
 from mainspring.core.retry import counted_attempts, lost_attempts
 from mainspring.core.states import TERMINAL
-from mainspring.engine import Engine
-from mainspring.engine.engine import Finished, SubmitRequest
+from mainspring.engine import Engine, Finished, SubmitRequest
 from mainspring.store import open_store
 
 S = ms.RunState

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from cronsim import CronSim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,6 +103,143 @@ def test_field_count_decides_meaning() -> None:
     c = take("5 0 12 * * *", T0, 1)[0]
     assert a == b == ts(2030, 1, 1, 12)
     assert c == a + 5
+
+
+# -- day fields (Vixie cron: OR unless either field starts with "*") ---------------------------
+def test_step_from_star_in_day_of_month_ands_with_weekday() -> None:
+    # regression: "*/10" counted as a restriction to OR with, so this ran on days 1, 11, 21
+    # and 31 and on every Monday; it starts with "*", so a day must be both
+    occ = take("0 0 */10 * MON", ts(2026, 1, 1), 12)
+    days = [datetime.fromtimestamp(t, UTC) for t in occ]
+    assert len(days) == 12
+    assert all(d.weekday() == 0 and d.day in (1, 11, 21, 31) for d in days)
+    assert days[0].date().isoformat() == "2026-05-11"
+    assert [d.date() for d in days] == sorted(set(d.date() for d in days))
+
+
+@pytest.mark.parametrize(
+    ("expr", "first_days"),
+    [
+        # neither field starts with "*": a day matching either one
+        ("0 0 1,15 * MON", ["2026-01-05", "2026-01-12", "2026-01-15", "2026-01-19"]),
+        # one field starts with "*" (croniter alone would OR "*/1", a restriction to it)
+        ("0 0 */1 * MON", ["2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26"]),
+        ("0 0 1 * */2", ["2026-02-01", "2026-03-01", "2026-08-01", "2026-09-01"]),
+        ("0 0 0 */10 * MON", ["2026-05-11", "2026-06-01", "2026-08-31", "2026-09-21"]),
+        ("0 0 0 */10 * MON 2026", ["2026-05-11", "2026-06-01", "2026-08-31", "2026-09-21"]),
+        # "?" (no specific value) counts as "*"
+        ("0 0 ? * MON", ["2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26"]),
+    ],
+)
+def test_day_fields_combine_as_in_vixie_cron(expr: str, first_days: list[str]) -> None:
+    occ = take(expr, ts(2026, 1, 1), 4)
+    assert [datetime.fromtimestamp(t, UTC).date().isoformat() for t in occ] == first_days
+
+
+#: Expressions restricting both day fields (or one of them with a "*" in the other), in the
+#: forms cron allows: steps, ranges, lists, names, 7 for Sunday (and L, the last day, which
+#: both parsers read); at fixed times inside the zones' DST changes (01:00-03:00) and as
+#: wildcard jobs; a few with six fields (leading seconds), which cronsim reads too.
+CRONSIM_EXPRESSIONS = [
+    "0 0 */10 * MON",
+    "30 9 */10 * mon",
+    "15 14 1-7 * FRI",
+    "0 12 1,15 * MON-FRI",
+    "0 6 13 * FRI",
+    "0 0 */7 * SUN,WED",
+    "0 8 */1 * MON",
+    "0 8 1-31 * MON",
+    "0 8 10-20/3 JAN,JUL SAT,SUN",
+    "5 4 * */2 */3",
+    "0 9 1 * */2",
+    "0 0 29 2 MON",
+    "0 0 31 * 5",
+    "0 0 1 * 7",
+    "0 8 * * MON",
+    "0 8 1 * *",
+    "30 2 */5 * SUN",
+    "45 1 1-10 * */3",
+    "0,30 1-3 15 * SAT",
+    "* 2 1 * SUN",
+    "*/20 2 */9 * TUE",
+    "0 */6 2-6 * FRI-SAT",
+    "*/30 * 1 * WED",
+    "0 0 */2 * */2",
+    "0 12 L * MON",
+    # six fields (leading seconds)
+    "30 0 0 */10 * MON",
+    "0 15 14 1-7 * FRI",
+    "*/20 0 9 1 * */2",
+]
+CRONSIM_ZONES = ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe"]
+#: Local start times, each shortly before one zone's DST change or two.
+CRONSIM_STARTS = [
+    datetime(2025, 1, 1),
+    datetime(2025, 3, 8, 12),
+    datetime(2025, 10, 4, 12, 7),
+    datetime(2026, 4, 4, 3),
+]
+CRONSIM_COUNT = 50
+
+
+def _offset_changes(day: date, tz: ZoneInfo) -> bool:
+    start = datetime.combine(day, time(), tz)
+    return start.utcoffset() != datetime.combine(day + timedelta(days=1), time(), tz).utcoffset()
+
+
+def cronsim_pair(expr: str, tz: str, start: datetime) -> tuple[list[float], list[float]]:
+    """Our next occurrences of ``expr`` after local ``start`` and cronsim's, as compared.
+
+    Our occurrences_between and a chain of next_after must agree first. Then, for jobs
+    cronsim follows in real time, the days on which the zone's offset changes are left out
+    on both sides, as cronsim and we model them differently there:
+    - cronsim (like Vixie cron) takes a minute or hour field that *starts* with "*" (``*/20``)
+      as a wildcard, which runs in both passes of a repeated hour and not at all in a
+      skipped one; we take only a bare ``*`` as one, so ``*/20 2 ...`` runs once there;
+    - for a wildcard job, a skipped hour's run falls at the jump here but not in cronsim;
+    - cronsim steps such jobs' hours by 3600 seconds: across Lord Howe's half-hour changes
+      it lands on :30 and misses the rest of that day's runs (``0 */6``'s 06:00, a 6-field
+      job's 14:15);
+    - 6-field expressions get no DST handling in cronsim (not Debian cron's syntax), while
+      ours run fixed-time jobs once in a repeated hour, as with 5 fields.
+    Fixed-time 5-field jobs are compared on every day, DST changes included.
+    """
+    zi = ZoneInfo(tz)
+    aware = start.replace(tzinfo=zi)
+    after = aware.timestamp()
+    ours = occurrences_between(expr, tz, after, after + 40 * 366 * 86400, CRONSIM_COUNT)
+    chain: list[float] = []
+    t: float | None = after
+    while len(chain) < CRONSIM_COUNT:
+        t = next_after(expr, tz, t)
+        if t is None:
+            break
+        chain.append(t)
+    assert chain == ours
+    theirs = [d.timestamp() for d in itertools.islice(CronSim(expr, aware), CRONSIM_COUNT)]
+    fields = expr.split()
+    minute, hour = fields[1:3] if len(fields) == 6 else fields[0:2]
+    if len(fields) == 6 or minute.startswith("*") or hour.startswith("*"):
+        horizon = min(ours[-1], theirs[-1])
+        ours, theirs = (
+            [t for t in occ if t <= horizon and not _offset_changes(local(t, zi).date(), zi)]
+            for occ in (ours, theirs)
+        )
+    return ours, theirs
+
+
+@pytest.mark.parametrize("expr", CRONSIM_EXPRESSIONS)
+def test_day_fields_agree_with_cronsim(expr: str) -> None:
+    compared = 0
+    for tz, start in itertools.product(CRONSIM_ZONES, CRONSIM_STARTS):
+        ours, theirs = cronsim_pair(expr, tz, start)
+        compared += len(ours)
+        zi = ZoneInfo(tz)
+        assert [local(t, zi).isoformat() for t in ours] == [
+            local(t, zi).isoformat() for t in theirs
+        ], (tz, start)
+    # the days left out around DST changes leave most occurrences compared
+    assert compared >= len(CRONSIM_ZONES) * len(CRONSIM_STARTS) * CRONSIM_COUNT * 3 // 4
 
 
 # -- time zones -------------------------------------------------------------------------------
@@ -223,6 +361,45 @@ def test_invalid_cron_raises_invalid_schedule(expr: object) -> None:
     assert isinstance(err, ValueError)
     assert isinstance(err, ms.MainspringError)
     assert "cron" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("expr", "fields"),
+    [
+        ("0 0 30 2 *", "day-of-month and month"),  # 30 February
+        ("0 0 31 4 *", "day-of-month and month"),  # 31 April
+        ("0 0 31 2,4,6 *", "day-of-month and month"),
+        ("0 0 30 2 */1", "day-of-month, month and day-of-week"),  # "*/1": AND, as a bare "*"
+        ("0 0 0 30 2 * *", "day-of-month and month"),
+        ("0 0 0 29 2 * 2030", "day-of-month, month and year"),  # not a leap year
+        ("0 0 0 1 1 SUN 2030", None),  # OR: every Sunday of January 2030 matches
+    ],
+)
+def test_impossible_date_is_our_error_not_croniters(expr: str, fields: str | None) -> None:
+    if fields is None:
+        validate_cron(expr)
+        return
+    with pytest.raises(ms.InvalidSchedule) as info:
+        validate_cron(expr, "Europe/Paris")
+    msg = str(info.value)
+    assert msg == f"invalid cron expression {expr!r}: it never matches a date (check its {fields})"
+    assert "failed" not in msg and "next date" not in msg  # croniter's CroniterBadDateError
+
+
+@pytest.mark.parametrize(
+    ("expr", "field"),
+    [
+        ("61 * * * *", "bad minute field '61' (expected 0-59)"),
+        ("* * * * 8", "bad day-of-week field '8' (expected 0-7 or SUN-SAT)"),
+        ("0 0 25 * * *", "bad hour field '25' (expected 0-23)"),
+        ("0 0 0 1 1 * 3000", "bad year field '3000' (expected 1970-2099)"),
+    ],
+)
+def test_unparsable_field_is_named_in_our_words(expr: str, field: str) -> None:
+    with pytest.raises(ms.InvalidSchedule) as info:
+        validate_cron(expr)
+    assert str(info.value) == f"invalid cron expression {expr!r}: {field}"
+    assert "not acceptable" not in str(info.value)  # croniter's CroniterBadCronError
 
 
 @pytest.mark.parametrize(

@@ -145,7 +145,7 @@ def check_histories(app: ms.App) -> None:
 def test_killed_mid_attempt_the_run_completes_on_another_worker(
     app: ms.App, workers: Workers
 ) -> None:
-    h = app.tasks["crash.hang"].submit(7)
+    h = app.declared["crash.hang"].submit(7)
     w1 = workers.start(concurrency=2)
     wait_for(lambda: len(workers.executions()) == 1, 30, "the first execution\n" + workers.logs())
     assert h.status() == ms.RunState.RUNNING
@@ -172,7 +172,7 @@ def test_killed_mid_attempt_the_run_completes_on_another_worker(
 
 def test_kill9_halfway_through_200_runs(app: ms.App, workers: Workers) -> None:
     concurrency = 8
-    work = app.tasks["crash.work"]
+    work = app.declared["crash.work"]
     handles = [work.submit(i) for i in range(200)]
     w1 = workers.start(concurrency=concurrency)
     wait_for(lambda: app.stats()["completed"] >= 100, 60, "half of the runs\n" + workers.logs())
@@ -215,7 +215,7 @@ def test_kill9_halfway_through_200_runs(app: ms.App, workers: Workers) -> None:
 
 
 def test_two_worker_processes_respect_a_concurrency_key(app: ms.App, workers: Workers) -> None:
-    keyed = app.tasks["crash.keyed"]
+    keyed = app.declared["crash.keyed"]
     workers.start(concurrency=4)
     workers.start(concurrency=4)
     # pairs of runs come due together every 100 ms: both processes race for each pair, and
@@ -244,7 +244,7 @@ def test_two_worker_processes_respect_a_concurrency_key(app: ms.App, workers: Wo
 def test_sigterm_lets_short_handlers_finish_and_releases_the_rest(
     app: ms.App, workers: Workers
 ) -> None:
-    graceful = app.tasks["crash.graceful"]
+    graceful = app.declared["crash.graceful"]
     short, long = graceful.submit(0.4), graceful.submit(30)
     w1 = workers.start(concurrency=2)
     wait_for(lambda: len(workers.executions()) == 2, 30, "both runs to start\n" + workers.logs())
@@ -279,7 +279,7 @@ def test_sigterm_lets_short_handlers_finish_and_releases_the_rest(
 def test_a_handler_that_kills_its_worker_fails_after_max_lost(
     app: ms.App, workers: Workers
 ) -> None:
-    h = app.tasks["crash.suicide"].submit()
+    h = app.declared["crash.suicide"].submit()
     deadline = time.monotonic() + 40
     while not h.status().terminal:
         assert time.monotonic() < deadline, f"run never ended: {h.info()}\n{workers.logs()}"

@@ -99,7 +99,7 @@ def test_invalid_schedule_options(app: ms.App, job: ms.TaskFunction) -> None:
         lambda: app.submit("   "),
     ]
     for action in bad:
-        _unchanged(app, action, ms.InvalidSchedule)
+        _unchanged(app, action, ms.InvalidArgument)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_invalid_task_options(app: ms.App, options: dict[str, object]) -> None:
         def f() -> None:
             return None
 
-    _unchanged(app, declare, ms.InvalidSchedule)
+    _unchanged(app, declare, ms.InvalidArgument)
     with pytest.raises(ValueError):
         declare()
 

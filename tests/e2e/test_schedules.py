@@ -231,7 +231,7 @@ def test_cron_with_two_workers_derives_each_occurrence_once(
             with lock:
                 seen.append(ms.context().run_id)
 
-    t = apps[0].tasks["cron.tick"].schedule(cron="* * * * * *")
+    t = apps[0].declared["cron.tick"].schedule(cron="* * * * * *")
     with apps[0].worker(concurrency=2), apps[1].worker(concurrency=2):
         wait_for(
             lambda: len([r for r in t.runs() if r.state == S.COMPLETED]) >= 3,

@@ -8,6 +8,7 @@ behaviour every store shares is in test_store_contract.py.
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from conftest import pg_schema_url
@@ -27,8 +28,7 @@ import mainspring as ms
 from mainspring.core.clock import ManualClock
 from mainspring.core.model import Event, Policy, TaskOptions
 from mainspring.core.reducer import State
-from mainspring.engine import Engine
-from mainspring.engine.engine import Batch
+from mainspring.engine import Batch, Engine
 from mainspring.store import open_store
 from mainspring.store import postgres as pg
 from mainspring.store.base import Conflict, Store, Tx
@@ -298,6 +298,141 @@ def test_parse_url() -> None:
         "postgres://u:pw@h:5433/db?schema=s_1&pool_size=3&auto_migrate=no"
         "&sslmode=disable&application_name=x"
     ) == ("postgresql://u:pw@h:5433/db?sslmode=disable&application_name=x", "s_1", 3, False)
+
+
+@pytest.mark.parametrize(
+    ("url", "conninfo", "libpq"),
+    [
+        ("postgresql:///jobs", "postgresql:///jobs", {"dbname": "jobs"}),  # the local socket
+        ("postgres:///jobs", "postgresql:///jobs", {"dbname": "jobs"}),
+        ("postgresql://", "postgresql://", {}),  # every default
+        (
+            "postgresql://postgres@/jobs",
+            "postgresql://postgres@/jobs",
+            {"user": "postgres", "dbname": "jobs"},
+        ),
+        (
+            "postgresql:///jobs?host=/var/run/postgresql&schema=s&port=5433",
+            "postgresql:///jobs?host=/var/run/postgresql&port=5433",
+            {"dbname": "jobs", "host": "/var/run/postgresql", "port": "5433"},
+        ),
+        (
+            "postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/jobs?pool_size=2",
+            "postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/jobs",
+            {"user": "postgres", "host": "/var/run/postgresql", "dbname": "jobs"},
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:5432/test",
+            "postgresql://postgres@127.0.0.1:5432/test",
+            {"user": "postgres", "host": "127.0.0.1", "port": "5432", "dbname": "test"},
+        ),
+        (  # a password with @ : / % + and a space, percent-encoded, arrives decoded
+            "postgres://u:p%40s%3As%2Fw%25o+r%20d@db.example:6432/app?auto_migrate=false",
+            "postgresql://u:p%40s%3As%2Fw%25o+r%20d@db.example:6432/app",
+            {"user": "u", "password": "p@s:s/w%o+r d", "host": "db.example", "port": "6432",
+             "dbname": "app"},
+        ),
+        (  # libpq's own parameters pass through as written, in their order, around ours
+            "postgresql://h1:5432,h2:5433/app?sslmode=disable&schema=s&options=-c%20a%3Db+c"
+            "&pool_size=3&target_session_attrs=read-write&auto_migrate=no",
+            "postgresql://h1:5432,h2:5433/app?sslmode=disable&options=-c%20a%3Db+c"
+            "&target_session_attrs=read-write",
+            {"host": "h1,h2", "port": "5432,5433", "dbname": "app", "sslmode": "disable",
+             "options": "-c a=b+c", "target_session_attrs": "read-write"},
+        ),
+        (
+            "postgresql://[::1]:5432/app?password=se%26cret",
+            "postgresql://[::1]:5432/app?password=se%26cret",
+            {"host": "::1", "port": "5432", "dbname": "app", "password": "se&cret"},
+        ),
+    ],
+)  # fmt: skip
+def test_parse_url_keeps_every_libpq_form(url: str, conninfo: str, libpq: dict[str, str]) -> None:
+    """No server needed: what libpq gets, and what it makes of it."""
+    got, _, _, _ = pg.parse_url(url)
+    assert got == conninfo
+    assert psycopg.conninfo.conninfo_to_dict(got) == libpq
+
+
+def test_parse_url_takes_out_mainspring_parameters() -> None:
+    assert pg.parse_url("postgresql:///jobs") == ("postgresql:///jobs", "public", 8, True)
+    assert pg.parse_url("postgresql:///jobs?schema=s_1&pool_size=3&auto_migrate=0") == (
+        "postgresql:///jobs", "s_1", 3, False,
+    )  # fmt: skip
+    assert pg.parse_url("postgresql://u@h/db?auto_migrate=YES&schema=a&schema=b")[1:] == (
+        "b", 8, True,
+    )  # fmt: skip
+    with pytest.raises(ms.StoreError, match="not a PostgreSQL URL"):
+        pg.parse_url("postgresql:/jobs")  # libpq wants the //
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql:///jobs?schema=s", "postgresql:///jobs?schema=s"),
+        ("postgresql://u:secret@/jobs", "postgresql://u:***@/jobs"),
+        ("postgres://u:se%40cr@et@h:1/db", "postgres://u:***@h:1/db"),
+        ("postgresql://u@h/db?sslmode=disable&password=secret&schema=s",
+         "postgresql://u@h/db?sslmode=disable&password=***&schema=s"),
+    ],
+)  # fmt: skip
+def test_display_url_hides_passwords(url: str, shown: str) -> None:
+    assert pg._redact(url) == shown
+
+
+def test_a_url_libpq_refuses_is_a_store_error_without_the_password() -> None:
+    for url in ("postgresql://u:secret@127.0.0.1:1/x?bogus=1", "postgresql://u:se%zzcret@h/x"):
+        with pytest.raises(ms.StoreError, match="invalid PostgreSQL URL") as info:
+            open_store(url)
+        assert "secret" not in str(info.value) and "se%zz" not in str(info.value)
+
+
+def _socket_dir(pg_database: str) -> tuple[str, str]:
+    """The directory of the test server's Unix socket and its port (skips without one)."""
+    port = psycopg.conninfo.conninfo_to_dict(pg_database).get("port") or "5432"
+    for d in ("/var/run/postgresql", "/run/postgresql", "/tmp"):
+        if os.path.exists(f"{d}/.s.PGSQL.{port}"):
+            try:  # the same server? (the test database is there)
+                psycopg.connect(
+                    host=d, port=port, user="postgres", dbname=urlsplit(pg_database).path[1:]
+                ).close()
+            except psycopg.Error:
+                continue
+            return d, str(port)
+    pytest.skip(f"no Unix socket of the test server (port {port})")
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "postgresql:///{db}",  # as the OS user: PGUSER says postgres
+        "postgresql:///{db}?host={dir}&port={port}&user=postgres",
+        "postgresql://postgres@/{db}?pool_size=2&application_name=ms_socket",
+        "postgres://postgres@{qdir}:{port}/{db}",
+    ],
+)
+def test_a_store_opens_through_the_local_socket(
+    form: str, pg_database: str, stores: Callable[..., Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock, port = _socket_dir(pg_database)
+    monkeypatch.setenv("PGHOST", sock)  # what an empty host means: the default socket
+    monkeypatch.setenv("PGPORT", port)
+    monkeypatch.setenv("PGUSER", "postgres")
+    db = urlsplit(pg_database).path[1:]
+    url = pg_schema_url(form.format(db=db, dir=sock, qdir=quote(sock, safe=""), port=port))
+    s = stores(url)
+    assert s.display_url == url
+    sub = Engine(s).submit(req(1, idempotency_key="k"))
+    with s.read() as tx:
+        con = tx.con  # type: ignore[attr-defined]
+        assert con.info.host == sock  # a socket directory, not a TCP host
+        assert con.execute("SELECT inet_server_addr()").fetchone()[0] is None
+        assert con.execute("SELECT current_user, current_schema").fetchone() == (
+            "postgres", schema_of(url),
+        )  # fmt: skip
+        assert tx.task_by_idempotency("job", "k").task_id == sub.task_id  # type: ignore[union-attr]
+    with ms.App(url) as app:  # an App the same way
+        assert app.submit("job", [1], idempotency_key="k").run_id == sub.run_ids[0]
 
 
 @pytest.mark.parametrize(
@@ -617,6 +752,47 @@ def test_many_threads_submit_one_key(
     # the losers' aborted pipelines are conflicts handled above: psycopg's warning about
     # each ("error ignored terminating ... pipeline aborted") is not shown
     assert not [r.getMessage() for r in caplog.records if "error ignored" in r.getMessage()]
+
+
+def test_lost_key_races_leave_the_connection_and_its_prepared_statements_usable(
+    url: str, stores: Callable[..., Store]
+) -> None:
+    """Deterministic, on one connection: a submitter whose read missed the winner's key
+    (as if it had not committed yet) has its INSERT refused by the idempotency index inside
+    the final pipeline, and everything after it in that pipeline is skipped. psycopg
+    prepares a statement on its sixth use; when that use fell in the skipped part, it
+    believed the statement prepared though the server never saw it, and every later write
+    on the connection failed (``prepared statement "_pg3_2" does not exist``)."""
+    s = stores(url + "&pool_size=1")  # one connection: every statement counts up on it
+    eng = Engine(s)
+    winner = eng.submit(req("x", idempotency_key="k"))
+    conflicts = 0
+    for i in range(12):
+        b = Batch(State(), time.time())
+        try:
+            with s.write() as tx:
+                tx.task_by_idempotency = lambda name, key: None  # type: ignore[method-assign]
+                eng._submit_one(tx, b, req("x", idempotency_key="k"), {})
+                b.flush(tx)
+                tx.wake_on_commit()
+        except Conflict as exc:
+            assert "duplicate key" in str(exc)
+            conflicts += 1
+        again = eng.submit(req("x", idempotency_key="k"))  # the engine's retry
+        assert again.task_id == winner.task_id and again.replayed
+        eng.submit(req(i))  # a write that inserts: every statement of the final pipeline
+    assert conflicts == 12
+    # statements are still prepared after a few uses (the hot path runs generic plans)
+    for i in range(8):
+        eng.submit(req(f"after{i}"))
+    with s.read() as tx:
+        con = tx.con  # type: ignore[attr-defined]
+        names = [r[0] for r in con.execute("SELECT name FROM pg_prepared_statements")]
+    assert any(n.startswith("_pg3_") for n in names), names
+    with s.read() as tx:
+        assert tx.task_by_idempotency("job", "k") is not None
+        assert sum(tx.stats().values()) == 1 + 12 + 8
+    assert eng.verify() == []
 
 
 # -- the log's seq follows commit order ----------------------------------------------------------------

@@ -15,9 +15,9 @@ import pytest
 import mainspring as ms
 from mainspring.core.clock import ManualClock
 from mainspring.core.model import Event
-from mainspring.engine import Engine, Finished
-from mainspring.engine import engine as engine_mod
-from mainspring.engine.engine import MAX_CONFLICT_RETRIES, Batch
+from mainspring.engine import Batch, Engine, Finished
+from mainspring.engine import transact as engine_mod
+from mainspring.engine.transact import MAX_CONFLICT_RETRIES
 from mainspring.store import open_store, rows
 from mainspring.store.base import Conflict, Store, Tx
 
@@ -187,6 +187,10 @@ def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
         " at double precision NOT NULL, task_id text, run_id text, attempt_id text,"
         " correlation_id text, execution_id text, data {} NOT NULL)",
         "CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL",
+        # (and without what schema 3 added)
+        "DROP TABLE ms_workers",
+        "DROP INDEX ms_runs_task",
+        "CREATE INDEX ms_runs_task ON ms_runs (task_id)",
         "UPDATE ms_meta SET value = '1' WHERE key = 'schema_version'",
     ]
     if url.startswith("sqlite:"):

@@ -1,0 +1,112 @@
+"""Handles: what a submission returns, to follow, wait for, cancel, resume and rerun it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._records import LogEvent, RunInfo, run_info
+from .core.errors import RunCanceled, RunFailed
+from .core.states import RunState
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+class RunHandle:
+    """A submitted run."""
+
+    def __init__(self, app: App, run_id: str, task_id: str) -> None:
+        self.app = app
+        self.run_id = run_id
+        self.task_id = task_id
+
+    def __repr__(self) -> str:
+        return f"RunHandle(run_id={self.run_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunHandle) and other.run_id == self.run_id
+
+    def __hash__(self) -> int:
+        return hash(self.run_id)
+
+    def info(self) -> RunInfo:
+        """The run as stored now (a RunInfo)."""
+        return self.app.get_run(self.run_id)
+
+    def status(self) -> RunState:
+        """The run's current state."""
+        return RunState(self.app.engine.get_run(self.run_id).state)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run to end; its output, or RunFailed / RunCanceled / TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        waiter = self.app.store.ended_waiter()  # woken by the commit that ends the run
+        if waiter is not None:
+            waiter.clear()  # what piled up while nobody waited: a full buffer drops news
+        while True:
+            run = self.app.engine.get_run(self.run_id)
+            if run.state == RunState.COMPLETED:
+                return run.output
+            if run.state == RunState.FAILED:
+                raise RunFailed(
+                    f"run {self.run_id} of {run.task_name} failed ({run.reason}): {run.error}",
+                    run=run_info(run),
+                )
+            if run.state == RunState.CANCELED:
+                raise RunCanceled(
+                    f"run {self.run_id} of {run.task_name} was canceled", run=run_info(run)
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"run {self.run_id} is still {run.state} after {timeout} s; is a worker running "
+                    f"that registers task {run.task_name!r}?"
+                )
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            if waiter is None:
+                time.sleep(pause)
+            elif waiter.wait_for(self.run_id, pause):
+                continue  # its commit is in: read it now, and keep the poll where it was
+            # with a waiter every committer tells, the poll is only a safety net
+            delay = min(delay * 1.25, 0.25 if waiter is not None and waiter.heard else 0.025)
+
+    def cancel(self) -> bool:
+        """Cancel the run; False when it already ended."""
+        return self.app.engine.cancel_run(self.run_id)
+
+    def resume(self) -> bool:
+        """Move a suspended run back to ready; False when it is not suspended."""
+        return self.app.engine.resume_run(self.run_id)
+
+    def rerun(self) -> RunHandle:
+        """Submit a new once-run of this run's task and arguments (whatever this run's
+        state); the new run's ``RunInfo.rerun_of`` is this run's id."""
+        sub = self.app.engine.rerun(self.run_id)
+        return RunHandle(self.app, sub.run_ids[0], sub.task_id)
+
+    def history(self) -> list[LogEvent]:
+        """Every log event of this run, in order."""
+        return self.app.log(run_id=self.run_id, limit=1_000_000)
+
+
+class TaskHandle:
+    """A submitted task (its runs are derived from its policy)."""
+
+    def __init__(self, app: App, task_id: str, run_ids: Sequence[str] = ()) -> None:
+        self.app = app
+        self.task_id = task_id
+        self._first_runs = list(run_ids)
+
+    def __repr__(self) -> str:
+        return f"TaskHandle(task_id={self.task_id!r})"
+
+    def runs(self) -> list[RunInfo]:
+        """Every run this task derived so far, by scheduled time."""
+        with self.app.store.read() as tx:
+            return [run_info(r) for r in tx.query_runs(None, None, 1_000_000, task_id=self.task_id)]
+
+    def cancel(self) -> bool:
+        """Cancel the task and its non-terminal runs; False if already canceled."""
+        return self.app.engine.cancel_task(self.task_id)

@@ -1,0 +1,406 @@
+"""Declared tasks: ``@app.task`` functions, their options, and building submissions.
+
+A ``TaskFunction`` keeps its handler's parameters (``P``) on ``submit``; a submission is
+checked against the handler's signature (or, by name, against the parameters its definition
+recorded) before anything is encoded or written.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+
+import msgspec
+
+from ._handles import RunHandle, TaskHandle
+from .core.clock import from_datetime, seconds
+from .core.codec import to_plain
+from .core.errors import InvalidArgument, InvalidSchedule
+from .core.model import MISFIRE_GRACE_SECONDS, Backoff, Policy, TaskOptions
+from .engine import SubmitRequest
+
+if TYPE_CHECKING:
+    from .app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+KeyPolicy = Literal["hold", "release"]
+Misfire = Literal["catch_up", "skip", "coalesce"]
+KEY_POLICIES = ("hold", "release")
+
+#: The per-submission options of ``with_options`` (and of ``App.submit`` by name).
+OVERRIDES = (
+    "idempotency_key",
+    "execution_id",
+    "correlation_id",
+    "delay",
+    "run_at",
+    "priority",
+    "concurrency_key",
+    "queue",
+)
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _int(value: Any, what: str, minimum: int | None = None) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (minimum is not None and value < minimum)
+    ):
+        at_least = f" >= {minimum}" if minimum is not None else ""
+        raise InvalidArgument(f"{what} must be an int{at_least}, got {value!r}")
+    return value
+
+
+def options(
+    *,
+    max_attempts: int = 1,
+    backoff: Backoff | None = None,
+    timeout: float | timedelta | None = None,
+    concurrency_key: str | Callable[..., str] | None = None,
+    concurrency_limit: int = 1,
+    key_policy: KeyPolicy = "hold",
+    priority: int = 0,
+    queue: str = "default",
+    max_lost: int = 5,
+) -> TaskOptions:
+    """A task's options, checked (``InvalidArgument`` names the first bad one)."""
+    _int(max_attempts, "max_attempts", 1)
+    _int(max_lost, "max_lost", 1)
+    _int(concurrency_limit, "concurrency_limit", 1)
+    _int(priority, "priority")
+    if key_policy not in KEY_POLICIES:
+        raise InvalidArgument(f"key_policy must be 'hold' or 'release', got {key_policy!r}")
+    queue_name(queue)
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise InvalidArgument(
+            "backoff must be ms.Backoff.fixed(...) or ms.Backoff.exponential(...)"
+        )
+    if concurrency_key is not None and not (
+        isinstance(concurrency_key, str) or callable(concurrency_key)
+    ):
+        raise InvalidArgument(
+            f"concurrency_key must be a string, a template or a callable, got {concurrency_key!r}"
+        )
+    t = seconds(timeout, "timeout")
+    if t is not None and t <= 0:
+        raise InvalidSchedule(f"timeout must be > 0 seconds, got {timeout!r}")
+    return TaskOptions(
+        max_attempts=max_attempts,
+        backoff=backoff if backoff is not None else Backoff(),
+        timeout=t,
+        concurrency_key=concurrency_key if isinstance(concurrency_key, str) else None,
+        concurrency_limit=concurrency_limit,
+        key_policy=key_policy,
+        priority=priority,
+        queue=queue,
+        max_lost=max_lost,
+    )
+
+
+def queue_name(queue: Any) -> str:
+    if not isinstance(queue, str) or not queue:
+        raise InvalidArgument(f"queue must be a non-empty string, got {queue!r}")
+    return queue
+
+
+def task_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidArgument(f"a task name must be a non-empty string, got {name!r}")
+    return name
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or other callable without a signature
+        return None
+
+
+def recorded_signature(sig: inspect.Signature | None) -> list[list[Any]] | None:
+    """A signature as a definition records it: ``[name, kind, has_default]`` per parameter
+    (``kind``: ``inspect.Parameter.kind`` as its int value)."""
+    if sig is None:
+        return None
+    return [
+        [p.name, int(p.kind), p.default is not inspect.Parameter.empty]
+        for p in sig.parameters.values()
+    ]
+
+
+def signature_of(recorded: list[list[Any]]) -> inspect.Signature:
+    """The signature a definition recorded (defaults stand in as None)."""
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                name,
+                inspect._ParameterKind(kind),
+                default=None if has_default else inspect.Parameter.empty,
+            )
+            for name, kind, has_default in recorded
+        ]
+    )
+
+
+class Submitter(Generic[P, R]):
+    """``task.with_options(...)``: per-submission overrides (a TaskFunction is one with none)."""
+
+    def __init__(self, task: TaskFunction[P, R], **overrides: Any) -> None:
+        self.task = task
+        self.overrides = overrides
+
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> RunHandle:
+        """Submit one run with these arguments (policy once); durable on return."""
+        return self.task._submit(args, kwargs, **self.overrides)
+
+    def repeat(
+        self,
+        count: int,
+        every: float | timedelta,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> TaskHandle:
+        """Submit a task whose ``count`` runs come ``every`` seconds apart."""
+        ev = seconds(every, "every")
+        policy = Policy(kind="repeat", count=count, every=ev)
+        return self.task._submit_task(args, kwargs or {}, policy, **self.overrides)
+
+    def schedule(
+        self,
+        cron: str,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        misfire: Misfire = "catch_up",
+        max_occurrences: int | None = None,
+        misfire_grace: float | timedelta = MISFIRE_GRACE_SECONDS,
+    ) -> TaskHandle:
+        """Submit a task whose runs follow a cron expression in time zone ``tz``."""
+        grace = seconds(misfire_grace, "misfire_grace")
+        policy = Policy(
+            kind="cron",
+            cron=cron,
+            tz=tz,
+            misfire=misfire,
+            max_occurrences=max_occurrences,
+            misfire_grace=grace if grace is not None else MISFIRE_GRACE_SECONDS,
+        )
+        return self.task._submit_task(args, kwargs or {}, policy, **self.overrides)
+
+
+class TaskFunction(Submitter[P, R]):
+    """A handler registered with ``@app.task``. Call it to run it inline; ``submit`` to queue.
+
+    ``repeat(count, every, args, kwargs)`` and ``schedule(cron, tz, args, kwargs, misfire,
+    max_occurrences, misfire_grace)`` submit a task with a repeat or cron policy; both
+    return a TaskHandle. Under ``misfire="skip"`` an occurrence runs only if a worker gets
+    to it within ``misfire_grace`` seconds (default 1) of its time.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[P, R],
+        name: str,
+        options: TaskOptions,
+        key: str | Callable[..., str] | None,
+        signature: inspect.Signature | None = None,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self._key = key
+        #: what submissions bind to (None: unknown, nothing is checked)
+        self.signature = signature if signature is not None else _signature(fn)
+        super().__init__(self)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<mainspring task {self.name!r}>"
+
+    def definition(self) -> dict[str, Any]:
+        """What the store records of this task for submissions by name (CLI, HTTP).
+
+        The options, plus the handler's parameters (``signature``: what a submission by
+        name is checked against; ``params``: the positional ones, in order, to fill a
+        ``"{param}"`` concurrency key template), and whether the key is computed by a
+        callable (``key_callable``), which only the handler's own code can run.
+        """
+        doc: dict[str, Any] = msgspec.to_builtins(self.options)
+        sig = self.signature
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        params = [] if sig is None else list(sig.parameters.values())
+        doc["params"] = [p.name for p in params if p.kind in positional]
+        recorded = recorded_signature(sig)
+        if recorded is not None:
+            doc["signature"] = recorded
+        if callable(self._key):
+            doc["key_callable"] = True
+        return doc
+
+    def with_options(
+        self,
+        *,
+        idempotency_key: str | None = None,
+        execution_id: str | None = None,
+        correlation_id: str | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+        queue: str | None = None,
+    ) -> Submitter[P, R]:
+        """Per-submission overrides; returns an object with submit/repeat/schedule."""
+        return Submitter(
+            self,
+            idempotency_key=idempotency_key,
+            execution_id=execution_id,
+            correlation_id=correlation_id,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            queue=queue,
+        )
+
+    # -- building requests ----------------------------------------------------------------------
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments by parameter name; InvalidArgument when they do not fit the handler
+        (missing, unexpected or duplicated arguments). Without a signature, ``kwargs``."""
+        if not isinstance(kwargs, dict):
+            raise InvalidArgument(f"kwargs must be a dict, got {type(kwargs).__name__}")
+        if self.signature is None:
+            return dict(kwargs)
+        try:
+            bound = dict(self.signature.bind(*args, **kwargs).arguments)
+        except TypeError as exc:
+            raise InvalidArgument(
+                f"the arguments do not fit task {self.name!r}{self.signature}: {exc}"
+            ) from None
+        for p in self.signature.parameters.values():  # **kwargs fill key templates too
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                bound.update(bound.pop(p.name, {}))
+        return bound
+
+    def _resolve_key(
+        self,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        bound: dict[str, Any],
+        override: str | None,
+    ) -> str | None:
+        if override is not None and not isinstance(override, str):
+            raise InvalidArgument(f"concurrency_key must be a string, got {override!r}")
+        key = override if override is not None else self._key
+        if key is None:
+            return None
+        if callable(key):
+            value = key(*args, **kwargs)
+            if not isinstance(value, str):
+                raise InvalidArgument(
+                    f"concurrency_key callable of {self.name} must return a str, got {value!r}"
+                )
+            return value
+        if "{" in key:
+            try:
+                return key.format(**bound)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise InvalidArgument(
+                    f"concurrency_key template {key!r} of {self.name} cannot be filled from the "
+                    f"arguments: missing {exc}"
+                ) from None
+        return key
+
+    def request(
+        self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any
+    ) -> SubmitRequest:
+        """Build the engine's SubmitRequest (checks and encodes the arguments)."""
+        bound = self.bind(args, kwargs)
+        key = self._resolve_key(args, kwargs, bound, ov.get("concurrency_key"))
+        plain_args = to_plain(list(args), f"the arguments of {self.name}")
+        plain_kwargs = to_plain(dict(kwargs), f"the keyword arguments of {self.name}")
+        opts = self.options
+        changes: dict[str, Any] = {}
+        if ov.get("priority") is not None:
+            changes["priority"] = _int(ov["priority"], "priority")
+        if ov.get("queue") is not None:
+            changes["queue"] = queue_name(ov["queue"])
+        if changes:
+            opts = msgspec.structs.replace(opts, **changes)
+        return SubmitRequest(
+            name=self.name,
+            args=plain_args,
+            kwargs=plain_kwargs,
+            options=opts,
+            policy=_start(policy, ov.get("delay"), ov.get("run_at"), self.app.clock.now),
+            concurrency_key=key,
+            **{
+                k: _label(k, ov.get(k))
+                for k in ("idempotency_key", "execution_id", "correlation_id")
+            },
+        )
+
+    def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:
+        sub = self.app.engine.submit(self.request(args, kwargs, Policy(kind="once"), **ov))
+        return RunHandle(self.app, sub.run_ids[0], sub.task_id)
+
+    def _submit_task(
+        self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any
+    ) -> TaskHandle:
+        sub = self.app.engine.submit(self.request(args, kwargs, policy, **ov))
+        return TaskHandle(self.app, sub.task_id, sub.run_ids)
+
+
+def _start(policy: Policy, delay: Any, run_at: Any, now: Callable[[], float]) -> Policy:
+    """``policy`` starting after ``delay`` or at ``run_at`` (at most one of them)."""
+    d = seconds(delay, "delay")
+    if run_at is not None and d is not None:
+        raise InvalidSchedule("give either delay or run_at, not both")
+    if run_at is not None:
+        if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+            raise InvalidSchedule(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+        return msgspec.structs.replace(policy, start_at=from_datetime(run_at))
+    if d is not None:
+        return msgspec.structs.replace(policy, start_at=now() + d)
+    return policy
+
+
+def _label(what: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def by_name(app: App, name: str, definition: dict[str, Any] | None) -> TaskFunction[..., Any]:
+    """A stand-in for a task submitted by name, without its handler code: the options and
+    parameters its declaring App recorded (or the defaults and no check, when none did)."""
+    definition = definition or {}
+    opts = msgspec.convert(definition, TaskOptions) if definition else TaskOptions()
+
+    def stand_in(*_args: Any, **_kwargs: Any) -> None:
+        """Never called: submissions by name only need the parameters."""
+
+    sig: inspect.Signature | None = None
+    if "signature" in definition:
+        sig = signature_of(definition["signature"])
+    elif "params" in definition:  # recorded by an older version: positional names only
+        sig = inspect.Signature(
+            [
+                inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                for p in definition["params"]
+            ]
+            + [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+        )
+    return TaskFunction(app, stand_in, name, opts, opts.concurrency_key, signature=sig)

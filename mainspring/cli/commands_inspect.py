@@ -1,0 +1,238 @@
+"""The commands that only read: ``runs``, ``run``, ``log``, ``stats``, ``verify``, ``why``,
+``tasks``, ``workers``.
+
+None of them creates a store: each opens it with ``create=False``, so a SQLite path with
+no file exits 2 naming the path and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from ..core.states import RunState
+from . import _render as out
+from ._app import open_app
+from ._errors import EXIT_NOT_DONE, handle_errors
+from ._options import JsonOpt, StoreOpt, flag, globals_of
+
+RunIdArg = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="The run's id (as printed by submit or runs).")
+]
+
+
+@handle_errors
+def runs(
+    ctx: typer.Context,
+    state: Annotated[
+        RunState | None,
+        typer.Option("--state", help="Only runs in this state.", case_sensitive=False),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", metavar="NAME", help="Only runs of this task name.")
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", metavar="N", min=1, help="At most N runs (oldest scheduled first)."
+        ),
+    ] = 100,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List runs as a table (--json: an array of runs)."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        found = app.runs(state=state, task=task, limit=limit)
+    if g.json:
+        out.emit_json([out.run_json(r) for r in found])
+        return
+    con = out.console()
+    if not found:
+        con.print("no runs")
+        return
+    con.print(out.runs_table(found))
+
+
+@handle_errors
+def run(
+    ctx: typer.Context,
+    run_id: RunIdArg,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one run with its attempts and history (--json: the run plus a history array)."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        info = app.get_run(run_id)
+        history = app.log(run_id=run_id, limit=1_000_000)
+    if g.json:
+        out.emit_json(out.run_json(info, history=[out.event_json(e) for e in history]))
+        return
+    con = out.console()
+    con.print(out.run_details(info))
+    con.print()
+    if info.attempts:
+        con.print(out.attempts_table(info))
+    else:
+        con.print("no attempts yet")
+    con.print()
+    con.print(out.history_table(history))
+
+
+@handle_errors
+def why(
+    ctx: typer.Context,
+    run_id: RunIdArg,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Explain why a run is where it is (--json: the Explanation).
+
+    Prints the run's state, then each reason, most decisive first. The JSON object has run_id, state and reasons, each with code, text and data."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        explanation = app.why(run_id)
+    if g.json:
+        out.emit_json(out.plain(explanation))
+        return
+    out.console().print(out.why_text(explanation), soft_wrap=True)
+
+
+@handle_errors
+def tasks(
+    ctx: typer.Context,
+    all_: Annotated[
+        bool, flag("--all", help="Canceled tasks too (default: active tasks only).")
+    ] = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", metavar="N", min=1, help="At most N tasks (oldest first)."),
+    ] = 100,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List tasks with their policy and next occurrence (--json: an array of tasks).
+
+    The table shows each task's id, name, policy, state, next occurrence (repeat and cron tasks) and run counts per state. Active tasks only, unless --all."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        found = app.tasks(active=not all_, limit=limit)
+    if g.json:
+        out.emit_json([out.plain(t) for t in found])
+        return
+    con = out.console()
+    if not found:
+        con.print("no tasks" if all_ else "no active tasks (--all: canceled ones too)")
+        return
+    con.print(out.tasks_table(found))
+
+
+@handle_errors
+def workers(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """List the live workers (--json: an array of workers).
+
+    A worker is live while it heartbeats: it registers in the store when it starts and leaves it when it stops."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        found = app.workers()
+    if g.json:
+        out.emit_json([out.plain(w) for w in found])
+        return
+    con = out.console()
+    if not found:
+        con.print("no live workers (start one with `mainspring worker APP`)")
+        return
+    con.print(out.workers_table(found))
+
+
+@handle_errors
+def log(
+    ctx: typer.Context,
+    since: Annotated[
+        int,
+        typer.Option(
+            "--since", metavar="SEQ", min=0, help="Only events with seq greater than SEQ."
+        ),
+    ] = 0,
+    run_id: Annotated[
+        str | None, typer.Option("--run", metavar="RUN_ID", help="Only the events of this run.")
+    ] = None,
+    follow: Annotated[
+        bool,
+        flag("--follow", "-f", help="Keep printing new events as they are appended, until Ctrl-C."),
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", metavar="N", min=1, help="Print at most N events (without --follow)."
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print the event log, oldest first (--json: one JSON object per line)."""
+    g = globals_of(ctx, store, json_out)
+    con = out.console()
+    with open_app(g, create=False) as app:
+        if run_id is not None:
+            app.get_run(run_id)  # unknown id -> exit 2
+        last = since
+        printed = 0
+        batch = 1000
+        try:
+            while True:
+                want = batch if (follow or limit is None) else min(batch, limit - printed)
+                events = app.log(since=last, run_id=run_id, limit=want) if want > 0 else []
+                for e in events:
+                    if g.json:
+                        sys.stdout.write(out.dumps(out.event_json(e)) + "\n")
+                    else:
+                        con.print(out.event_line(e), soft_wrap=True)
+                    last = e.seq
+                printed += len(events)
+                sys.stdout.flush()
+                if not follow:
+                    if len(events) < want or want == 0:
+                        break
+                    continue
+                if len(events) < want:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            return
+
+
+@handle_errors
+def stats(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """Count runs per state (--json: an object of counts per state)."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        counts = app.stats()
+        paused = app.paused()
+    if g.json:
+        out.emit_json(counts)
+        return
+    out.console().print(out.stats_table(counts, paused))
+
+
+@handle_errors
+def verify(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """Replay the log and compare it with the stored state; exit 1 on any difference.
+
+    Lists every difference found. --json: {"ok": bool, "problems": [...]}."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app, out.progress("replaying the log", "events") as progress:
+        report = app.verify(progress)
+    if g.json:
+        out.emit_json({"ok": bool(report.ok), "problems": list(report.problems)})
+    elif report.ok:
+        typer.echo("ok: the log replays to the stored state")
+    else:
+        typer.echo(f"verify found {len(report.problems)} problem(s):")
+        for p in report.problems:
+            typer.echo(f"  - {p}")
+    if not report.ok:
+        raise typer.Exit(EXIT_NOT_DONE)

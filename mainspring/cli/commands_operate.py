@@ -1,0 +1,276 @@
+"""The commands that change the store: ``submit``, ``cancel``, ``resume``, ``rerun``,
+``pause``, ``migrate``.
+
+Each opens the store (migrating its schema, as opening a store does), makes its one
+change through ``ms.App`` and prints what came of it. Those that name a run or a task
+(``cancel``, ``resume RUN_ID``, ``rerun``) never create a store: where there is no store
+there is no such id. When the change cannot be done (cancel of an ended run, resume of a
+run that is not suspended) nothing is printed on stdout: one line on stderr says why, and
+the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Annotated, Any
+
+import msgspec
+import typer
+
+from ..app import App
+from ..core.errors import UnknownRun, UnknownTask
+from . import _render as out
+from ._app import open_app
+from ._errors import EXIT_NOT_DONE, EXIT_USAGE, CliError, fail, handle_errors
+from ._options import Globals, JsonOpt, StoreOpt, globals_of
+
+
+def _parse_json(text: str | None, option: str, kind: type) -> Any:
+    if text is None:
+        return None
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise CliError(f"{option} is not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, kind):
+        what = (
+            "a JSON array, e.g. '[1, \"a\"]'"
+            if kind is list
+            else 'a JSON object, e.g. \'{"to": "a@b.c"}\''
+        )
+        raise CliError(f"{option} must be {what}; got {text!r}")
+    return value
+
+
+@handle_errors
+def submit(
+    ctx: typer.Context,
+    task_name: Annotated[
+        str,
+        typer.Argument(
+            metavar="TASK_NAME", help="Name of the task, as declared with @app.task(name=...)."
+        ),
+    ],
+    args: Annotated[
+        str | None,
+        typer.Option("--args", metavar="JSON", help="Positional arguments as a JSON array."),
+    ] = None,
+    kwargs: Annotated[
+        str | None,
+        typer.Option("--kwargs", metavar="JSON", help="Keyword arguments as a JSON object."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            metavar="K",
+            help="Submit at most once per (task, key): the same arguments again return the same run; different arguments exit 1.",
+        ),
+    ] = None,
+    execution_id: Annotated[
+        str | None,
+        typer.Option(
+            "--execution-id", metavar="E", help="Execution id carried on every event of the run."
+        ),
+    ] = None,
+    correlation_id: Annotated[
+        str | None,
+        typer.Option(
+            "--correlation-id",
+            metavar="C",
+            help="Correlation id carried on every event of the run.",
+        ),
+    ] = None,
+    delay: Annotated[
+        float | None,
+        typer.Option("--delay", metavar="S", help="Start no earlier than S seconds from now."),
+    ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority",
+            metavar="N",
+            help="Priority of this run (higher first); default: the task's.",
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", metavar="Q", help="Queue of this run; default: the task's."),
+    ] = None,
+    concurrency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency-key",
+            metavar="K",
+            help="Concurrency key of this run; default: the task's, filled from the arguments.",
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Submit one run of TASK_NAME and print its run id (--json: the run). Needs no handler code.
+
+    When an App has declared TASK_NAME in the store, its options apply and the arguments are checked against the handler's parameters (exit 2 when they do not fit; nothing is written). A name no App has declared is accepted with a warning on stderr: the run waits for a worker that declares it."""
+    g = globals_of(ctx, store, json_out)
+    a = _parse_json(args, "--args", list)
+    k = _parse_json(kwargs, "--kwargs", dict)
+    with open_app(g, create=True) as app:
+        handle = app.submit(
+            task_name,
+            a or [],
+            k or {},
+            idempotency_key=idempotency_key,
+            execution_id=execution_id,
+            correlation_id=correlation_id,
+            delay=delay,
+            priority=priority,
+            queue=queue,
+            concurrency_key=concurrency_key,
+        )
+        if not app.declares(task_name):
+            sys.stderr.write(
+                f"mainspring submit: no App has declared {task_name!r} in this store yet: the "
+                "run has the default options and waits for a worker that declares it\n"
+            )
+        if g.json:
+            out.emit_json(out.run_json(app.get_run(handle.run_id)))
+        else:
+            typer.echo(handle.run_id)
+
+
+def _cancel_task(app: App, g: Globals, task_id: str) -> None:
+    done = app.task_handle(task_id).cancel()
+    if not done:
+        fail(f"task {task_id} is already canceled; nothing to cancel", EXIT_NOT_DONE)
+    if g.json:
+        out.emit_json(out.plain(app.get_task(task_id)))
+    else:
+        typer.echo(f"canceled task {task_id} and its runs that had not ended")
+
+
+@handle_errors
+def cancel(
+    ctx: typer.Context,
+    id_: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="A run id (cancel that run) or a task id (cancel the task and its runs that have not ended).",
+        ),
+    ],
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Cancel a run, or a task and its runs that have not ended.
+
+    ID is a run id or a task id. Exit 1 when the run already ended or the task is already canceled; exit 2 when no run or task has that id. --json: the run or the task as it is now."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        try:
+            handle = app.run(id_)
+        except UnknownRun:
+            try:
+                _cancel_task(app, g, id_)
+            except UnknownTask:
+                fail(
+                    f"no run or task {id_!r} in this store; list them with `mainspring runs` "
+                    "or `mainspring tasks --all`",
+                    EXIT_USAGE,
+                )
+            return
+        done = handle.cancel()
+        info = app.get_run(id_)
+    if not done:
+        fail(f"run {id_} is already {info.state}; nothing to cancel", EXIT_NOT_DONE)
+    if g.json:
+        out.emit_json(out.run_json(info))
+    else:
+        typer.echo(f"canceled {id_}")
+
+
+@handle_errors
+def resume(
+    ctx: typer.Context,
+    run_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="RUN_ID",
+            help="A suspended run to move back to ready. Without it: resume the engine.",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Resume a suspended run, or, without RUN_ID, the engine.
+
+    With RUN_ID: move that suspended run back to ready (exit 1 when it is not suspended; --json: the run). Without: resume a paused engine, so workers lease runs again (--json: {"paused": false, "changed": bool})."""
+    g = globals_of(ctx, store, json_out)
+    if run_id is None:
+        _set_paused(g, False)
+        return
+    with open_app(g, create=False) as app:
+        done = app.run(run_id).resume()
+        info = app.get_run(run_id)
+    if not done:
+        fail(f"run {run_id} is {info.state}, not suspended; nothing to resume", EXIT_NOT_DONE)
+    if g.json:
+        out.emit_json(out.run_json(info))
+    else:
+        typer.echo(f"resumed {run_id}")
+
+
+@handle_errors
+def rerun(
+    ctx: typer.Context,
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN_ID", help="The run whose task and arguments to run again.")
+    ],
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Submit a new run of the same task and arguments as RUN_ID; print its id.
+
+    RUN_ID may be in any state. --json: the new run, whose rerun_of is RUN_ID."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        new = app.run(run_id).rerun()
+        if g.json:
+            out.emit_json(out.run_json(app.get_run(new.run_id)))
+        else:
+            typer.echo(new.run_id)
+
+
+def _set_paused(g: Globals, paused: bool) -> None:
+    with open_app(g, create=True) as app:
+        changed = app.pause() if paused else app.resume()
+    if g.json:
+        out.emit_json({"paused": paused, "changed": bool(changed)})
+    elif paused:
+        typer.echo("engine paused" if changed else "engine was already paused")
+    else:
+        typer.echo("engine resumed" if changed else "engine was not paused")
+
+
+@handle_errors
+def pause(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """Pause the engine: no worker leases anything until `mainspring resume`.
+
+    --json: {"paused": true, "changed": bool}."""
+    _set_paused(globals_of(ctx, store, json_out), True)
+
+
+@handle_errors
+def migrate(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """Create or migrate the store's schema and print its schema version.
+
+    Migrates a PostgreSQL store whose URL says auto_migrate=false too. --json: {"store": URL, "schema_version": N}."""
+    g = globals_of(ctx, store, json_out)
+    with contextlib.closing(App(g.store).open(migrate=True)) as app:
+        version = app.schema_version()
+        shown = app.store.display_url
+    if g.json:
+        out.emit_json({"store": shown, "schema_version": version})
+    else:
+        typer.echo(f"{shown}: schema version {version}")

@@ -1,0 +1,131 @@
+"""A batch: the events one transaction decides, each applied to the state as it is emitted.
+
+``Batch.emit`` runs the reducer at once, so an event the reducer would refuse is never
+written; the building blocks below (a state change, closing an attempt with its retry
+decision, a cancel) are the engine's vocabulary for its commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import events as E
+from ..core.ids import uuid7
+from ..core.model import Event, Run, Task, TaskOptions
+from ..core.reducer import State, apply
+from ..core.retry import decide
+from ..core.states import TERMINAL, AttemptResult, RunState
+from ..store.base import Tx
+
+
+class Batch:
+    """Events decided in one transaction, each applied to ``state`` as it is emitted."""
+
+    def __init__(self, state: State, now: float) -> None:
+        self.state = state
+        self.now = now
+        self.events: list[Event] = []
+        self.saved = 0
+        self.wake = False
+        self.ended: list[str] = []  # runs that reached a terminal state
+
+    def emit(self, ev: Event) -> None:
+        apply(self.state, ev)  # validates; raises before anything is written
+        self.events.append(ev)
+        if ev.type == E.RUN_STATE_CHANGED:
+            to = ev.data["to"]
+            if to == RunState.READY:
+                self.wake = True
+            elif to in TERMINAL and ev.run_id is not None:
+                self.ended.append(ev.run_id)
+
+    def flush(self, tx: Tx) -> None:
+        """Write what was decided so far (still inside the transaction)."""
+        tx.save(self.state, self.events[self.saved :])
+        self.saved = len(self.events)
+
+    # -- building blocks -------------------------------------------------------------
+    def change(self, run: Run, to: RunState, reason: str, **extra: Any) -> None:
+        self.emit(E.state_changed(run, to.value, self.now, reason, **extra))
+
+    def close_attempt(
+        self,
+        run: Run,
+        options: TaskOptions,
+        result: AttemptResult,
+        *,
+        error: str | None = None,
+        output: Any = None,
+        traceback: str | None = None,
+        retry_delay: float | None = None,
+        lease_event: str = E.LEASE_RELEASED,
+    ) -> RunState:
+        """Close the open attempt of a running run, drop its lease, apply the retry decision."""
+        att = run.open_attempt()
+        assert att is not None
+        if result == AttemptResult.LOST and error is not None:
+            error = f"lost: {error}"  # a failed run's error then says why it failed
+        data: dict[str, Any] = {"result": result.value, "error": error, "output": output}
+        if traceback:
+            data["traceback"] = traceback
+        owner = run.lease_owner
+        if lease_event == E.LEASE_EXPIRED and owner is not None:
+            self.emit(E.run_event(E.LEASE_EXPIRED, run, self.now, owner=owner))
+            owner = None
+        self.emit(E.run_event(E.ATTEMPT_FINISHED, run, self.now, att.attempt_id, **data))
+        if owner is not None:
+            self.emit(E.run_event(E.LEASE_RELEASED, run, self.now, owner=owner))
+        d = decide(run, options, result, self.now, retry_delay=retry_delay)
+        extra: dict[str, Any] = {}
+        if d.due_at is not None:
+            extra["due_at"] = d.due_at
+        self.change(run, d.to, d.reason, **extra)
+        return d.to
+
+    def cancel(self, run: Run, reason: str) -> None:
+        if run.state == RunState.RUNNING and run.open_attempt() is not None:
+            att = run.open_attempt()
+            assert att is not None
+            self.emit(
+                E.run_event(
+                    E.ATTEMPT_FINISHED,
+                    run,
+                    self.now,
+                    att.attempt_id,
+                    result=AttemptResult.TERMINAL.value,
+                    error=f"canceled: {reason}",
+                    output=None,
+                )
+            )
+        if run.lease_owner is not None:
+            self.emit(E.run_event(E.LEASE_RELEASED, run, self.now, owner=run.lease_owner))
+        self.change(run, RunState.CANCELED, reason)
+
+    def derive(self, task: Task, at: float, rerun_of: str | None = None) -> str:
+        """Create the run of ``task`` at ``at`` (ready at once when due)."""
+        run_id = uuid7()
+        data: dict[str, Any] = {
+            "state": RunState.SCHEDULED.value,
+            "scheduled_at": at,
+            "index": task.derived,
+            "priority": task.options.priority,
+            "queue": task.options.queue,
+            "concurrency_key": task.concurrency_key,
+        }
+        if rerun_of is not None:
+            data["rerun_of"] = rerun_of
+        self.emit(
+            E.event(
+                E.RUN_CREATED,
+                self.now,
+                task_id=task.task_id,
+                run_id=run_id,
+                correlation_id=task.correlation_id,
+                execution_id=task.execution_id,
+                data=data,
+            )
+        )
+        run = self.state.runs[run_id]
+        if at <= self.now:
+            self.change(run, RunState.READY, "due")
+        return run_id

@@ -1,0 +1,98 @@
+"""What the engine's commands take and return: submissions, leases, reports, results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ..core.model import Policy, Run, Task, TaskOptions
+from ..core.states import AttemptResult
+
+
+@dataclass
+class SubmitRequest:
+    """A submission, with the facade's resolved options."""
+
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: TaskOptions
+    policy: Policy = field(default_factory=Policy)
+    idempotency_key: str | None = None
+    execution_id: str | None = None
+    correlation_id: str | None = None
+    concurrency_key: str | None = None
+
+
+@dataclass
+class Submitted:
+    task_id: str
+    run_ids: list[str]
+    replayed: bool = False
+
+
+@dataclass
+class Finished:
+    """A worker's report of one attempt's end."""
+
+    run_id: str
+    attempt_id: str
+    result: AttemptResult
+    output: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    retry_delay: float | None = None
+    options: TaskOptions | None = None  # the task's options, as leased (saves a lookup)
+    snapshot: bytes | None = None  # ``Leased.snapshot``: lets the engine decide before locking
+
+
+@dataclass
+class Leased:
+    """A run this worker now holds, with its open attempt."""
+
+    run_id: str
+    task_id: str
+    task_name: str
+    attempt_id: str
+    attempt: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    lease_expires_at: float
+    execution_id: str | None
+    correlation_id: str | None
+    idempotency_key: str | None
+    options: TaskOptions
+    #: the run as the leasing transaction stored it (``snapshot_run``); a worker hands it
+    #: back in ``Finished`` so that the next turn decides the attempt's end before it takes
+    #: the store's write lock, and writes it only if the stored run is still exactly this
+    snapshot: bytes | None = None
+
+
+#: Encoding of ``Leased.snapshot`` (internal to one worker process: never stored).
+_snap_enc = msgspec.msgpack.Encoder()
+snapshot_decoder = msgspec.msgpack.Decoder(Run)
+
+
+def snapshot_run(run: Run) -> bytes:
+    return _snap_enc.encode(run)
+
+
+@dataclass
+class TaskView:
+    """A task with what queries show beside it."""
+
+    task: Task
+    run_counts: dict[str, int]
+    next_at: float | None
+
+
+@dataclass
+class CycleResult:
+    leased: list[Leased]
+    accepted: list[str]  # run ids whose finished attempt was recorded
+    rejected: list[str]  # run ids whose report was fenced out (lease lost, run canceled)
+    next_due: float | None = None  # earliest time a scheduled / retry_wait run comes due
+    lost: list[str] = field(default_factory=list)  # held runs this worker no longer holds

@@ -1,0 +1,67 @@
+"""Running a command: one write transaction, retried from scratch when another got in the way."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ..core.clock import Clock, SystemClock
+from ..core.reducer import State
+from ..store.base import Conflict, Store, Tx
+from .batch import Batch
+
+#: How often a command is re-run when a concurrent transaction conflicted with it.
+MAX_CONFLICT_RETRIES = 30
+
+T = TypeVar("T")
+
+
+class Stale(Conflict):
+    """A run decided ahead of the lock changed meanwhile: decide again, under the lock."""
+
+
+class Transactor:
+    """The store and clock every command runs on, and ``transact``, how it runs."""
+
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+
+    def transact(
+        self,
+        body: Callable[[Tx, Batch], T],
+        prepare: Callable[[Batch], None] | None = None,
+    ) -> tuple[T, Batch]:
+        """Run ``body`` in one write transaction and save what it decided.
+
+        ``body`` gets the transaction and a fresh ``Batch``; what it emits is written with
+        its records in the same transaction. When the batch says ``wake`` (a run became
+        ready, or something else waiting workers should look at), the commit wakes them. When the store reports a ``Conflict`` (another
+        transaction got in the way: a deadlock, a duplicate idempotency key, a connection
+        lost before the commit) nothing was written, and ``body`` runs again from scratch.
+
+        ``prepare`` decides on records known ahead before the write transaction begins
+        (``cycle``: attempts that ended); ``body`` then checks that they are unchanged.
+        """
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            b = Batch(State(), self.clock.now())
+            if prepare is not None:
+                prepare(b)
+            try:
+                with self.store.write() as tx:
+                    out = body(tx, b)
+                    b.flush(tx)
+                    if b.wake:
+                        tx.wake_on_commit()
+                    if b.ended:
+                        tx.ended_on_commit(b.ended)
+                return out, b
+            except Conflict as exc:
+                if attempt == MAX_CONFLICT_RETRIES:
+                    raise
+                if isinstance(exc, Stale):
+                    continue  # no one to wait for: body now decides under the lock
+                time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
+        raise AssertionError("unreachable")

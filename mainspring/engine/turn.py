@@ -1,0 +1,388 @@
+"""The worker's commands: its turn (group commit), housekeeping, renewals and release.
+
+A worker's loop calls ``cycle`` once per turn: one transaction that records finished
+attempts, expires stale leases, derives due cron occurrences, promotes due runs, and
+leases and starts new attempts (docs/architecture.md, "The hot path").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..core import events as E
+from ..core.ids import uuid7
+from ..core.model import Run
+from ..core.schedule import cron_step
+from ..core.states import TERMINAL, AttemptResult, RunState
+from ..store.base import Tx
+from . import registry
+from .batch import Batch
+from .messages import CycleResult, Finished, Leased, snapshot_decoder, snapshot_run
+from .registry import Registration
+from .transact import Stale, Transactor
+
+#: How many rows each housekeeping step handles per cycle.
+STEP_LIMIT = 500
+
+
+class WorkerTurns(Transactor):
+    # -- the worker's group commit ---------------------------------------------------------
+    def cycle(
+        self,
+        worker: str,
+        names: Sequence[str],
+        queues: Sequence[str] | None,
+        finished: Sequence[Finished],
+        want: int,
+        lease_seconds: float,
+        housekeeping: bool = True,
+        held: Sequence[str] = (),
+        next_due: bool = False,
+    ) -> CycleResult:
+        """One worker turn in one transaction (see the module docstring).
+
+        ``held`` names the runs whose handlers this worker is running; with
+        ``housekeeping``, the result's ``lost`` lists those it no longer holds (canceled,
+        or the lease expired), so their handlers can be told. With ``housekeeping`` or
+        ``next_due``, the result's ``next_due`` is the store's next due time.
+        """
+        if housekeeping and not finished and not held:
+            # an idle worker's poll: one cheap read, and a write only when there is work
+            with self.store.read() as rtx:
+                work, due = rtx.probe(self.clock.now(), names if want > 0 else [], queues)
+            if not work:
+                return CycleResult([], [], [], due)
+
+        accepted: list[str] = []
+        rejected: list[str] = []
+        # The attempts that ended are decided before the write lock is taken, on the runs
+        # as this worker leased them (``Finished.snapshot``), when the store can write them
+        # only if unchanged since; if any changed meanwhile (a renewal, a cancel, an
+        # expiry), the transaction is dropped and they are decided again under the lock.
+        ahead: list[Run] = []
+        decide_ahead = (
+            self.store.fenced_updates
+            and bool(finished)
+            and all(f.snapshot is not None and f.options is not None for f in finished)
+        )
+
+        def prepare(b: Batch) -> None:
+            ahead.clear()
+            if decide_ahead:
+                for f in finished:
+                    assert f.snapshot is not None
+                    ahead.append(snapshot_decoder.decode(f.snapshot))
+                    b.state.runs[f.run_id] = snapshot_decoder.decode(f.snapshot)
+                self._record_finished(b, worker, finished, accepted, rejected)
+
+        def body(tx: Tx, b: Batch) -> CycleResult:
+            nonlocal decide_ahead
+            st = b.state
+            if ahead:
+                if not tx.update_runs_if_unchanged(ahead, [st.runs[r.run_id] for r in ahead]):
+                    decide_ahead = False
+                    raise Stale("a finished run changed since it was leased")
+                st.dirty_runs.difference_update(r.run_id for r in ahead)  # written just now
+            elif finished:
+                tx.load_runs([f.run_id for f in finished], st)
+                tx.load_tasks(
+                    [
+                        st.runs[f.run_id].task_id
+                        for f in finished
+                        if f.options is None and f.run_id in st.runs
+                    ],
+                    st,
+                )
+                self._record_finished(b, worker, finished, accepted, rejected)
+            if finished and housekeeping:
+                b.flush(tx)  # so that promotion sees runs that went to retry_wait
+            # when retries were decided here, say when the first comes due, so that the
+            # worker wakes for it rather than at its next poll
+            waits = [st.runs[r].due_at for r in accepted if st.runs[r].state == RunState.RETRY_WAIT]
+            due = min(waits) if waits else None
+            lost: list[str] = []
+            if housekeeping:
+                if held:
+                    owners = tx.lease_owners(held)
+                    lost = [rid for rid in held if owners.get(rid) != worker]
+                self._expire(tx, b)
+                self._derive_cron(tx, b)
+                self._promote(tx, b)
+            if housekeeping or next_due:
+                b.flush(tx)  # (the retries decided above are due times too)
+                due = tx.next_due()
+            leased: list[Leased] = []
+            if want > 0 and names:  # (a paused engine has no candidates)
+                leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
+            return CycleResult(leased, accepted, rejected, due, lost)
+
+        return self.transact(body, prepare)[0]
+
+    @staticmethod
+    def _record_finished(
+        b: Batch,
+        worker: str,
+        finished: Sequence[Finished],
+        accepted: list[str],
+        rejected: list[str],
+    ) -> None:
+        """Close the attempts ``finished`` reports, in ``b``; fence out stale reports."""
+        accepted.clear()
+        rejected.clear()
+        st = b.state
+        for f in finished:
+            run = st.runs.get(f.run_id)
+            att = run.open_attempt() if run is not None else None
+            if (
+                run is None
+                or run.state != RunState.RUNNING
+                or att is None
+                or att.attempt_id != f.attempt_id
+                or run.lease_owner != worker
+            ):
+                rejected.append(f.run_id)  # fenced: the lease was lost meanwhile
+                continue
+            b.close_attempt(
+                run,
+                f.options or st.tasks[run.task_id].options,
+                f.result,
+                error=f.error,
+                output=f.output,
+                traceback=f.traceback,
+                retry_delay=f.retry_delay,
+            )
+            accepted.append(f.run_id)
+
+    def housekeeping(self) -> int:
+        """Expire leases, derive cron occurrences and promote due runs; returns events written."""
+
+        def body(tx: Tx, b: Batch) -> None:
+            self._expire(tx, b)
+            self._derive_cron(tx, b)
+            self._promote(tx, b)
+
+        return len(self.transact(body)[1].events)
+
+    def _expire(self, tx: Tx, b: Batch) -> None:
+        ids = tx.expired_lease_run_ids(b.now, STEP_LIMIT)
+        if not ids:
+            return
+        st = b.state
+        tx.load_runs(ids, st)
+        tx.load_tasks([st.runs[i].task_id for i in ids], st)
+        for rid in ids:
+            run = st.runs[rid]
+            if run.lease_owner is None:
+                continue
+            if run.state == RunState.RUNNING and run.open_attempt() is not None:
+                b.close_attempt(
+                    run,
+                    st.tasks[run.task_id].options,
+                    AttemptResult.LOST,
+                    error=f"the lease of worker {run.lease_owner} expired (the worker "
+                    "stopped renewing it)",
+                    lease_event=E.LEASE_EXPIRED,
+                )
+            else:
+                b.emit(E.run_event(E.LEASE_EXPIRED, run, b.now, owner=run.lease_owner))
+                if run.state == RunState.LEASED:
+                    b.change(run, RunState.READY, "lease_expired")
+        b.flush(tx)
+
+    def _derive_cron(self, tx: Tx, b: Batch) -> None:
+        ids = tx.cron_due_task_ids(b.now, STEP_LIMIT)
+        if not ids:
+            return
+        st = b.state
+        tx.load_tasks(ids, st, lock=True)  # (claimed already where the store claims)
+        for tid in ids:
+            task = st.tasks[tid]
+            if task.canceled or task.cursor is None or task.cursor > b.now:
+                continue
+            step = cron_step(task.policy, task.derived, task.cursor, b.now)
+            if step.skip_overdue:
+                overdue = tx.run_ids_of_task(tid, scheduled_at=task.cursor)
+                tx.load_runs(overdue, st)  # locked where the store locks: decide on them now
+                for rid in overdue:
+                    if st.runs[rid].state in (RunState.SCHEDULED, RunState.READY):
+                        b.cancel(st.runs[rid], "misfire_skipped")
+            for at in step.create:
+                b.derive(task, at)
+        b.flush(tx)
+
+    def _promote(self, tx: Tx, b: Batch) -> None:
+        ids = tx.due_run_ids(b.now, STEP_LIMIT)
+        if not ids:
+            return
+        st = b.state
+        tx.load_runs(ids, st)
+        for rid in ids:
+            run = st.runs[rid]
+            if run.state in (RunState.SCHEDULED, RunState.RETRY_WAIT) and run.due_at <= b.now:
+                b.change(run, RunState.READY, "due" if run.state == RunState.SCHEDULED else "retry")
+        b.flush(tx)
+
+    def _lease(
+        self,
+        tx: Tx,
+        b: Batch,
+        worker: str,
+        names: Sequence[str],
+        queues: Sequence[str] | None,
+        want: int,
+        lease_seconds: float,
+    ) -> list[Leased]:
+        st = b.state
+        chosen: list[Run] = []
+        holders: dict[str, set[str] | None] = {}
+        considered: set[str] = set()
+        page = max(want, 8)  # further pages only when keys leave candidates behind
+        offset = 0
+        while len(chosen) < want:
+            cands = tx.ready_candidates(b.now, queues, names, page, offset)
+            keys = {c.concurrency_key for c in cands if c.concurrency_key is not None}
+            keys -= set(holders)
+            if keys:
+                found = tx.key_holders(sorted(keys))
+                for key, ids in found.items():
+                    # runs changed in this transaction but not yet saved: memory is current
+                    holders[key] = (
+                        None
+                        if ids is None
+                        else {i for i in ids if i not in st.runs or st.runs[i].holds_key}
+                    )
+            for c in cands:
+                if len(chosen) >= want:
+                    break
+                if c.run_id in considered:
+                    continue  # pages shift when other writers free rows: a run comes back
+                considered.add(c.run_id)
+                run = st.runs.setdefault(c.run_id, c)
+                if run.state != RunState.READY:
+                    continue
+                k = run.concurrency_key
+                if k is not None:
+                    held_by = holders[k]
+                    if held_by is None:
+                        continue  # another transaction is deciding this key right now
+                    if len(held_by - {run.run_id}) >= run.concurrency_limit:
+                        continue  # the key is full: leave the run ready
+                    held_by.add(run.run_id)
+                chosen.append(run)
+            if len(cands) < page or offset >= 1000:
+                break
+            offset += page
+        if not chosen:
+            return []
+        tx.load_tasks([r.task_id for r in chosen], st)
+        expires = b.now + lease_seconds
+        out: list[Leased] = []
+        for run in chosen:
+            task = st.tasks[run.task_id]
+            b.change(run, RunState.LEASED, "leased")
+            b.emit(E.run_event(E.LEASE_ACQUIRED, run, b.now, owner=worker, expires_at=expires))
+            b.change(run, RunState.RUNNING, "started")
+            attempt_id = uuid7()
+            number = len(run.attempts) + 1
+            b.emit(
+                E.run_event(E.ATTEMPT_STARTED, run, b.now, attempt_id, number=number, worker=worker)
+            )
+            out.append(
+                Leased(
+                    run_id=run.run_id,
+                    task_id=run.task_id,
+                    task_name=run.task_name,
+                    attempt_id=attempt_id,
+                    attempt=number,
+                    args=task.args,
+                    kwargs=task.kwargs,
+                    timeout=task.options.timeout,
+                    lease_expires_at=expires,
+                    execution_id=run.execution_id,
+                    correlation_id=run.correlation_id,
+                    idempotency_key=run.idempotency_key,
+                    options=task.options,
+                    snapshot=snapshot_run(run),
+                )
+            )
+        return out
+
+    # -- the worker registry (engine/registry.py) --------------------------------------------
+    def register_worker(self, reg: Registration, lease_seconds: float) -> None:
+        """Record a starting worker in the store (``app.workers()``)."""
+        self.transact(lambda tx, b: registry.heartbeat(tx, b, reg, lease_seconds))
+
+    def worker_left(self, worker_id: str) -> None:
+        """A worker stopped cleanly: remove it from the registry at once."""
+        self.transact(lambda tx, b: registry.leave(tx, b, worker_id))
+
+    def renew(
+        self,
+        worker: str,
+        run_ids: Sequence[str],
+        lease_seconds: float,
+        snapshots: dict[str, bytes] | None = None,
+        heartbeat: Registration | None = None,
+    ) -> set[str]:
+        """Extend this worker's leases. Returns the run ids whose lease it no longer holds.
+
+        ``snapshots`` (when given) gets each renewed run's new ``Leased.snapshot``. With
+        ``heartbeat``, the worker's registry record is renewed in the same transaction."""
+        if not run_ids and heartbeat is None:
+            return set()
+
+        def body(tx: Tx, b: Batch) -> set[str]:
+            if heartbeat is not None:
+                registry.heartbeat(tx, b, heartbeat, lease_seconds)
+            lost: set[str] = set()
+            if not run_ids:
+                return lost
+            tx.load_runs(run_ids, b.state)
+            expires = b.now + lease_seconds
+            for rid in run_ids:
+                run = b.state.runs.get(rid)
+                if run is None or run.lease_owner != worker or RunState(run.state) in TERMINAL:
+                    lost.add(rid)
+                    continue
+                assert run.lease_expires_at is not None
+                if run.lease_expires_at <= b.now:
+                    lost.add(rid)  # already expired: another worker may take it; stop trusting
+                    continue
+                b.emit(
+                    E.run_event(
+                        E.LEASE_RENEWED,
+                        run,
+                        b.now,
+                        owner=worker,
+                        expires_at=max(expires, run.lease_expires_at),
+                    )
+                )
+                if snapshots is not None:
+                    snapshots[rid] = snapshot_run(run)
+            return lost
+
+        return self.transact(body)[0]
+
+    def release(self, worker: str, run_ids: Sequence[str], reason: str) -> None:
+        """Give up this worker's leases (graceful stop): their attempts end as ``lost``."""
+        if not run_ids:
+            return
+
+        def body(tx: Tx, b: Batch) -> None:
+            st = b.state
+            tx.load_runs(run_ids, st)
+            tx.load_tasks([r.task_id for r in st.runs.values()], st)
+            for rid in run_ids:
+                run = st.runs.get(rid)
+                if run is None or run.lease_owner != worker:
+                    continue
+                if run.state == RunState.RUNNING and run.open_attempt() is not None:
+                    b.close_attempt(
+                        run, st.tasks[run.task_id].options, AttemptResult.LOST, error=reason
+                    )
+                elif run.state == RunState.LEASED:
+                    b.emit(E.run_event(E.LEASE_RELEASED, run, b.now, owner=worker))
+                    b.change(run, RunState.READY, "released")
+            b.wake = True
+
+        self.transact(body)

@@ -1,0 +1,65 @@
+"""Verify: replay the whole log from empty and compare the result with the stored state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ..core.model import Event
+from ..core.reducer import replay
+from ..store.base import Store
+
+
+def verify(store: Store, progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Every difference between the replayed log and the stored projection (none: ok).
+
+    ``progress(done, total)`` is called as the replay goes (events replayed of those in
+    the log), every few thousand events and at the end."""
+    with store.read(snapshot=True) as tx:
+        stored = tx.snapshot()
+        events: Iterable[Event] = tx.iter_all_events()
+        if progress is not None:
+            events = _reporting(events, tx.last_seq(), progress)
+        try:
+            replayed = replay(events)
+        except Exception as exc:
+            return [f"the log does not replay: {exc}"]
+    problems = _compare("run", stored.runs, replayed.runs)
+    problems += _compare("task", stored.tasks, replayed.tasks)
+    if stored.definitions != replayed.definitions:
+        problems.append("task definitions differ from the log")
+    for kind in sorted(set(stored.records) | set(replayed.records)):
+        problems += _compare(kind, stored.records.get(kind, {}), replayed.records.get(kind, {}))
+    if stored.paused != replayed.paused:
+        problems.append(f"engine paused: stored {stored.paused}, log says {replayed.paused}")
+    return problems
+
+
+def _compare(what: str, stored: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
+    """The records that differ, naming each differing field."""
+    problems: list[str] = []
+    for key in sorted(set(stored) | set(replayed)):
+        a, r = stored.get(key), replayed.get(key)
+        if a is None:
+            problems.append(f"{what} {key}: in the log but missing from the stored state")
+        elif r is None:
+            problems.append(f"{what} {key}: in the stored state but never created in the log")
+        elif a != r:
+            diffs = [
+                f"{f}: stored {getattr(a, f)!r}, log says {getattr(r, f)!r}"
+                for f in a.__struct_fields__
+                if getattr(a, f) != getattr(r, f)
+            ]
+            problems.append(f"{what} {key}: " + "; ".join(diffs))
+    return problems
+
+
+def _reporting(
+    events: Iterable[Event], total: int, progress: Callable[[int, int], None]
+) -> Iterator[Event]:
+    done = 0
+    for done, ev in enumerate(events, 1):
+        if done % 5000 == 0:
+            progress(done, total)
+        yield ev
+    progress(done, total)

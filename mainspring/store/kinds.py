@@ -1,0 +1,162 @@
+"""Record kinds beyond tasks and runs: one declaration each, the same statements on every store.
+
+A kind is a msgspec Struct the reducer keeps in ``State.records[kind]`` by key. Its table
+holds the key, the fields queries filter on as columns, and the JSON document of the whole
+record (on read the document is the record; the columns exist for indexes). The declaration
+below is the kind's only table definition: each store renders it into its DDL with its
+``Dialect`` (``ddl``) in the migration of schema version ``since``, and ``KindTx`` reads and
+writes every kind with one set of statements. Adding a kind is therefore: its record and
+events in ``core``, its reducer cases, and one ``Kind`` here (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from ..core.model import WorkerRecord
+from ..core.reducer import WORKERS, State
+
+ColumnType = Literal["text", "real", "integer"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the stores' SQL for record kinds."""
+
+    placeholder: str  # the driver's parameter marker: "?" (sqlite3) or "%s" (psycopg)
+    types: dict[str, str]  # ColumnType and "doc" (the JSON document) -> the store's type
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One record kind's table."""
+
+    name: str  # its key in State.records
+    table: str
+    record: type[msgspec.Struct]
+    key: str  # the record field that is the primary key (text)
+    since: int  # the schema version whose migration creates the table
+    columns: tuple[tuple[str, ColumnType], ...] = ()  # fields also stored as indexed columns
+
+    def ddl(self, dialect: Dialect) -> list[str]:
+        """The statements that create the table and its indexes."""
+        cols = [f"{self.key} {dialect.types['text']} PRIMARY KEY"]
+        cols += [f"{name} {dialect.types[kind]}" for name, kind in self.columns]
+        cols.append(f"doc {dialect.types['doc']} NOT NULL")
+        out = [f"CREATE TABLE {self.table} ({', '.join(cols)})"]
+        out += [
+            f"CREATE INDEX {self.table}_{name} ON {self.table} ({name})" for name, _ in self.columns
+        ]
+        return out
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind(
+        name=WORKERS,
+        table="ms_workers",
+        record=WorkerRecord,
+        key="worker_id",
+        since=3,
+        columns=(("expires_at", "real"),),
+    ),
+)
+BY_NAME = {k.name: k for k in KINDS}
+
+
+def migration(version: int, dialect: Dialect) -> list[str]:
+    """The DDL of the kinds that schema ``version`` adds."""
+    return [stmt for k in KINDS if k.since == version for stmt in k.ddl(dialect)]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class KindTx:
+    """The reads and writes of record kinds, shared by the stores' transactions.
+
+    A store's transaction provides ``_rows`` (a query's rows), ``_write_many`` (one write
+    statement for each of some parameter rows, executed now or with its next round trip),
+    ``_lock`` (the clause that locks rows a write transaction reads: "" where writers are
+    serialized anyway) and ``DIALECT``.
+    """
+
+    DIALECT: Dialect
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def _lock(self, skip: bool = False) -> str:
+        return ""
+
+    def _decode(self, kind: Kind, doc: Any) -> Any:
+        return msgspec.json.decode(bytes(doc), type=kind.record)
+
+    def load_records(self, kind: str, keys: Sequence[str], state: State) -> None:
+        """Load these records of ``kind`` into ``state`` (locked for changing them)."""
+        k, p = BY_NAME[kind], self.DIALECT.placeholder
+        loaded = state.kind(kind)
+        need = sorted({key for key in keys if key not in loaded})
+        for i in range(0, len(need), 500):
+            chunk = need[i : i + 500]
+            q = (
+                f"SELECT doc FROM {k.table} WHERE {k.key} IN ({', '.join([p] * len(chunk))}) "
+                f"ORDER BY {k.key}{self._lock()}"
+            )
+            for (doc,) in self._rows(q, chunk):
+                rec = self._decode(k, doc)
+                loaded[getattr(rec, k.key)] = rec
+
+    def records(
+        self, kind: str, *, at_most: tuple[str, float] | None = None, limit: int | None = None
+    ) -> list[Any]:
+        """Records of ``kind`` by key; with ``at_most=(column, value)``, those whose column
+        is <= value (claimed, where a write transaction locks: others skip them)."""
+        k, p = BY_NAME[kind], self.DIALECT.placeholder
+        q, params = f"SELECT doc FROM {k.table}", []
+        if at_most is not None:
+            q += f" WHERE {at_most[0]} <= {p}"
+            params.append(at_most[1])
+        q += f" ORDER BY {k.key}"
+        if limit is not None:
+            q += f" LIMIT {int(limit)}"
+        if at_most is not None:
+            q += self._lock(skip=True)
+        return [self._decode(k, doc) for (doc,) in self._rows(q, params)]
+
+    def save_records(self, state: State) -> None:
+        """Write back the records ``state`` changed, and delete those it removed."""
+        p = self.DIALECT.placeholder
+        for name, keys in sorted(state.dirty_records.items()):
+            k, present = BY_NAME[name], state.kind(name)
+            cols = [k.key, *(c for c, _ in k.columns), "doc"]
+            upsert = (
+                f"INSERT INTO {k.table} ({', '.join(cols)}) VALUES ({', '.join([p] * len(cols))}) "
+                f"ON CONFLICT ({k.key}) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
+            )
+            rows = [
+                (
+                    key,
+                    *(getattr(present[key], c) for c, _ in k.columns),
+                    _encoder.encode(present[key]),
+                )
+                for key in sorted(keys)
+                if key in present
+            ]
+            gone = [(key,) for key in sorted(keys) if key not in present]
+            if rows:
+                self._write_many(upsert, rows)
+            if gone:
+                self._write_many(f"DELETE FROM {k.table} WHERE {k.key} = {p}", gone)
+
+    def snapshot_records(self, state: State) -> None:
+        """Every record of every kind into ``state`` (verify)."""
+        for k in KINDS:
+            state.records[k.name] = {getattr(r, k.key): r for r in self.records(k.name)}
