@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 
 from .errors import InvalidSchedule
-from .model import Policy
+from .model import Policy, Task
 
 MISFIRE_POLICIES = ("catch_up", "skip", "coalesce")
 #: At most this many missed occurrences are derived in one step (catch_up after a long outage).
@@ -249,3 +249,15 @@ def cron_step(policy: Policy, derived: int, cursor: float, now: float) -> CronSt
     if remaining is not None:
         create = create[:remaining]
     return CronStep(create, skip_overdue)
+
+
+def cron_due_at(task: Task) -> float | None:
+    """When the scheduler must look at a cron task next: its latest derived occurrence
+    (once that is due, the next is derived); None when it derives nothing more (not cron,
+    canceled, or ``max_occurrences`` reached). Stores index it to find due cron tasks."""
+    if task.policy.kind != "cron" or task.canceled:
+        return None
+    cap = task.policy.max_occurrences
+    if cap is not None and task.derived >= cap:
+        return None
+    return task.cursor

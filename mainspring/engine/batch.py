@@ -15,7 +15,7 @@ from ..core.model import Event, Run, Task, TaskOptions
 from ..core.reducer import State, apply
 from ..core.retry import decide
 from ..core.states import TERMINAL, AttemptResult, RunState
-from ..store.base import Tx
+from ..store.base import WriteTx
 
 
 class Batch:
@@ -39,7 +39,7 @@ class Batch:
             elif to in TERMINAL and ev.run_id is not None:
                 self.ended.append(ev.run_id)
 
-    def flush(self, tx: Tx) -> None:
+    def flush(self, tx: WriteTx) -> None:
         """Write what was decided so far (still inside the transaction)."""
         tx.save(self.state, self.events[self.saved :])
         self.saved = len(self.events)

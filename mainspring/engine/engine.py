@@ -31,7 +31,7 @@ from ..core.model import Policy, Run, WorkerRecord
 from ..core.reducer import WORKERS
 from ..core.schedule import initial_occurrences, validate_policy
 from ..core.states import TERMINAL, RunState
-from ..store.base import Tx
+from ..store.base import WriteTx
 from .batch import Batch
 from .messages import SubmitRequest, Submitted, TaskView
 from .turn import WorkerTurns
@@ -50,7 +50,7 @@ class Engine(WorkerTurns):
             if all(rtx.definition(n) == d for n, d in definitions.items()):
                 return
 
-        def body(tx: Tx, b: Batch) -> None:
+        def body(tx: WriteTx, b: Batch) -> None:
             for name, options in sorted(definitions.items()):
                 if tx.definition(name) != options:
                     data = {"name": name, "options": options}
@@ -72,7 +72,7 @@ class Engine(WorkerTurns):
             if req.options.max_attempts < 1:
                 raise InvalidArgument(f"max_attempts must be >= 1, got {req.options.max_attempts}")
 
-        def body(tx: Tx, b: Batch) -> list[Submitted]:
+        def body(tx: WriteTx, b: Batch) -> list[Submitted]:
             seen: dict[tuple[str, str], Submitted] = {}
             out = [self._submit_one(tx, b, req, seen) for req in reqs]
             b.wake = bool(b.events)  # new runs, or a new next-due time for sleeping workers
@@ -81,7 +81,7 @@ class Engine(WorkerTurns):
         return self.transact(body)[0]
 
     def _submit_one(
-        self, tx: Tx, b: Batch, req: SubmitRequest, seen: dict[tuple[str, str], Submitted]
+        self, tx: WriteTx, b: Batch, req: SubmitRequest, seen: dict[tuple[str, str], Submitted]
     ) -> Submitted:
         if req.idempotency_key is not None:
             ikey = (req.name, req.idempotency_key)
@@ -143,7 +143,7 @@ class Engine(WorkerTurns):
         task of policy once with the original's name, arguments and options, whose run
         says ``rerun_of``. The original task and its run accounting are left as they are."""
 
-        def body(tx: Tx, b: Batch) -> Submitted:
+        def body(tx: WriteTx, b: Batch) -> Submitted:
             old = self._one_run(tx, b, run_id)
             tx.load_tasks([old.task_id], b.state)
             orig = b.state.tasks[old.task_id]
@@ -174,7 +174,7 @@ class Engine(WorkerTurns):
 
     # -- operator commands -------------------------------------------------------------
     def cancel_run(self, run_id: str, reason: str = "canceled") -> bool:
-        def body(tx: Tx, b: Batch) -> bool:
+        def body(tx: WriteTx, b: Batch) -> bool:
             run = self._one_run(tx, b, run_id)
             if RunState(run.state) in TERMINAL:
                 return False
@@ -184,7 +184,7 @@ class Engine(WorkerTurns):
         return self.transact(body)[0]
 
     @staticmethod
-    def _one_run(tx: Tx, b: Batch, run_id: str) -> Run:
+    def _one_run(tx: WriteTx, b: Batch, run_id: str) -> Run:
         tx.load_runs([run_id], b.state)
         run = b.state.runs.get(run_id)
         if run is None:
@@ -192,7 +192,7 @@ class Engine(WorkerTurns):
         return run
 
     def cancel_task(self, task_id: str) -> bool:
-        def body(tx: Tx, b: Batch) -> bool:
+        def body(tx: WriteTx, b: Batch) -> bool:
             tx.load_tasks([task_id], b.state, lock=True)
             task = b.state.tasks.get(task_id)
             if task is None:
@@ -222,7 +222,7 @@ class Engine(WorkerTurns):
         return self.transact(body)[0]
 
     def resume_run(self, run_id: str) -> bool:
-        def body(tx: Tx, b: Batch) -> bool:
+        def body(tx: WriteTx, b: Batch) -> bool:
             run = self._one_run(tx, b, run_id)
             if run.state != RunState.SUSPENDED:
                 return False
@@ -234,7 +234,7 @@ class Engine(WorkerTurns):
     def set_paused(self, paused: bool) -> bool:
         """Pause or resume the engine. Returns False when it already was so."""
 
-        def body(tx: Tx, b: Batch) -> bool:
+        def body(tx: WriteTx, b: Batch) -> bool:
             b.state.paused = tx.paused(lock=True)
             if b.state.paused == paused:
                 return False

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..core import events as E
 from ..core.model import WorkerRecord
 from ..core.reducer import WORKERS
-from ..store.base import Tx
+from ..store.base import WriteTx
 from .batch import Batch
 
 #: How many gone workers one heartbeat removes at most.
@@ -53,7 +53,7 @@ def register(b: Batch, reg: Registration, lease_seconds: float) -> None:
     )
 
 
-def heartbeat(tx: Tx, b: Batch, reg: Registration, lease_seconds: float) -> None:
+def heartbeat(tx: WriteTx, b: Batch, reg: Registration, lease_seconds: float) -> None:
     """This worker is alive: move its expiry (registering it again if it was removed),
     and remove the workers whose expiry has passed."""
     tx.load_records(WORKERS, [reg.worker_id], b.state)
@@ -65,7 +65,7 @@ def heartbeat(tx: Tx, b: Batch, reg: Registration, lease_seconds: float) -> None
     expire(tx, b, keep=reg.worker_id)
 
 
-def expire(tx: Tx, b: Batch, keep: str | None = None) -> None:
+def expire(tx: WriteTx, b: Batch, keep: str | None = None) -> None:
     loaded = b.state.kind(WORKERS)
     gone: list[WorkerRecord] = tx.records(
         WORKERS, at_most=("expires_at", b.now), limit=EXPIRE_LIMIT
@@ -78,7 +78,7 @@ def expire(tx: Tx, b: Batch, keep: str | None = None) -> None:
         b.emit(E.event(E.WORKER_EXPIRED, b.now, data=data))
 
 
-def leave(tx: Tx, b: Batch, worker_id: str) -> None:
+def leave(tx: WriteTx, b: Batch, worker_id: str) -> None:
     tx.load_records(WORKERS, [worker_id], b.state)
     if worker_id in b.state.kind(WORKERS):
         b.emit(E.event(E.WORKER_LEFT, b.now, data={"worker_id": worker_id}))

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from ..core.clock import Clock, SystemClock
 from ..core.reducer import State
-from ..store.base import Conflict, Store, Tx
+from ..store.base import Conflict, Store, WriteTx
 from .batch import Batch
 
 #: How often a command is re-run when a concurrent transaction conflicted with it.
@@ -31,7 +31,7 @@ class Transactor:
 
     def transact(
         self,
-        body: Callable[[Tx, Batch], T],
+        body: Callable[[WriteTx, Batch], T],
         prepare: Callable[[Batch], None] | None = None,
     ) -> tuple[T, Batch]:
         """Run ``body`` in one write transaction and save what it decided.

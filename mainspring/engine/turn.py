@@ -14,7 +14,7 @@ from ..core.ids import uuid7
 from ..core.model import Run
 from ..core.schedule import cron_step
 from ..core.states import TERMINAL, AttemptResult, RunState
-from ..store.base import Tx
+from ..store.base import WriteTx
 from . import registry
 from .batch import Batch
 from .messages import CycleResult, Finished, Leased, snapshot_decoder, snapshot_run
@@ -75,7 +75,7 @@ class WorkerTurns(Transactor):
                     b.state.runs[f.run_id] = snapshot_decoder.decode(f.snapshot)
                 self._record_finished(b, worker, finished, accepted, rejected)
 
-        def body(tx: Tx, b: Batch) -> CycleResult:
+        def body(tx: WriteTx, b: Batch) -> CycleResult:
             nonlocal decide_ahead
             st = b.state
             if ahead:
@@ -156,14 +156,14 @@ class WorkerTurns(Transactor):
     def housekeeping(self) -> int:
         """Expire leases, derive cron occurrences and promote due runs; returns events written."""
 
-        def body(tx: Tx, b: Batch) -> None:
+        def body(tx: WriteTx, b: Batch) -> None:
             self._expire(tx, b)
             self._derive_cron(tx, b)
             self._promote(tx, b)
 
         return len(self.transact(body)[1].events)
 
-    def _expire(self, tx: Tx, b: Batch) -> None:
+    def _expire(self, tx: WriteTx, b: Batch) -> None:
         ids = tx.expired_lease_run_ids(b.now, STEP_LIMIT)
         if not ids:
             return
@@ -189,7 +189,7 @@ class WorkerTurns(Transactor):
                     b.change(run, RunState.READY, "lease_expired")
         b.flush(tx)
 
-    def _derive_cron(self, tx: Tx, b: Batch) -> None:
+    def _derive_cron(self, tx: WriteTx, b: Batch) -> None:
         ids = tx.cron_due_task_ids(b.now, STEP_LIMIT)
         if not ids:
             return
@@ -210,7 +210,7 @@ class WorkerTurns(Transactor):
                 b.derive(task, at)
         b.flush(tx)
 
-    def _promote(self, tx: Tx, b: Batch) -> None:
+    def _promote(self, tx: WriteTx, b: Batch) -> None:
         ids = tx.due_run_ids(b.now, STEP_LIMIT)
         if not ids:
             return
@@ -224,7 +224,7 @@ class WorkerTurns(Transactor):
 
     def _lease(
         self,
-        tx: Tx,
+        tx: WriteTx,
         b: Batch,
         worker: str,
         names: Sequence[str],
@@ -331,7 +331,7 @@ class WorkerTurns(Transactor):
         if not run_ids and heartbeat is None:
             return set()
 
-        def body(tx: Tx, b: Batch) -> set[str]:
+        def body(tx: WriteTx, b: Batch) -> set[str]:
             if heartbeat is not None:
                 registry.heartbeat(tx, b, heartbeat, lease_seconds)
             lost: set[str] = set()
@@ -368,7 +368,7 @@ class WorkerTurns(Transactor):
         if not run_ids:
             return
 
-        def body(tx: Tx, b: Batch) -> None:
+        def body(tx: WriteTx, b: Batch) -> None:
             st = b.state
             tx.load_runs(run_ids, st)
             tx.load_tasks([r.task_id for r in st.runs.values()], st)

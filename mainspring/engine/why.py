@@ -12,7 +12,7 @@ from typing import Any
 from ..core.model import Run, Task, WorkerRecord
 from ..core.reducer import WORKERS
 from ..core.states import TERMINAL, AttemptResult, RunState
-from ..store.base import Tx
+from ..store.base import ReadTx
 
 #: Attempt results that do not count toward ``max_attempts``.
 _UNCOUNTED = (AttemptResult.SUSPENDED.value, AttemptResult.LOST.value)
@@ -30,7 +30,7 @@ def serves(worker: WorkerRecord, run: Run) -> bool:
     return run.task_name in worker.tasks and (worker.queues is None or run.queue in worker.queues)
 
 
-def explain(tx: Tx, run: Run, task: Task | None, now: float) -> list[Why]:
+def explain(tx: ReadTx, run: Run, task: Task | None, now: float) -> list[Why]:
     state = RunState(run.state)
     if state in TERMINAL:
         return [

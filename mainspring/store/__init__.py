@@ -4,7 +4,7 @@
 URL schemes it opens (below, lazily: PostgreSQL's driver is imported only when used).
 """
 
-from .base import Store, Tx, Waiter, open_store, register_store, resolve_url
+from .base import ReadTx, Store, Waiter, WriteTx, open_store, register_store, resolve_url
 
 
 def _sqlite(url: str, migrate: bool | None, create: bool) -> Store:
@@ -23,4 +23,12 @@ register_store("sqlite", _sqlite)
 register_store("postgresql", _postgres)
 register_store("postgres", _postgres)
 
-__all__ = ["Store", "Tx", "Waiter", "open_store", "register_store", "resolve_url"]
+__all__ = [
+    "ReadTx",
+    "Store",
+    "Waiter",
+    "WriteTx",
+    "open_store",
+    "register_store",
+    "resolve_url",
+]

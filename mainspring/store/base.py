@@ -37,27 +37,27 @@ class Conflict(StoreError):
     """
 
 
-class Tx(ABC):
-    """One transaction; writes happen in ``save``.
+class ReadTx(ABC):
+    """A transaction that reads: the queries of commands and of the facade."""
 
-    Records a write transaction loads are the ones it may change. A store whose writers run
-    concurrently (PostgreSQL) locks them: ``load_runs`` waits for each run's row lock, the
-    ``*_run_ids`` / ``ready_candidates`` / ``cron_due_task_ids`` claims skip rows another
-    transaction holds, and ``load_tasks`` / ``paused`` lock only when asked. A store that
-    serializes whole write transactions (SQLite) needs none of that.
-    """
-
-    # -- reads used by commands -------------------------------------------------
+    # -- single records -----------------------------------------------------------
     @abstractmethod
-    def load_runs(self, run_ids: Sequence[str], state: State) -> None: ...
+    def get_run(self, run_id: str) -> Run | None: ...
 
     @abstractmethod
-    def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
-        """Load tasks into ``state``; with ``lock``, for changing them."""
+    def get_task(self, task_id: str) -> Task | None: ...
 
     @abstractmethod
     def task_by_idempotency(self, name: str, key: str) -> Task | None: ...
 
+    @abstractmethod
+    def paused(self, *, lock: bool = False) -> bool:
+        """Whether the engine is paused; with ``lock``, for changing it."""
+
+    @abstractmethod
+    def definition(self, name: str) -> dict[str, Any] | None: ...
+
+    # -- runs ---------------------------------------------------------------------
     @abstractmethod
     def run_ids_of_task(
         self, task_id: str, *, active_only: bool = False, scheduled_at: float | None = None
@@ -66,21 +66,16 @@ class Tx(ABC):
         scheduled time)."""
 
     @abstractmethod
-    def due_run_ids(self, now: float, limit: int) -> list[str]: ...
+    def query_runs(
+        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
+    ) -> list[Run]: ...
 
     @abstractmethod
-    def ready_candidates(
-        self,
-        now: float,
-        queues: Sequence[str] | None,
-        names: Sequence[str],
-        limit: int,
-        offset: int = 0,
-    ) -> list[Run]:
-        """Ready runs of these task names (and queues), best first: priority, time, id.
+    def stats(self) -> dict[str, int]: ...
 
-        None while the engine is paused.
-        """
+    @abstractmethod
+    def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        """The current lease owner of each of these runs (None: not leased)."""
 
     @abstractmethod
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
@@ -91,48 +86,14 @@ class Tx(ABC):
         """
 
     @abstractmethod
-    def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
-        """The current lease owner of each of these runs (None: not leased)."""
+    def ready_ahead(self, run: Run) -> int:
+        """How many ready runs of ``run``'s queue come before it in leasing order."""
 
     @abstractmethod
-    def expired_lease_run_ids(self, now: float, limit: int) -> list[str]: ...
+    def runs_held_by(self, owners: Sequence[str]) -> dict[str, list[str]]:
+        """For each lease owner (worker id), the runs whose lease it holds."""
 
-    @abstractmethod
-    def cron_due_task_ids(self, now: float, limit: int) -> list[str]: ...
-
-    @abstractmethod
-    def paused(self, *, lock: bool = False) -> bool: ...
-
-    @abstractmethod
-    def definition(self, name: str) -> dict[str, Any] | None: ...
-
-    # -- record kinds (store/kinds.py) ---------------------------------------------
-    @abstractmethod
-    def load_records(self, kind: str, keys: Sequence[str], state: State) -> None:
-        """Load these records of ``kind`` into ``state`` (locked for changing them)."""
-
-    @abstractmethod
-    def records(
-        self, kind: str, *, at_most: tuple[str, float] | None = None, limit: int | None = None
-    ) -> list[Any]:
-        """Records of ``kind`` by key; with ``at_most=(column, value)``, only those whose
-        column is <= value (claimed, where a write transaction locks: others skip them)."""
-
-    # -- queries for the facade -------------------------------------------------
-    @abstractmethod
-    def get_run(self, run_id: str) -> Run | None: ...
-
-    @abstractmethod
-    def get_task(self, task_id: str) -> Task | None: ...
-
-    @abstractmethod
-    def query_runs(
-        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
-    ) -> list[Run]: ...
-
-    @abstractmethod
-    def stats(self) -> dict[str, int]: ...
-
+    # -- tasks --------------------------------------------------------------------
     @abstractmethod
     def query_tasks(self, active: bool, limit: int) -> list[Task]:
         """Tasks in creation order (with ``active``, those not canceled)."""
@@ -145,17 +106,7 @@ class Tx(ABC):
     def next_scheduled(self, task_ids: Sequence[str]) -> dict[str, float]:
         """For each task with a ``scheduled`` run, the earliest such run's time."""
 
-    @abstractmethod
-    def ready_ahead(self, run: Run) -> int:
-        """How many ready runs of ``run``'s queue come before it in leasing order."""
-
-    @abstractmethod
-    def runs_held_by(self, owners: Sequence[str]) -> dict[str, list[str]]:
-        """For each lease owner (worker id), the runs whose lease it holds."""
-
-    @abstractmethod
-    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]: ...
-
+    # -- is there work --------------------------------------------------------------
     @abstractmethod
     def is_idle(
         self, now: float, names: Sequence[str] | None = None, queues: Sequence[str] | None = None
@@ -166,7 +117,8 @@ class Tx(ABC):
         whether a worker of these tasks has anything left to do or to wait for."""
 
     @abstractmethod
-    def next_due(self) -> float | None: ...
+    def next_due(self) -> float | None:
+        """The earliest due time of a scheduled or retry_wait run or a cron task."""
 
     @abstractmethod
     def probe(
@@ -178,7 +130,18 @@ class Tx(ABC):
         an expired lease or a due cron task.
         """
 
-    # -- the whole projection, for verify ----------------------------------------
+    # -- record kinds (store/kinds.py) ---------------------------------------------
+    @abstractmethod
+    def records(
+        self, kind: str, *, at_most: tuple[str, float] | None = None, limit: int | None = None
+    ) -> list[Any]:
+        """Records of ``kind`` by key; with ``at_most=(column, value)``, only those whose
+        column is <= value (claimed, where a write transaction locks: others skip them)."""
+
+    # -- the log and the whole projection ---------------------------------------------
+    @abstractmethod
+    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]: ...
+
     @abstractmethod
     def last_seq(self) -> int:
         """The ``seq`` of the log's last event (0: the log is empty)."""
@@ -196,7 +159,51 @@ class Tx(ABC):
     @abstractmethod
     def snapshot(self) -> State: ...
 
-    # -- writing ------------------------------------------------------------------
+
+class WriteTx(ReadTx):
+    """A write transaction: what a command loads, claims and saves.
+
+    Records a write transaction loads are the ones it may change. A store whose writers run
+    concurrently (PostgreSQL) locks them: ``load_runs`` waits for each run's row lock, the
+    ``*_run_ids`` / ``ready_candidates`` / ``cron_due_task_ids`` claims skip rows another
+    transaction holds, and ``load_tasks`` / ``paused`` lock only when asked. A store that
+    serializes whole write transactions (SQLite) needs none of that.
+    """
+
+    @abstractmethod
+    def load_runs(self, run_ids: Sequence[str], state: State) -> None: ...
+
+    @abstractmethod
+    def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
+        """Load tasks into ``state``; with ``lock``, for changing them."""
+
+    @abstractmethod
+    def load_records(self, kind: str, keys: Sequence[str], state: State) -> None:
+        """Load these records of ``kind`` into ``state`` (locked for changing them)."""
+
+    @abstractmethod
+    def due_run_ids(self, now: float, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    def expired_lease_run_ids(self, now: float, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    def cron_due_task_ids(self, now: float, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    def ready_candidates(
+        self,
+        now: float,
+        queues: Sequence[str] | None,
+        names: Sequence[str],
+        limit: int,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Ready runs of these task names (and queues), best first: priority, time, id.
+
+        None while the engine is paused.
+        """
+
     @abstractmethod
     def save(self, state: State, events: Sequence[Event]) -> None:
         """Append ``events`` (assigning seq) and write the records ``state`` marks dirty."""
@@ -212,7 +219,7 @@ class Tx(ABC):
     def wake_on_commit(self) -> None:
         """Wake waiting workers (this process and others) once this transaction commits."""
 
-    def ended_on_commit(self, run_ids: Sequence[str]) -> None:  # noqa: B027 - optional
+    def ended_on_commit(self, run_ids: Sequence[str]) -> None:
         """These runs end (a terminal state) in this transaction: once it commits, tell the
         ``ended_waiter``s. Stores without them ignore it; ``RunHandle.result`` then polls."""
 
@@ -262,10 +269,10 @@ class Store(ABC):
         return self.url
 
     @abstractmethod
-    def write(self) -> AbstractContextManager[Tx]: ...
+    def write(self) -> AbstractContextManager[WriteTx]: ...
 
     @abstractmethod
-    def read(self, *, snapshot: bool = False) -> AbstractContextManager[Tx]:
+    def read(self, *, snapshot: bool = False) -> AbstractContextManager[ReadTx]:
         """A read-only transaction; with ``snapshot``, every read in it sees one snapshot."""
 
     @abstractmethod

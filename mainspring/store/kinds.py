@@ -4,7 +4,7 @@ A kind is a msgspec Struct the reducer keeps in ``State.records[kind]`` by key. 
 holds the key, the fields queries filter on as columns, and the JSON document of the whole
 record (on read the document is the record; the columns exist for indexes). The declaration
 below is the kind's only table definition: each store renders it into its DDL with its
-``Dialect`` (``ddl``) in the migration of schema version ``since``, and ``KindTx`` reads and
+``Dialect`` in the migration of schema version ``since`` (store/schema.py), and ``KindTx`` reads and
 writes every kind with one set of statements. Adding a kind is therefore: its record and
 events in ``core``, its reducer cases, and one ``Kind`` here (docs/architecture.md).
 """
@@ -19,16 +19,9 @@ import msgspec
 
 from ..core.model import WorkerRecord
 from ..core.reducer import WORKERS, State
+from .dialect import Dialect
 
-ColumnType = Literal["text", "real", "integer"]
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between the stores' SQL for record kinds."""
-
-    placeholder: str  # the driver's parameter marker: "?" (sqlite3) or "%s" (psycopg)
-    types: dict[str, str]  # ColumnType and "doc" (the JSON document) -> the store's type
+ColumnType = Literal["text", "real", "bigint"]
 
 
 @dataclass(frozen=True)
@@ -44,9 +37,9 @@ class Kind:
 
     def ddl(self, dialect: Dialect) -> list[str]:
         """The statements that create the table and its indexes."""
-        cols = [f"{self.key} {dialect.types['text']} PRIMARY KEY"]
-        cols += [f"{name} {dialect.types[kind]}" for name, kind in self.columns]
-        cols.append(f"doc {dialect.types['doc']} NOT NULL")
+        cols = [f"{self.key} {dialect.ddl['text']} PRIMARY KEY"]
+        cols += [f"{name} {dialect.ddl[kind]}" for name, kind in self.columns]
+        cols.append(f"doc {dialect.ddl['bytes']} NOT NULL")
         out = [f"CREATE TABLE {self.table} ({', '.join(cols)})"]
         out += [
             f"CREATE INDEX {self.table}_{name} ON {self.table} ({name})" for name, _ in self.columns
@@ -65,11 +58,6 @@ KINDS: tuple[Kind, ...] = (
     ),
 )
 BY_NAME = {k.name: k for k in KINDS}
-
-
-def migration(version: int, dialect: Dialect) -> list[str]:
-    """The DDL of the kinds that schema ``version`` adds."""
-    return [stmt for k in KINDS if k.since == version for stmt in k.ddl(dialect)]
 
 
 _encoder = msgspec.json.Encoder()

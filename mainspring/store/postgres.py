@@ -58,26 +58,22 @@ from urllib.parse import unquote
 import msgspec
 
 from ..core.errors import StoreError
-from ..core.model import Event, Run, Task
-from ..core.reducer import State
-from ..core.states import RunState
+from ..core.model import Run, Task
+from . import schema
 from .base import Conflict, Store, Waiter
-from .kinds import KINDS, Dialect, migration
+from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect
 from .rows import (
     RunDoc,
-    SqlTx,
-    any_decoder,
-    decode_task,
     encode_record,
     encoder,
     record_run_ids,
     records_of_v1_rows,
-    row_run,
-    row_task,
     run_columns,
     run_doc,
     task_columns,
 )
+from .schema import APP_ID, SCHEMA_VERSION, migration
+from .sql import SqlReadTx, SqlWriteTx
 
 try:
     import psycopg
@@ -89,111 +85,33 @@ except ImportError as _exc:  # pragma: no cover - the extra is not installed
 else:
     _IMPORT_ERROR = None
 
-SCHEMA_VERSION = 3
-APP_ID = "mainspring"
-TABLES = (
-    "ms_meta",
-    "ms_seq",
-    "ms_log",
-    "ms_log_runs",
-    "ms_tasks",
-    "ms_runs",
-    "ms_definitions",
-    "ms_engine",
-    *(k.table for k in KINDS),
-)
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE ms_meta (key text PRIMARY KEY, value text NOT NULL);
-    CREATE TABLE ms_seq (id int PRIMARY KEY CHECK (id = 1), last bigint NOT NULL);
-    INSERT INTO ms_seq (id, last) VALUES (1, 0);
-    CREATE TABLE ms_log (
-        seq bigint PRIMARY KEY,
-        event_id text NOT NULL,
-        type text NOT NULL,
-        at double precision NOT NULL,
-        task_id text,
-        run_id text,
-        attempt_id text,
-        correlation_id text,
-        execution_id text,
-        data json NOT NULL
-    );
-    CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL;
-    CREATE TABLE ms_tasks (
-        task_id text PRIMARY KEY,
-        name text NOT NULL,
-        idempotency_key text,
-        kind text NOT NULL,
-        canceled boolean NOT NULL,
-        cron_next double precision,
-        doc json NOT NULL
-    );
-    CREATE UNIQUE INDEX ms_tasks_idem ON ms_tasks (name, idempotency_key)
-        WHERE idempotency_key IS NOT NULL;
-    CREATE INDEX ms_tasks_cron ON ms_tasks (cron_next) WHERE cron_next IS NOT NULL;
-    CREATE TABLE ms_runs (
-        run_id text PRIMARY KEY,
-        task_id text NOT NULL,
-        task_name text NOT NULL,
-        state text NOT NULL,
-        scheduled_at double precision NOT NULL,
-        due_at double precision NOT NULL,
-        priority integer NOT NULL,
-        queue text NOT NULL,
-        concurrency_key text,
-        holds_key boolean NOT NULL,
-        lease_owner text,
-        lease_expires_at double precision,
-        doc json NOT NULL
-    );
-    CREATE INDEX ms_runs_task ON ms_runs (task_id);
-    CREATE INDEX ms_runs_completed ON ms_runs (scheduled_at, run_id) WHERE state = 'completed';
-    CREATE INDEX ms_runs_failed ON ms_runs (scheduled_at, run_id) WHERE state = 'failed';
-    CREATE INDEX ms_runs_canceled ON ms_runs (scheduled_at, run_id) WHERE state = 'canceled';
-    CREATE INDEX ms_runs_suspended ON ms_runs (scheduled_at, run_id) WHERE state = 'suspended';
-    CREATE INDEX ms_runs_due ON ms_runs (due_at) WHERE state IN ('scheduled', 'retry_wait');
-    CREATE INDEX ms_runs_ready ON ms_runs (priority DESC, scheduled_at, run_id)
-        WHERE state = 'ready';
-    CREATE INDEX ms_runs_lease ON ms_runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
-    CREATE INDEX ms_runs_key ON ms_runs (concurrency_key) WHERE holds_key;
-    CREATE TABLE ms_definitions (name text PRIMARY KEY, doc json NOT NULL);
-    CREATE TABLE ms_engine (id int PRIMARY KEY CHECK (id = 1), paused boolean NOT NULL);
-    INSERT INTO ms_engine (id, paused) VALUES (1, false);
-    """,
-    # the log as one record per transaction (store/rows.py); old events are copied over
-    # by _migrate_log_v2, one record each. A record stays in its row (compressed with
-    # lz4 where the server has it) rather than in a TOAST table, up to 8 kB.
-    2: """
-    DROP INDEX ms_log_run;
-    ALTER TABLE ms_log RENAME TO ms_log_v1;
-    CREATE TABLE ms_log (
-        seq bigint PRIMARY KEY,
-        last_seq bigint NOT NULL,
-        events bytea NOT NULL
-    ) WITH (toast_tuple_target = 8160);
-    ALTER TABLE ms_log ALTER COLUMN events SET STORAGE MAIN;
-    CREATE TABLE ms_log_runs (
-        run_id text NOT NULL,
-        seq bigint NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    );
-    """,
-}
-
+#: the tables of a store here: the schema's, and the log's counter
+TABLES = (*schema.TABLES, "ms_seq")
 DIALECT = Dialect(
     placeholder="%s",
-    types={"text": "text", "real": "double precision", "integer": "bigint", "doc": "bytea"},
-)
-# versions from 3 on add record kinds' tables (store/kinds.py)
-_MIGRATIONS[3] = ";\n".join(
-    [
-        # a task's runs by time (misfire=skip finds its overdue occurrence, task listings)
-        "DROP INDEX ms_runs_task",
-        "CREATE INDEX ms_runs_task ON ms_runs (task_id, scheduled_at)",
-        *migration(3, DIALECT),
-    ]
+    ddl={
+        "text": "text",
+        "real": "double precision",
+        "int": "integer",
+        "bigint": "bigint",
+        "seq": "bigint",
+        "bool": "boolean",
+        "true": "true",
+        "false": "false",
+        "json": "json",
+        "bytes": "bytea",
+        # the log's counter (module docstring: "seq follows commit order")
+        "counter": "CREATE TABLE ms_seq (id int PRIMARY KEY CHECK (id = 1), last bigint NOT NULL);"
+        " INSERT INTO ms_seq (id, last) VALUES (1, 0);",
+        # a record stays in its row (compressed with lz4 where the server has it) rather
+        # than in a TOAST table, up to 8 kB
+        "log_options": " WITH (toast_tuple_target = 8160)",
+        "log_storage": "ALTER TABLE ms_log ALTER COLUMN events SET STORAGE MAIN;",
+        "log_runs_options": "",
+    },
+    doc="doc::text",
+    doc_in="%s::json",
+    arrays=True,
 )
 
 
@@ -220,16 +138,10 @@ def _migrate_log_v2(con: Any) -> None:
 
 _MIGRATE_DATA = {2: _migrate_log_v2}
 
-_RUN_COLS = (
-    "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
-    "concurrency_key, holds_key, lease_owner, lease_expires_at, doc::text"
-)
 #: How long the server lets one of our transactions sit idle before it ends it.
 IDLE_TX_TIMEOUT_MS = 5000
 #: From this many rows on, new rows are written with COPY rather than a JSON recordset.
 COPY_FROM = 1000
-_RUN_COLS_OF_R = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
-_TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc::text"
 # Rows travel as one JSON array per statement (encoded by msgspec, unpacked by the server
 # with json_populate_recordset): one parameter instead of a dozen Python-built arrays.
 _INSERT_RUNS = "INSERT INTO ms_runs SELECT * FROM json_populate_recordset(null::ms_runs, %s::json)"
@@ -273,26 +185,6 @@ _APPEND_RECORD = (
     "INSERT INTO ms_log_runs (run_id, seq) SELECT r, c.first FROM c, unnest(%s::text[]) r"
 )
 
-
-def _ready_query(by_queue: bool, claim: bool) -> str:
-    """Ready runs of some task names (and queues), in selection order, with their task's
-    document (for load_tasks); none while paused. Parameters: names, [queues,] limit,
-    offset."""
-    q = (
-        f"SELECT {_RUN_COLS_OF_R}, t.doc::text FROM ms_runs r JOIN ms_tasks t USING (task_id) "
-        "WHERE r.state = 'ready' AND r.task_name = ANY(%s) "
-        "AND NOT EXISTS (SELECT 1 FROM ms_engine WHERE paused)"
-    )
-    if by_queue:
-        q += " AND r.queue = ANY(%s)"
-    q += " ORDER BY r.priority DESC, r.scheduled_at, r.run_id LIMIT %s OFFSET %s"
-    return q + (" FOR UPDATE OF r SKIP LOCKED" if claim else "")
-
-
-_NEXT_DUE = (
-    "LEAST((SELECT min(due_at) FROM ms_runs WHERE state IN ('scheduled', 'retry_wait')), "
-    "(SELECT min(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL))"
-)
 
 # Claims must walk the partial indexes in their order and stop at LIMIT. Without statistics
 # (a new or freshly emptied table) the planner would rather sort every ready run first, which
@@ -516,20 +408,29 @@ class _LostBeforeCommit(Exception):
     """The connection was found gone before the final round trip: nothing was committed."""
 
 
-class PostgresTx(SqlTx):
-    DIALECT = DIALECT
-    P = "%s"
-    RUN_COLS = _RUN_COLS
-    TASK_COLS = _TASK_COLS
+class PostgresReadTx(SqlReadTx):
+    """Reads; each statement runs on its own (one round trip), or all in one snapshot."""
 
-    def __init__(self, con: Any, store: PostgresStore, writing: bool, begin: tuple[str, ...] = ()):
+    DIALECT = DIALECT
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.con.execute(query, params).fetchall())
+
+
+class PostgresTx(SqlWriteTx):
+    """A write transaction. Its writes are deferred to travel with its next statement, and
+    its BEGIN with its first (module docstring, "Round trips")."""
+
+    DIALECT = DIALECT
+
+    def __init__(self, con: Any, store: PostgresStore, begin: tuple[str, ...] = ()):
+        super().__init__()
         self.con = con
         self.store = store
-        self.writing = writing
         self.begin = begin  # sent with the first statement, in the same round trip
-        self.pending: list[Event] = []  # appended to the log just before COMMIT
-        self.wake = False
-        self.tasks_seen: dict[str, Task] = {}  # tasks read along with claimed runs
         self.deferred: list[tuple[str, Sequence[Any]]] = []  # writes not sent yet
 
     def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
@@ -561,8 +462,25 @@ class PostgresTx(SqlTx):
         for row in rows:
             self._defer(query, row)
 
-    def wake_on_commit(self) -> None:
-        self.wake = True
+    def _lock(self, skip: bool = False) -> str:
+        return " FOR UPDATE SKIP LOCKED" if skip else " FOR UPDATE"
+
+    def _claim(self, of: str | None = None) -> str:
+        return f" FOR UPDATE{f' OF {of}' if of else ''} SKIP LOCKED"
+
+    def _take_keys(self, keys: Sequence[str]) -> set[str]:
+        """The keys whose transaction-scoped advisory lock this transaction got at once."""
+        if not keys:
+            return set()
+        rows = self._rows(
+            "SELECT k, pg_try_advisory_xact_lock(hashtextextended(%s || k, 0)) "
+            "FROM unnest(%s::text[]) AS k",
+            (self.store.key_lock_prefix, list(keys)),
+        )
+        return {k for k, ok in rows if ok}
+
+    def _doc(self, doc: bytes) -> Any:
+        return doc.decode()
 
     def finish(self) -> None:
         """Append the buffered events, NOTIFY if asked, and COMMIT: one round trip."""
@@ -584,233 +502,30 @@ class PostgresTx(SqlTx):
             for row in rows:
                 cp.write_row(row)
 
-    def _lock(self, skip: bool = False) -> str:
-        if not self.writing:
-            return ""
-        return " FOR UPDATE SKIP LOCKED" if skip else " FOR UPDATE"
-
-    # -- reads used by commands ---------------------------------------------------------
-    def load_runs(self, run_ids: Sequence[str], state: State) -> None:
-        need = sorted({r for r in run_ids if r not in state.runs})
-        if need:
-            q = f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id = ANY(%s) ORDER BY run_id"
-            for row in self._rows(q + self._lock(), (need,)):
-                state.runs[row[0]] = row_run(row)
-
-    def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
-        need = sorted({t for t in task_ids if t not in state.tasks})
-        if not lock:  # read with their claimed runs in this transaction: current enough
-            for t in [t for t in need if t in self.tasks_seen]:
-                state.tasks[t] = self.tasks_seen[t]
-            need = [t for t in need if t not in state.tasks]
-        if need:
-            q = f"SELECT {_TASK_COLS} FROM ms_tasks WHERE task_id = ANY(%s) ORDER BY task_id"
-            for row in self._rows(q + (self._lock() if lock else ""), (need,)):
-                state.tasks[row[0]] = row_task(row)
-
-    def due_run_ids(self, now: float, limit: int) -> list[str]:
-        q = (
-            "SELECT run_id FROM ms_runs WHERE state IN ('scheduled', 'retry_wait') "
-            "AND due_at <= %s ORDER BY due_at LIMIT %s"
-        )
-        return [r[0] for r in self._rows(q + self._lock(skip=True), (now, limit))]
-
-    def ready_candidates(
-        self,
-        now: float,
-        queues: Sequence[str] | None,
-        names: Sequence[str],
-        limit: int,
-        offset: int = 0,
-    ) -> list[Run]:
-        params: list[Any] = [list(names)]
-        if queues is not None:
-            params.append(list(queues))
-        params.extend((limit, offset))
-        out = []
-        q = _ready_query(queues is not None, self.writing)
-        for row in self._rows(q, params):
-            run = row_run(row)
-            if run.task_id not in self.tasks_seen:
-                self.tasks_seen[run.task_id] = decode_task(row[13])
-            out.append(run)
-        return out
-
-    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
-        ks = sorted(set(keys))
-        if not ks:
-            return {}
-        taken = set(ks)
-        if self.writing:
-            rows = self._rows(
-                "SELECT k, pg_try_advisory_xact_lock(hashtextextended(%s || k, 0)) "
-                "FROM unnest(%s::text[]) AS k",
-                (self.store.key_lock_prefix, ks),
+    # -- rows: one JSON recordset per statement, or COPY for large batches ------------------
+    def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
+        if len(tasks) >= COPY_FROM and all_new:
+            self._copy(
+                "ms_tasks",
+                ", ".join((*TASK_COLUMNS, "doc")),
+                ((*task_columns(t), encoder.encode(t).decode()) for t in tasks),
             )
-            taken = {k for k, ok in rows if ok}
-        out: dict[str, set[str] | None] = {k: (set() if k in taken else None) for k in ks}
-        if taken:
-            for k, rid in self._rows(
-                "SELECT concurrency_key, run_id FROM ms_runs "
-                "WHERE holds_key AND concurrency_key = ANY(%s)",
-                (sorted(taken),),
-            ):
-                holders = out[k]
-                assert holders is not None
-                holders.add(rid)
-        return out
+        else:
+            json_rows = [_TaskRow(*task_columns(t), t) for t in tasks]
+            self._defer(_UPSERT_TASKS, (encoder.encode(json_rows).decode(),))
 
-    def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
-        out: dict[str, str | None] = dict.fromkeys(run_ids)
-        out.update(
-            self._rows(
-                "SELECT run_id, lease_owner FROM ms_runs WHERE run_id = ANY(%s)", (list(run_ids),)
+    def _insert_runs(self, runs: Sequence[Run]) -> None:
+        if len(runs) >= COPY_FROM:
+            self._copy(
+                "ms_runs",
+                ", ".join((*RUN_COLUMNS, "doc")),
+                ((*run_columns(r), encoder.encode(run_doc(r)).decode()) for r in runs),
             )
-        )
-        return out
+        else:
+            self._defer(_INSERT_RUNS, (_runs_json(runs),))
 
-    def expired_lease_run_ids(self, now: float, limit: int) -> list[str]:
-        q = (
-            "SELECT run_id FROM ms_runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= %s "
-            "ORDER BY lease_expires_at LIMIT %s"
-        )
-        return [r[0] for r in self._rows(q + self._lock(skip=True), (now, limit))]
-
-    def cron_due_task_ids(self, now: float, limit: int) -> list[str]:
-        q = "SELECT task_id FROM ms_tasks WHERE cron_next <= %s ORDER BY cron_next LIMIT %s"
-        return [r[0] for r in self._rows(q + self._lock(skip=True), (now, limit))]
-
-    def paused(self, *, lock: bool = False) -> bool:
-        q = "SELECT paused FROM ms_engine WHERE id = 1" + (self._lock() if lock else "")
-        rows = self._rows(q)
-        return bool(rows and rows[0][0])
-
-    def definition(self, name: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT doc::text FROM ms_definitions WHERE name = %s", (name,))
-        return dict(any_decoder.decode(rows[0][0])) if rows else None
-
-    # -- queries --------------------------------------------------------------------------
-    def query_runs(
-        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
-    ) -> list[Run]:
-        where: list[str] = []
-        params: list[Any] = []
-        if state is not None:
-            where.append("state = %s")
-            params.append(RunState(state).value)
-        if task is not None:
-            where.append("task_name = %s")
-            params.append(task)
-        if task_id is not None:
-            where.append("task_id = %s")
-            params.append(task_id)
-        q = f"SELECT {_RUN_COLS} FROM ms_runs"
-        if where:
-            q += " WHERE " + " AND ".join(where)
-        q += " ORDER BY scheduled_at, run_id LIMIT %s"
-        params.append(limit)
-        return [row_run(r) for r in self._rows(q, params)]
-
-    def stats(self) -> dict[str, int]:
-        counts = dict(self._rows("SELECT state, count(*) FROM ms_runs GROUP BY state"))
-        return {s.value: int(counts.get(s.value, 0)) for s in RunState}
-
-    def is_idle(
-        self, now: float, names: Sequence[str] | None = None, queues: Sequence[str] | None = None
-    ) -> bool:
-        only, params = "", []
-        if names is not None:
-            only, params = " AND task_name = ANY(%s)", [list(names)]
-            if queues is not None:
-                only += " AND queue = ANY(%s)"
-                params.append(list(queues))
-        rows = self._rows(
-            f"SELECT EXISTS (SELECT 1 FROM ms_runs WHERE state = 'ready'{only}) "
-            f"OR EXISTS (SELECT 1 FROM ms_runs WHERE lease_owner IS NOT NULL{only}) "
-            "OR EXISTS (SELECT 1 FROM ms_runs WHERE state IN ('scheduled', 'retry_wait') "
-            f"AND (state = 'retry_wait' OR due_at <= %s){only})",
-            (*params, *params, now, *params),
-        )
-        return not rows[0][0]
-
-    def next_due(self) -> float | None:
-        value = self._rows(f"SELECT {_NEXT_DUE}")[0][0]
-        return None if value is None else float(value)
-
-    def probe(
-        self, now: float, names: Sequence[str], queues: Sequence[str] | None
-    ) -> tuple[bool, float | None]:
-        ready = "SELECT 1 FROM ms_runs WHERE state = 'ready' AND task_name = ANY(%s)"
-        params: list[Any] = [list(names)]
-        if queues is not None:
-            ready += " AND queue = ANY(%s)"
-            params.append(list(queues))
-        rows = self._rows(
-            f"SELECT EXISTS ({ready}) "
-            "OR EXISTS (SELECT 1 FROM ms_runs WHERE state IN ('scheduled', 'retry_wait') "
-            "AND due_at <= %s) "
-            "OR EXISTS (SELECT 1 FROM ms_runs WHERE lease_owner IS NOT NULL "
-            "AND lease_expires_at <= %s) "
-            "OR EXISTS (SELECT 1 FROM ms_tasks WHERE cron_next <= %s), "
-            f"({_NEXT_DUE})",
-            (*params, now, now, now),
-        )
-        work, due = rows[0]
-        return bool(work), None if due is None else float(due)
-
-    # -- verify -----------------------------------------------------------------------------
-    def snapshot(self) -> State:
-        st = State()
-        for row in self._rows(f"SELECT {_RUN_COLS} FROM ms_runs"):
-            st.runs[row[0]] = row_run(row)
-        for row in self._rows(f"SELECT {_TASK_COLS} FROM ms_tasks"):
-            st.tasks[row[0]] = row_task(row)
-        for name, doc in self._rows("SELECT name, doc::text FROM ms_definitions"):
-            st.definitions[name] = dict(any_decoder.decode(doc))
-        self.snapshot_records(st)
-        st.paused = self.paused()
-        st.last_seq = self.last_seq()
-        return st
-
-    # -- writing ------------------------------------------------------------------------------
-    def save(self, state: State, events: Sequence[Event]) -> None:
-        self.pending.extend(events)
-        if state.dirty_tasks:
-            tasks = [state.tasks[i] for i in sorted(state.dirty_tasks)]
-            if len(tasks) >= COPY_FROM and all(t.task_id in state.new_tasks for t in tasks):
-                self._copy(
-                    "ms_tasks",
-                    _TASK_COLS.replace("::text", ""),
-                    ((*task_columns(t), encoder.encode(t).decode()) for t in tasks),
-                )
-            else:
-                json_rows = [_TaskRow(*task_columns(t), t) for t in tasks]
-                self._defer(_UPSERT_TASKS, (encoder.encode(json_rows).decode(),))
-        if state.dirty_runs:
-            ids = sorted(state.dirty_runs)
-            new = [state.runs[i] for i in ids if i in state.new_runs]
-            old = [state.runs[i] for i in ids if i not in state.new_runs]
-            if len(new) >= COPY_FROM:
-                self._copy(
-                    "ms_runs",
-                    _RUN_COLS.replace("::text", ""),
-                    ((*run_columns(r), encoder.encode(run_doc(r)).decode()) for r in new),
-                )
-            elif new:
-                self._defer(_INSERT_RUNS, (_runs_json(new),))
-            if old:
-                self._defer(_UPDATE_RUNS, (_changes_json(old), len(old)))
-        if state.dirty_definitions:
-            for name in sorted(state.dirty_definitions):
-                self._defer(
-                    "INSERT INTO ms_definitions (name, doc) VALUES (%s, %s::json) "
-                    "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                    (name, encoder.encode(state.definitions[name]).decode()),
-                )
-        if state.dirty_engine:
-            self._defer("UPDATE ms_engine SET paused = %s WHERE id = 1", (state.paused,))
-        self.save_records(state)
-        state.clear_dirty()
+    def _update_runs(self, runs: Sequence[Run]) -> None:
+        self._defer(_UPDATE_RUNS, (_changes_json(runs), len(runs)))
 
     def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
         pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
@@ -981,7 +696,8 @@ class PostgresStore(Store):
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 current = self._installed_version(con)
                 for v in range(current + 1, SCHEMA_VERSION + 1):
-                    con.execute(_MIGRATIONS[v])
+                    for stmt in migration(v, DIALECT):
+                        con.execute(stmt)
                     if v in _MIGRATE_DATA:
                         _MIGRATE_DATA[v](con)
                 con.execute(
@@ -1075,7 +791,7 @@ class PostgresStore(Store):
     def write(self) -> Iterator[PostgresTx]:
         with self._connection() as con:
             try:
-                tx = PostgresTx(con, self, writing=True, begin=_BEGIN_WRITE)
+                tx = PostgresTx(con, self, begin=_BEGIN_WRITE)
                 yield tx
             except _RETRYABLE as exc:
                 self._rollback(con)
@@ -1110,13 +826,13 @@ class PostgresStore(Store):
                 raise StoreError(f"write to {self.display_url!r} failed: {exc}") from exc
 
     @contextmanager
-    def read(self, *, snapshot: bool = False) -> Iterator[PostgresTx]:
+    def read(self, *, snapshot: bool = False) -> Iterator[PostgresReadTx]:
         """Reads; without ``snapshot`` each statement runs on its own (one round trip)."""
         with self._connection() as con:
             try:
                 if snapshot:
                     con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                yield PostgresTx(con, self, writing=False)
+                yield PostgresReadTx(con)
             except psycopg.Error as exc:
                 if snapshot:
                     self._rollback(con)

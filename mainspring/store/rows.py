@@ -23,9 +23,7 @@ from typing import Any
 import msgspec
 
 from ..core.model import Attempt, Event, Run, Task
-from ..core.states import TERMINAL
-from .base import Tx
-from .kinds import KindTx
+from ..core.schedule import cron_due_at
 
 
 class RunDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -50,16 +48,6 @@ encoder = msgspec.json.Encoder()
 _run_dec = msgspec.json.Decoder(RunDoc)
 _task_dec = msgspec.json.Decoder(Task)
 any_decoder = msgspec.json.Decoder()
-
-
-def cron_next(t: Task) -> float | None:
-    """When the scheduler must look at a cron task next (None: never again)."""
-    if t.policy.kind != "cron" or t.canceled:
-        return None
-    cap = t.policy.max_occurrences
-    if cap is not None and t.derived >= cap:
-        return None
-    return t.cursor
 
 
 RunColumns = tuple[
@@ -88,7 +76,7 @@ def run_columns(r: Run) -> RunColumns:
 
 def task_columns(t: Task) -> TaskColumns:
     """The 6 columns of a task's row (its document follows them)."""
-    return (t.task_id, t.name, t.idempotency_key, t.policy.kind, t.canceled, cron_next(t))
+    return (t.task_id, t.name, t.idempotency_key, t.policy.kind, t.canceled, cron_due_at(t))
 
 
 def run_doc(r: Run) -> RunDoc:
@@ -225,126 +213,3 @@ def decode_record(seq: int, body: bytes | str, run_id: str | None = None) -> lis
         for i, f in enumerate(_record_dec.decode(body))
         if run_id is None or f[4] == run_id
     ]
-
-
-class SqlTx(KindTx, Tx):
-    """The reads both stores write the same way; they differ in placeholder and columns."""
-
-    P: str  # the driver's placeholder: "?" (sqlite3) or "%s" (psycopg)
-    RUN_COLS: str
-    TASK_COLS: str
-
-    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def task_by_idempotency(self, name: str, key: str) -> Task | None:
-        rows = self._rows(
-            f"SELECT {self.TASK_COLS} FROM ms_tasks WHERE name = {self.P} "
-            f"AND idempotency_key = {self.P}",
-            (name, key),
-        )
-        return row_task(rows[0]) if rows else None
-
-    def run_ids_of_task(
-        self, task_id: str, *, active_only: bool = False, scheduled_at: float | None = None
-    ) -> list[str]:
-        q = f"SELECT run_id FROM ms_runs WHERE task_id = {self.P}"
-        params: list[Any] = [task_id]
-        if active_only:
-            q += f" AND state NOT IN ({', '.join(repr(s.value) for s in TERMINAL)})"
-        if scheduled_at is not None:
-            q += f" AND scheduled_at = {self.P}"
-            params.append(scheduled_at)
-        return [r[0] for r in self._rows(q + " ORDER BY scheduled_at, run_id", params)]
-
-    def _in(self, values: Sequence[Any]) -> str:
-        return f"({', '.join([self.P] * len(values))})"
-
-    def query_tasks(self, active: bool, limit: int) -> list[Task]:
-        q = f"SELECT {self.TASK_COLS} FROM ms_tasks"
-        if active:
-            q += " WHERE NOT canceled"
-        return [row_task(r) for r in self._rows(q + f" ORDER BY task_id LIMIT {self.P}", (limit,))]
-
-    def task_run_counts(self, task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {t: {} for t in task_ids}
-        if task_ids:
-            q = (
-                f"SELECT task_id, state, count(*) FROM ms_runs WHERE task_id IN "
-                f"{self._in(task_ids)} GROUP BY task_id, state"
-            )
-            for tid, st, n in self._rows(q, list(task_ids)):
-                out[tid][st] = int(n)
-        return out
-
-    def next_scheduled(self, task_ids: Sequence[str]) -> dict[str, float]:
-        if not task_ids:
-            return {}
-        q = (
-            f"SELECT task_id, min(scheduled_at) FROM ms_runs WHERE task_id IN "
-            f"{self._in(task_ids)} AND state = 'scheduled' GROUP BY task_id"
-        )
-        return {tid: float(at) for tid, at in self._rows(q, list(task_ids))}
-
-    def ready_ahead(self, run: Run) -> int:
-        q = (
-            f"SELECT count(*) FROM ms_runs WHERE state = 'ready' AND queue = {self.P} "
-            f"AND (priority > {self.P} OR (priority = {self.P} AND (scheduled_at < {self.P} "
-            f"OR (scheduled_at = {self.P} AND run_id < {self.P}))))"
-        )
-        p, t = run.priority, run.scheduled_at
-        return int(self._rows(q, (run.queue, p, p, t, t, run.run_id))[0][0])
-
-    def runs_held_by(self, owners: Sequence[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {o: [] for o in owners}
-        if owners:
-            q = (
-                f"SELECT lease_owner, run_id FROM ms_runs WHERE lease_owner IN "
-                f"{self._in(owners)} ORDER BY run_id"
-            )
-            for owner, rid in self._rows(q, list(owners)):
-                out[owner].append(rid)
-        return out
-
-    def get_run(self, run_id: str) -> Run | None:
-        rows = self._rows(f"SELECT {self.RUN_COLS} FROM ms_runs WHERE run_id = {self.P}", (run_id,))
-        return row_run(rows[0]) if rows else None
-
-    def get_task(self, task_id: str) -> Task | None:
-        q = f"SELECT {self.TASK_COLS} FROM ms_tasks WHERE task_id = {self.P}"
-        rows = self._rows(q, (task_id,))
-        return row_task(rows[0]) if rows else None
-
-    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
-        # from the record that holds event since + 1 (or ends before it), a page of
-        # records at a time; each holds at least one event wanted, so `limit` are enough
-        start = f"(SELECT coalesce(max(seq), 0) FROM ms_log WHERE seq <= {self.P})"
-        if run_id is None:
-            # (and no record that starts past the last event wanted: records can be large)
-            q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq <= {self.P} "
-            q += f"AND seq > {self.P} ORDER BY seq LIMIT {self.P}"
-            params: tuple[Any, ...] = (since + 1, since + limit)
-        else:
-            q = (
-                "SELECT l.seq, l.events FROM ms_log_runs r JOIN ms_log l ON l.seq = r.seq "
-                f"WHERE r.run_id = {self.P} AND r.seq >= {start} AND r.seq > {self.P} "
-                f"ORDER BY r.seq LIMIT {self.P}"
-            )
-            params = (run_id, since + 1)
-        out: list[Event] = []
-        page = min(limit, 100)
-        after = -1  # the last record read
-        while len(out) < limit:
-            rows = self._rows(q, (*params, after, page))
-            for seq, body in rows:
-                out.extend(e for e in decode_record(seq, body, run_id) if e.seq > since)
-                if len(out) >= limit:
-                    break  # (the page's other records are not needed)
-            if len(rows) < page:
-                break
-            after = rows[-1][0]
-        return out[:limit]
-
-    def last_seq(self) -> int:
-        rows = self._rows("SELECT last_seq FROM ms_log ORDER BY seq DESC LIMIT 1")
-        return int(rows[0][0]) if rows else 0

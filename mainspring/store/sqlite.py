@@ -20,29 +20,21 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from ..core.errors import StoreError
-from ..core.model import Event, Run
-from ..core.reducer import State
-from ..core.states import RunState
+from ..core.model import Run, Task
 from .base import Store, Waiter
-from .kinds import Dialect, migration
+from .dialect import Dialect
 from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify_dir
 from .rows import (
-    SqlTx,
-    any_decoder,
-    decode_task,
     encode_record,
     encoder,
     record_run_ids,
     records_of_v1_rows,
-    row_run,
-    row_task,
     run_columns,
     run_doc,
     task_columns,
 )
-
-SCHEMA_VERSION = 3
-APP_ID = "mainspring"
+from .schema import APP_ID, SCHEMA_VERSION, migration
+from .sql import SqlReadTx, SqlWriteTx
 
 #: The background checkpointer copies the WAL into the database file each time this many
 #: events have been committed through a store (see ``_Checkpointer``).
@@ -53,91 +45,23 @@ WAL_AUTOCHECKPOINT_PAGES = 10000
 
 log = logging.getLogger("mainspring.store")
 
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE ms_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE ms_log (
-        seq INTEGER PRIMARY KEY,
-        event_id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        at REAL NOT NULL,
-        task_id TEXT,
-        run_id TEXT,
-        attempt_id TEXT,
-        correlation_id TEXT,
-        execution_id TEXT,
-        data BLOB NOT NULL
-    );
-    CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL;
-    CREATE TABLE ms_tasks (
-        task_id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        idempotency_key TEXT,
-        kind TEXT NOT NULL,
-        canceled INTEGER NOT NULL,
-        cron_next REAL,
-        doc BLOB NOT NULL
-    );
-    CREATE UNIQUE INDEX ms_tasks_idem ON ms_tasks (name, idempotency_key)
-        WHERE idempotency_key IS NOT NULL;
-    CREATE INDEX ms_tasks_cron ON ms_tasks (cron_next) WHERE cron_next IS NOT NULL;
-    CREATE TABLE ms_runs (
-        run_id TEXT PRIMARY KEY,
-        task_id TEXT NOT NULL,
-        task_name TEXT NOT NULL,
-        state TEXT NOT NULL,
-        scheduled_at REAL NOT NULL,
-        due_at REAL NOT NULL,
-        priority INTEGER NOT NULL,
-        queue TEXT NOT NULL,
-        concurrency_key TEXT,
-        holds_key INTEGER NOT NULL,
-        lease_owner TEXT,
-        lease_expires_at REAL,
-        doc BLOB NOT NULL
-    );
-    CREATE INDEX ms_runs_task ON ms_runs (task_id);
-    CREATE INDEX ms_runs_completed ON ms_runs (scheduled_at, run_id) WHERE state = 'completed';
-    CREATE INDEX ms_runs_failed ON ms_runs (scheduled_at, run_id) WHERE state = 'failed';
-    CREATE INDEX ms_runs_canceled ON ms_runs (scheduled_at, run_id) WHERE state = 'canceled';
-    CREATE INDEX ms_runs_suspended ON ms_runs (scheduled_at, run_id) WHERE state = 'suspended';
-    CREATE INDEX ms_runs_due ON ms_runs (due_at) WHERE state IN ('scheduled', 'retry_wait');
-    CREATE INDEX ms_runs_ready ON ms_runs (priority DESC, scheduled_at, run_id)
-        WHERE state = 'ready';
-    CREATE INDEX ms_runs_lease ON ms_runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
-    CREATE INDEX ms_runs_key ON ms_runs (concurrency_key) WHERE holds_key = 1;
-    CREATE TABLE ms_definitions (name TEXT PRIMARY KEY, doc BLOB NOT NULL);
-    CREATE TABLE ms_engine (id INTEGER PRIMARY KEY CHECK (id = 1), paused INTEGER NOT NULL);
-    INSERT INTO ms_engine (id, paused) VALUES (1, 0);
-    """,
-    # the log as one record per transaction (store/rows.py); old events are copied over
-    # by _migrate_log_v2, one record each
-    2: """
-    DROP INDEX ms_log_run;
-    ALTER TABLE ms_log RENAME TO ms_log_v1;
-    CREATE TABLE ms_log (
-        seq INTEGER PRIMARY KEY,
-        last_seq INTEGER NOT NULL,
-        events BLOB NOT NULL
-    );
-    CREATE TABLE ms_log_runs (
-        run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    """,
-}
 DIALECT = Dialect(
-    placeholder="?", types={"text": "TEXT", "real": "REAL", "integer": "INTEGER", "doc": "BLOB"}
-)
-# versions from 3 on add record kinds' tables (store/kinds.py)
-_MIGRATIONS[3] = ";\n".join(
-    [
-        # a task's runs by time (misfire=skip finds its overdue occurrence, task listings)
-        "DROP INDEX ms_runs_task",
-        "CREATE INDEX ms_runs_task ON ms_runs (task_id, scheduled_at)",
-        *migration(3, DIALECT),
-    ]
+    placeholder="?",
+    ddl={
+        **dict.fromkeys(("int", "bigint", "seq", "bool"), "INTEGER"),
+        **dict.fromkeys(("json", "bytes"), "BLOB"),
+        "text": "TEXT",
+        "real": "REAL",
+        "true": "1",
+        "false": "0",
+        "counter": "",
+        "log_options": "",
+        "log_storage": "",
+        "log_runs_options": " WITHOUT ROWID",
+    },
+    hints=True,
+    true="1",
+    max_list=500,
 )
 
 
@@ -155,11 +79,6 @@ def _migrate_log_v2(con: sqlite3.Connection) -> None:
 
 _MIGRATE_DATA = {2: _migrate_log_v2}
 
-_RUN_COLS = (
-    "run_id, task_id, task_name, state, scheduled_at, due_at, priority, queue, "
-    "concurrency_key, holds_key, lease_owner, lease_expires_at, doc"
-)
-_RUN_COLS_OF_R = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
 _RUN_QMARKS = ", ".join("?" * 13)
 # Only the columns a run's events can change: SQLite rewrites the entry of every index
 # that mentions a column of the SET list, changed or not.
@@ -242,24 +161,6 @@ def _newer(path: str, version: int) -> str:
     )
 
 
-# How to find the runs of one state through a partial index. There is deliberately no
-# index on ``state`` itself: every state change would rewrite it (the hot path changes a
-# run's state four times), while each partial index below sees a run enter and leave once.
-_STATE_FILTER: dict[str, str] = {
-    "scheduled": "INDEXED BY ms_runs_due WHERE state IN ('scheduled', 'retry_wait') "
-    "AND state = 'scheduled'",
-    "retry_wait": "INDEXED BY ms_runs_due WHERE state IN ('scheduled', 'retry_wait') "
-    "AND state = 'retry_wait'",
-    "ready": "INDEXED BY ms_runs_ready WHERE state = 'ready'",
-    "leased": "INDEXED BY ms_runs_lease WHERE lease_owner IS NOT NULL AND state = 'leased'",
-    "running": "INDEXED BY ms_runs_lease WHERE lease_owner IS NOT NULL AND state = 'running'",
-    "suspended": "INDEXED BY ms_runs_suspended WHERE state = 'suspended'",
-    "completed": "INDEXED BY ms_runs_completed WHERE state = 'completed'",
-    "failed": "INDEXED BY ms_runs_failed WHERE state = 'failed'",
-    "canceled": "INDEXED BY ms_runs_canceled WHERE state = 'canceled'",
-}
-
-
 def _run_row(r: Run) -> tuple[Any, ...]:
     return (*run_columns(r), encoder.encode(run_doc(r)))
 
@@ -269,25 +170,11 @@ def _run_update(r: Run) -> tuple[Any, ...]:
     return (r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, doc, r.run_id)
 
 
-class SQLiteTx(SqlTx):
+class _Connection:
+    """How a SQLite transaction runs its statements: at once, on its connection."""
+
     DIALECT = DIALECT
-    P = "?"
-    RUN_COLS = _RUN_COLS
-    TASK_COLS = "task_id, name, idempotency_key, kind, canceled, cron_next, doc"
-
-    def __init__(self, con: sqlite3.Connection) -> None:
-        self.con = con
-        self.wake = False
-        self.written = 0  # events and run rows saved: what the checkpointer counts
-        self.pending: list[Event] = []  # this transaction's events, for its log record
-        self.task_docs: dict[str, bytes] = {}  # documents of the tasks of claimed runs
-        self.ended: list[str] = []
-
-    def wake_on_commit(self) -> None:
-        self.wake = True
-
-    def ended_on_commit(self, run_ids: Sequence[str]) -> None:
-        self.ended.extend(run_ids)
+    con: sqlite3.Connection
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self.con.execute(query, params).fetchall())
@@ -295,259 +182,37 @@ class SQLiteTx(SqlTx):
     def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         self.con.executemany(query, rows)
 
-    # -- reads used by commands ---------------------------------------------------
-    def load_runs(self, run_ids: Sequence[str], state: State) -> None:
-        need = [r for r in run_ids if r not in state.runs]
-        for i in range(0, len(need), 500):
-            chunk = need[i : i + 500]
-            q = f"SELECT {_RUN_COLS} FROM ms_runs WHERE run_id IN ({','.join('?' * len(chunk))})"
-            for row in self.con.execute(q, chunk):
-                state.runs[row[0]] = row_run(row)
 
-    def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
-        need = list({t for t in task_ids if t not in state.tasks})
-        if self.task_docs:  # read with the runs claimed in this transaction: current
-            for t in [t for t in need if t in self.task_docs]:
-                state.tasks[t] = decode_task(self.task_docs[t])
-            need = [t for t in need if t not in state.tasks]
-        for i in range(0, len(need), 500):
-            chunk = need[i : i + 500]
-            q = (
-                "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks "
-                f"WHERE task_id IN ({','.join('?' * len(chunk))})"
-            )
-            for row in self.con.execute(q, chunk):
-                state.tasks[row[0]] = row_task(row)
+class SQLiteReadTx(_Connection, SqlReadTx):
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
 
-    def due_run_ids(self, now: float, limit: int) -> list[str]:
-        return [
-            r[0]
-            for r in self.con.execute(
-                "SELECT run_id FROM ms_runs INDEXED BY ms_runs_due WHERE state IN ('scheduled', 'retry_wait') "
-                "AND due_at <= ? ORDER BY due_at LIMIT ?",
-                (now, limit),
-            )
-        ]
 
-    def ready_candidates(
-        self,
-        now: float,
-        queues: Sequence[str] | None,
-        names: Sequence[str],
-        limit: int,
-        offset: int = 0,
-    ) -> list[Run]:
-        # the task of each run comes along (for load_tasks), and nothing while paused
-        params: list[Any] = list(names)
-        q = (
-            f"SELECT {_RUN_COLS_OF_R}, t.doc FROM ms_runs r INDEXED BY ms_runs_ready "
-            "JOIN ms_tasks t ON t.task_id = r.task_id WHERE r.state = 'ready' "
-            f"AND r.task_name IN ({','.join('?' * len(names))}) "
-            "AND NOT EXISTS (SELECT 1 FROM ms_engine WHERE paused = 1)"
+class SQLiteTx(_Connection, SqlWriteTx):
+    """A write transaction; SQLite serializes them, so nothing here locks or skips rows."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        super().__init__()
+        self.con = con
+        self.written = 0  # events and run rows saved: what the checkpointer counts
+
+    def _saved(self, rows: int) -> None:
+        self.written += rows
+
+    def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
+        self.con.executemany(
+            f"INSERT OR REPLACE INTO ms_tasks ({DIALECT.task_cols}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*task_columns(t), encoder.encode(t)) for t in tasks],
         )
-        if queues is not None:
-            q += f" AND r.queue IN ({','.join('?' * len(queues))})"
-            params.extend(queues)
-        q += " ORDER BY r.priority DESC, r.scheduled_at, r.run_id LIMIT ? OFFSET ?"
-        params.extend((limit, offset))
-        out = []
-        for row in self.con.execute(q, params):
-            run = row_run(row)
-            self.task_docs[run.task_id] = row[13]
-            out.append(run)
-        return out
 
-    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
-        out: dict[str, set[str]] = {k: set() for k in keys}
-        ks = list(keys)
-        for i in range(0, len(ks), 500):
-            chunk = ks[i : i + 500]
-            q = (
-                "SELECT concurrency_key, run_id FROM ms_runs WHERE holds_key = 1 "
-                f"AND concurrency_key IN ({','.join('?' * len(chunk))})"
-            )
-            for k, rid in self.con.execute(q, chunk):
-                out[k].add(rid)
-        return {k: v for k, v in out.items()}  # never busy: writers are serialized
-
-    def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
-        out: dict[str, str | None] = dict.fromkeys(run_ids)
-        ids = list(run_ids)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            q = f"SELECT run_id, lease_owner FROM ms_runs WHERE run_id IN ({','.join('?' * len(chunk))})"
-            out.update(self.con.execute(q, chunk).fetchall())
-        return out
-
-    def expired_lease_run_ids(self, now: float, limit: int) -> list[str]:
-        return [
-            r[0]
-            for r in self.con.execute(
-                "SELECT run_id FROM ms_runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
-                "ORDER BY lease_expires_at LIMIT ?",
-                (now, limit),
-            )
-        ]
-
-    def cron_due_task_ids(self, now: float, limit: int) -> list[str]:
-        return [
-            r[0]
-            for r in self.con.execute(
-                "SELECT task_id FROM ms_tasks WHERE cron_next <= ? ORDER BY cron_next LIMIT ?",
-                (now, limit),
-            )
-        ]
-
-    def paused(self, *, lock: bool = False) -> bool:
-        row = self.con.execute("SELECT paused FROM ms_engine WHERE id = 1").fetchone()
-        return bool(row and row[0])
-
-    def definition(self, name: str) -> dict[str, Any] | None:
-        row = self.con.execute("SELECT doc FROM ms_definitions WHERE name = ?", (name,)).fetchone()
-        return None if row is None else dict(any_decoder.decode(row[0]))
-
-    # -- queries --------------------------------------------------------------------
-    def query_runs(
-        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
-    ) -> list[Run]:
-        q = f"SELECT {_RUN_COLS} FROM ms_runs "
-        where: list[str] = []
-        params: list[Any] = []
-        if state is not None:
-            q += _STATE_FILTER[RunState(state).value]
-        elif task_id is not None:
-            q += "INDEXED BY ms_runs_task WHERE 1"
-        else:
-            q += "WHERE 1"
-        if task is not None:
-            where.append("task_name = ?")
-            params.append(task)
-        if task_id is not None:
-            where.append("task_id = ?")
-            params.append(task_id)
-        for w in where:
-            q += " AND " + w
-        q += " ORDER BY scheduled_at, run_id LIMIT ?"
-        params.append(limit)
-        return [row_run(r) for r in self.con.execute(q, params)]
-
-    def stats(self) -> dict[str, int]:
-        return {
-            st: self.con.execute(f"SELECT COUNT(*) FROM ms_runs {_STATE_FILTER[st]}").fetchone()[0]
-            for st in (s.value for s in RunState)
-        }
-
-    def is_idle(
-        self, now: float, names: Sequence[str] | None = None, queues: Sequence[str] | None = None
-    ) -> bool:
-        only, params = "", []
-        if names is not None:
-            only = f" AND task_name IN ({','.join('?' * len(names))})"
-            params = list(names)
-            if queues is not None:
-                only += f" AND queue IN ({','.join('?' * len(queues))})"
-                params += list(queues)
-        row = self.con.execute(
-            "SELECT EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_ready "
-            f"WHERE state = 'ready'{only}) "
-            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_lease "
-            f"WHERE lease_owner IS NOT NULL{only}) "
-            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_due "
-            "WHERE state IN ('scheduled', 'retry_wait') AND (state = 'retry_wait' OR due_at <= ?)"
-            f"{only})",
-            (*params, *params, now, *params),
-        ).fetchone()
-        return not row[0]
-
-    def next_due(self) -> float | None:
-        row = self.con.execute(
-            "SELECT MIN(due_at) FROM ms_runs INDEXED BY ms_runs_due "
-            "WHERE state IN ('scheduled', 'retry_wait')"
-        ).fetchone()
-        t = row[0] if row else None
-        crow = self.con.execute(
-            "SELECT MIN(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL"
-        ).fetchone()
-        c = crow[0] if crow else None
-        cands = [x for x in (t, c) if x is not None]
-        return min(cands) if cands else None
-
-    def probe(
-        self, now: float, names: Sequence[str], queues: Sequence[str] | None
-    ) -> tuple[bool, float | None]:
-        params: list[Any] = list(names)
-        ready = (
-            "SELECT 1 FROM ms_runs INDEXED BY ms_runs_ready WHERE state = 'ready' "
-            f"AND task_name IN ({','.join('?' * len(names))})"
+    def _insert_runs(self, runs: Sequence[Run]) -> None:
+        self.con.executemany(
+            f"INSERT INTO ms_runs ({DIALECT.run_cols}) VALUES ({_RUN_QMARKS})",
+            [_run_row(r) for r in runs],
         )
-        if not names:
-            ready = "SELECT 1 WHERE 0"  # (an empty IN leaves INDEXED BY no plan)
-        elif queues is not None:
-            ready += f" AND queue IN ({','.join('?' * len(queues))})"
-            params.extend(queues)
-        row = self.con.execute(
-            f"SELECT EXISTS ({ready}) "
-            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_due "
-            "WHERE state IN ('scheduled', 'retry_wait') AND due_at <= ?) "
-            "OR EXISTS (SELECT 1 FROM ms_runs INDEXED BY ms_runs_lease "
-            "WHERE lease_owner IS NOT NULL AND lease_expires_at <= ?) "
-            "OR EXISTS (SELECT 1 FROM ms_tasks WHERE cron_next <= ?)",
-            (*params, now, now, now),
-        ).fetchone()
-        return bool(row[0]), self.next_due()
 
-    # -- verify -----------------------------------------------------------------------
-    def snapshot(self) -> State:
-        st = State()
-        for row in self.con.execute(f"SELECT {_RUN_COLS} FROM ms_runs"):
-            st.runs[row[0]] = row_run(row)
-        for row in self.con.execute(
-            "SELECT task_id, name, idempotency_key, kind, canceled, cron_next, doc FROM ms_tasks"
-        ):
-            st.tasks[row[0]] = row_task(row)
-        for name, doc in self.con.execute("SELECT name, doc FROM ms_definitions"):
-            st.definitions[name] = dict(any_decoder.decode(doc))
-        self.snapshot_records(st)
-        st.paused = self.paused()
-        st.last_seq = self.last_seq()
-        return st
-
-    # -- writing ------------------------------------------------------------------------
-    def save(self, state: State, events: Sequence[Event]) -> None:
-        self.written += len(events) + len(state.dirty_runs)
-        self.pending.extend(events)  # the transaction's record is written at its end
-        if state.dirty_tasks:
-            self.con.executemany(
-                "INSERT OR REPLACE INTO ms_tasks (task_id, name, idempotency_key, kind, canceled, "
-                "cron_next, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (*task_columns(t), encoder.encode(t))
-                    for t in (state.tasks[i] for i in sorted(state.dirty_tasks))
-                ],
-            )
-        if state.dirty_runs:
-            # in id (= creation) order, so that runs made together share pages: a worker
-            # later leases them together, and its commit then rewrites few pages
-            runs, fresh, ids = state.runs, state.new_runs, sorted(state.dirty_runs)
-            new = [_run_row(runs[i]) for i in ids if i in fresh]
-            old = [_run_update(runs[i]) for i in ids if i not in fresh]
-            if new:
-                self.con.executemany(
-                    f"INSERT INTO ms_runs ({_RUN_COLS}) VALUES ({_RUN_QMARKS})", new
-                )
-            if old:
-                self.con.executemany(_RUN_UPDATE, old)
-        if state.dirty_definitions:
-            self.con.executemany(
-                "INSERT OR REPLACE INTO ms_definitions (name, doc) VALUES (?, ?)",
-                [(n, encoder.encode(state.definitions[n])) for n in state.dirty_definitions],
-            )
-        if state.dirty_engine:
-            self.con.execute(
-                "UPDATE ms_engine SET paused = ? WHERE id = 1", (1 if state.paused else 0,)
-            )
-        self.save_records(state)
-        state.clear_dirty()
+    def _update_runs(self, runs: Sequence[Run]) -> None:
+        self.con.executemany(_RUN_UPDATE, [_run_update(r) for r in runs])
 
     def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
         pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
@@ -721,9 +386,8 @@ class SQLiteStore(Store):
             elif tables:
                 raise StoreError(f"{self.path!r} is not a mainspring store")
             for v in range(current + 1, SCHEMA_VERSION + 1):
-                for stmt in _MIGRATIONS[v].split(";"):
-                    if stmt.strip():
-                        con.execute(stmt)
+                for stmt in migration(v, DIALECT):
+                    con.execute(stmt)
                 if v in _MIGRATE_DATA:
                     _MIGRATE_DATA[v](con)
             con.execute("INSERT OR REPLACE INTO ms_meta (key, value) VALUES ('app', ?)", (APP_ID,))
@@ -798,14 +462,14 @@ class SQLiteStore(Store):
             self._checkpointer.committed(tx.written)
 
     @contextmanager
-    def read(self, *, snapshot: bool = False) -> Iterator[SQLiteTx]:
+    def read(self, *, snapshot: bool = False) -> Iterator[SQLiteReadTx]:
         con = self._con()
         try:
             con.execute("BEGIN")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path!r}: {exc}") from exc
         try:
-            yield SQLiteTx(con)
+            yield SQLiteReadTx(con)
         except sqlite3.Error as exc:
             raise StoreError(f"read from {self.path!r} failed: {exc}") from exc
         finally:

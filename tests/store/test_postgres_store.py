@@ -31,7 +31,9 @@ from mainspring.core.reducer import State
 from mainspring.engine import Batch, Engine
 from mainspring.store import open_store
 from mainspring.store import postgres as pg
-from mainspring.store.base import Conflict, Store, Tx
+from mainspring.store.base import Conflict, Store, WriteTx
+from mainspring.store.rows import row_run
+from mainspring.store.sql import ready_query
 
 from .helpers import in_processes, in_threads, req
 
@@ -507,14 +509,14 @@ def test_mixed_case_schema_name_is_refused_clearly(pg_database: str, admin: Admi
 
 
 # -- concurrent writers: claims skip what another transaction holds ----------------------------------
-def never_wait(tx: Tx) -> None:
+def never_wait(tx: WriteTx) -> None:
     """Make a lock wait in this transaction fail at once (LockNotAvailable, a Conflict) rather
     than hang the test: the second writer of these tests runs in the first one's thread."""
     tx.paused()  # the transaction is open on the server now
     tx.con.execute("SET LOCAL lock_timeout = '1s'")  # type: ignore[attr-defined]
 
 
-Claim = Callable[[Tx, float, int], list[str]]
+Claim = Callable[[WriteTx, float, int], list[str]]
 
 
 def setup_ready(eng: Engine, clock: ManualClock, n: int) -> tuple[list[str], Claim]:
@@ -636,7 +638,7 @@ def test_a_key_being_decided_is_reported_busy_until_the_commit(
     nxt = eng.submit(req(1, concurrency_key="k2")).run_ids[0]
     decided, go = threading.Event(), threading.Event()
 
-    def lease_and_wait(tx: Tx, b: Batch) -> int:
+    def lease_and_wait(tx: WriteTx, b: Batch) -> int:
         n = len(eng._lease(tx, b, "w1", ["job"], None, 1, 30.0))
         decided.set()
         assert go.wait(10)
@@ -663,7 +665,7 @@ def counting_conflicts(s: Store) -> list[Conflict]:
     write = s.write
 
     @contextmanager
-    def counted() -> Iterator[Tx]:
+    def counted() -> Iterator[WriteTx]:
         try:
             with write() as tx:
                 yield tx
@@ -686,7 +688,7 @@ def test_a_duplicate_key_insert_conflicts_and_the_loser_gets_the_winners_task(
     written, go = threading.Event(), threading.Event()
     box: dict[str, Any] = {}
 
-    def a_body(tx: Tx, b: Batch) -> str:
+    def a_body(tx: WriteTx, b: Batch) -> str:
         sub = ea._submit_one(tx, b, req(1, idempotency_key="same"), {})
         b.flush(tx)
         tx.paused()  # a read: the deferred INSERT goes out before it
@@ -871,7 +873,7 @@ def test_the_engine_reruns_a_command_whose_connection_was_killed(
     eng = Engine(s)
     pids: list[int] = []
 
-    def body(tx: Tx, b: Batch) -> str:
+    def body(tx: WriteTx, b: Batch) -> str:
         sub = eng._submit_one(tx, b, req(len(pids)), {})
         b.flush(tx)
         pids.append(tx.con.info.backend_pid)  # type: ignore[attr-defined]
@@ -1053,7 +1055,7 @@ def test_lease_paging_while_another_writer_unlocks_a_row(stores: Callable[..., S
     write = sa.write
 
     @contextmanager
-    def b_commits_after_the_first_page() -> Iterator[Tx]:
+    def b_commits_after_the_first_page() -> Iterator[WriteTx]:
         with write() as tx:
             real = tx.ready_candidates
 
@@ -1085,8 +1087,8 @@ def test_the_run_update_finds_its_rows_by_key_on_a_table_of_short_rows(
     admin.execute(sql.SQL("ANALYZE {}.ms_runs").format(sql.Identifier(schema)))
     with admin.transaction():
         admin.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
-        rows = admin.execute(f"SELECT {pg._RUN_COLS} FROM ms_runs LIMIT 8").fetchall()
-        runs = [pg.row_run(r) for r in rows]
+        rows = admin.execute(f"SELECT {pg.DIALECT.run_cols} FROM ms_runs LIMIT 8").fetchall()
+        runs = [row_run(r) for r in rows]
         plan = "\n".join(
             r[0]
             for r in admin.execute(
@@ -1125,9 +1127,10 @@ def test_write_transactions_run_generic_plans_that_use_the_indexes(
         admin.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
         for statement in pg._BEGIN_WRITE[1:]:
             admin.execute(statement)  # type: ignore[arg-type]
-        rows = admin.execute(f"SELECT {pg._RUN_COLS} FROM ms_runs LIMIT 8").fetchall()
-        runs = [pg.row_run(r) for r in rows]
-        claim = generic_plan(pg._ready_query(False, True), ("{job}", 8, 0))
+        rows = admin.execute(f"SELECT {pg.DIALECT.run_cols} FROM ms_runs LIMIT 8").fetchall()
+        runs = [row_run(r) for r in rows]
+        query, _ = ready_query(pg.DIALECT, ["job"], None, " FOR UPDATE OF r SKIP LOCKED")
+        claim = generic_plan(query, ("{job}", 8, 0))
         update = generic_plan(pg._UPDATE_RUNS, (pg._changes_json(runs), len(runs)))
     assert "Custom" not in claim and "Seq Scan on ms_runs" not in claim, claim
     assert "ms_runs_ready" in claim and "Sort" not in claim, claim

@@ -18,8 +18,8 @@ from mainspring.core.model import Event
 from mainspring.engine import Batch, Engine, Finished
 from mainspring.engine import transact as engine_mod
 from mainspring.engine.transact import MAX_CONFLICT_RETRIES
-from mainspring.store import open_store, rows
-from mainspring.store.base import Conflict, Store, Tx
+from mainspring.store import open_store, rows, sql
+from mainspring.store.base import Conflict, Store, WriteTx
 
 from .helpers import in_processes, make_store, raw_execute, req
 
@@ -160,7 +160,7 @@ def test_a_window_of_the_log_decodes_only_the_records_it_needs(
         decoded.append(len(events))
         return events
 
-    monkeypatch.setattr(rows, "decode_record", counting)
+    monkeypatch.setattr(sql, "decode_record", counting)
     with store.read() as tx:
         assert [e.seq for e in tx.events(250, None, 10)] == list(range(251, 261))
         assert decoded == [300]  # the one record that holds them
@@ -279,7 +279,7 @@ def test_tampering_is_found_by_verify(store: Store, store_url: str) -> None:
 def submit_body(eng: Engine, calls: list[int], fail_times: int) -> Any:
     """A command that writes a task into its transaction, then conflicts ``fail_times``."""
 
-    def body(tx: Tx, b: Batch) -> int:
+    def body(tx: WriteTx, b: Batch) -> int:
         calls.append(len(calls) + 1)
         eng._submit_one(tx, b, req(len(calls)), {})
         b.flush(tx)  # the rows are in the transaction when it conflicts
@@ -398,12 +398,12 @@ def test_a_finished_attempt_is_decided_ahead_only_on_the_run_as_stored(
     assert snapshots[lz.run_id] != lz.snapshot  # the renewal changed the stored run
     if report_on == "canceled":
         assert eng.cancel_run(lz.run_id, "operator")
-    with store.read() as rtx:
-        tx_class = type(rtx)
+    with store.write() as wtx:
+        tx_class = type(wtx)
     read: list[str] = []
     load_runs = tx_class.load_runs
 
-    def spy(self: Tx, run_ids: Any, state: Any) -> None:
+    def spy(self: WriteTx, run_ids: Any, state: Any) -> None:
         read.extend(run_ids)
         load_runs(self, run_ids, state)
 

@@ -1,0 +1,461 @@
+"""Every read and write of the two SQL stores, written once.
+
+``SqlReadTx`` holds the queries, ``SqlWriteTx`` adds what a write transaction does: the
+loads that lock what a command will change, the claims that skip what another writer
+holds, and ``save``. What differs between SQLite and PostgreSQL is the store's ``Dialect``
+(store/dialect.py) and a few hooks each store's transaction provides:
+
+* ``_rows(query, params)`` runs a query; ``_write_many(statement, rows)`` runs a write
+  once per row of parameters, now or with its next round trip;
+* ``_lock()`` / ``_claim()``: the clauses that lock the rows a write transaction reads,
+  waiting for them or skipping them ("" where writers are serialized anyway: SQLite);
+* ``_take_keys(keys)``: the concurrency keys this transaction may decide now;
+* ``_write_tasks`` / ``_insert_runs`` / ``_update_runs``, ``update_runs_if_unchanged`` and
+  ``append_log``: how rows and the log record reach the store.
+
+What the rows mean is the reducer's (core/), and the rules are the engine's; the SQL only
+finds and stores records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..core.model import Event, Run, Task
+from ..core.reducer import State
+from ..core.states import TERMINAL, RunState
+from .base import ReadTx, WriteTx
+from .dialect import DUE, Dialect
+from .kinds import KindTx
+from .rows import any_decoder, decode_record, decode_task, encoder, row_run, row_task
+
+_TERMINAL = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
+
+
+class SqlReadTx(KindTx, ReadTx):
+    """The queries both stores run, in their dialect."""
+
+    DIALECT: Dialect
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _chunks(self, values: Sequence[Any]) -> list[Sequence[Any]]:
+        n = self.DIALECT.max_list
+        return [values[i : i + n] for i in range(0, len(values), n)]
+
+    # -- single records ---------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run | None:
+        d = self.DIALECT
+        rows = self._rows(
+            f"SELECT {d.run_cols} FROM ms_runs WHERE run_id = {d.placeholder}", (run_id,)
+        )
+        return row_run(rows[0]) if rows else None
+
+    def get_task(self, task_id: str) -> Task | None:
+        d = self.DIALECT
+        q = f"SELECT {d.task_cols} FROM ms_tasks WHERE task_id = {d.placeholder}"
+        rows = self._rows(q, (task_id,))
+        return row_task(rows[0]) if rows else None
+
+    def task_by_idempotency(self, name: str, key: str) -> Task | None:
+        d, p = self.DIALECT, self.DIALECT.placeholder
+        q = f"SELECT {d.task_cols} FROM ms_tasks WHERE name = {p} AND idempotency_key = {p}"
+        rows = self._rows(q, (name, key))
+        return row_task(rows[0]) if rows else None
+
+    def paused(self, *, lock: bool = False) -> bool:
+        rows = self._rows(
+            "SELECT paused FROM ms_engine WHERE id = 1" + (self._lock() if lock else "")
+        )
+        return bool(rows and rows[0][0])
+
+    def definition(self, name: str) -> dict[str, Any] | None:
+        d = self.DIALECT
+        q = f"SELECT {d.doc} FROM ms_definitions WHERE name = {d.placeholder}"
+        rows = self._rows(q, (name,))
+        return dict(any_decoder.decode(rows[0][0])) if rows else None
+
+    def _lock(self, skip: bool = False) -> str:
+        return ""
+
+    # -- runs -----------------------------------------------------------------------------------
+    def run_ids_of_task(
+        self, task_id: str, *, active_only: bool = False, scheduled_at: float | None = None
+    ) -> list[str]:
+        p = self.DIALECT.placeholder
+        q = f"SELECT run_id FROM ms_runs WHERE task_id = {p}"
+        params: list[Any] = [task_id]
+        if active_only:
+            q += f" AND state NOT IN ({_TERMINAL})"
+        if scheduled_at is not None:
+            q += f" AND scheduled_at = {p}"
+            params.append(scheduled_at)
+        return [r[0] for r in self._rows(q + " ORDER BY scheduled_at, run_id", params)]
+
+    def query_runs(
+        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
+    ) -> list[Run]:
+        d, p = self.DIALECT, self.DIALECT.placeholder
+        q = f"SELECT {d.run_cols} FROM ms_runs"
+        params: list[Any] = []
+        if state is not None:
+            q += d.of_state(RunState(state))
+        elif task_id is not None:
+            q += d.hint("ms_runs_task") + " WHERE 1 = 1"
+        else:
+            q += " WHERE 1 = 1"
+        if task is not None:
+            q += f" AND task_name = {p}"
+            params.append(task)
+        if task_id is not None:
+            q += f" AND task_id = {p}"
+            params.append(task_id)
+        q += f" ORDER BY scheduled_at, run_id LIMIT {p}"
+        return [row_run(r) for r in self._rows(q, (*params, limit))]
+
+    def stats(self) -> dict[str, int]:
+        states = list(RunState)
+        counts = ", ".join(
+            f"(SELECT count(*) FROM ms_runs{self.DIALECT.of_state(s)})" for s in states
+        )
+        row = self._rows(f"SELECT {counts}")[0]
+        return {s.value: int(n) for s, n in zip(states, row, strict=True)}
+
+    def lease_owners(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = dict.fromkeys(run_ids)
+        for chunk in self._chunks(list(run_ids)):
+            cond, params = self.DIALECT.one_of("run_id", chunk)
+            out.update(self._rows(f"SELECT run_id, lease_owner FROM ms_runs WHERE {cond}", params))
+        return out
+
+    def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
+        ks = sorted(set(keys))
+        taken = self._take_keys(ks)
+        out: dict[str, set[str] | None] = {k: (set() if k in taken else None) for k in ks}
+        for chunk in self._chunks(sorted(taken)):
+            cond, params = self.DIALECT.one_of("concurrency_key", chunk)
+            q = (
+                f"SELECT concurrency_key, run_id FROM ms_runs{self.DIALECT.hint('ms_runs_key')} "
+                f"WHERE holds_key = {self.DIALECT.true} AND {cond}"
+            )
+            for k, rid in self._rows(q, params):
+                holders = out[k]
+                assert holders is not None
+                holders.add(rid)
+        return out
+
+    def _take_keys(self, keys: Sequence[str]) -> set[str]:
+        """The keys this transaction may decide now (all, unless writers run side by side)."""
+        return set(keys)
+
+    def ready_ahead(self, run: Run) -> int:
+        p = self.DIALECT.placeholder
+        q = (
+            f"SELECT count(*) FROM ms_runs WHERE state = 'ready' AND queue = {p} "
+            f"AND (priority > {p} OR (priority = {p} AND (scheduled_at < {p} "
+            f"OR (scheduled_at = {p} AND run_id < {p}))))"
+        )
+        pr, t = run.priority, run.scheduled_at
+        return int(self._rows(q, (run.queue, pr, pr, t, t, run.run_id))[0][0])
+
+    def runs_held_by(self, owners: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {o: [] for o in owners}
+        for chunk in self._chunks(list(owners)):
+            cond, params = self.DIALECT.one_of("lease_owner", chunk)
+            q = f"SELECT lease_owner, run_id FROM ms_runs WHERE {cond} ORDER BY run_id"
+            for owner, rid in self._rows(q, params):
+                out[owner].append(rid)
+        return out
+
+    # -- tasks ----------------------------------------------------------------------------------
+    def query_tasks(self, active: bool, limit: int) -> list[Task]:
+        d = self.DIALECT
+        q = f"SELECT {d.task_cols} FROM ms_tasks" + (" WHERE NOT canceled" if active else "")
+        return [
+            row_task(r)
+            for r in self._rows(q + f" ORDER BY task_id LIMIT {d.placeholder}", (limit,))
+        ]
+
+    def task_run_counts(self, task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {t: {} for t in task_ids}
+        for chunk in self._chunks(list(task_ids)):
+            cond, params = self.DIALECT.one_of("task_id", chunk)
+            q = f"SELECT task_id, state, count(*) FROM ms_runs WHERE {cond} GROUP BY task_id, state"
+            for tid, st, n in self._rows(q, params):
+                out[tid][st] = int(n)
+        return out
+
+    def next_scheduled(self, task_ids: Sequence[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for chunk in self._chunks(list(task_ids)):
+            cond, params = self.DIALECT.one_of("task_id", chunk)
+            q = (
+                f"SELECT task_id, min(scheduled_at) FROM ms_runs WHERE {cond} "
+                "AND state = 'scheduled' GROUP BY task_id"
+            )
+            out.update((tid, float(at)) for tid, at in self._rows(q, params))
+        return out
+
+    # -- is there work ----------------------------------------------------------------------------
+    def _of(
+        self, names: Sequence[str] | None, queues: Sequence[str] | None
+    ) -> tuple[str, list[Any]]:
+        """`` AND`` the runs of these task names and queues (None: any)."""
+        sql, params = "", []
+        for column, values in (("task_name", names), ("queue", queues)):
+            if values is not None:
+                cond, ps = self.DIALECT.one_of(column, values)
+                sql += f" AND {cond}"
+                params += ps
+        return sql, params
+
+    def is_idle(
+        self, now: float, names: Sequence[str] | None = None, queues: Sequence[str] | None = None
+    ) -> bool:
+        d = self.DIALECT
+        only, params = self._of(names, None if names is None else queues)
+        row = self._rows(
+            f"SELECT EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_ready')} "
+            f"WHERE state = 'ready'{only}) "
+            f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_lease')} "
+            f"WHERE lease_owner IS NOT NULL{only}) "
+            f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_due')} WHERE {DUE} "
+            f"AND (state = 'retry_wait' OR due_at <= {d.placeholder}){only})",
+            (*params, *params, now, *params),
+        )[0]
+        return not row[0]
+
+    def _next_due(self) -> str:
+        """The two columns whose smaller value is ``next_due``."""
+        return (
+            f"(SELECT min(due_at) FROM ms_runs{self.DIALECT.hint('ms_runs_due')} WHERE {DUE}), "
+            "(SELECT min(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL)"
+        )
+
+    def next_due(self) -> float | None:
+        return _smaller(*self._rows(f"SELECT {self._next_due()}")[0])
+
+    def probe(
+        self, now: float, names: Sequence[str], queues: Sequence[str] | None
+    ) -> tuple[bool, float | None]:
+        d, p = self.DIALECT, self.DIALECT.placeholder
+        if names:
+            only, params = self._of(names, queues)
+            ready = f"SELECT 1 FROM ms_runs{d.hint('ms_runs_ready')} WHERE state = 'ready'{only}"
+        else:
+            ready, params = "SELECT 1 WHERE 1 = 0", []  # (an empty IN leaves INDEXED BY no plan)
+        row = self._rows(
+            f"SELECT EXISTS ({ready}) "
+            f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_due')} WHERE {DUE} AND due_at <= {p}) "
+            f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_lease')} "
+            f"WHERE lease_owner IS NOT NULL AND lease_expires_at <= {p}) "
+            f"OR EXISTS (SELECT 1 FROM ms_tasks WHERE cron_next <= {p}), {self._next_due()}",
+            (*params, now, now, now),
+        )[0]
+        return bool(row[0]), _smaller(row[1], row[2])
+
+    # -- the log ----------------------------------------------------------------------------------
+    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
+        # from the record that holds event since + 1 (or ends before it), a page of
+        # records at a time; each holds at least one event wanted, so `limit` are enough
+        p = self.DIALECT.placeholder
+        start = f"(SELECT coalesce(max(seq), 0) FROM ms_log WHERE seq <= {p})"
+        if run_id is None:
+            # (and no record that starts past the last event wanted: records can be large)
+            q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq <= {p} "
+            q += f"AND seq > {p} ORDER BY seq LIMIT {p}"
+            params: tuple[Any, ...] = (since + 1, since + limit)
+        else:
+            q = (
+                "SELECT l.seq, l.events FROM ms_log_runs r JOIN ms_log l ON l.seq = r.seq "
+                f"WHERE r.run_id = {p} AND r.seq >= {start} AND r.seq > {p} "
+                f"ORDER BY r.seq LIMIT {p}"
+            )
+            params = (run_id, since + 1)
+        out: list[Event] = []
+        page = min(limit, 100)
+        after = -1  # the last record read
+        while len(out) < limit:
+            rows = self._rows(q, (*params, after, page))
+            for seq, body in rows:
+                out.extend(e for e in decode_record(seq, body, run_id) if e.seq > since)
+                if len(out) >= limit:
+                    break  # (the page's other records are not needed)
+            if len(rows) < page:
+                break
+            after = rows[-1][0]
+        return out[:limit]
+
+    def last_seq(self) -> int:
+        rows = self._rows("SELECT last_seq FROM ms_log ORDER BY seq DESC LIMIT 1")
+        return int(rows[0][0]) if rows else 0
+
+    # -- the whole projection, for verify -----------------------------------------------------------
+    def snapshot(self) -> State:
+        d, st = self.DIALECT, State()
+        for row in self._rows(f"SELECT {d.run_cols} FROM ms_runs"):
+            st.runs[row[0]] = row_run(row)
+        for row in self._rows(f"SELECT {d.task_cols} FROM ms_tasks"):
+            st.tasks[row[0]] = row_task(row)
+        for name, doc in self._rows(f"SELECT name, {d.doc} FROM ms_definitions"):
+            st.definitions[name] = dict(any_decoder.decode(doc))
+        self.snapshot_records(st)
+        st.paused = self.paused()
+        st.last_seq = self.last_seq()
+        return st
+
+
+class SqlWriteTx(SqlReadTx, WriteTx):
+    """A write transaction: loads and claims for a command, and ``save``."""
+
+    def __init__(self) -> None:
+        self.wake = False
+        self.ended: list[str] = []
+        self.pending: list[Event] = []  # this transaction's events: its log record
+        self.task_docs: dict[str, Any] = {}  # documents of the tasks of claimed runs
+
+    def wake_on_commit(self) -> None:
+        self.wake = True
+
+    def ended_on_commit(self, run_ids: Sequence[str]) -> None:
+        self.ended.extend(run_ids)
+
+    def _claim(self, of: str | None = None) -> str:
+        """The clause that claims the rows a query returns ("" where writers are serialized)."""
+        return ""
+
+    # -- loads and claims ---------------------------------------------------------------------
+    def load_runs(self, run_ids: Sequence[str], state: State) -> None:
+        d = self.DIALECT
+        for chunk in self._chunks(sorted({r for r in run_ids if r not in state.runs})):
+            cond, params = d.one_of("run_id", chunk)
+            q = f"SELECT {d.run_cols} FROM ms_runs WHERE {cond} ORDER BY run_id{self._lock()}"
+            for row in self._rows(q, params):
+                state.runs[row[0]] = row_run(row)
+
+    def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
+        d = self.DIALECT
+        need = sorted({t for t in task_ids if t not in state.tasks})
+        if not lock:  # read with their claimed runs in this transaction: current enough
+            for t in [t for t in need if t in self.task_docs]:
+                state.tasks[t] = decode_task(self.task_docs[t])
+            need = [t for t in need if t not in state.tasks]
+        for chunk in self._chunks(need):
+            cond, params = d.one_of("task_id", chunk)
+            q = f"SELECT {d.task_cols} FROM ms_tasks WHERE {cond} ORDER BY task_id"
+            for row in self._rows(q + (self._lock() if lock else ""), params):
+                state.tasks[row[0]] = row_task(row)
+
+    def due_run_ids(self, now: float, limit: int) -> list[str]:
+        d, p = self.DIALECT, self.DIALECT.placeholder
+        q = (
+            f"SELECT run_id FROM ms_runs{d.hint('ms_runs_due')} WHERE {DUE} AND due_at <= {p} "
+            f"ORDER BY due_at LIMIT {p}{self._claim()}"
+        )
+        return [r[0] for r in self._rows(q, (now, limit))]
+
+    def expired_lease_run_ids(self, now: float, limit: int) -> list[str]:
+        p = self.DIALECT.placeholder
+        q = (
+            f"SELECT run_id FROM ms_runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= {p} "
+            f"ORDER BY lease_expires_at LIMIT {p}{self._claim()}"
+        )
+        return [r[0] for r in self._rows(q, (now, limit))]
+
+    def cron_due_task_ids(self, now: float, limit: int) -> list[str]:
+        p = self.DIALECT.placeholder
+        q = f"SELECT task_id FROM ms_tasks WHERE cron_next <= {p} ORDER BY cron_next LIMIT {p}"
+        return [r[0] for r in self._rows(q + self._claim(), (now, limit))]
+
+    def ready_candidates(
+        self,
+        now: float,
+        queues: Sequence[str] | None,
+        names: Sequence[str],
+        limit: int,
+        offset: int = 0,
+    ) -> list[Run]:
+        out = []
+        q, params = ready_query(self.DIALECT, names, queues, self._claim(of="r"))
+        for row in self._rows(q, (*params, limit, offset)):
+            run = row_run(row)
+            self.task_docs.setdefault(run.task_id, row[13])
+            out.append(run)
+        return out
+
+    # -- writing ----------------------------------------------------------------------------------
+    def save(self, state: State, events: Sequence[Event]) -> None:
+        self.pending.extend(events)  # the transaction's record is written at its end
+        self._saved(len(events) + len(state.dirty_runs))
+        if state.dirty_tasks:
+            tasks = [state.tasks[i] for i in sorted(state.dirty_tasks)]
+            self._write_tasks(tasks, all(t.task_id in state.new_tasks for t in tasks))
+        if state.dirty_runs:
+            # in id (= creation) order, so that runs made together share pages: a worker
+            # later leases them together, and its commit then rewrites few pages
+            ids = sorted(state.dirty_runs)
+            new = [state.runs[i] for i in ids if i in state.new_runs]
+            old = [state.runs[i] for i in ids if i not in state.new_runs]
+            if new:
+                self._insert_runs(new)
+            if old:
+                self._update_runs(old)
+        if state.dirty_definitions:
+            p, doc_in = self.DIALECT.placeholder, self.DIALECT.doc_in
+            self._write_many(
+                f"INSERT INTO ms_definitions (name, doc) VALUES ({p}, {doc_in}) "
+                "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                [
+                    (n, self._doc(encoder.encode(state.definitions[n])))
+                    for n in sorted(state.dirty_definitions)
+                ],
+            )
+        if state.dirty_engine:
+            p = self.DIALECT.placeholder
+            self._write_many(f"UPDATE ms_engine SET paused = {p} WHERE id = 1", [(state.paused,)])
+        self.save_records(state)
+        state.clear_dirty()
+
+    def _saved(self, rows: int) -> None:
+        """``save`` is writing this many events and run rows (SQLite's checkpointer counts)."""
+
+    def _doc(self, doc: bytes) -> Any:
+        """A JSON document as the driver binds it."""
+        return doc
+
+    def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
+        raise NotImplementedError
+
+    def _insert_runs(self, runs: Sequence[Run]) -> None:
+        raise NotImplementedError
+
+    def _update_runs(self, runs: Sequence[Run]) -> None:
+        raise NotImplementedError
+
+
+def ready_query(
+    d: Dialect, names: Sequence[str], queues: Sequence[str] | None, claim: str
+) -> tuple[str, list[Any]]:
+    """Ready runs of some task names (and queues), best first, each with its task's document
+    (for ``load_tasks``); none while the engine is paused. After ``params``: limit, offset."""
+    p = d.placeholder
+    names_in, params = d.one_of("r.task_name", names)
+    q = (
+        f"SELECT {', '.join('r.' + c for c in d.run_cols.split(', '))}, t.{d.doc} "
+        f"FROM ms_runs r{d.hint('ms_runs_ready')} JOIN ms_tasks t ON t.task_id = r.task_id "
+        f"WHERE r.state = 'ready' AND {names_in} "
+        f"AND NOT EXISTS (SELECT 1 FROM ms_engine WHERE paused = {d.true})"
+    )
+    if queues is not None:
+        queues_in, qs = d.one_of("r.queue", queues)
+        q += f" AND {queues_in}"
+        params += qs
+    q += f" ORDER BY r.priority DESC, r.scheduled_at, r.run_id LIMIT {p} OFFSET {p}"
+    return q + claim, params
+
+
+def _smaller(a: Any, b: Any) -> float | None:
+    values = [float(v) for v in (a, b) if v is not None]
+    return min(values) if values else None
