@@ -21,14 +21,14 @@ from _noop_store import noop_store
 
 from mainspring.core.states import AttemptResult
 from mainspring.engine import Finished
-from mainspring.store import sqlite as sq
+from mainspring.store import checkpoint
 
 N = 4000
 SLOTS = 8
 
 
 def main() -> None:
-    sq.CHECKPOINT_EVENTS = 10**12  # no background copy: the WAL keeps every page written
+    checkpoint.CHECKPOINT_EVENTS = 10**12  # no background copy: the WAL keeps every page written
     app, path = noop_store("wal_pages.db", N, "normal")
     store = app.engine.store
     con = store._con()  # type: ignore[attr-defined]

@@ -45,35 +45,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import re
-import select
-import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote
-
-import msgspec
 
 from ..core.errors import StoreError
-from ..core.model import Run, Task
 from . import schema
 from .base import Conflict, Store, Waiter
-from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect
+from .pg_tx import DIALECT, PostgresReadTx, PostgresTx, _gone, _LostBeforeCommit
+from .pg_url import _redact, _scrub, parse_url
 from .rows import (
-    RunDoc,
-    encode_record,
-    encoder,
-    record_run_ids,
     records_of_v1_rows,
-    run_columns,
-    run_doc,
-    task_columns,
 )
 from .schema import APP_ID, SCHEMA_VERSION, migration
-from .sql import SqlReadTx, SqlWriteTx
 
 try:
     import psycopg
@@ -87,32 +72,6 @@ else:
 
 #: the tables of a store here: the schema's, and the log's counter
 TABLES = (*schema.TABLES, "ms_seq")
-DIALECT = Dialect(
-    placeholder="%s",
-    ddl={
-        "text": "text",
-        "real": "double precision",
-        "int": "integer",
-        "bigint": "bigint",
-        "seq": "bigint",
-        "bool": "boolean",
-        "true": "true",
-        "false": "false",
-        "json": "json",
-        "bytes": "bytea",
-        # the log's counter (module docstring: "seq follows commit order")
-        "counter": "CREATE TABLE ms_seq (id int PRIMARY KEY CHECK (id = 1), last bigint NOT NULL);"
-        " INSERT INTO ms_seq (id, last) VALUES (1, 0);",
-        # a record stays in its row (compressed with lz4 where the server has it) rather
-        # than in a TOAST table, up to 8 kB
-        "log_options": " WITH (toast_tuple_target = 8160)",
-        "log_storage": "ALTER TABLE ms_log ALTER COLUMN events SET STORAGE MAIN;",
-        "log_runs_options": "",
-    },
-    doc="doc::text",
-    doc_in="%s::json",
-    arrays=True,
-)
 
 
 def _migrate_log_v2(con: Any) -> None:
@@ -140,52 +99,6 @@ _MIGRATE_DATA = {2: _migrate_log_v2}
 
 #: How long the server lets one of our transactions sit idle before it ends it.
 IDLE_TX_TIMEOUT_MS = 5000
-#: From this many rows on, new rows are written with COPY rather than a JSON recordset.
-COPY_FROM = 1000
-# Rows travel as one JSON array per statement (encoded by msgspec, unpacked by the server
-# with json_populate_recordset): one parameter instead of a dozen Python-built arrays.
-_INSERT_RUNS = "INSERT INTO ms_runs SELECT * FROM json_populate_recordset(null::ms_runs, %s::json)"
-_UPDATE_RUNS = (
-    "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
-    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc "
-    "FROM (SELECT * FROM json_populate_recordset(null::ms_runs, %s::json) LIMIT %s) AS u "
-    "WHERE r.run_id = u.run_id"
-)  # only the columns a run's events can change (_RunChange): less JSON for the server to
-#    read. The LIMIT (the row count) tells the planner how few rows come: without it, it expects
-#    100 and, on a table of a few thousand short rows, scans the table to join them
-# ... only over the run as it was read (``PostgresTx.update_runs_if_unchanged``); a row a
-# concurrent transaction changed fails the match once that one commits (READ COMMITTED
-# looks at the row again), and the caller drops the transaction
-_UPDATE_RUNS_IF_UNCHANGED = (
-    "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
-    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc "
-    "FROM (SELECT * FROM json_to_recordset(%s::json) AS x(run_id text, state text, "
-    "due_at double precision, holds_key boolean, lease_owner text, "
-    "lease_expires_at double precision, doc json, was_state text, was_due_at double precision, "
-    "was_holds_key boolean, was_lease_owner text, was_lease_expires_at double precision, "
-    "was_doc json) LIMIT %s) AS u "
-    "WHERE r.run_id = u.run_id AND r.state = u.was_state AND r.due_at = u.was_due_at "
-    "AND r.holds_key = u.was_holds_key "
-    "AND r.lease_owner IS NOT DISTINCT FROM u.was_lease_owner "
-    "AND r.lease_expires_at IS NOT DISTINCT FROM u.was_lease_expires_at "
-    "AND r.doc::text = u.was_doc::text"
-)
-_UPSERT_TASKS = (
-    "INSERT INTO ms_tasks SELECT * FROM json_populate_recordset(null::ms_tasks, %s::json) "
-    "ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, "
-    "idempotency_key = excluded.idempotency_key, kind = excluded.kind, "
-    "canceled = excluded.canceled, cron_next = excluded.cron_next, doc = excluded.doc"
-)
-# Draw the events' numbers and insert their record in one statement, the last before COMMIT:
-# the counter row stays locked until the commit, so seq order is commit order (module
-# docstring).
-_APPEND_RECORD = (
-    "WITH c AS (UPDATE ms_seq SET last = last + %s WHERE id = 1 RETURNING last - %s + 1 AS first), "
-    "l AS (INSERT INTO ms_log (seq, last_seq, events) SELECT first, first + %s - 1, %s FROM c) "
-    "INSERT INTO ms_log_runs (run_id, seq) SELECT r, c.first FROM c, unnest(%s::text[]) r"
-)
-
-
 # Claims must walk the partial indexes in their order and stop at LIMIT. Without statistics
 # (a new or freshly emptied table) the planner would rather sort every ready run first, which
 # costs milliseconds per claim on a long queue; in a write transaction it may not.
@@ -207,161 +120,6 @@ if psycopg is not None:
         pg_errors.SerializationFailure,
         pg_errors.LockNotAvailable,
     )
-
-
-class _RunRow(msgspec.Struct):
-    """A run as the JSON object ``json_populate_recordset(null::ms_runs, ...)`` reads."""
-
-    run_id: str
-    task_id: str
-    task_name: str
-    state: str
-    scheduled_at: float
-    due_at: float
-    priority: int
-    queue: str
-    concurrency_key: str | None
-    holds_key: bool
-    lease_owner: str | None
-    lease_expires_at: float | None
-    doc: RunDoc
-
-
-class _RunChange(msgspec.Struct):
-    """What ``_UPDATE_RUNS`` writes of a run: the columns its events can change."""
-
-    run_id: str
-    state: str
-    due_at: float
-    holds_key: bool
-    lease_owner: str | None
-    lease_expires_at: float | None
-    doc: RunDoc
-
-
-class _FencedChange(_RunChange):
-    """A row of ``_UPDATE_RUNS_IF_UNCHANGED``: the run's new columns, then its old ones."""
-
-    was_state: str
-    was_due_at: float
-    was_holds_key: bool
-    was_lease_owner: str | None
-    was_lease_expires_at: float | None
-    was_doc: RunDoc
-
-
-class _TaskRow(msgspec.Struct):
-    task_id: str
-    name: str
-    idempotency_key: str | None
-    kind: str
-    canceled: bool
-    cron_next: float | None
-    doc: Task
-
-
-def _runs_json(runs: Sequence[Run]) -> str:
-    return encoder.encode([_RunRow(*run_columns(r), run_doc(r)) for r in runs]).decode()
-
-
-def _change(r: Run) -> tuple[Any, ...]:
-    """The fields of ``_RunChange`` for ``r``."""
-    return (r.run_id, r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, run_doc(r))
-
-
-def _changes_json(runs: Sequence[Run]) -> str:
-    return encoder.encode([_RunChange(*_change(r)) for r in runs]).decode()
-
-
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted PostgreSQL names fold to lower case
-# libpq's URL: postgresql://[user[:password]@][host][:port][,...][/database][?param=value&...]
-# (or postgres://). Every part may be empty: postgresql:///db is the database db through the
-# local Unix socket, as the OS user. Split as libpq reads it, nothing decoded: the authority
-# ends at the first / or ?, the parameters begin at the first ?, there is no fragment.
-_URL = re.compile(r"(postgresql|postgres)://([^/?]*)([^?]*)(?:\?(.*))?", re.DOTALL)
-
-
-def parse_url(url: str) -> tuple[str, str, int, bool]:
-    """(libpq conninfo, schema, pool size, auto_migrate) from a ``postgresql://`` URL.
-
-    mainspring's own parameters (``schema``, ``pool_size``, ``auto_migrate``) are taken
-    out; the rest of the URL reaches libpq exactly as written (an empty host included:
-    the Unix socket), in a ``postgresql://`` URL."""
-    m = _URL.fullmatch(url)
-    if m is None:
-        raise StoreError(
-            "not a PostgreSQL URL: use postgresql://[user[:password]@][host][:port]"
-            "[/database][?param=value&...] (postgresql:///database: the local socket)"
-        )
-    _, authority, path, query = m.groups()
-    kept: list[str] = []
-    schema, pool_size, auto = "public", 8, True
-    for item in (query or "").split("&"):
-        raw_key, _, raw_value = item.partition("=")
-        key, value = unquote(raw_key), unquote(raw_value)  # libpq's decoding: "+" is a "+"
-        if key == "schema":
-            schema = value
-        elif key == "pool_size":
-            if not value.isdigit() or int(value) < 1:
-                raise StoreError(
-                    f"invalid pool_size={value!r} in {_redact(url)!r}: use a number >= 1"
-                )
-            pool_size = int(value)
-        elif key == "auto_migrate":
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise StoreError(
-                    f"invalid auto_migrate={value!r} in {_redact(url)!r}: use true or false"
-                )
-            auto = value.lower() in ("true", "1", "yes")
-        elif item:
-            kept.append(item)  # libpq's, as written
-    if not _IDENT.match(schema):
-        raise StoreError(
-            f"invalid schema={schema!r} in {_redact(url)!r}: use lower-case letters, digits and "
-            "underscores (at most 63)"
-        )
-    conninfo = f"postgresql://{authority}{path}" + ("?" + "&".join(kept) if kept else "")
-    return conninfo, schema, pool_size, auto
-
-
-def _passwords(url: str) -> list[str]:
-    """The passwords in ``url`` (in the authority, ``password=``), as written and decoded."""
-    m = _URL.fullmatch(url)
-    if m is None:
-        return []
-    _, authority, _, query = m.groups()
-    userinfo, at, _ = authority.rpartition("@")
-    found = [userinfo.partition(":")[2]] if at and ":" in userinfo else []
-    for item in (query or "").split("&"):
-        key, _, value = item.partition("=")
-        if unquote(key) == "password":
-            found.append(value)
-    return [p for raw in found if raw for p in {raw, unquote(raw)}]
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (in the authority or as ``password=``), for messages."""
-    m = _URL.fullmatch(url)
-    if m is None:
-        return "(a URL that is not a PostgreSQL URL)"
-    scheme, authority, path, query = m.groups()
-    userinfo, at, hosts = authority.rpartition("@")
-    if at and ":" in userinfo:  # (up to the last @: nothing of a password is left)
-        authority = f"{userinfo.partition(':')[0]}:***@{hosts}"
-    if query is not None:
-        query = "?" + "&".join(
-            f"{item.partition('=')[0]}=***" if unquote(item.partition("=")[0]) == "password"
-            else item
-            for item in query.split("&")
-        )  # fmt: skip
-    return f"{scheme}://{authority}{path}{query or ''}"
-
-
-def _scrub(message: str, url: str) -> str:
-    """``message`` (libpq's, which may quote a part of the URL) without its passwords."""
-    for password in sorted(_passwords(url), key=len, reverse=True):
-        message = message.replace(password, "***")
-    return message
 
 
 class _QuietDiscards(logging.Filter):
@@ -390,230 +148,6 @@ class _QuietAbortedPipelines(logging.Filter):
 
 
 logging.getLogger("psycopg").addFilter(_QuietAbortedPipelines())
-
-
-def _gone(con: Any) -> bool:
-    """Has the server closed this idle pooled connection (restart, failover, terminate)?
-
-    An idle connection receives nothing unless the server is ending it, so a readable
-    socket means it is gone. A zero-timeout ``select``: no round trip.
-    """
-    if con.closed or con.broken:
-        return True
-    readable, _, _ = select.select([con.pgconn.socket], [], [], 0)
-    return bool(readable)
-
-
-class _LostBeforeCommit(Exception):
-    """The connection was found gone before the final round trip: nothing was committed."""
-
-
-class PostgresReadTx(SqlReadTx):
-    """Reads; each statement runs on its own (one round trip), or all in one snapshot."""
-
-    DIALECT = DIALECT
-
-    def __init__(self, con: Any) -> None:
-        self.con = con
-
-    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self.con.execute(query, params).fetchall())
-
-
-class PostgresTx(SqlWriteTx):
-    """A write transaction. Its writes are deferred to travel with its next statement, and
-    its BEGIN with its first (module docstring, "Round trips")."""
-
-    DIALECT = DIALECT
-
-    def __init__(self, con: Any, store: PostgresStore, begin: tuple[str, ...] = ()):
-        super().__init__()
-        self.con = con
-        self.store = store
-        self.begin = begin  # sent with the first statement, in the same round trip
-        self.deferred: list[tuple[str, Sequence[Any]]] = []  # writes not sent yet
-
-    def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
-        if not self.begin and not self.deferred:
-            return self.con.execute(query, params)
-        with self.con.pipeline():
-            self._send_queued()
-            cur = self.con.execute(query, params)
-        return cur
-
-    def _defer(self, query: str, params: Sequence[Any]) -> None:
-        """A write whose result nobody reads: it travels with the next statement (at the
-        latest the COMMIT), in the same round trip. Reads see it: they go after it."""
-        self.deferred.append((query, params))
-
-    def _send_queued(self) -> None:
-        """Inside a pipeline: the pending BEGIN, then the deferred writes."""
-        for statement in self.begin:
-            self.con.execute(statement)
-        self.begin = ()
-        for query, params in self.deferred:
-            self.con.execute(query, params)
-        self.deferred = []
-
-    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self._exec(query, params).fetchall())
-
-    def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
-        for row in rows:
-            self._defer(query, row)
-
-    def _lock(self, skip: bool = False) -> str:
-        return " FOR UPDATE SKIP LOCKED" if skip else " FOR UPDATE"
-
-    def _claim(self, of: str | None = None) -> str:
-        return f" FOR UPDATE{f' OF {of}' if of else ''} SKIP LOCKED"
-
-    def _take_keys(self, keys: Sequence[str]) -> set[str]:
-        """The keys whose transaction-scoped advisory lock this transaction got at once."""
-        if not keys:
-            return set()
-        rows = self._rows(
-            "SELECT k, pg_try_advisory_xact_lock(hashtextextended(%s || k, 0)) "
-            "FROM unnest(%s::text[]) AS k",
-            (self.store.key_lock_prefix, list(keys)),
-        )
-        return {k for k, ok in rows if ok}
-
-    def _doc(self, doc: bytes) -> Any:
-        return doc.decode()
-
-    def finish(self) -> None:
-        """Append the buffered events, NOTIFY if asked, and COMMIT: one round trip."""
-        if self.begin and not self.pending and not self.deferred:  # nothing happened here
-            return
-        if _gone(self.con):  # ended by the server since our last statement: a clean loss
-            raise _LostBeforeCommit("the server closed the connection")
-        with self.con.pipeline():
-            self._send_queued()
-            self.append_log()
-            if self.wake:
-                self.con.execute("SELECT pg_notify(%s, '')", (self.store.channel,))
-            self.con.execute("COMMIT")
-
-    def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
-        if self.begin or self.deferred:
-            self._exec("SELECT 1")  # sends the pending BEGIN and writes (COPY is no pipeline)
-        with self.con.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
-            for row in rows:
-                cp.write_row(row)
-
-    # -- rows: one JSON recordset per statement, or COPY for large batches ------------------
-    def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
-        if len(tasks) >= COPY_FROM and all_new:
-            self._copy(
-                "ms_tasks",
-                ", ".join((*TASK_COLUMNS, "doc")),
-                ((*task_columns(t), encoder.encode(t).decode()) for t in tasks),
-            )
-        else:
-            json_rows = [_TaskRow(*task_columns(t), t) for t in tasks]
-            self._defer(_UPSERT_TASKS, (encoder.encode(json_rows).decode(),))
-
-    def _insert_runs(self, runs: Sequence[Run]) -> None:
-        if len(runs) >= COPY_FROM:
-            self._copy(
-                "ms_runs",
-                ", ".join((*RUN_COLUMNS, "doc")),
-                ((*run_columns(r), encoder.encode(run_doc(r)).decode()) for r in runs),
-            )
-        else:
-            self._defer(_INSERT_RUNS, (_runs_json(runs),))
-
-    def _update_runs(self, runs: Sequence[Run]) -> None:
-        self._defer(_UPDATE_RUNS, (_changes_json(runs), len(runs)))
-
-    def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
-        pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
-        rows = [_FencedChange(*_change(a), *_change(b)[1:]) for b, a in pairs]
-        cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (encoder.encode(rows).decode(), len(rows)))
-        return int(cur.rowcount) == len(rows)
-
-    def append_log(self) -> None:
-        """Write the buffered events as one record, numbered in commit order (see the
-        module docstring)."""
-        evs = self.pending
-        if not evs:
-            return
-        n = len(evs)
-        self._exec(_APPEND_RECORD, (n, n, n, encode_record(evs), record_run_ids(evs)))
-        self.pending = []
-
-
-class PostgresWaiter(Waiter):
-    """A connection that LISTENs on the store's channel; reconnects when it drops."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-        self.con: Any = None
-        self._idle_r, self._idle_w = os.pipe()  # never readable: select on it while down
-        self._connect()
-
-    def _connect(self) -> bool:
-        try:
-            con = psycopg.connect(self.store.conninfo, autocommit=True, connect_timeout=5)
-            con.execute(f'LISTEN "{self.store.channel}"')
-        except psycopg.Error:
-            self.con = None
-            return False
-        self.con = con
-        return True
-
-    def fileno(self) -> int:
-        if self.con is None and not self._connect():
-            return self._idle_r
-        return int(self.con.pgconn.socket)
-
-    def _drain(self) -> bool:
-        """Consume pending notifications; True if any (or if the connection was renewed)."""
-        if self.con is None:
-            return self._connect()  # back after an outage: something may have been missed
-        got = False
-        try:
-            pg = self.con.pgconn
-            pg.consume_input()
-            while pg.notifies() is not None:
-                got = True
-            if pg.status != psycopg.pq.ConnStatus.OK:
-                raise psycopg.OperationalError("the LISTEN connection was closed")
-        except psycopg.Error:
-            self._close_con()
-            self._connect()
-            return True  # a wake-up may have been missed while it was down
-        return got
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._drain():
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            try:
-                select.select([self.fileno()], [], [], left)
-            except (OSError, ValueError):
-                time.sleep(min(left, 0.05))
-
-    def _close_con(self) -> None:
-        if self.con is not None:
-            try:
-                self.con.close()
-            except psycopg.Error:
-                pass
-            self.con = None
-
-    def close(self) -> None:
-        self._close_con()
-        for fd in (self._idle_r, self._idle_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 class PostgresStore(Store):
@@ -855,6 +389,8 @@ class PostgresStore(Store):
             pass  # waiters also poll: a lost wake-up only delays work
 
     def waiter(self) -> Waiter:
+        from .pg_listen import PostgresWaiter
+
         return PostgresWaiter(self)
 
     def close(self) -> None:

@@ -17,11 +17,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs, quote
 
 from ..core.errors import StoreError
 from ..core.model import Run, Task
 from .base import Store, Waiter
+from .checkpoint import Checkpointer
 from .dialect import Dialect
 from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify_dir
 from .rows import (
@@ -35,10 +35,8 @@ from .rows import (
 )
 from .schema import APP_ID, SCHEMA_VERSION, migration
 from .sql import SqlReadTx, SqlWriteTx
+from .sqlite_file import check_existing, newer, parse_url
 
-#: The background checkpointer copies the WAL into the database file each time this many
-#: events have been committed through a store (see ``_Checkpointer``).
-CHECKPOINT_EVENTS = 2000
 #: The safety valve: a commit that finds this many pages in the WAL checkpoints inline
 #: (SQLite's own automatic checkpoint), should the background copy fall behind.
 WAL_AUTOCHECKPOINT_PAGES = 10000
@@ -98,67 +96,6 @@ _APPEND_RECORD = (
     "(SELECT coalesce((SELECT last_seq FROM ms_log ORDER BY seq DESC LIMIT 1), 0) AS s) "
     "RETURNING seq"
 )
-
-
-def parse_url(url: str) -> tuple[str, dict[str, str]]:
-    if not url.startswith("sqlite://"):
-        raise StoreError(f"not a sqlite URL: {url!r}")
-    rest = url[len("sqlite://") :]
-    query: dict[str, str] = {}
-    if "?" in rest:
-        rest, qs = rest.split("?", 1)
-        query = {k: v[-1] for k, v in parse_qs(qs).items()}
-    if not rest.startswith("/") or rest == "/":
-        raise StoreError(
-            f"invalid sqlite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
-        )
-    path = rest[1:]  # sqlite:///rel -> "rel"; sqlite:////abs -> "/abs"
-    return path, query
-
-
-def _check_existing(path: str) -> int:
-    """Inspect an existing file read-only. Returns its schema version (0 = empty file)."""
-    if os.path.getsize(path) == 0:
-        return 0
-    try:
-        # quote: a '#', '?' or '%' in the path must not change which file is opened, or how
-        con = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {path!r} as a SQLite database: {exc}") from None
-    try:
-        objects = con.execute("SELECT type, name FROM sqlite_master").fetchall()
-        tables = {name for kind, name in objects if kind == "table"}
-        marks = [
-            con.execute(f"PRAGMA {p}").fetchone()[0] for p in ("user_version", "application_id")
-        ]
-        if not objects and not any(marks):
-            return 0  # a database with nothing in it (a store whose creation was cut short)
-        if "ms_meta" not in tables:
-            raise StoreError(
-                f"{path!r} is a SQLite database of another program, not a mainspring store; "
-                "point --store / MAINSPRING_STORE at a new or mainspring file"
-            )
-        meta = dict(con.execute("SELECT key, value FROM ms_meta").fetchall())
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{path!r} is not a mainspring store (not a SQLite database: {exc}); "
-            "point --store / MAINSPRING_STORE at a new or mainspring file"
-        ) from None
-    finally:
-        con.close()
-    if meta.get("app") != APP_ID:
-        raise StoreError(f"{path!r} is not a mainspring store (ms_meta.app = {meta.get('app')!r})")
-    version = int(meta.get("schema_version", "0"))
-    if version > SCHEMA_VERSION:
-        raise StoreError(_newer(path, version))
-    return version
-
-
-def _newer(path: str, version: int) -> str:
-    return (
-        f"{path!r} was written by a newer mainspring (schema {version}; this version "
-        f"understands up to {SCHEMA_VERSION}); upgrade mainspring to open it"
-    )
 
 
 def _run_row(r: Run) -> tuple[Any, ...]:
@@ -234,69 +171,6 @@ class SQLiteTx(_Connection, SqlWriteTx):
         self.pending = []
 
 
-class _Checkpointer:
-    """Copies the WAL back into the database file from a thread of its own.
-
-    SQLite's automatic checkpoint runs inside the COMMIT that crosses its threshold, so
-    every thousandth page or so a worker's turn waits for pages to be copied and the
-    database file to be synced. Here commits only count what they wrote; past
-    ``CHECKPOINT_EVENTS`` a daemon thread runs a PASSIVE checkpoint on its own connection,
-    which waits for no reader or writer (a checkpoint that another process is already
-    running is simply skipped). Durability is unchanged: a commit is durable in the WAL
-    according to ``synchronous``, whenever its pages reach the database file.
-    """
-
-    def __init__(self, connect: Any) -> None:
-        self._connect = connect
-        self._pending = 0
-        self._go = threading.Event()
-        self._closed = False
-        self._pid = 0
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def committed(self, events: int) -> None:
-        self._pending += events
-        if self._pending < CHECKPOINT_EVENTS or self._closed:
-            return
-        self._pending = 0
-        if self._pid != os.getpid():  # not started yet, or this is a forked child
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._pid = os.getpid()
-                    self._go = threading.Event()
-                    self._thread = threading.Thread(
-                        target=self._run,
-                        args=(self._go,),
-                        name="mainspring-checkpoint",
-                        daemon=True,
-                    )
-                    self._thread.start()
-        self._go.set()
-
-    def _run(self, go: threading.Event) -> None:
-        con = self._connect()
-        try:
-            while True:
-                go.wait()
-                go.clear()
-                if self._closed:
-                    return
-                try:
-                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:  # the next round tries again; the valve holds
-                    log.debug("background checkpoint failed: %s", exc)
-        finally:
-            con.close()
-
-    def close(self) -> None:
-        self._closed = True
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid():
-            self._go.set()
-            thread.join(timeout=10)
-
-
 class SQLiteStore(Store):
     fenced_updates = True
 
@@ -320,7 +194,7 @@ class SQLiteStore(Store):
         self._notifier = Notifier(notify_dir(self.path))
         self._ended = Notifier(os.path.join(notify_dir(self.path), "ended"))
         self._ended_waiters: list[SocketEndedWaiter] = []
-        self._checkpointer = _Checkpointer(self._connect)
+        self._checkpointer = Checkpointer(self._connect)
         self._lock_path = os.path.join(notify_dir(self.path), "write.lock")
         self._lock_fds: list[int] = []
 
@@ -350,7 +224,7 @@ class SQLiteStore(Store):
         if os.path.isdir(self.path):
             raise StoreError(f"{self.path!r} is a directory, not a mainspring store file")
         if os.path.exists(self.path):
-            version = _check_existing(self.path)
+            version = check_existing(self.path)
         elif not self.create:
             raise StoreError(
                 f"no mainspring store at {self.path!r}: the file does not exist (check "
@@ -382,7 +256,7 @@ class SQLiteStore(Store):
                 ).fetchone()
                 current = int(row[0]) if row else 0
                 if current > SCHEMA_VERSION:  # written since we looked (never mark it down)
-                    raise StoreError(_newer(self.path, current))
+                    raise StoreError(newer(self.path, current))
             elif tables:
                 raise StoreError(f"{self.path!r} is not a mainspring store")
             for v in range(current + 1, SCHEMA_VERSION + 1):

@@ -29,7 +29,7 @@ from mainspring.core.clock import ManualClock
 from mainspring.core.model import Event, Policy, TaskOptions
 from mainspring.core.reducer import State
 from mainspring.engine import Batch, Engine
-from mainspring.store import open_store
+from mainspring.store import open_store, pg_tx
 from mainspring.store import postgres as pg
 from mainspring.store.base import Conflict, Store, WriteTx
 from mainspring.store.rows import row_run
@@ -1092,7 +1092,7 @@ def test_the_run_update_finds_its_rows_by_key_on_a_table_of_short_rows(
         plan = "\n".join(
             r[0]
             for r in admin.execute(
-                "EXPLAIN " + pg._UPDATE_RUNS, (pg._changes_json(runs), len(runs))
+                "EXPLAIN " + pg_tx._UPDATE_RUNS, (pg_tx._changes_json(runs), len(runs))
             )
         )
     assert "Index Scan using ms_runs_pkey" in plan, plan
@@ -1131,7 +1131,7 @@ def test_write_transactions_run_generic_plans_that_use_the_indexes(
         runs = [row_run(r) for r in rows]
         query, _ = ready_query(pg.DIALECT, ["job"], None, " FOR UPDATE OF r SKIP LOCKED")
         claim = generic_plan(query, ("{job}", 8, 0))
-        update = generic_plan(pg._UPDATE_RUNS, (pg._changes_json(runs), len(runs)))
+        update = generic_plan(pg_tx._UPDATE_RUNS, (pg_tx._changes_json(runs), len(runs)))
     assert "Custom" not in claim and "Seq Scan on ms_runs" not in claim, claim
     assert "ms_runs_ready" in claim and "Sort" not in claim, claim
     assert "Index Scan using ms_runs_pkey" in update and "Seq Scan on ms_runs" not in update, update

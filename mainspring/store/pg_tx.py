@@ -1,0 +1,311 @@
+"""The PostgreSQL store's transactions: statements pipelined, rows as JSON recordsets.
+
+A write transaction sends its BEGIN with its first statement and defers the writes whose
+result nobody reads until its next statement or its COMMIT, so a worker turn is three round
+trips (postgres.py: "Round trips"); rows travel as one JSON array per statement (or by COPY
+for large batches). What it reads and writes is store/sql.py's, in this dialect.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..core.model import Run, Task
+from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect
+from .rows import RunDoc, encode_record, encoder, record_run_ids, run_columns, run_doc, task_columns
+from .sql import SqlReadTx, SqlWriteTx
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+DIALECT = Dialect(
+    placeholder="%s",
+    ddl={
+        "text": "text",
+        "real": "double precision",
+        "int": "integer",
+        "bigint": "bigint",
+        "seq": "bigint",
+        "bool": "boolean",
+        "true": "true",
+        "false": "false",
+        "json": "json",
+        "bytes": "bytea",
+        # the log's counter (module docstring: "seq follows commit order")
+        "counter": "CREATE TABLE ms_seq (id int PRIMARY KEY CHECK (id = 1), last bigint NOT NULL);"
+        " INSERT INTO ms_seq (id, last) VALUES (1, 0);",
+        # a record stays in its row (compressed with lz4 where the server has it) rather
+        # than in a TOAST table, up to 8 kB
+        "log_options": " WITH (toast_tuple_target = 8160)",
+        "log_storage": "ALTER TABLE ms_log ALTER COLUMN events SET STORAGE MAIN;",
+        "log_runs_options": "",
+    },
+    doc="doc::text",
+    doc_in="%s::json",
+    arrays=True,
+)
+
+#: From this many rows on, new rows are written with COPY rather than a JSON recordset.
+COPY_FROM = 1000
+# Rows travel as one JSON array per statement (encoded by msgspec, unpacked by the server
+# with json_populate_recordset): one parameter instead of a dozen Python-built arrays.
+_INSERT_RUNS = "INSERT INTO ms_runs SELECT * FROM json_populate_recordset(null::ms_runs, %s::json)"
+_UPDATE_RUNS = (
+    "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
+    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc "
+    "FROM (SELECT * FROM json_populate_recordset(null::ms_runs, %s::json) LIMIT %s) AS u "
+    "WHERE r.run_id = u.run_id"
+)  # only the columns a run's events can change (_RunChange): less JSON for the server to
+#    read. The LIMIT (the row count) tells the planner how few rows come: without it, it expects
+#    100 and, on a table of a few thousand short rows, scans the table to join them
+# ... only over the run as it was read (``PostgresTx.update_runs_if_unchanged``); a row a
+# concurrent transaction changed fails the match once that one commits (READ COMMITTED
+# looks at the row again), and the caller drops the transaction
+_UPDATE_RUNS_IF_UNCHANGED = (
+    "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
+    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc "
+    "FROM (SELECT * FROM json_to_recordset(%s::json) AS x(run_id text, state text, "
+    "due_at double precision, holds_key boolean, lease_owner text, "
+    "lease_expires_at double precision, doc json, was_state text, was_due_at double precision, "
+    "was_holds_key boolean, was_lease_owner text, was_lease_expires_at double precision, "
+    "was_doc json) LIMIT %s) AS u "
+    "WHERE r.run_id = u.run_id AND r.state = u.was_state AND r.due_at = u.was_due_at "
+    "AND r.holds_key = u.was_holds_key "
+    "AND r.lease_owner IS NOT DISTINCT FROM u.was_lease_owner "
+    "AND r.lease_expires_at IS NOT DISTINCT FROM u.was_lease_expires_at "
+    "AND r.doc::text = u.was_doc::text"
+)
+_UPSERT_TASKS = (
+    "INSERT INTO ms_tasks SELECT * FROM json_populate_recordset(null::ms_tasks, %s::json) "
+    "ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, "
+    "idempotency_key = excluded.idempotency_key, kind = excluded.kind, "
+    "canceled = excluded.canceled, cron_next = excluded.cron_next, doc = excluded.doc"
+)
+# Draw the events' numbers and insert their record in one statement, the last before COMMIT:
+# the counter row stays locked until the commit, so seq order is commit order (module
+# docstring).
+_APPEND_RECORD = (
+    "WITH c AS (UPDATE ms_seq SET last = last + %s WHERE id = 1 RETURNING last - %s + 1 AS first), "
+    "l AS (INSERT INTO ms_log (seq, last_seq, events) SELECT first, first + %s - 1, %s FROM c) "
+    "INSERT INTO ms_log_runs (run_id, seq) SELECT r, c.first FROM c, unnest(%s::text[]) r"
+)
+
+
+class _RunRow(msgspec.Struct):
+    """A run as the JSON object ``json_populate_recordset(null::ms_runs, ...)`` reads."""
+
+    run_id: str
+    task_id: str
+    task_name: str
+    state: str
+    scheduled_at: float
+    due_at: float
+    priority: int
+    queue: str
+    concurrency_key: str | None
+    holds_key: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+    doc: RunDoc
+
+
+class _RunChange(msgspec.Struct):
+    """What ``_UPDATE_RUNS`` writes of a run: the columns its events can change."""
+
+    run_id: str
+    state: str
+    due_at: float
+    holds_key: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+    doc: RunDoc
+
+
+class _FencedChange(_RunChange):
+    """A row of ``_UPDATE_RUNS_IF_UNCHANGED``: the run's new columns, then its old ones."""
+
+    was_state: str
+    was_due_at: float
+    was_holds_key: bool
+    was_lease_owner: str | None
+    was_lease_expires_at: float | None
+    was_doc: RunDoc
+
+
+class _TaskRow(msgspec.Struct):
+    task_id: str
+    name: str
+    idempotency_key: str | None
+    kind: str
+    canceled: bool
+    cron_next: float | None
+    doc: Task
+
+
+def _runs_json(runs: Sequence[Run]) -> str:
+    return encoder.encode([_RunRow(*run_columns(r), run_doc(r)) for r in runs]).decode()
+
+
+def _change(r: Run) -> tuple[Any, ...]:
+    """The fields of ``_RunChange`` for ``r``."""
+    return (r.run_id, r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, run_doc(r))
+
+
+def _changes_json(runs: Sequence[Run]) -> str:
+    return encoder.encode([_RunChange(*_change(r)) for r in runs]).decode()
+
+
+def _gone(con: Any) -> bool:
+    """Has the server closed this idle pooled connection (restart, failover, terminate)?
+
+    An idle connection receives nothing unless the server is ending it, so a readable
+    socket means it is gone. A zero-timeout ``select``: no round trip.
+    """
+    if con.closed or con.broken:
+        return True
+    readable, _, _ = select.select([con.pgconn.socket], [], [], 0)
+    return bool(readable)
+
+
+class _LostBeforeCommit(Exception):
+    """The connection was found gone before the final round trip: nothing was committed."""
+
+
+class PostgresReadTx(SqlReadTx):
+    """Reads; each statement runs on its own (one round trip), or all in one snapshot."""
+
+    DIALECT = DIALECT
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.con.execute(query, params).fetchall())
+
+
+class PostgresTx(SqlWriteTx):
+    """A write transaction. Its writes are deferred to travel with its next statement, and
+    its BEGIN with its first (module docstring, "Round trips")."""
+
+    DIALECT = DIALECT
+
+    def __init__(self, con: Any, store: PostgresStore, begin: tuple[str, ...] = ()):
+        super().__init__()
+        self.con = con
+        self.store = store
+        self.begin = begin  # sent with the first statement, in the same round trip
+        self.deferred: list[tuple[str, Sequence[Any]]] = []  # writes not sent yet
+
+    def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
+        if not self.begin and not self.deferred:
+            return self.con.execute(query, params)
+        with self.con.pipeline():
+            self._send_queued()
+            cur = self.con.execute(query, params)
+        return cur
+
+    def _defer(self, query: str, params: Sequence[Any]) -> None:
+        """A write whose result nobody reads: it travels with the next statement (at the
+        latest the COMMIT), in the same round trip. Reads see it: they go after it."""
+        self.deferred.append((query, params))
+
+    def _send_queued(self) -> None:
+        """Inside a pipeline: the pending BEGIN, then the deferred writes."""
+        for statement in self.begin:
+            self.con.execute(statement)
+        self.begin = ()
+        for query, params in self.deferred:
+            self.con.execute(query, params)
+        self.deferred = []
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self._exec(query, params).fetchall())
+
+    def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        for row in rows:
+            self._defer(query, row)
+
+    def _lock(self, skip: bool = False) -> str:
+        return " FOR UPDATE SKIP LOCKED" if skip else " FOR UPDATE"
+
+    def _claim(self, of: str | None = None) -> str:
+        return f" FOR UPDATE{f' OF {of}' if of else ''} SKIP LOCKED"
+
+    def _take_keys(self, keys: Sequence[str]) -> set[str]:
+        """The keys whose transaction-scoped advisory lock this transaction got at once."""
+        if not keys:
+            return set()
+        rows = self._rows(
+            "SELECT k, pg_try_advisory_xact_lock(hashtextextended(%s || k, 0)) "
+            "FROM unnest(%s::text[]) AS k",
+            (self.store.key_lock_prefix, list(keys)),
+        )
+        return {k for k, ok in rows if ok}
+
+    def _doc(self, doc: bytes) -> Any:
+        return doc.decode()
+
+    def finish(self) -> None:
+        """Append the buffered events, NOTIFY if asked, and COMMIT: one round trip."""
+        if self.begin and not self.pending and not self.deferred:  # nothing happened here
+            return
+        if _gone(self.con):  # ended by the server since our last statement: a clean loss
+            raise _LostBeforeCommit("the server closed the connection")
+        with self.con.pipeline():
+            self._send_queued()
+            self.append_log()
+            if self.wake:
+                self.con.execute("SELECT pg_notify(%s, '')", (self.store.channel,))
+            self.con.execute("COMMIT")
+
+    def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self.begin or self.deferred:
+            self._exec("SELECT 1")  # sends the pending BEGIN and writes (COPY is no pipeline)
+        with self.con.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+
+    # -- rows: one JSON recordset per statement, or COPY for large batches ------------------
+    def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
+        if len(tasks) >= COPY_FROM and all_new:
+            self._copy(
+                "ms_tasks",
+                ", ".join((*TASK_COLUMNS, "doc")),
+                ((*task_columns(t), encoder.encode(t).decode()) for t in tasks),
+            )
+        else:
+            json_rows = [_TaskRow(*task_columns(t), t) for t in tasks]
+            self._defer(_UPSERT_TASKS, (encoder.encode(json_rows).decode(),))
+
+    def _insert_runs(self, runs: Sequence[Run]) -> None:
+        if len(runs) >= COPY_FROM:
+            self._copy(
+                "ms_runs",
+                ", ".join((*RUN_COLUMNS, "doc")),
+                ((*run_columns(r), encoder.encode(run_doc(r)).decode()) for r in runs),
+            )
+        else:
+            self._defer(_INSERT_RUNS, (_runs_json(runs),))
+
+    def _update_runs(self, runs: Sequence[Run]) -> None:
+        self._defer(_UPDATE_RUNS, (_changes_json(runs), len(runs)))
+
+    def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
+        pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
+        rows = [_FencedChange(*_change(a), *_change(b)[1:]) for b, a in pairs]
+        cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (encoder.encode(rows).decode(), len(rows)))
+        return int(cur.rowcount) == len(rows)
+
+    def append_log(self) -> None:
+        """Write the buffered events as one record, numbered in commit order (see the
+        module docstring)."""
+        evs = self.pending
+        if not evs:
+            return
+        n = len(evs)
+        self._exec(_APPEND_RECORD, (n, n, n, encode_record(evs), record_run_ids(evs)))
+        self.pending = []
