@@ -135,14 +135,16 @@ def validate_cron(expr: str, tz: str = "UTC") -> None:
 
 
 def _runs_in_real_time(expr: str) -> bool:
-    """Does ``expr`` have ``*`` as its minute or hour (a "wildcard" job, in cron's words)?
+    """Is ``expr`` a "wildcard" job, in cron's words: its minute or hour starts with ``*``
+    (``*``, ``*/20``)?
 
     When clocks go back, the wall times of the repeated hour come twice. As in cron (Vixie
     and its descendants), a job at a fixed time runs once, at the first of them, while a
-    wildcard job (every minute, every hour ...) runs at each: it follows real time."""
+    wildcard job (every minute, every 20 minutes, every hour ...) runs at each: it follows
+    real time."""
     fields = expr.split()
     minute, hour = fields[1:3] if len(fields) >= 6 else fields[0:2]
-    return minute == "*" or hour == "*"
+    return minute.startswith("*") or hour.startswith("*")
 
 
 def _occurrences(expr: str, tz: str, after: float) -> Iterator[float]:

@@ -193,9 +193,8 @@ def cronsim_pair(expr: str, tz: str, start: datetime) -> tuple[list[float], list
     Our occurrences_between and a chain of next_after must agree first. Then, for jobs
     cronsim follows in real time, the days on which the zone's offset changes are left out
     on both sides, as cronsim and we model them differently there:
-    - cronsim (like Vixie cron) takes a minute or hour field that *starts* with "*" (``*/20``)
-      as a wildcard, which runs in both passes of a repeated hour and not at all in a
-      skipped one; we take only a bare ``*`` as one, so ``*/20 2 ...`` runs once there;
+    - cronsim runs a wildcard job (a minute or hour field starting with "*", as ours and
+      Vixie cron's) not at all in a skipped hour;
     - for a wildcard job, a skipped hour's run falls at the jump here but not in cronsim;
     - cronsim steps such jobs' hours by 3600 seconds: across Lord Howe's half-hour changes
       it lands on :30 and misses the rest of that day's runs (``0 */6``'s 06:00, a 6-field
@@ -305,6 +304,16 @@ def test_wildcard_jobs_follow_real_time_through_the_repeated_hour() -> None:
     assert [b - a for a, b in itertools.pairwise(hourly)] == [3600, 3600]
     minutes_of_two = take("* 2 * * *", ts(2025, 10, 26, 2, 58, tz=PARIS), 4, tz="Europe/Paris")
     assert [b - a for a, b in itertools.pairwise(minutes_of_two)] == [60, 60, 60]
+    # a step from "*" is a wildcard too, as in Vixie cron: 02:00, 02:20, 02:40 twice
+    steps = take("*/20 2 * * *", ts(2025, 10, 26, 1, 50, tz=PARIS), 6, tz="Europe/Paris")
+    assert [local(t).strftime("%H:%M%z") for t in steps] == [
+        "02:00+0200",
+        "02:20+0200",
+        "02:40+0200",
+        "02:00+0100",
+        "02:20+0100",
+        "02:40+0100",
+    ]
 
 
 @pytest.mark.parametrize("misfire", sch.MISFIRE_POLICIES)
