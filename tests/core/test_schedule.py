@@ -193,8 +193,6 @@ def cronsim_pair(expr: str, tz: str, start: datetime) -> tuple[list[float], list
     Our occurrences_between and a chain of next_after must agree first. Then, for jobs
     cronsim follows in real time, the days on which the zone's offset changes are left out
     on both sides, as cronsim and we model them differently there:
-    - cronsim runs a wildcard job (a minute or hour field starting with "*", as ours and
-      Vixie cron's) not at all in a skipped hour;
     - for a wildcard job, a skipped hour's run falls at the jump here but not in cronsim;
     - cronsim steps such jobs' hours by 3600 seconds: across Lord Howe's half-hour changes
       it lands on :30 and misses the rest of that day's runs (``0 */6``'s 06:00, a 6-field
