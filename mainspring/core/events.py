@@ -2,14 +2,21 @@
 
 Every durable change is one of these events. The reducer (``reducer.py``) is the single
 definition of what each one means. ``docs/events.md`` describes their data.
+
+Each event's ``data`` has a shape, a TypedDict below; events are built by the typed
+functions at the end of this module (so an emitter cannot misspell or forget a field), and
+the reducer reads ``data`` through the same shapes (``typing.cast``). In the log ``data`` stays
+a plain JSON object, so events written by earlier versions read the same.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
+
+import msgspec
 
 from .ids import uuid7
-from .model import Event, Run
+from .model import Event, Policy, Run, Task, TaskOptions
 
 TASK_DEFINED = "task.defined"
 TASK_CREATED = "task.created"
@@ -30,6 +37,88 @@ WORKER_LEFT = "worker.left"
 WORKER_EXPIRED = "worker.expired"
 
 
+# -- the shapes of ``data`` ------------------------------------------------------------------
+class TaskDefined(TypedDict):
+    name: str
+    options: dict[str, Any]  # TaskOptions as JSON, plus the handler's parameters
+
+
+class TaskCreated(TypedDict):
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    policy: dict[str, Any]  # Policy as JSON
+    options: dict[str, Any]  # TaskOptions as JSON
+    idempotency_key: str | None
+    concurrency_key: str | None
+    rerun_of: NotRequired[str]
+
+
+class TaskCanceled(TypedDict):
+    reason: str
+
+
+class RunCreated(TypedDict):
+    state: str  # always "scheduled"
+    scheduled_at: float
+    index: int
+    priority: int
+    queue: str
+    concurrency_key: str | None
+    rerun_of: NotRequired[str]
+
+
+# ("from" is a keyword: the functional form)
+StateChanged = TypedDict(
+    "StateChanged",
+    {
+        "from": str,
+        "to": str,
+        "reason": str,
+        "due_at": NotRequired[float],
+        "error": NotRequired[str],
+    },
+)
+
+
+class AttemptStarted(TypedDict):
+    number: int
+    worker: str
+
+
+class AttemptFinished(TypedDict):
+    result: str
+    error: str | None
+    output: Any
+    traceback: NotRequired[str]
+
+
+class Lease(TypedDict):
+    owner: str
+    expires_at: NotRequired[float]  # acquired, renewed
+
+
+class WorkerRegistered(TypedDict):
+    worker_id: str
+    host: str
+    pid: int
+    queues: list[str] | None
+    tasks: list[str]
+    concurrency: int
+    expires_at: float
+
+
+class WorkerHeartbeat(TypedDict):
+    worker_id: str
+    expires_at: float
+
+
+class WorkerGone(TypedDict):
+    worker_id: str
+    last_seen_at: NotRequired[float]  # expired
+
+
+# -- building events ------------------------------------------------------------------------
 def event(type: str, at: float, **fields: Any) -> Event:
     return Event(type=type, at=at, event_id=uuid7(), **fields)
 
@@ -49,7 +138,168 @@ def run_event(type: str, run: Run, at: float, attempt_id: str | None = None, **d
     )
 
 
-def state_changed(run: Run, to: str, at: float, reason: str, **extra: Any) -> Event:
-    return run_event(
-        RUN_STATE_CHANGED, run, at, **{"from": run.state, "to": to, "reason": reason}, **extra
+def _data(shape: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], shape)
+
+
+def task_defined(at: float, name: str, options: dict[str, Any]) -> Event:
+    return event(TASK_DEFINED, at, data=_data(TaskDefined(name=name, options=options)))
+
+
+def task_created(
+    at: float,
+    task_id: str,
+    *,
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    policy: Policy,
+    options: TaskOptions,
+    idempotency_key: str | None,
+    concurrency_key: str | None,
+    correlation_id: str | None,
+    execution_id: str | None,
+    rerun_of: str | None = None,
+) -> Event:
+    data = TaskCreated(
+        name=name,
+        args=args,
+        kwargs=kwargs,
+        policy=msgspec.to_builtins(policy),
+        options=msgspec.to_builtins(options),
+        idempotency_key=idempotency_key,
+        concurrency_key=concurrency_key,
     )
+    if rerun_of is not None:
+        data["rerun_of"] = rerun_of
+    return event(
+        TASK_CREATED,
+        at,
+        task_id=task_id,
+        correlation_id=correlation_id,
+        execution_id=execution_id,
+        data=_data(data),
+    )
+
+
+def task_canceled(task: Task, at: float, reason: str) -> Event:
+    return event(
+        TASK_CANCELED,
+        at,
+        task_id=task.task_id,
+        correlation_id=task.correlation_id,
+        execution_id=task.execution_id,
+        data=_data(TaskCanceled(reason=reason)),
+    )
+
+
+def run_created(
+    task: Task, run_id: str, at: float, scheduled_at: float, rerun_of: str | None
+) -> Event:
+    data = RunCreated(
+        state="scheduled",
+        scheduled_at=scheduled_at,
+        index=task.derived,
+        priority=task.options.priority,
+        queue=task.options.queue,
+        concurrency_key=task.concurrency_key,
+    )
+    if rerun_of is not None:
+        data["rerun_of"] = rerun_of
+    return event(
+        RUN_CREATED,
+        at,
+        task_id=task.task_id,
+        run_id=run_id,
+        correlation_id=task.correlation_id,
+        execution_id=task.execution_id,
+        data=_data(data),
+    )
+
+
+def state_changed(
+    run: Run,
+    to: str,
+    at: float,
+    reason: str,
+    *,
+    due_at: float | None = None,
+    error: str | None = None,
+) -> Event:
+    data = StateChanged({"from": run.state, "to": to, "reason": reason})
+    if due_at is not None:
+        data["due_at"] = due_at
+    if error is not None:
+        data["error"] = error
+    return run_event(RUN_STATE_CHANGED, run, at, **data)
+
+
+def attempt_started(run: Run, at: float, attempt_id: str, *, number: int, worker: str) -> Event:
+    return run_event(
+        ATTEMPT_STARTED, run, at, attempt_id, **AttemptStarted(number=number, worker=worker)
+    )
+
+
+def attempt_finished(
+    run: Run,
+    at: float,
+    attempt_id: str,
+    *,
+    result: str,
+    error: str | None,
+    output: Any,
+    traceback: str | None = None,
+) -> Event:
+    data = AttemptFinished(result=result, error=error, output=output)
+    if traceback:
+        data["traceback"] = traceback
+    return run_event(ATTEMPT_FINISHED, run, at, attempt_id, **data)
+
+
+def lease(type: str, run: Run, at: float, owner: str, expires_at: float | None = None) -> Event:
+    """``lease.acquired`` / ``lease.renewed`` (with ``expires_at``), ``lease.expired`` /
+    ``lease.released`` (without)."""
+    data = Lease(owner=owner)
+    if expires_at is not None:
+        data["expires_at"] = expires_at
+    return run_event(type, run, at, **data)
+
+
+def engine_paused(at: float, paused: bool) -> Event:
+    return event(ENGINE_PAUSED if paused else ENGINE_RESUMED, at)
+
+
+def worker_registered(
+    at: float,
+    *,
+    worker_id: str,
+    host: str,
+    pid: int,
+    queues: list[str] | None,
+    tasks: list[str],
+    concurrency: int,
+    expires_at: float,
+) -> Event:
+    data = WorkerRegistered(
+        worker_id=worker_id,
+        host=host,
+        pid=pid,
+        queues=queues,
+        tasks=tasks,
+        concurrency=concurrency,
+        expires_at=expires_at,
+    )
+    return event(WORKER_REGISTERED, at, data=_data(data))
+
+
+def worker_heartbeat(at: float, worker_id: str, expires_at: float) -> Event:
+    data = WorkerHeartbeat(worker_id=worker_id, expires_at=expires_at)
+    return event(WORKER_HEARTBEAT, at, data=_data(data))
+
+
+def worker_gone(type: str, at: float, worker_id: str, last_seen_at: float | None = None) -> Event:
+    """``worker.left`` (a clean stop) or ``worker.expired`` (with ``last_seen_at``)."""
+    data = WorkerGone(worker_id=worker_id)
+    if last_seen_at is not None:
+        data["last_seen_at"] = last_seen_at
+    return event(type, at, data=_data(data))

@@ -15,7 +15,7 @@ Rules of this module
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -104,8 +104,9 @@ def _check_lease(run: Run, ev: Event) -> None:
 
 
 def _on_task_defined(state: State, ev: Event) -> None:
-    name = ev.data["name"]
-    state.definitions[name] = dict(ev.data["options"])
+    d = cast(E.TaskDefined, ev.data)
+    name = d["name"]
+    state.definitions[name] = dict(d["options"])
     state.dirty_definitions.add(name)
 
 
@@ -113,7 +114,7 @@ def _on_task_created(state: State, ev: Event) -> None:
     assert ev.task_id is not None
     if ev.task_id in state.tasks:
         raise ReplayError(f"task.created (seq {ev.seq}): task {ev.task_id} already exists")
-    d = ev.data
+    d = cast(E.TaskCreated, ev.data)
     state.tasks[ev.task_id] = Task(
         task_id=ev.task_id,
         name=d["name"],
@@ -144,7 +145,7 @@ def _on_run_created(state: State, ev: Event) -> None:
     if ev.run_id in state.runs:
         raise ReplayError(f"run.created (seq {ev.seq}): run {ev.run_id} already exists")
     task = _task(state, ev.task_id, ev)
-    d = ev.data
+    d = cast(E.RunCreated, ev.data)
     if d.get("state", RunState.SCHEDULED) != RunState.SCHEDULED:
         raise ReplayError(f"run.created (seq {ev.seq}): a run is created 'scheduled'")
     state.runs[ev.run_id] = Run(
@@ -177,9 +178,10 @@ def _on_run_created(state: State, ev: Event) -> None:
 
 
 def _on_state_changed(state: State, ev: Event) -> None:
+    d = cast(E.StateChanged, ev.data)
     run = _run(state, ev)
-    frm: str = ev.data["from"]
-    to: str = ev.data["to"]
+    frm: str = d["from"]
+    to: str = d["to"]
     if run.state != frm:
         raise ReplayError(
             f"run.state_changed (seq {ev.seq}) for run {run.run_id}: says from {frm!r} "
@@ -214,17 +216,18 @@ def _on_state_changed(state: State, ev: Event) -> None:
             run.holds_key = run.key_policy == "hold"
         elif frm == RunState.LEASED and to == RunState.READY:
             run.holds_key = run.key_policy == "hold" and bool(run.attempts)
-    if "due_at" in ev.data:
-        run.due_at = ev.data["due_at"]
-    if "error" in ev.data:
-        run.error = ev.data["error"]
+    if "due_at" in d:
+        run.due_at = d["due_at"]
+    if "error" in d:
+        run.error = d["error"]
     run.state = to
-    run.reason = ev.data.get("reason")
+    run.reason = d.get("reason")
     run.updated_at = ev.at
     state.dirty_runs.add(run.run_id)
 
 
 def _on_attempt_started(state: State, ev: Event) -> None:
+    d = cast(E.AttemptStarted, ev.data)
     run = _run(state, ev)
     if run.state != RunState.RUNNING:
         raise ReplayError(
@@ -237,13 +240,13 @@ def _on_attempt_started(state: State, ev: Event) -> None:
     if ev.attempt_id is None:
         raise ReplayError(f"attempt.started (seq {ev.seq}) has no attempt_id")
     number = len(run.attempts) + 1
-    if ev.data.get("number", number) != number:
+    if d.get("number", number) != number:
         raise ReplayError(
-            f"attempt.started (seq {ev.seq}): attempt number {ev.data.get('number')} != {number}"
+            f"attempt.started (seq {ev.seq}): attempt number {d.get('number')} != {number}"
         )
     run.attempts.append(
         Attempt(
-            attempt_id=ev.attempt_id, number=number, started_at=ev.at, worker=ev.data.get("worker")
+            attempt_id=ev.attempt_id, number=number, started_at=ev.at, worker=d.get("worker")
         )
     )
     run.updated_at = ev.at
@@ -251,6 +254,7 @@ def _on_attempt_started(state: State, ev: Event) -> None:
 
 
 def _on_attempt_finished(state: State, ev: Event) -> None:
+    d = cast(E.AttemptFinished, ev.data)
     run = _run(state, ev)
     att = run.open_attempt()
     if run.state != RunState.RUNNING or att is None or att.attempt_id != ev.attempt_id:
@@ -258,12 +262,12 @@ def _on_attempt_finished(state: State, ev: Event) -> None:
             f"attempt.finished (seq {ev.seq}): attempt {ev.attempt_id} of run {run.run_id} is not "
             f"the open attempt of a running run"
         )
-    result = AttemptResult(ev.data["result"])
+    result = AttemptResult(d["result"])
     att.result = result.value
-    att.error = ev.data.get("error")
+    att.error = d.get("error")
     att.finished_at = ev.at
     if result == AttemptResult.SUCCESS:
-        run.output = ev.data.get("output")
+        run.output = d.get("output")
     elif att.error is not None:
         run.error = att.error
     run.updated_at = ev.at
@@ -271,20 +275,22 @@ def _on_attempt_finished(state: State, ev: Event) -> None:
 
 
 def _on_lease_acquired(state: State, ev: Event) -> None:
+    d = cast(E.Lease, ev.data)
     run = _run(state, ev)
     if run.state != RunState.LEASED or run.lease_owner is not None:
         raise ReplayError(
             f"lease.acquired (seq {ev.seq}): run {run.run_id} is {run.state!r} / already leased"
         )
-    run.lease_owner = ev.data["owner"]
-    run.lease_expires_at = ev.data["expires_at"]
+    run.lease_owner = d["owner"]
+    run.lease_expires_at = d["expires_at"]
     state.dirty_runs.add(run.run_id)
 
 
 def _on_lease_renewed(state: State, ev: Event) -> None:
+    d = cast(E.Lease, ev.data)
     run = _run(state, ev)
     _check_lease(run, ev)
-    exp = ev.data["expires_at"]
+    exp = d["expires_at"]
     assert run.lease_expires_at is not None
     if exp < run.lease_expires_at:
         raise ReplayError(
@@ -326,7 +332,7 @@ def _worker(state: State, ev: Event) -> WorkerRecord:
 
 
 def _on_worker_registered(state: State, ev: Event) -> None:
-    d = ev.data
+    d = cast(E.WorkerRegistered, ev.data)
     if d["worker_id"] in state.kind(WORKERS):
         raise ReplayError(f"worker.registered (seq {ev.seq}): {d['worker_id']} already exists")
     rec = WorkerRecord(
@@ -344,9 +350,10 @@ def _on_worker_registered(state: State, ev: Event) -> None:
 
 
 def _on_worker_heartbeat(state: State, ev: Event) -> None:
+    d = cast(E.WorkerHeartbeat, ev.data)
     rec = _worker(state, ev)
     rec.last_seen_at = ev.at
-    rec.expires_at = ev.data["expires_at"]
+    rec.expires_at = d["expires_at"]
     state.put(WORKERS, rec.worker_id, rec)
 
 

@@ -45,8 +45,8 @@ class Batch:
         self.saved = len(self.events)
 
     # -- building blocks -------------------------------------------------------------
-    def change(self, run: Run, to: RunState, reason: str, **extra: Any) -> None:
-        self.emit(E.state_changed(run, to.value, self.now, reason, **extra))
+    def change(self, run: Run, to: RunState, reason: str, *, due_at: float | None = None) -> None:
+        self.emit(E.state_changed(run, to.value, self.now, reason, due_at=due_at))
 
     def close_attempt(
         self,
@@ -65,21 +65,25 @@ class Batch:
         assert att is not None
         if result == AttemptResult.LOST and error is not None:
             error = f"lost: {error}"  # a failed run's error then says why it failed
-        data: dict[str, Any] = {"result": result.value, "error": error, "output": output}
-        if traceback:
-            data["traceback"] = traceback
         owner = run.lease_owner
         if lease_event == E.LEASE_EXPIRED and owner is not None:
-            self.emit(E.run_event(E.LEASE_EXPIRED, run, self.now, owner=owner))
+            self.emit(E.lease(E.LEASE_EXPIRED, run, self.now, owner))
             owner = None
-        self.emit(E.run_event(E.ATTEMPT_FINISHED, run, self.now, att.attempt_id, **data))
+        self.emit(
+            E.attempt_finished(
+                run,
+                self.now,
+                att.attempt_id,
+                result=result.value,
+                error=error,
+                output=output,
+                traceback=traceback,
+            )
+        )
         if owner is not None:
-            self.emit(E.run_event(E.LEASE_RELEASED, run, self.now, owner=owner))
+            self.emit(E.lease(E.LEASE_RELEASED, run, self.now, owner))
         d = decide(run, options, result, self.now, retry_delay=retry_delay)
-        extra: dict[str, Any] = {}
-        if d.due_at is not None:
-            extra["due_at"] = d.due_at
-        self.change(run, d.to, d.reason, **extra)
+        self.change(run, d.to, d.reason, due_at=d.due_at)
         return d.to
 
     def cancel(self, run: Run, reason: str) -> None:
@@ -87,8 +91,7 @@ class Batch:
             att = run.open_attempt()
             assert att is not None
             self.emit(
-                E.run_event(
-                    E.ATTEMPT_FINISHED,
+                E.attempt_finished(
                     run,
                     self.now,
                     att.attempt_id,
@@ -98,33 +101,13 @@ class Batch:
                 )
             )
         if run.lease_owner is not None:
-            self.emit(E.run_event(E.LEASE_RELEASED, run, self.now, owner=run.lease_owner))
+            self.emit(E.lease(E.LEASE_RELEASED, run, self.now, run.lease_owner))
         self.change(run, RunState.CANCELED, reason)
 
     def derive(self, task: Task, at: float, rerun_of: str | None = None) -> str:
         """Create the run of ``task`` at ``at`` (ready at once when due)."""
         run_id = uuid7()
-        data: dict[str, Any] = {
-            "state": RunState.SCHEDULED.value,
-            "scheduled_at": at,
-            "index": task.derived,
-            "priority": task.options.priority,
-            "queue": task.options.queue,
-            "concurrency_key": task.concurrency_key,
-        }
-        if rerun_of is not None:
-            data["rerun_of"] = rerun_of
-        self.emit(
-            E.event(
-                E.RUN_CREATED,
-                self.now,
-                task_id=task.task_id,
-                run_id=run_id,
-                correlation_id=task.correlation_id,
-                execution_id=task.execution_id,
-                data=data,
-            )
-        )
+        self.emit(E.run_created(task, run_id, self.now, at, rerun_of))
         run = self.state.runs[run_id]
         if at <= self.now:
             self.change(run, RunState.READY, "due")

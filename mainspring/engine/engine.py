@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
-
 from ..core import events as E
 from ..core.errors import (
     IdempotencyConflict,
@@ -53,8 +51,7 @@ class Engine(WorkerTurns):
         def body(tx: WriteTx, b: Batch) -> None:
             for name, options in sorted(definitions.items()):
                 if tx.definition(name) != options:
-                    data = {"name": name, "options": options}
-                    b.emit(E.event(E.TASK_DEFINED, b.now, data=data))
+                    b.emit(E.task_defined(b.now, name, options))
 
         self.transact(body)
 
@@ -114,21 +111,18 @@ class Engine(WorkerTurns):
             )
         task_id = uuid7()
         b.emit(
-            E.event(
-                E.TASK_CREATED,
+            E.task_created(
                 now,
-                task_id=task_id,
+                task_id,
+                name=req.name,
+                args=req.args,
+                kwargs=req.kwargs,
+                policy=req.policy,
+                options=req.options,
+                idempotency_key=req.idempotency_key,
+                concurrency_key=req.concurrency_key,
                 correlation_id=req.correlation_id,
                 execution_id=req.execution_id,
-                data={
-                    "name": req.name,
-                    "args": req.args,
-                    "kwargs": req.kwargs,
-                    "policy": msgspec.to_builtins(req.policy),
-                    "options": msgspec.to_builtins(req.options),
-                    "idempotency_key": req.idempotency_key,
-                    "concurrency_key": req.concurrency_key,
-                },
             )
         )
         task = b.state.tasks[task_id]
@@ -149,21 +143,19 @@ class Engine(WorkerTurns):
             orig = b.state.tasks[old.task_id]
             task_id = uuid7()
             b.emit(
-                E.event(
-                    E.TASK_CREATED,
+                E.task_created(
                     b.now,
-                    task_id=task_id,
+                    task_id,
+                    name=orig.name,
+                    args=orig.args,
+                    kwargs=orig.kwargs,
+                    policy=Policy(kind="once"),
+                    options=orig.options,
+                    idempotency_key=None,
+                    concurrency_key=old.concurrency_key,
                     correlation_id=orig.correlation_id,
-                    data={
-                        "name": orig.name,
-                        "args": orig.args,
-                        "kwargs": orig.kwargs,
-                        "policy": msgspec.to_builtins(Policy(kind="once")),
-                        "options": msgspec.to_builtins(orig.options),
-                        "idempotency_key": None,
-                        "concurrency_key": old.concurrency_key,
-                        "rerun_of": run_id,
-                    },
+                    execution_id=None,
+                    rerun_of=run_id,
                 )
             )
             task = b.state.tasks[task_id]
@@ -201,16 +193,7 @@ class Engine(WorkerTurns):
                 )
             if task.canceled:
                 return False
-            b.emit(
-                E.event(
-                    E.TASK_CANCELED,
-                    b.now,
-                    task_id=task_id,
-                    correlation_id=task.correlation_id,
-                    execution_id=task.execution_id,
-                    data={"reason": "canceled"},
-                )
-            )
+            b.emit(E.task_canceled(task, b.now, "canceled"))
             ids = tx.run_ids_of_task(task_id, active_only=True)
             tx.load_runs(ids, b.state)
             for rid in ids:
@@ -238,7 +221,7 @@ class Engine(WorkerTurns):
             b.state.paused = tx.paused(lock=True)
             if b.state.paused == paused:
                 return False
-            b.emit(E.event(E.ENGINE_PAUSED if paused else E.ENGINE_RESUMED, b.now))
+            b.emit(E.engine_paused(b.now, paused))
             b.wake = not paused
             return True
 

@@ -37,18 +37,15 @@ class Registration:
 
 def register(b: Batch, reg: Registration, lease_seconds: float) -> None:
     b.emit(
-        E.event(
-            E.WORKER_REGISTERED,
+        E.worker_registered(
             b.now,
-            data={
-                "worker_id": reg.worker_id,
-                "host": reg.host,
-                "pid": reg.pid,
-                "queues": None if reg.queues is None else list(reg.queues),
-                "tasks": list(reg.tasks),
-                "concurrency": reg.concurrency,
-                "expires_at": b.now + lease_seconds,
-            },
+            worker_id=reg.worker_id,
+            host=reg.host,
+            pid=reg.pid,
+            queues=None if reg.queues is None else list(reg.queues),
+            tasks=list(reg.tasks),
+            concurrency=reg.concurrency,
+            expires_at=b.now + lease_seconds,
         )
     )
 
@@ -58,8 +55,7 @@ def heartbeat(tx: WriteTx, b: Batch, reg: Registration, lease_seconds: float) ->
     and remove the workers whose expiry has passed."""
     tx.load_records(WORKERS, [reg.worker_id], b.state)
     if reg.worker_id in b.state.kind(WORKERS):
-        data = {"worker_id": reg.worker_id, "expires_at": b.now + lease_seconds}
-        b.emit(E.event(E.WORKER_HEARTBEAT, b.now, data=data))
+        b.emit(E.worker_heartbeat(b.now, reg.worker_id, b.now + lease_seconds))
     else:
         register(b, reg, lease_seconds)
     expire(tx, b, keep=reg.worker_id)
@@ -74,11 +70,10 @@ def expire(tx: WriteTx, b: Batch, keep: str | None = None) -> None:
         if rec.worker_id == keep:
             continue
         loaded.setdefault(rec.worker_id, rec)
-        data = {"worker_id": rec.worker_id, "last_seen_at": rec.last_seen_at}
-        b.emit(E.event(E.WORKER_EXPIRED, b.now, data=data))
+        b.emit(E.worker_gone(E.WORKER_EXPIRED, b.now, rec.worker_id, rec.last_seen_at))
 
 
 def leave(tx: WriteTx, b: Batch, worker_id: str) -> None:
     tx.load_records(WORKERS, [worker_id], b.state)
     if worker_id in b.state.kind(WORKERS):
-        b.emit(E.event(E.WORKER_LEFT, b.now, data={"worker_id": worker_id}))
+        b.emit(E.worker_gone(E.WORKER_LEFT, b.now, worker_id))

@@ -184,7 +184,7 @@ class WorkerTurns(Transactor):
                     lease_event=E.LEASE_EXPIRED,
                 )
             else:
-                b.emit(E.run_event(E.LEASE_EXPIRED, run, b.now, owner=run.lease_owner))
+                b.emit(E.lease(E.LEASE_EXPIRED, run, b.now, run.lease_owner))
                 if run.state == RunState.LEASED:
                     b.change(run, RunState.READY, "lease_expired")
         b.flush(tx)
@@ -280,13 +280,11 @@ class WorkerTurns(Transactor):
         for run in chosen:
             task = st.tasks[run.task_id]
             b.change(run, RunState.LEASED, "leased")
-            b.emit(E.run_event(E.LEASE_ACQUIRED, run, b.now, owner=worker, expires_at=expires))
+            b.emit(E.lease(E.LEASE_ACQUIRED, run, b.now, worker, expires))
             b.change(run, RunState.RUNNING, "started")
             attempt_id = uuid7()
             number = len(run.attempts) + 1
-            b.emit(
-                E.run_event(E.ATTEMPT_STARTED, run, b.now, attempt_id, number=number, worker=worker)
-            )
+            b.emit(E.attempt_started(run, b.now, attempt_id, number=number, worker=worker))
             out.append(
                 Leased(
                     run_id=run.run_id,
@@ -348,15 +346,8 @@ class WorkerTurns(Transactor):
                 if run.lease_expires_at <= b.now:
                     lost.add(rid)  # already expired: another worker may take it; stop trusting
                     continue
-                b.emit(
-                    E.run_event(
-                        E.LEASE_RENEWED,
-                        run,
-                        b.now,
-                        owner=worker,
-                        expires_at=max(expires, run.lease_expires_at),
-                    )
-                )
+                renewed = max(expires, run.lease_expires_at)
+                b.emit(E.lease(E.LEASE_RENEWED, run, b.now, worker, renewed))
                 if snapshots is not None:
                     snapshots[rid] = snapshot_run(run)
             return lost
@@ -381,7 +372,7 @@ class WorkerTurns(Transactor):
                         run, st.tasks[run.task_id].options, AttemptResult.LOST, error=reason
                     )
                 elif run.state == RunState.LEASED:
-                    b.emit(E.run_event(E.LEASE_RELEASED, run, b.now, owner=worker))
+                    b.emit(E.lease(E.LEASE_RELEASED, run, b.now, worker))
                     b.change(run, RunState.READY, "released")
             b.wake = True
 
