@@ -1,4 +1,4 @@
-"""mainspring on SQLite or PostgreSQL, driven only through its public API (docs: CONTRACT.md).
+"""mainspring on SQLite or PostgreSQL, driven only through its public API (docs/api.md).
 
 The two backends differ only in the store URL. SQLite: ``sqlite:////abs/store.db``
 (``synchronous=FULL``, the engine's default) or ``sqlite:////abs/store.db?synchronous=normal``.

@@ -1,4 +1,4 @@
-"""How the command line fails: one line on stderr and the exit code of CONTRACT section 6.
+"""How the command line fails: one line on stderr and its exit code (README.md, "Command line").
 
 Exit codes: 0 ok; 1 the thing asked for could not be done (verify found problems, cancel
 of a terminal run, resume of a run that is not suspended, an idempotency conflict); 2 usage
@@ -59,7 +59,7 @@ class CliError(Exception):
 
 
 def exit_code_for(exc: MainspringError) -> int:
-    """The exit code of a mainspring error (CONTRACT section 6)."""
+    """The exit code of a mainspring error (README.md, "Command line")."""
     if isinstance(
         exc, StoreError | UnknownRun | UnknownTask | InvalidArgument | SerializationError
     ):

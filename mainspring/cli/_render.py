@@ -1,6 +1,6 @@
 """Output of the command line: JSON documents and rich tables.
 
-JSON follows CONTRACT section 6: records are the msgspec structs of the API turned into
+JSON (README.md, "Command line"): records are the msgspec structs of the API turned into
 plain data, times are ISO 8601 strings with an explicit offset (``+00:00``), states and
 attempt results are their string values. Human output goes through rich; anything that
 came from the store is rendered as plain ``Text`` so square brackets in user data are never

@@ -1,4 +1,4 @@
-"""The ``mainspring`` command line (CONTRACT section 6): the entry point.
+"""The ``mainspring`` command line (README.md, "Command line"): the entry point.
 
 Thin on purpose: every command parses its options, calls the public API of ``ms.App``
 and prints. This module builds the typer app (the global options, the commands in the
@@ -104,7 +104,7 @@ def root(
     ctx.obj = Globals(store=store, json=json_out)
 
 
-# The commands, in the order of CONTRACT section 6 (and of `mainspring --help`).
+# The commands, in the order of the README's "Command line" (and of `mainspring --help`).
 for _command in (
     commands_worker.demo,
     commands_worker.worker,

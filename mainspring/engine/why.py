@@ -1,6 +1,6 @@
 """Why a run is where it is: reasons read from the stored state, most decisive first.
 
-Each reason is a code (CONTRACT section 3), a sentence a person reads, and data. Times in
+Each reason is a code (docs/api.md, "why"), a sentence a person reads, and data. Times in
 the data are Unix seconds here; the facade shows them as datetimes.
 """
 

@@ -293,7 +293,7 @@ class Store(ABC):
 def open_store(
     url: str | None = None, *, migrate: bool | None = None, create: bool = True
 ) -> Store:
-    """Open the store at ``url``; see CONTRACT section 1.
+    """Open the store at ``url``; see README.md, "Stores".
 
     A new store is created and an older schema migrated, unless ``migrate`` is False (or,
     for PostgreSQL, the URL says ``auto_migrate=false``): then a store whose schema is not

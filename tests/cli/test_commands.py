@@ -1,4 +1,4 @@
-"""The commands of CONTRACT section 6: output shapes, exit codes, one-line errors."""
+"""The commands of the command line: output shapes, exit codes, one-line errors."""
 
 from __future__ import annotations
 

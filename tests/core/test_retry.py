@@ -1,4 +1,4 @@
-"""Backoff and the retry decision (CONTRACT section 2, guarantee 3)."""
+"""Backoff and the retry decision (the run's life and guarantee 3 of the README)."""
 
 from __future__ import annotations
 

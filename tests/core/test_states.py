@@ -13,7 +13,7 @@ from mainspring.core.states import TERMINAL, TRANSITIONS, can_transition, check_
 
 S = ms.RunState
 
-# CONTRACT.md section 2, copied by hand: a change to either side must be deliberate.
+# The transition table as published (docs/api.md), copied by hand: a change to either side must be deliberate.
 CONTRACT_TABLE: dict[str, set[str]] = {
     "scheduled": {"ready", "canceled"},
     "ready": {"leased", "canceled"},

@@ -1,4 +1,4 @@
-"""CONTRACT sections 1 and 3 additions: an App that opens on demand, submissions checked
+"""The App's operator API: an App that opens on demand, submissions checked
 against the handler, idempotency that compares the policy, rerun, tasks, workers and why."""
 
 from __future__ import annotations
