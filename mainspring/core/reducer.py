@@ -245,9 +245,7 @@ def _on_attempt_started(state: State, ev: Event) -> None:
             f"attempt.started (seq {ev.seq}): attempt number {d.get('number')} != {number}"
         )
     run.attempts.append(
-        Attempt(
-            attempt_id=ev.attempt_id, number=number, started_at=ev.at, worker=d.get("worker")
-        )
+        Attempt(attempt_id=ev.attempt_id, number=number, started_at=ev.at, worker=d.get("worker"))
     )
     run.updated_at = ev.at
     state.dirty_runs.add(run.run_id)

@@ -102,10 +102,10 @@ class WorkerTurns(Transactor):
             due = min(waits) if waits else None
             lost: list[str] = []
             if housekeeping:
+                self._expire(tx, b)  # first: a lease of this worker's it expires is lost now
                 if held:
                     owners = tx.lease_owners(held)
                     lost = [rid for rid in held if owners.get(rid) != worker]
-                self._expire(tx, b)
                 self._derive_cron(tx, b)
                 self._promote(tx, b)
             if housekeeping or next_due:

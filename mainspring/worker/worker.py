@@ -1,10 +1,44 @@
-"""Executing handlers: a thread pool for ``def``, an event loop for ``async def``.
+"""The worker: one loop thread per worker that talks to the engine, and the handlers it
+runs (``worker/execute.py``) in a thread pool for ``def`` (``worker/pool.py``) and an event
+loop for ``async def``.
 
-One loop thread per worker talks to the engine: each turn it reports finished attempts,
-and leases and starts as many new runs as it has free slots, in one transaction
-(``Engine.cycle``). It renews its leases, enforces per-attempt timeouts, and sleeps on the
-store's wake-up channel when there is nothing to do. A slot becomes free only after the
-engine has durably recorded its attempt's result.
+Each turn of the loop reports finished attempts, and leases and starts as many new runs as
+it has free slots, in one transaction (``Engine.cycle``). The loop renews its leases,
+enforces per-attempt timeouts, and sleeps on the store's wake-up channel when there is
+nothing to do. A slot becomes free only after the engine has durably recorded its attempt's
+result. Its timers and flags live in one object (``worker/timers.py``): ``_loop`` is a turn,
+a renewal if one is due, and a sleep until the earliest timer or a wake-up.
+
+Which clock times what (the engine's clock is the App's: ``SystemClock``, or the tests'
+``ManualClock``):
+
+- **When runs come due** (delayed runs, retries, cron occurrences) is engine-clock time:
+  the store says when the next one is due, in the engine's clock. On a clock that follows
+  real time the loop sleeps until then. A clock moved by hand tells the worker of each move
+  (``core.clock.watch``: ``ManualClock.advance`` calls the worker's ``_clock_advanced``,
+  which wakes the loop through its pipe at once): the next turn housekeeps (promotes what
+  came due, derives cron occurrences, expires leases) and leases, so a due run starts right
+  after ``advance``, not a poll later. No timer is set for a future due time on such a
+  clock: only an advance can reach it.
+- **Lease expiry** is engine-clock time too: the engine stamps ``lease_expires_at`` and
+  expires leases by its clock, and the worker agrees with it. How often the worker renews
+  stays on the monotonic clock (every third of ``lease_seconds`` of real time, so leases
+  live while the clock stands still), and in addition, when the clock is moved by hand, the
+  worker renews as soon as it sees the clock a third of ``lease_seconds`` past its last
+  renewal, as it would have in that much real time. One jump past a lease's expiry is a
+  lease that expired: the turn the jump wakes (this worker's or another's) closes the
+  attempt as ``lost`` and the run goes through the retry decision, as if the worker had
+  stalled that long. This worker then tells the handler (``ctx.cancelled``) and discards
+  its outcome: at once when that same turn gave the run back to it (``_dispatch`` finds
+  the old attempt in flight), otherwise when its next housekeeping turn (within
+  ``HOUSEKEEPING_SECONDS`` while it runs handlers) or renewal reports the run lost; a late
+  report is fenced by the engine anyway. The worker's own guard, ``Attempt.lease_until``
+  (a lease it could not renew because the store is unreachable), is monotonic: it
+  measures how long the worker went without a renewal.
+- **Everything about the worker's own pace** is monotonic, real time: per-attempt
+  ``timeout`` (a handler's run time is real; the contract does not put it on the
+  ``ManualClock``), group commit, housekeeping while busy, the poll, the heartbeat gap, the
+  stop grace and the store-error backoff.
 """
 
 from __future__ import annotations
@@ -15,33 +49,30 @@ import functools
 import inspect
 import logging
 import os
-import queue
 import select
 import socket
 import threading
 import time
-import traceback as tb
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.codec import to_plain
+from ..core.clock import watch
 from ..core.errors import MainspringError
 from ..core.ids import uuid7
-from ..core.outcomes import Fail, Retry, Suspend
 from ..core.states import AttemptResult
 from ..engine import Engine, Finished, Leased, Registration
-from .context import Context, reset_current, set_current
+from .execute import Attempt, call_async, call_sync, make_context, timed_out
+from .pool import ThreadPool
+from .timers import Timers
 
 if TYPE_CHECKING:
     from ..store.base import Waiter
 
 log = logging.getLogger("mainspring.worker")
 
-POLL_SECONDS = 1.0  # the slowest a worker ever looks for work without a wake-up
 GATHER_SECONDS = 0.002  # longest a finished attempt waits for others to share its commit
 GATHER_QUIET_SECONDS = 0.0003  # ... and how long it waits for the next one to finish
-HOUSEKEEPING_SECONDS = 0.25  # lease expiry / promotion / cron at least this often while busy
 
 
 @dataclass(frozen=True)
@@ -54,71 +85,6 @@ class AttemptDone:
     result: AttemptResult
     duration: float  # seconds, as the worker measured it
     error: str | None
-
-
-@dataclass
-class _Item:
-    leased: Leased
-    fn: Callable[..., Any]
-    ctx: Context
-    deadline: float | None  # monotonic
-    lease_until: float  # monotonic: past it, without a renewal, the lease is not ours
-    started: float = field(default_factory=time.monotonic)
-    abandoned: bool = False  # timed out or lease lost: its outcome is discarded
-    future: Any = None  # the asyncio future of an async handler
-
-
-def _fin(item: _Item, result: AttemptResult, **kw: Any) -> Finished:
-    lz = item.leased
-    return Finished(
-        lz.run_id, lz.attempt_id, result, options=lz.options, snapshot=lz.snapshot, **kw
-    )
-
-
-class _ThreadPool:
-    """A fixed pool of handler threads that grows by one per abandoned (hung) handler."""
-
-    def __init__(self, size: int, name: str) -> None:
-        self._q: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._excess = 0
-        self._name = name
-        self._threads: list[threading.Thread] = []
-        for _ in range(size):
-            self._spawn()
-
-    def _spawn(self) -> None:
-        t = threading.Thread(
-            target=self._run, name=f"{self._name}-h{len(self._threads)}", daemon=True
-        )
-        self._threads.append(t)
-        t.start()
-
-    def _run(self) -> None:
-        get = self._q.get
-        while True:
-            job = get()
-            if job is None:
-                return
-            job()
-            if self._excess > 0:
-                with self._lock:
-                    if self._excess > 0:
-                        self._excess -= 1
-                        return
-
-    def submit(self, job: Callable[[], None]) -> None:
-        self._q.put(job)
-
-    def grow(self) -> None:
-        """A handler thread is stuck in an abandoned attempt: add one to keep capacity."""
-        with self._lock:
-            self._excess += 1
-        self._spawn()
-
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._q.put(None)
 
 
 class Worker:
@@ -155,8 +121,8 @@ class Worker:
             tasks=self.names,
             concurrency=concurrency,
         )
-        self._inflight: dict[str, _Item] = {}
-        self._done: collections.deque[tuple[_Item, Finished]] = collections.deque()
+        self._inflight: dict[str, Attempt] = {}
+        self._done: collections.deque[tuple[Attempt, Finished]] = collections.deque()
         self._renew_now: set[str] = set()
         self._lock = threading.Lock()
         self._rpipe, self._wpipe = os.pipe()
@@ -165,11 +131,15 @@ class Worker:
         os.set_blocking(self._wpipe, False)
         self._stop = threading.Event()
         self._stopped = threading.Event()
-        self._pool = _ThreadPool(concurrency, "mainspring")
+        self._pool = ThreadPool(concurrency, "mainspring")
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._waiting = False
+        # the engine's clock, when it is moved by hand, wakes the loop (see the docstring)
+        self._clock_moved = False
+        self._unwatch: Callable[[], None] | None = None
+        self._timers: Timers | None = None
         self.cycles = 0
         self.executed = 0
 
@@ -177,6 +147,7 @@ class Worker:
     def start(self) -> Worker:
         """Register in the store's worker registry, then run the loop in a thread."""
         self._registry(self.engine.register_worker, self.registration, self.lease_seconds)
+        self._unwatch = watch(self.engine.clock, self._clock_advanced)
         self._thread = threading.Thread(
             target=self._main, name=f"mainspring-worker-{self.id}", daemon=True
         )
@@ -205,6 +176,16 @@ class Worker:
     def request_stop(self) -> None:
         self._stop.set()
         self._wake()
+
+    @property
+    def clock_seen(self) -> float | None:
+        """On a clock moved by hand (``ManualClock``): the clock's time as of which this
+        worker's latest turn housekept (promoted due runs, derived cron occurrences,
+        expired leases) and leased; None before the clock first moved. A test that
+        advanced the clock waits for ``clock_seen >= clock.now()`` to know the worker
+        caught up. Always None on a clock that follows real time."""
+        timers = self._timers
+        return None if timers is None else timers.caught_up
 
     @property
     def busy(self) -> bool:
@@ -240,6 +221,11 @@ class Worker:
             time.sleep(0.005)
 
     # -- the loop -----------------------------------------------------------------------------
+    def _clock_advanced(self) -> None:
+        """The engine's clock was moved by hand (called in the thread that moved it)."""
+        self._clock_moved = True
+        self._wake()
+
     def _wake(self) -> None:
         with self._pipe_lock:  # never write to a closed (and perhaps reused) descriptor
             if self._wpipe < 0:
@@ -257,6 +243,8 @@ class Worker:
             self._error = exc
             log.exception("worker %s loop crashed", self.id)
         finally:
+            if self._unwatch is not None:
+                self._unwatch()
             self._registry(self.engine.worker_left, self.id)
             waiter.close()
             self._stopped.set()
@@ -270,143 +258,124 @@ class Worker:
             log.warning("worker %s: worker registry: %s", self.id, exc)
 
     def _loop(self, waiter: Waiter) -> None:
-        renew_every = max(self.lease_seconds / 3.0, 0.05)
-        next_renew = time.monotonic() + renew_every
-        # heartbeats renew at once, but not more often than this (each renewal is a
-        # transaction and a lease.renewed event per run)
-        heartbeat_gap = min(1.0, renew_every / 10)
-        last_renew = 0.0
-        need_cycle = True
-        housekeep = True
-        refresh_due = False
-        next_housekeeping = 0.0
-        next_due: float | None = None
-        stop_deadline: float | None = None
-        backoff = 0.0
-        while True:
-            now_m = time.monotonic()
-            if self._stop.is_set() and stop_deadline is None:
-                stop_deadline = now_m + self.grace_seconds
-            self._gather()
-            with self._lock:
-                finished = list(self._done)
-                self._done.clear()
-                free = self.concurrency - len(self._inflight)
-            stopping = stop_deadline is not None
-            if stopping and not finished:
-                with self._lock:
-                    remaining = [rid for rid, it in self._inflight.items() if not it.abandoned]
-                if not remaining or now_m >= (stop_deadline or 0):
-                    if remaining:
-                        self.engine.release(
-                            self.id, remaining, "worker stopped before the handler finished"
-                        )
-                    return
-            # slots of finished attempts are free once this cycle commits their results
-            want = 0 if stopping else free + len(finished)
-            if now_m >= next_housekeeping:
-                housekeep = True
-            if finished or housekeep or refresh_due or (need_cycle and want > 0):
-                held: list[str] = []
-                if housekeep:
-                    done_ids = {item.leased.run_id for item, _ in finished}
-                    with self._lock:
-                        held = [
-                            r
-                            for r, it in self._inflight.items()
-                            if not it.abandoned and r not in done_ids
-                        ]
-                try:
-                    res = self.engine.cycle(
-                        self.id,
-                        self.names,
-                        self.queues,
-                        [f for _, f in finished],
-                        want,
-                        self.lease_seconds,
-                        housekeeping=housekeep,
-                        held=held,
-                        next_due=refresh_due,
-                    )
-                    backoff = 0.0
-                except Exception as exc:
-                    if stop_deadline is not None and time.monotonic() >= stop_deadline:
-                        # stopping, and the grace period is over: what could not be
-                        # recorded is left to lease expiry (the attempts close as lost)
-                        log.error(
-                            "worker %s: stopped with %d result(s) the store did not take: %s",
-                            self.id,
-                            len(finished),
-                            exc,
-                        )
-                        return
-                    log.warning("worker %s: store error, will retry: %s", self.id, exc)
-                    with self._lock:
-                        self._done.extendleft(reversed(finished))
-                    backoff = min(max(backoff * 2, 0.05), 2.0)
-                    time.sleep(backoff)
-                    continue
-                self.cycles += 1
-                with self._lock:
-                    for item, _ in finished:
-                        if self._inflight.get(item.leased.run_id) is item:
-                            del self._inflight[item.leased.run_id]
-                if self.on_attempt is not None and res.accepted:
-                    self._report(finished, res.accepted)
-                if res.lost:
-                    self._forget(res.lost)
-                for lz in res.leased:
-                    self._dispatch(lz)
-                need_cycle = want > 0 and len(res.leased) == want
-                if housekeep or refresh_due:
-                    next_due = res.next_due
-                    refresh_due = False
-                if housekeep:
-                    housekeep = False
-                    next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
-                elif res.next_due is not None:  # a retry decided in this turn
-                    next_due = res.next_due if next_due is None else min(next_due, res.next_due)
-            self._check_timeouts()
-            now_m = time.monotonic()
-            if now_m >= next_renew or (self._renew_now and now_m >= last_renew + heartbeat_gap):
-                self._renew()
-                last_renew = time.monotonic()
-                next_renew = last_renew + renew_every
+        """Turn, renew if due, sleep until the earliest timer or a wake-up; until stopped."""
+        timers = self._timers = Timers(
+            self.lease_seconds, self.engine.clock, clock_driven=self._unwatch is not None
+        )
+        while self._turn(timers):
+            if self._check_timeouts():
+                timers.slots_freed()
+            if timers.renew_due(time.monotonic(), bool(self._renew_now)):
+                timers.renewing()
+                if self._renew():
+                    timers.slots_freed()
+                timers.renewed()
             with self._lock:
                 pending = bool(self._done)
                 free = self.concurrency - len(self._inflight)
-            if pending or (need_cycle and free > 0 and not stopping):
-                continue
-            timeout = min(POLL_SECONDS, max(0.0, next_renew - time.monotonic()))
-            if self._renew_now:  # a heartbeat held back by heartbeat_gap
-                timeout = min(timeout, max(0.0, last_renew + heartbeat_gap - time.monotonic()))
-            if self._inflight:
-                timeout = min(timeout, max(0.0, next_housekeeping - time.monotonic()))
-            if next_due is not None:
-                timeout = min(timeout, max(0.001, next_due - self.engine.clock.now()))
-            dl = self._nearest_deadline()
-            if dl is not None:
-                timeout = min(timeout, max(0.0, dl - time.monotonic()))
-            if stop_deadline is not None:
-                timeout = min(timeout, max(0.0, stop_deadline - time.monotonic()), 0.05)
-            fds = [self._rpipe, waiter.fileno()]
-            try:
-                ready, _, _ = select.select(fds, [], [], timeout)
-            except (OSError, ValueError):
-                ready = []
-            if self._rpipe in ready:
-                self._drain_pipe()
-            if not ready:  # a timer (poll, due run, lease expiry): housekeeping, then work
-                housekeep = True
-                need_cycle = True
-            elif any(fd != self._rpipe for fd in ready):
-                # a commit elsewhere made runs ready (or moved the next due time): lease,
-                # and learn the next due time; promotion and expiry keep to their timers
-                waiter.wait(0)  # consume the wake-up
-                need_cycle = True
-                refresh_due = True
-            if self._stop.is_set():
-                need_cycle = False
+            if not timers.must_turn(pending, free):
+                self._sleep(waiter, timers)
+
+    def _turn(self, timers: Timers) -> bool:
+        """One turn: gather finished attempts (group commit), then in one transaction record
+        them, housekeep when due, and lease as many runs as there are free slots; start the
+        leased runs' handlers. False once the worker has stopped (its handlers finished or
+        were released)."""
+        now = time.monotonic()
+        if self._stop.is_set():
+            timers.stop(now, self.grace_seconds)
+        if self._clock_moved:  # (cleared before the clock is read: no move is missed)
+            self._clock_moved = False
+            timers.clock_moved()
+        self._gather()
+        with self._lock:
+            finished = list(self._done)
+            self._done.clear()
+            free = self.concurrency - len(self._inflight)
+        stopping = timers.stopping
+        if stopping and not finished:
+            with self._lock:
+                remaining = [rid for rid, it in self._inflight.items() if not it.abandoned]
+            if not remaining or timers.grace_over(now):
+                if remaining:
+                    self.engine.release(
+                        self.id, remaining, "worker stopped before the handler finished"
+                    )
+                return False
+        # slots of finished attempts are free once this cycle commits their results
+        want = 0 if stopping else free + len(finished)
+        if not timers.turn_wanted(now, len(finished), want):
+            return True
+        housekeep = timers.housekeep
+        held: list[str] = []
+        if housekeep:
+            done_ids = {item.leased.run_id for item, _ in finished}
+            with self._lock:
+                held = [
+                    r for r, it in self._inflight.items() if not it.abandoned and r not in done_ids
+                ]
+        try:
+            res = self.engine.cycle(
+                self.id,
+                self.names,
+                self.queues,
+                [f for _, f in finished],
+                want,
+                self.lease_seconds,
+                housekeeping=housekeep,
+                held=held,
+                next_due=timers.refresh_due,
+            )
+        except Exception as exc:
+            if timers.grace_over(time.monotonic()):
+                # stopping, and the grace period is over: what could not be recorded is
+                # left to lease expiry (the attempts close as lost)
+                log.error(
+                    "worker %s: stopped with %d result(s) the store did not take: %s",
+                    self.id,
+                    len(finished),
+                    exc,
+                )
+                return False
+            log.warning("worker %s: store error, will retry: %s", self.id, exc)
+            with self._lock:
+                self._done.extendleft(reversed(finished))
+            time.sleep(timers.turn_failed())
+            return True
+        self.cycles += 1
+        with self._lock:
+            for item, _ in finished:
+                if self._inflight.get(item.leased.run_id) is item:
+                    del self._inflight[item.leased.run_id]
+        if self.on_attempt is not None and res.accepted:
+            self._report(finished, res.accepted)
+        freed = bool(res.lost) and self._forget(res.lost)
+        for lz in res.leased:
+            self._dispatch(lz)
+        timers.turned(want, len(res.leased), res.next_due)
+        if freed:
+            timers.slots_freed()
+        return True
+
+    def _sleep(self, waiter: Waiter, timers: Timers) -> None:
+        """Sleep until the earliest timer, a result or heartbeat of a handler (the loop's
+        pipe), a clock move, a stop, or a commit elsewhere (the store's wake-up channel)."""
+        timeout = timers.sleep_for(
+            heartbeat=bool(self._renew_now),
+            busy=bool(self._inflight),
+            deadline=self._nearest_deadline(),
+        )
+        fds = [self._rpipe, waiter.fileno()]
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except (OSError, ValueError):
+            ready = []
+        if self._rpipe in ready:
+            self._drain_pipe()
+        store = any(fd != self._rpipe for fd in ready)
+        if store:
+            waiter.wait(0)  # consume the wake-up
+        timers.woke(timer=not ready, store=store, stop_asked=self._stop.is_set())
 
     def _gather(self) -> None:
         """Group commit: when some attempts just finished and others are still running,
@@ -457,20 +426,23 @@ class Worker:
             ]
         return min(dls) if dls else None
 
-    def _check_timeouts(self) -> None:
+    def _check_timeouts(self) -> bool:
+        """Abandon attempts whose lease could not be renewed in time, and end those that
+        overran their timeout (reported as ``timeout``). True when slots were freed."""
         now_m = time.monotonic()
-        expired: list[_Item] = []
+        expired: list[Attempt] = []
         with self._lock:
             # leases we could not renew in time (store unreachable): another worker may
             # already hold the run, so the handler is told and its outcome discarded
             unrenewed = [r for r, it in self._inflight.items() if now_m > it.lease_until]
+        freed = False
         if unrenewed:
             log.warning(
                 "worker %s: %d lease(s) expired before they could be renewed; abandoning them",
                 self.id,
                 len(unrenewed),
             )
-            self._forget(unrenewed)
+            freed = self._forget(unrenewed)
         with self._lock:
             for it in self._inflight.values():
                 if not it.abandoned and it.deadline is not None and now_m > it.deadline:
@@ -478,12 +450,7 @@ class Worker:
                     expired.append(it)
         for it in expired:
             it.ctx.cancel()
-            timeout = it.leased.timeout
-            fin = _fin(
-                it,
-                AttemptResult.TIMEOUT,
-                error=f"TimeoutError: the attempt overran its timeout of {timeout} s",
-            )
+            fin = timed_out(it)
             with self._lock:
                 self._done.append((it, fin))
             fut = it.future
@@ -491,8 +458,11 @@ class Worker:
                 fut.cancel()
             else:
                 self._pool.grow()
+        return freed
 
-    def _report(self, finished: Sequence[tuple[_Item, Finished]], accepted: Sequence[str]) -> None:
+    def _report(
+        self, finished: Sequence[tuple[Attempt, Finished]], accepted: Sequence[str]
+    ) -> None:
         assert self.on_attempt is not None
         recorded, now = set(accepted), time.monotonic()
         for item, fin in finished:
@@ -507,8 +477,9 @@ class Worker:
             except Exception:
                 log.exception("worker %s: on_attempt raised", self.id)
 
-    def _renew(self) -> None:
-        """Renew this worker's leases, and heartbeat in the worker registry."""
+    def _renew(self) -> bool:
+        """Renew this worker's leases, and heartbeat in the worker registry. True when
+        some turned out lost (their slots are free)."""
         with self._lock:
             ids = [rid for rid, it in self._inflight.items() if not it.abandoned]
             self._renew_now.clear()
@@ -520,9 +491,8 @@ class Worker:
             )
         except Exception as exc:
             log.warning("worker %s: could not renew leases: %s", self.id, exc)
-            return
-        if lost:
-            self._forget(lost)
+            return False
+        freed = bool(lost) and self._forget(lost)
         with self._lock:
             for rid in ids:
                 it = self._inflight.get(rid)
@@ -530,49 +500,51 @@ class Worker:
                     it.lease_until = max(it.lease_until, began + self.lease_seconds)
                     # the run as renewed: its result is still decided ahead of the lock
                     it.leased.snapshot = snapshots.get(rid, it.leased.snapshot)
+        return freed
 
-    def _forget(self, lost: Sequence[str] | set[str]) -> None:
+    def _forget(self, lost: Sequence[str] | set[str]) -> bool:
         """These runs are no longer ours (canceled, lease expired): tell their handlers,
-        discard their outcomes, and free their slots (the store already closed them)."""
+        discard their outcomes, and free their slots (the store already closed them).
+        True when any was still in flight here."""
         with self._lock:
             items = [self._inflight.pop(rid) for rid in lost if rid in self._inflight]
         for it in items:
-            it.abandoned = True
-            it.ctx.cancel()
-            if it.future is not None:
-                it.future.cancel()
-            else:
-                self._pool.grow()
+            self._abandon(it)
+        return bool(items)
+
+    def _abandon(self, att: Attempt) -> None:
+        """Tell a handler its attempt is over and discard its outcome; a thread stuck in it
+        is replaced, so the pool keeps its capacity."""
+        att.abandoned = True
+        att.ctx.cancel()
+        if att.future is not None:
+            att.future.cancel()
+        else:
+            self._pool.grow()
 
     def heartbeat(self, run_id: str) -> None:
         with self._lock:
             self._renew_now.add(run_id)
         self._wake()
 
-    # -- executing handlers ------------------------------------------------------------------
+    # -- starting handlers (worker/execute.py runs them) ---------------------------------------
     def _dispatch(self, lz: Leased) -> None:
-        fn = self.handlers[lz.task_name]
-        ctx = Context(
-            run_id=lz.run_id,
-            task_id=lz.task_id,
-            task_name=lz.task_name,
-            attempt_id=lz.attempt_id,
-            attempt=lz.attempt,
-            execution_id=lz.execution_id,
-            correlation_id=lz.correlation_id,
-            idempotency_key=lz.idempotency_key,
-            heartbeat=functools.partial(self.heartbeat, lz.run_id),
-        )
+        ctx = make_context(lz, functools.partial(self.heartbeat, lz.run_id))
         deadline = time.monotonic() + lz.timeout if lz.timeout is not None else None
         lease_until = time.monotonic() + (lz.lease_expires_at - self.engine.clock.now())
-        item = _Item(lz, fn, ctx, deadline, lease_until)
+        att = Attempt(lz, self.handlers[lz.task_name], ctx, deadline, lease_until)
         with self._lock:
-            self._inflight[lz.run_id] = item
+            previous = self._inflight.get(lz.run_id)
+            self._inflight[lz.run_id] = att
+        if previous is not None:
+            # this worker held the run before: its lease expired (the worker stalled, or a
+            # ManualClock jumped past it) and the same turn gave the run back to it
+            self._abandon(previous)
         if self._is_async[lz.task_name]:
             loop = self._async_loop()
-            item.future = asyncio.run_coroutine_threadsafe(self._run_async(item), loop)
+            att.future = asyncio.run_coroutine_threadsafe(self._run_async(att), loop)
         else:
-            self._pool.submit(lambda: self._run_sync(item))
+            self._pool.submit(lambda: self._complete(att, call_sync(att)))
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         if self._aloop is None:
@@ -581,71 +553,21 @@ class Worker:
             self._aloop = loop
         return self._aloop
 
-    def _run_sync(self, item: _Item) -> None:
-        token = set_current(item.ctx)
-        try:
-            value = item.fn(*item.leased.args, **item.leased.kwargs)
-            fin = self._success(item, value)
-        except BaseException as exc:
-            fin = self._failure(item, exc)
-        finally:
-            reset_current(token)
-        self._complete(item, fin)
+    async def _run_async(self, att: Attempt) -> None:
+        fin = await call_async(att)
+        if fin is not None:
+            self._complete(att, fin)
 
-    async def _run_async(self, item: _Item) -> None:
-        token = set_current(item.ctx)
-        try:
-            value = await item.fn(*item.leased.args, **item.leased.kwargs)
-            fin = self._success(item, value)
-        except asyncio.CancelledError:
-            if item.abandoned:
-                return
-            fin = self._failure(item, MainspringError("the attempt was cancelled"))
-        except BaseException as exc:
-            fin = self._failure(item, exc)
-        finally:
-            reset_current(token)
-        self._complete(item, fin)
-
-    def _success(self, item: _Item, value: Any) -> Finished:
-        try:
-            output = to_plain(value, f"the return value of {item.leased.task_name}")
-        except MainspringError as exc:
-            return _fin(item, AttemptResult.TERMINAL, error=f"SerializationError: {exc}")
-        return _fin(item, AttemptResult.SUCCESS, output=output)
-
-    def _failure(self, item: _Item, exc: BaseException) -> Finished:
-        if isinstance(exc, Retry):
-            return _fin(
-                item,
-                AttemptResult.RETRYABLE,
-                error=f"Retry: {exc.reason or 'retry requested'}",
-                retry_delay=exc.delay,  # (checked when the Retry was made)
-            )
-        if isinstance(exc, Fail):
-            return _fin(item, AttemptResult.TERMINAL, error=f"Fail: {exc.reason}")
-        if isinstance(exc, Suspend):
-            return _fin(item, AttemptResult.SUSPENDED, error=f"Suspend: {exc.reason}")
-        return _fin(
-            item,
-            AttemptResult.RETRYABLE,
-            error=f"{type(exc).__name__}: {exc}",
-            traceback="".join(tb.format_exception(exc)),
-        )
-
-    def _complete(self, item: _Item, fin: Finished) -> None:
+    def _complete(self, att: Attempt, fin: Finished) -> None:
+        """A handler ended: queue its report for the loop's next turn (and wake the loop)."""
         self.executed += 1
         with self._lock:
-            if item.abandoned or self._inflight.get(item.leased.run_id) is not item:
+            if att.abandoned or self._inflight.get(att.leased.run_id) is not att:
                 return  # timed out or lease lost: this late outcome is discarded
-            if item.deadline is not None and time.monotonic() > item.deadline:
-                item.abandoned = True
-                fin = _fin(
-                    item,
-                    AttemptResult.TIMEOUT,
-                    error=f"TimeoutError: the attempt overran its timeout of {item.leased.timeout} s",
-                )
-            self._done.append((item, fin))
+            if att.deadline is not None and time.monotonic() > att.deadline:
+                att.abandoned = True
+                fin = timed_out(att)
+            self._done.append((att, fin))
             # the first result wakes the loop; while it gathers, only the last one does
             wake = len(self._done) == 1 or (
                 self._waiting and len(self._done) >= len(self._inflight)

@@ -12,14 +12,66 @@ import pytest
 
 import mainspring as ms
 from mainspring.core.clock import ManualClock
+from mainspring.worker import Worker
 
-from .helpers import wait_for
+from .helpers import wait_for, wait_state
 
 S = ms.RunState
 
+#: where the tests' clocks start: a whole second, so that sums of whole seconds are exact
+START = 1_800_000_000.0
+
+
+def caught_up(w: Worker, clock: ManualClock) -> None:
+    """Wait until the worker had a turn (promotion, cron, leasing) at the clock's time."""
+    wait_for(
+        lambda: w.clock_seen is not None and w.clock_seen >= clock.now(),
+        10,
+        f"the worker to see the clock at {clock.now()}",
+    )
+
+
+def completed(runs: list[ms.RunInfo]) -> int:
+    return [r.state for r in runs].count(S.COMPLETED)
+
 
 @pytest.mark.parametrize("how", ["delay", "timedelta", "run_at"])
-def test_a_delayed_run_stays_scheduled_until_due(app: ms.App, how: str) -> None:
+def test_a_delayed_run_stays_scheduled_until_due(make_app: Callable[..., ms.App], how: str) -> None:
+    clock = ManualClock(START)
+    app = make_app(clock=clock)
+    ran_at: list[float] = []
+
+    @app.task
+    def later() -> str:
+        ran_at.append(clock.now())
+        return "done"
+
+    if how == "delay":
+        opts = later.with_options(delay=60)
+    elif how == "timedelta":
+        opts = later.with_options(delay=timedelta(minutes=1))
+    else:
+        opts = later.with_options(run_at=datetime.fromtimestamp(START, UTC) + timedelta(minutes=1))
+    h = opts.submit()
+    info = h.info()
+    assert info.state == S.SCHEDULED
+    assert info.scheduled_at.tzinfo is not None
+    assert info.scheduled_at.timestamp() == START + 60
+    with app.worker() as w:
+        # not due yet: the store counts as idle and the run stays scheduled
+        w.run_until_idle(timeout=5)
+        clock.advance(59)
+        caught_up(w, clock)
+        w.run_until_idle(timeout=5)
+        assert h.status() == S.SCHEDULED
+        assert ran_at == []
+        clock.advance(1)  # due: the running worker sees it at once
+        assert h.result(timeout=10) == "done"
+    assert ran_at == [START + 60]
+
+
+def test_a_delayed_run_runs_in_real_time_once_due(app: ms.App) -> None:
+    # the App's own clock: the worker sleeps until the due time and wakes for it
     ran_at: list[float] = []
 
     @app.task
@@ -27,30 +79,16 @@ def test_a_delayed_run_stays_scheduled_until_due(app: ms.App, how: str) -> None:
         ran_at.append(time.time())
         return "done"
 
-    submitted = time.time()
-    if how == "delay":
-        opts = later.with_options(delay=0.6)
-    elif how == "timedelta":
-        opts = later.with_options(delay=timedelta(milliseconds=600))
-    else:
-        opts = later.with_options(run_at=datetime.now(UTC) + timedelta(seconds=0.6))
-    h = opts.submit()
-    info = h.info()
-    assert info.state == S.SCHEDULED
-    assert info.scheduled_at.tzinfo is not None
-    assert info.scheduled_at.timestamp() - submitted == pytest.approx(0.6, abs=0.1)
-    with app.worker() as w:
-        # not due yet: the store counts as idle and the run stays scheduled
-        w.run_until_idle(timeout=2)
-        time.sleep(0.25)
-        assert h.status() == S.SCHEDULED
-        assert ran_at == []
-        assert h.result(timeout=5) == "done"
-    assert ran_at[0] >= info.scheduled_at.timestamp()
-    assert ran_at[0] - info.scheduled_at.timestamp() < 1.5
+    h = later.with_options(delay=0.3).submit()
+    due = h.info().scheduled_at.timestamp()
+    with app.worker():
+        assert h.result(timeout=10) == "done"
+    assert ran_at[0] >= due
 
 
-def test_repeat_makes_exactly_count_runs_and_runs_them(app: ms.App) -> None:
+def test_repeat_makes_exactly_count_runs_and_runs_them(make_app: Callable[..., ms.App]) -> None:
+    clock = ManualClock(START)
+    app = make_app(clock=clock)
     lock = threading.Lock()
     seen: list[str] = []
 
@@ -59,35 +97,39 @@ def test_repeat_makes_exactly_count_runs_and_runs_them(app: ms.App) -> None:
         with lock:
             seen.append(ms.context().run_id)
 
-    t = beat.repeat(count=3, every=0.2)
+    t = beat.repeat(count=3, every=60)
     runs = t.runs()
     assert len(runs) == 3
     gaps = [(b.scheduled_at - a.scheduled_at).total_seconds() for a, b in itertools.pairwise(runs)]
-    assert gaps == pytest.approx([0.2, 0.2], abs=1e-3)
+    assert gaps == [60.0, 60.0]
     with app.worker(concurrency=4) as w:
-        wait_for(lambda: all(r.state == S.COMPLETED for r in t.runs()), 10, "3 completed runs")
-        time.sleep(0.4)
+        for n in (1, 2, 3):
+            wait_for(lambda n=n: completed(t.runs()) == n, 10, f"{n} completed runs")
+            clock.advance(60)
+        clock.advance(3600)  # long past the last occurrence: nothing more comes of it
+        caught_up(w, clock)
         w.run_until_idle(timeout=5)
     assert len(t.runs()) == 3
     assert sorted(seen) == sorted(r.run_id for r in t.runs())
     assert len(app.runs()) == 3
 
 
-def test_cron_with_seconds_field_and_max_occurrences(app: ms.App) -> None:
+def test_cron_with_seconds_field_and_max_occurrences(make_app: Callable[..., ms.App]) -> None:
+    clock = ManualClock(START + 0.5)  # half a second past a whole second
+    app = make_app(clock=clock)
     seen: list[float] = []
 
     @app.task
     def every_second() -> None:
-        seen.append(time.time())
+        seen.append(clock.now())
 
     t = every_second.schedule(cron="* * * * * *", max_occurrences=3)
     with app.worker() as w:
-        wait_for(
-            lambda: len([r for r in t.runs() if r.state == S.COMPLETED]) == 3,
-            10,
-            "3 completed cron runs",
-        )
-        time.sleep(1.3)  # another occurrence would be due by now
+        for n in (1, 2, 3):
+            clock.advance(1)
+            wait_for(lambda n=n: completed(t.runs()) == n, 10, f"{n} completed cron runs")
+        clock.advance(3)  # more occurrences would be due by now
+        caught_up(w, clock)
         w.run_until_idle(timeout=5)
     runs = t.runs()
     assert len(runs) == 3
@@ -95,7 +137,7 @@ def test_cron_with_seconds_field_and_max_occurrences(app: ms.App) -> None:
     stamps = [r.scheduled_at.timestamp() for r in runs]
     assert all(s == int(s) for s in stamps)  # on whole seconds
     assert [b - a for a, b in itertools.pairwise(stamps)] == [1.0, 1.0]
-    assert len(seen) == 3
+    assert seen == [START + 1.5, START + 2.5, START + 3.5]  # each as the clock got there
 
 
 @pytest.mark.parametrize("misfire", ["catch_up", "skip", "coalesce"])
@@ -196,9 +238,10 @@ def test_runs_of_a_task_no_worker_knows_wait_in_ready(make_app: Callable[..., ms
 
     h = app.submit("reports.nightly", args=[1], kwargs={"full": True})
     k = known.submit()
-    with app.worker() as w, pytest.raises(TimeoutError):
-        w.run_until_idle(timeout=1.0)
-    assert k.status() == S.COMPLETED
+    with app.worker() as w:
+        wait_state(k, S.COMPLETED)
+        with pytest.raises(TimeoutError):
+            w.run_until_idle(timeout=0.5)  # the unknown task's run keeps the store busy
     info = h.info()
     assert info.state == S.READY  # never failed, never dropped
     assert info.attempts == []
@@ -221,7 +264,8 @@ def test_runs_of_a_task_no_worker_knows_wait_in_ready(make_app: Callable[..., ms
 def test_cron_with_two_workers_derives_each_occurrence_once(
     make_app: Callable[..., ms.App],
 ) -> None:
-    apps = [make_app(), make_app()]
+    clock = ManualClock(START + 0.5)
+    apps = [make_app(clock=clock), make_app(clock=clock)]  # two processes, one time
     lock = threading.Lock()
     seen: list[str] = []
     for a in apps:
@@ -232,14 +276,14 @@ def test_cron_with_two_workers_derives_each_occurrence_once(
                 seen.append(ms.context().run_id)
 
     t = apps[0].declared["cron.tick"].schedule(cron="* * * * * *")
-    with apps[0].worker(concurrency=2), apps[1].worker(concurrency=2):
-        wait_for(
-            lambda: len([r for r in t.runs() if r.state == S.COMPLETED]) >= 3,
-            10,
-            "three completed occurrences",
-        )
+    with apps[0].worker(concurrency=2) as w0, apps[1].worker(concurrency=2) as w1:
+        for n in range(1, 6):
+            clock.advance(1)  # wakes both workers at once: they race for the occurrence
+            wait_for(lambda n=n: completed(t.runs()) == n, 10, f"{n} completed occurrences")
         assert t.cancel() is True
-        time.sleep(1.2)  # a canceled cron task derives nothing more
+        clock.advance(5)  # a canceled cron task derives nothing more
+        caught_up(w0, clock)
+        caught_up(w1, clock)
     runs = t.runs()
     stamps = [r.scheduled_at.timestamp() for r in runs]
     assert len(stamps) == len(set(stamps)), "an occurrence was derived twice"

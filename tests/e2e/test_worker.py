@@ -10,24 +10,42 @@ from typing import Any
 import pytest
 
 import mainspring as ms
+from mainspring.testing import ManualClock
 from mainspring.worker import Worker
 
 from .helpers import wait_for, wait_state
 
 
+def renewals(h: ms.RunHandle) -> int:
+    return sum(1 for e in h.history() if e.type == "lease.renewed")
+
+
 def test_a_handler_longer_than_the_lease_keeps_its_lease(make_app: Callable[..., ms.App]) -> None:
-    app = make_app(lease_seconds=0.5)
+    # the App's time moves by hand, in steps shorter than the lease: the engine expires
+    # leases by that time, so only renewals keep this one (the worker renews when it sees
+    # the clock a third of the lease on; its real-time renewals are tests/worker's)
+    clock = ManualClock()
+    app = make_app(lease_seconds=30.0, clock=clock)
     calls: list[int] = []
+    gate = threading.Event()
 
     @app.task
     def long_job() -> str:
         calls.append(1)
-        time.sleep(1.6)  # more than three lease periods
+        gate.wait(30)
         return "done"
 
     h = long_job.submit()
-    with app.worker() as w:
-        w.run_until_idle(timeout=10)
+    try:
+        with app.worker() as w:
+            wait_state(h, ms.RunState.RUNNING)
+            for step in range(1, 8):  # 105 s in all: more than three lease periods
+                clock.advance(15)
+                wait_for(lambda step=step: renewals(h) >= step, 10, f"renewal {step} of the lease")
+            gate.set()
+            w.run_until_idle(timeout=10)
+    finally:
+        gate.set()
     assert h.result(timeout=1) == "done"
     assert calls == [1]
     assert [a.result for a in h.info().attempts] == [ms.AttemptResult.SUCCESS]
@@ -79,8 +97,12 @@ def test_a_worker_leases_only_its_queues(app: ms.App) -> None:
     moved = other.with_options(queue="mail").submit("2")
     assert (m.info().queue, o.info().queue, moved.info().queue) == ("mail", "default", "mail")
     with app.worker(queues=["mail"]) as w:
-        wait_for(lambda: len(ran) == 2, 5, "the mail queue to drain")
-        time.sleep(0.3)
+        wait_for(
+            lambda: {m.status(), moved.status()} == {ms.RunState.COMPLETED},
+            10,
+            "the mail queue to drain",
+        )
+        # the turns that leased and recorded those had free slots, and left this one
         assert sorted(ran) == ["mail:1", "other:2"]
         assert o.status() == ms.RunState.READY
         with pytest.raises(TimeoutError):
@@ -263,19 +285,21 @@ def test_stop_gives_up_on_results_the_store_will_not_take(
 
     h = quick.submit()
     cycle = app.engine.cycle
+    refused = threading.Event()
 
     def refusing(*args: Any, **kwargs: Any) -> Any:
         if args[3]:  # results to record
+            refused.set()
             raise ms.StoreError("the store went away")
         return cycle(*args, **kwargs)
 
     monkeypatch.setattr(app.engine, "cycle", refusing)
     with app.worker(grace_seconds=0.3) as w:
-        wait_state(h, ms.RunState.RUNNING)
-        time.sleep(0.1)  # the handler returned; its result is refused
-        began = time.monotonic()
-        w.stop()
-        assert time.monotonic() - began < 5
+        assert refused.wait(10)  # the handler returned; its result is refused
+        stopping = threading.Thread(target=w.stop)
+        stopping.start()
+        stopping.join(60)  # (a bound only a worker that never stops reaches)
+        assert not stopping.is_alive(), "the worker kept retrying instead of stopping"
     assert h.status() == ms.RunState.RUNNING  # not recorded: the lease will expire
 
 
@@ -292,6 +316,9 @@ def test_heartbeats_renew_the_lease_but_a_flood_of_them_is_folded(
         for _ in range(100):
             ms.context().heartbeat()
             time.sleep(0.005)
+        # (and however slow the machine, not before the heartbeats renewed the lease once)
+        mine = app.run(ms.context().run_id)
+        wait_for(lambda: renewals(mine) >= 1, 10, "a renewal")
         took.append(time.monotonic() - began)
 
     h = chatty.submit()
