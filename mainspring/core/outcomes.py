@@ -1,7 +1,7 @@
 """What an attempt's end means: the exceptions a handler raises to choose its result, and
 ``outcome_of`` / ``outcome_of_return``, the one place that maps how a handler ended (an
-exception, or a return value) to an ``AttemptResult`` (CONTRACT section 3, "Outcome of an
-attempt"). Pure: the worker calls these and reports what they decide."""
+exception, or a return value) to an ``AttemptResult`` (docs/api.md,
+"Outcomes"). Pure: the worker calls these and reports what they decide."""
 
 from __future__ import annotations
 

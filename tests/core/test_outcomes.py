@@ -1,4 +1,4 @@
-"""What an attempt's end means (CONTRACT section 3, "Outcome of an attempt"):
+"""What an attempt's end means (docs/api.md, "Outcomes"):
 ``core.outcomes.outcome_of`` for exceptions, ``outcome_of_return`` for return values."""
 
 from __future__ import annotations
