@@ -147,6 +147,9 @@ class MainspringPeer(timing.Peer):
         def ping(x: str) -> str:
             return x
 
+        if hasattr(self.app, "open"):  # (an App opens its store on first use)
+            self.app.open()  # now, so durability() finds its connections
+
         self.noop, self.ping = noop, ping
 
     def durability(self) -> dict[str, str]:
