@@ -125,6 +125,18 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
+def _plain_parameters(sig: inspect.Signature | None) -> tuple[list[str], int] | None:
+    """For a signature of positional-or-keyword parameters only: their names and how many of
+    them (the first ones) have no default. None for any other signature."""
+    if sig is None:
+        return None
+    params = list(sig.parameters.values())
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
+        return None
+    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+    return [p.name for p in params], required
+
+
 def recorded_signature(sig: inspect.Signature | None) -> list[list[Any]] | None:
     """A signature as a definition records it: ``[name, kind, has_default]`` per parameter
     (``kind``: ``inspect.Parameter.kind`` as its int value)."""
@@ -221,6 +233,7 @@ class TaskFunction(Submitter[P, R]):
         self._key = key
         #: what submissions bind to (None: unknown, nothing is checked)
         self.signature = signature if signature is not None else _signature(fn)
+        self._plain = _plain_parameters(self.signature)
         super().__init__(self)
         functools.update_wrapper(self, fn)
 
@@ -283,6 +296,15 @@ class TaskFunction(Submitter[P, R]):
             raise InvalidArgument(f"kwargs must be a dict, got {type(kwargs).__name__}")
         if self.signature is None:
             return dict(kwargs)
+        if self._plain is not None:  # the common case, without inspect's general bind
+            names, required = self._plain
+            n = len(args)
+            if (
+                n <= len(names)
+                and all(k in names[n:] for k in kwargs)
+                and all(name in kwargs for name in names[n:required])
+            ):
+                return {**dict(zip(names, args, strict=False)), **kwargs}
         try:
             bound = dict(self.signature.bind(*args, **kwargs).arguments)
         except TypeError as exc:

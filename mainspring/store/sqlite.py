@@ -77,7 +77,10 @@ def _migrate_log_v2(con: sqlite3.Connection) -> None:
 
 _MIGRATE_DATA = {2: _migrate_log_v2}
 
-_RUN_QMARKS = ", ".join("?" * 13)
+_INSERT_RUNS = f"INSERT INTO ms_runs ({DIALECT.run_cols}) VALUES ({', '.join('?' * 13)})"
+_UPSERT_TASKS = (
+    f"INSERT OR REPLACE INTO ms_tasks ({DIALECT.task_cols}) VALUES ({', '.join('?' * 7)})"
+)
 # Only the columns a run's events can change: SQLite rewrites the entry of every index
 # that mentions a column of the SET list, changed or not.
 _RUN_UPDATE = (
@@ -137,16 +140,10 @@ class SQLiteTx(_Connection, SqlWriteTx):
         self.written += rows
 
     def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
-        self.con.executemany(
-            f"INSERT OR REPLACE INTO ms_tasks ({DIALECT.task_cols}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(*task_columns(t), encoder.encode(t)) for t in tasks],
-        )
+        self.con.executemany(_UPSERT_TASKS, [(*task_columns(t), encoder.encode(t)) for t in tasks])
 
     def _insert_runs(self, runs: Sequence[Run]) -> None:
-        self.con.executemany(
-            f"INSERT INTO ms_runs ({DIALECT.run_cols}) VALUES ({_RUN_QMARKS})",
-            [_run_row(r) for r in runs],
-        )
+        self.con.executemany(_INSERT_RUNS, [_run_row(r) for r in runs])
 
     def _update_runs(self, runs: Sequence[Run]) -> None:
         self.con.executemany(_RUN_UPDATE, [_run_update(r) for r in runs])
