@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -17,7 +18,26 @@ from ..core.states import RunState
 from . import _render as out
 from ._app import open_app
 from ._errors import EXIT_NOT_DONE, handle_errors
-from ._options import JsonOpt, StoreOpt, flag, globals_of
+from ._options import Globals, JsonOpt, StoreOpt, flag, globals_of
+
+T = TypeVar("T")
+
+
+def _show_list(
+    g: Globals,
+    found: list[T],
+    as_json: Callable[[T], Any],
+    table: Callable[[list[T]], Any],
+    empty: str,
+) -> None:
+    """A list of records: a JSON array with --json, else a table (or ``empty``)."""
+    if g.json:
+        out.emit_json([as_json(x) for x in found])
+    elif not found:
+        out.console().print(empty)
+    else:
+        out.console().print(table(found))
+
 
 RunIdArg = Annotated[
     str, typer.Argument(metavar="RUN_ID", help="The run's id (as printed by submit or runs).")
@@ -47,14 +67,7 @@ def runs(
     g = globals_of(ctx, store, json_out)
     with open_app(g, create=False) as app:
         found = app.runs(state=state, task=task, limit=limit)
-    if g.json:
-        out.emit_json([out.run_json(r) for r in found])
-        return
-    con = out.console()
-    if not found:
-        con.print("no runs")
-        return
-    con.print(out.runs_table(found))
+    _show_list(g, found, out.run_json, out.runs_table, "no runs")
 
 
 @handle_errors
@@ -121,14 +134,8 @@ def tasks(
     g = globals_of(ctx, store, json_out)
     with open_app(g, create=False) as app:
         found = app.tasks(active=not all_, limit=limit)
-    if g.json:
-        out.emit_json([out.plain(t) for t in found])
-        return
-    con = out.console()
-    if not found:
-        con.print("no tasks" if all_ else "no active tasks (--all: canceled ones too)")
-        return
-    con.print(out.tasks_table(found))
+    empty = "no tasks" if all_ else "no active tasks (--all: canceled ones too)"
+    _show_list(g, found, out.plain, out.tasks_table, empty)
 
 
 @handle_errors
@@ -139,14 +146,8 @@ def workers(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = Fals
     g = globals_of(ctx, store, json_out)
     with open_app(g, create=False) as app:
         found = app.workers()
-    if g.json:
-        out.emit_json([out.plain(w) for w in found])
-        return
-    con = out.console()
-    if not found:
-        con.print("no live workers (start one with `mainspring worker APP`)")
-        return
-    con.print(out.workers_table(found))
+    empty = "no live workers (start one with `mainspring worker APP`)"
+    _show_list(g, found, out.plain, out.workers_table, empty)
 
 
 @handle_errors
