@@ -125,6 +125,10 @@ def event(type: str, at: float, **fields: Any) -> Event:
 
 def run_event(type: str, run: Run, at: float, attempt_id: str | None = None, **data: Any) -> Event:
     """An event about ``run``; it carries the run's execution and correlation ids."""
+    return _about(run, type, at, attempt_id, data)
+
+
+def _about(run: Run, type: str, at: float, attempt_id: str | None, data: Any) -> Event:
     return Event(
         type=type,
         at=at,
@@ -226,18 +230,17 @@ def state_changed(
     due_at: float | None = None,
     error: str | None = None,
 ) -> Event:
-    data = StateChanged({"from": run.state, "to": to, "reason": reason})
+    data: StateChanged = {"from": run.state, "to": to, "reason": reason}
     if due_at is not None:
         data["due_at"] = due_at
     if error is not None:
         data["error"] = error
-    return run_event(RUN_STATE_CHANGED, run, at, **data)
+    return _about(run, RUN_STATE_CHANGED, at, None, data)
 
 
 def attempt_started(run: Run, at: float, attempt_id: str, *, number: int, worker: str) -> Event:
-    return run_event(
-        ATTEMPT_STARTED, run, at, attempt_id, **AttemptStarted(number=number, worker=worker)
-    )
+    data: AttemptStarted = {"number": number, "worker": worker}
+    return _about(run, ATTEMPT_STARTED, at, attempt_id, data)
 
 
 def attempt_finished(
@@ -250,19 +253,19 @@ def attempt_finished(
     output: Any,
     traceback: str | None = None,
 ) -> Event:
-    data = AttemptFinished(result=result, error=error, output=output)
+    data: AttemptFinished = {"result": result, "error": error, "output": output}
     if traceback:
         data["traceback"] = traceback
-    return run_event(ATTEMPT_FINISHED, run, at, attempt_id, **data)
+    return _about(run, ATTEMPT_FINISHED, at, attempt_id, data)
 
 
 def lease(type: str, run: Run, at: float, owner: str, expires_at: float | None = None) -> Event:
     """``lease.acquired`` / ``lease.renewed`` (with ``expires_at``), ``lease.expired`` /
     ``lease.released`` (without)."""
-    data = Lease(owner=owner)
+    data: Lease = {"owner": owner}
     if expires_at is not None:
         data["expires_at"] = expires_at
-    return run_event(type, run, at, **data)
+    return _about(run, type, at, None, data)
 
 
 def engine_paused(at: float, paused: bool) -> Event:

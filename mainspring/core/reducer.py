@@ -15,7 +15,7 @@ Rules of this module
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
@@ -104,7 +104,7 @@ def _check_lease(run: Run, ev: Event) -> None:
 
 
 def _on_task_defined(state: State, ev: Event) -> None:
-    d = cast(E.TaskDefined, ev.data)
+    d: E.TaskDefined = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     name = d["name"]
     state.definitions[name] = dict(d["options"])
     state.dirty_definitions.add(name)
@@ -114,7 +114,7 @@ def _on_task_created(state: State, ev: Event) -> None:
     assert ev.task_id is not None
     if ev.task_id in state.tasks:
         raise ReplayError(f"task.created (seq {ev.seq}): task {ev.task_id} already exists")
-    d = cast(E.TaskCreated, ev.data)
+    d: E.TaskCreated = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     state.tasks[ev.task_id] = Task(
         task_id=ev.task_id,
         name=d["name"],
@@ -145,7 +145,7 @@ def _on_run_created(state: State, ev: Event) -> None:
     if ev.run_id in state.runs:
         raise ReplayError(f"run.created (seq {ev.seq}): run {ev.run_id} already exists")
     task = _task(state, ev.task_id, ev)
-    d = cast(E.RunCreated, ev.data)
+    d: E.RunCreated = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     if d.get("state", RunState.SCHEDULED) != RunState.SCHEDULED:
         raise ReplayError(f"run.created (seq {ev.seq}): a run is created 'scheduled'")
     state.runs[ev.run_id] = Run(
@@ -178,7 +178,7 @@ def _on_run_created(state: State, ev: Event) -> None:
 
 
 def _on_state_changed(state: State, ev: Event) -> None:
-    d = cast(E.StateChanged, ev.data)
+    d: E.StateChanged = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     run = _run(state, ev)
     frm: str = d["from"]
     to: str = d["to"]
@@ -227,7 +227,7 @@ def _on_state_changed(state: State, ev: Event) -> None:
 
 
 def _on_attempt_started(state: State, ev: Event) -> None:
-    d = cast(E.AttemptStarted, ev.data)
+    d: E.AttemptStarted = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     run = _run(state, ev)
     if run.state != RunState.RUNNING:
         raise ReplayError(
@@ -252,7 +252,7 @@ def _on_attempt_started(state: State, ev: Event) -> None:
 
 
 def _on_attempt_finished(state: State, ev: Event) -> None:
-    d = cast(E.AttemptFinished, ev.data)
+    d: E.AttemptFinished = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     run = _run(state, ev)
     att = run.open_attempt()
     if run.state != RunState.RUNNING or att is None or att.attempt_id != ev.attempt_id:
@@ -273,7 +273,7 @@ def _on_attempt_finished(state: State, ev: Event) -> None:
 
 
 def _on_lease_acquired(state: State, ev: Event) -> None:
-    d = cast(E.Lease, ev.data)
+    d: E.Lease = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     run = _run(state, ev)
     if run.state != RunState.LEASED or run.lease_owner is not None:
         raise ReplayError(
@@ -285,7 +285,7 @@ def _on_lease_acquired(state: State, ev: Event) -> None:
 
 
 def _on_lease_renewed(state: State, ev: Event) -> None:
-    d = cast(E.Lease, ev.data)
+    d: E.Lease = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     run = _run(state, ev)
     _check_lease(run, ev)
     exp = d["expires_at"]
@@ -330,7 +330,7 @@ def _worker(state: State, ev: Event) -> WorkerRecord:
 
 
 def _on_worker_registered(state: State, ev: Event) -> None:
-    d = cast(E.WorkerRegistered, ev.data)
+    d: E.WorkerRegistered = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     if d["worker_id"] in state.kind(WORKERS):
         raise ReplayError(f"worker.registered (seq {ev.seq}): {d['worker_id']} already exists")
     rec = WorkerRecord(
@@ -348,7 +348,7 @@ def _on_worker_registered(state: State, ev: Event) -> None:
 
 
 def _on_worker_heartbeat(state: State, ev: Event) -> None:
-    d = cast(E.WorkerHeartbeat, ev.data)
+    d: E.WorkerHeartbeat = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     rec = _worker(state, ev)
     rec.last_seen_at = ev.at
     rec.expires_at = d["expires_at"]

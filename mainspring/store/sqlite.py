@@ -117,7 +117,7 @@ class _Connection:
     con: sqlite3.Connection
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self.con.execute(query, params).fetchall())
+        return self.con.execute(query, params).fetchall()
 
     def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         self.con.executemany(query, rows)
