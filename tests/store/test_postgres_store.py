@@ -1135,3 +1135,14 @@ def test_write_transactions_run_generic_plans_that_use_the_indexes(
     assert "Custom" not in claim and "Seq Scan on ms_runs" not in claim, claim
     assert "ms_runs_ready" in claim and "Sort" not in claim, claim
     assert "Index Scan using ms_runs_pkey" in update and "Seq Scan on ms_runs" not in update, update
+
+
+def test_opening_without_create_refuses_a_schema_with_no_store(url: str, admin: Admin) -> None:
+    """What read-only commands open: nothing is created where no store is."""
+    with pytest.raises(ms.StoreError, match="no mainspring store"):
+        ms.App(url).open(create=False)
+    assert tables(admin, schema_of(url)) == set()
+    app = ms.App(url).open()  # created by a command that may write ...
+    app.close()
+    with ms.App(url).open(create=False) as again:  # ... and then opened without create
+        assert again.stats()["ready"] == 0
