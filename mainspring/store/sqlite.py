@@ -217,25 +217,53 @@ class SQLiteStore(Store):
         return con
 
     def _open_schema(self) -> None:
+        if self._version() == SCHEMA_VERSION:
+            self._con()  # validate we can connect
+            return
+        # Creating or migrating: one process at a time, and each looks again once it holds
+        # the lock (two processes opening a new file at once: one creates, the other finds
+        # it made; SQLite alone would have the second fail switching to WAL, "locked").
+        with self._opening():
+            if self._version() == SCHEMA_VERSION:
+                self._con()
+                return
+            self._migrate()
+
+    def _version(self) -> int:
+        """The schema version of the file at the store's path (0: none yet), refusing
+        what is not ours to open or create."""
         directory = os.path.dirname(self.path) or "."
         if os.path.isdir(self.path):
             raise StoreError(f"{self.path!r} is a directory, not a mainspring store file")
         if os.path.exists(self.path):
-            version = check_existing(self.path)
-        elif not self.create:
+            return check_existing(self.path)
+        if not self.create:
             raise StoreError(
                 f"no mainspring store at {self.path!r}: the file does not exist (check "
                 "--store / MAINSPRING_STORE; commands that only read never create a store)"
             )
-        else:
-            if not os.path.isdir(directory):
-                raise StoreError(
-                    f"cannot create store {self.path!r}: directory {directory!r} does not exist"
-                )
-            version = 0
-        if version == SCHEMA_VERSION:
-            self._con()  # validate we can connect
-            return
+        if not os.path.isdir(directory):
+            raise StoreError(
+                f"cannot create store {self.path!r}: directory {directory!r} does not exist"
+            )
+        return 0
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        """Hold the store's creation lock (an exclusive flock on a file beside the
+        notification sockets) for as long as the block runs."""
+        directory = notify_dir(self.path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(
+            os.path.join(directory, "open.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # (closing releases the lock)
+
+    def _migrate(self) -> None:
         con = self._con()
         try:
             con.execute("PRAGMA journal_mode = WAL")

@@ -219,6 +219,24 @@ def test_a_store_made_newer_after_the_first_look_is_refused_not_marked_down(
     assert int(version[0]) == sq.SCHEMA_VERSION + 1
 
 
+def _open_new(barrier: Any, i: int, url: str) -> int:
+    barrier.wait()
+    s = open_store(url)
+    try:
+        return s.schema_version
+    finally:
+        s.close()
+
+
+def test_processes_creating_one_new_store_at_once_all_open_it(tmp_path: Path) -> None:
+    # one creates the file, the others wait for it and find it made (none sees "locked")
+    versions = in_processes(6, _open_new, url_of(tmp_path / "new.db"))
+    assert versions == [sq.SCHEMA_VERSION] * 6
+    con = raw(tmp_path / "new.db")
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables >= TABLES
+
+
 def test_directory_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "adir"
     d.mkdir()
