@@ -14,6 +14,7 @@ from .app import (
     Reason,
     RunHandle,
     RunInfo,
+    StepInfo,
     Submitter,
     TaskFunction,
     TaskHandle,
@@ -28,10 +29,12 @@ from .core.errors import (
     InvalidTransition,
     MainspringError,
     NoContext,
+    NonDeterminism,
     RunCanceled,
     RunFailed,
     SerializationError,
     StoreError,
+    UnknownExecution,
     UnknownRun,
     UnknownTask,
 )
@@ -39,6 +42,17 @@ from .core.model import Backoff
 from .core.outcomes import Fail, Retry, Suspend
 from .core.states import AttemptResult, RunState
 from .worker import AttemptDone, Context, context
+from .workflow import (
+    StepFunction,
+    gather,
+    patched,
+    sleep,
+    sleep_async,
+    sleep_until,
+    step,
+    wait_for,
+    wait_for_async,
+)
 
 __version__ = "0.1.0"
 
@@ -58,6 +72,7 @@ __all__ = [
     "LogEvent",
     "MainspringError",
     "NoContext",
+    "NonDeterminism",
     "Reason",
     "Retry",
     "RunCanceled",
@@ -66,17 +81,28 @@ __all__ = [
     "RunInfo",
     "RunState",
     "SerializationError",
+    "StepFunction",
+    "StepInfo",
     "StoreError",
     "Submitter",
     "Suspend",
     "TaskFunction",
     "TaskHandle",
     "TaskInfo",
+    "UnknownExecution",
     "UnknownRun",
     "UnknownTask",
     "VerifyReport",
     "WorkerInfo",
     "__version__",
     "context",
+    "gather",
+    "patched",
+    "sleep",
+    "sleep_async",
+    "sleep_until",
+    "step",
     "testing",
+    "wait_for",
+    "wait_for_async",
 ]

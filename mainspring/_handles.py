@@ -6,7 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._records import LogEvent, RunInfo, run_info
+from . import workflow
+from ._records import LogEvent, RunInfo, StepInfo, run_info, step_info
 from .core.errors import RunCanceled, RunFailed
 from .core.states import RunState
 
@@ -40,7 +41,13 @@ class RunHandle:
         return RunState(self.app.engine.get_run(self.run_id).state)
 
     def result(self, timeout: float | None = None) -> Any:
-        """Wait for the run to end; its output, or RunFailed / RunCanceled / TimeoutError."""
+        """Wait for the run to end; its output, or RunFailed / RunCanceled / TimeoutError.
+
+        Inside a workflow, for a child it started, the wait is durable: the workflow is
+        suspended (reason ``child``) until the child has ended (``timeout`` is not used)."""
+        wf = workflow.current()
+        if wf is not None and self.run_id in wf.children:
+            return wf.child_outputs([self.run_id])[0]
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.0005
         waiter = self.app.store.ended_waiter()  # woken by the commit that ends the run
@@ -71,6 +78,11 @@ class RunHandle:
                 continue  # its commit is in: read it now, and keep the poll where it was
             # with a waiter every committer tells, the poll is only a safety net
             delay = min(delay * 1.25, 0.25 if waiter is not None and waiter.heard else 0.025)
+
+    def steps(self) -> list[StepInfo]:
+        """The steps this workflow run recorded, in step-number order (sleeps and waits
+        are not steps)."""
+        return [step_info(s) for s in self.app.engine.steps(self.run_id)]
 
     def cancel(self) -> bool:
         """Cancel the run; False when it already ended."""

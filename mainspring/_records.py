@@ -12,7 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from .core.clock import to_datetime
-from .core.model import Event, Run, WorkerRecord
+from .core.model import Event, Run, StepRecord, WorkerRecord
 from .core.states import AttemptResult, RunState
 from .engine import TaskView
 from .engine.why import Why
@@ -201,6 +201,35 @@ def run_info(r: Run) -> RunInfo:
             for a in r.attempts
         ],
         rerun_of=r.rerun_of,
+        parent_run_id=r.parent_run_id,
+    )
+
+
+class StepInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a workflow run (``RunHandle.steps()``): a step function, an ``ms.step``
+    call, a child submission (``submit:<task>``, output: the child's run id) or a
+    ``ms.patched`` marker (``patch:<id>``)."""
+
+    number: int
+    name: str
+    state: Literal["completed", "failed"]
+    output: Any
+    error: str | None
+    attempts: int  # tries of that step
+    started_at: datetime
+    finished_at: datetime
+
+
+def step_info(s: StepRecord) -> StepInfo:
+    return StepInfo(
+        number=s.number,
+        name=s.name,
+        state="completed" if s.state == "completed" else "failed",
+        output=s.output,
+        error=s.error,
+        attempts=s.attempts,
+        started_at=_dt(s.started_at),
+        finished_at=_dt(s.finished_at),
     )
 
 

@@ -11,10 +11,11 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypedDict, TypeVar
 
 import msgspec
 
+from . import workflow
 from ._handles import RunHandle, TaskHandle
 from .core.clock import from_datetime, seconds
 from .core.codec import to_plain
@@ -42,7 +43,22 @@ OVERRIDES = (
     "priority",
     "concurrency_key",
     "queue",
+    "deadline",
 )
+
+
+class TaskOptionArgs(TypedDict, total=False):
+    """The options of ``@app.task`` (also taken by ``@app.workflow``)."""
+
+    max_attempts: int
+    backoff: Backoff | None
+    timeout: float | timedelta | None
+    concurrency_key: str | Callable[..., str] | None
+    concurrency_limit: int
+    key_policy: KeyPolicy
+    priority: int
+    queue: str
+    max_lost: int
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -274,8 +290,13 @@ class TaskFunction(Submitter[P, R]):
         priority: int | None = None,
         concurrency_key: str | None = None,
         queue: str | None = None,
+        deadline: float | timedelta | datetime | None = None,
     ) -> Submitter[P, R]:
-        """Per-submission overrides; returns an object with submit/repeat/schedule."""
+        """Per-submission overrides; returns an object with submit/repeat/schedule.
+
+        ``deadline`` (seconds or a timedelta from now, or an aware datetime): a run not
+        terminal when it passes is canceled with reason ``deadline`` (a workflow's
+        children with it)."""
         return Submitter(
             self,
             idempotency_key=idempotency_key,
@@ -286,6 +307,7 @@ class TaskFunction(Submitter[P, R]):
             priority=priority,
             concurrency_key=concurrency_key,
             queue=queue,
+            deadline=deadline,
         )
 
     # -- building requests ----------------------------------------------------------------------
@@ -368,14 +390,18 @@ class TaskFunction(Submitter[P, R]):
             options=opts,
             policy=_start(policy, ov.get("delay"), ov.get("run_at"), self.app.clock.now),
             concurrency_key=key,
-            **{
-                k: _label(k, ov.get(k))
-                for k in ("idempotency_key", "execution_id", "correlation_id")
-            },
+            idempotency_key=_label("idempotency_key", ov.get("idempotency_key")),
+            execution_id=_label("execution_id", ov.get("execution_id")),
+            correlation_id=_label("correlation_id", ov.get("correlation_id")),
+            deadline_at=_deadline(ov.get("deadline"), self.app.clock.now),
         )
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:
-        sub = self.app.engine.submit(self.request(args, kwargs, Policy(kind="once"), **ov))
+        req = self.request(args, kwargs, Policy(kind="once"), **ov)
+        wf = workflow.current()
+        if wf is not None:  # a child of the running workflow, started once across replays
+            return RunHandle(self.app, *workflow.start_child(wf, req))
+        sub = self.app.engine.submit(req)
         return RunHandle(self.app, sub.run_ids[0], sub.task_id)
 
     def _submit_task(
@@ -397,6 +423,22 @@ def _start(policy: Policy, delay: Any, run_at: Any, now: Callable[[], float]) ->
     if d is not None:
         return msgspec.structs.replace(policy, start_at=now() + d)
     return policy
+
+
+def _deadline(deadline: Any, now: Callable[[], float]) -> float | None:
+    """A submission's deadline as a time: seconds or a timedelta from now, or an aware
+    datetime."""
+    if deadline is None:
+        return None
+    if isinstance(deadline, datetime):
+        if deadline.tzinfo is None:
+            raise InvalidArgument(f"deadline must be a timezone-aware datetime, got {deadline!r}")
+        return from_datetime(deadline)
+    d = seconds(deadline, "deadline")
+    assert d is not None
+    if d <= 0:
+        raise InvalidArgument(f"deadline must be in the future (> 0 seconds), got {deadline!r}")
+    return now() + d
 
 
 def _label(what: str, value: Any) -> str | None:

@@ -14,7 +14,9 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, Unpack, overload
+
+import msgspec
 
 from ._handles import RunHandle, TaskHandle
 from ._records import (
@@ -23,6 +25,7 @@ from ._records import (
     LogEvent,
     Reason,
     RunInfo,
+    StepInfo,
     TaskInfo,
     VerifyReport,
     WorkerInfo,
@@ -37,18 +40,21 @@ from ._tasks import (
     KeyPolicy,
     Submitter,
     TaskFunction,
+    TaskOptionArgs,
     by_name,
     default_name,
     options,
     task_name,
 )
 from .core.clock import Clock, SystemClock, seconds
+from .core.codec import to_plain
 from .core.errors import InvalidArgument, InvalidSchedule
-from .core.model import Backoff, Policy
+from .core.model import Backoff, Policy, TaskOptions
 from .core.states import RunState
 from .engine import Engine
 from .store.base import Store, open_store, resolve_url
 from .worker import AttemptDone, Worker
+from .workflow import StepFunction, StepPolicy, workflow_handler
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,6 +67,7 @@ __all__ = [
     "Reason",
     "RunHandle",
     "RunInfo",
+    "StepInfo",
     "Submitter",
     "TaskFunction",
     "TaskHandle",
@@ -227,12 +234,22 @@ class App:
             queue=queue,
             max_lost=max_lost,
         )
+        return self._declare(fn, name, opts, concurrency_key, "@app.task")
+
+    def _declare(
+        self,
+        fn: Callable[P, R] | None,
+        name: str | None,
+        opts: TaskOptions,
+        concurrency_key: str | Callable[..., str] | None,
+        what: str,
+    ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
         if name is not None:
             task_name(name)
 
         def register(f: Callable[P, R]) -> TaskFunction[P, R]:
             if not callable(f):
-                raise InvalidArgument("@app.task decorates a function")
+                raise InvalidArgument(f"{what} decorates a function")
             tname = name if name is not None else default_name(f)
             tf: TaskFunction[P, R] = TaskFunction(self, f, tname, opts, concurrency_key)
             with self._lock:
@@ -244,6 +261,98 @@ class App:
         if fn is not None:
             return register(fn)
         return register
+
+    # -- workflows (docs/workflows.md) ----------------------------------------------------------
+    @overload
+    def workflow(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+    @overload
+    def workflow(
+        self, fn: None = None, /, *, name: str | None = None, **task_options: Unpack[TaskOptionArgs]
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+
+    def workflow(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        **task_options: Unpack[TaskOptionArgs],
+    ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
+        """Declare a workflow: a task whose function may call steps, sleep, wait for
+        signals and start children, replayed from the top on every attempt. Takes the
+        options of ``@app.task``."""
+        key = task_options.get("concurrency_key")
+        opts = msgspec.structs.replace(options(**task_options), workflow=True)
+        return self._declare(fn, name, opts, key, "@app.workflow")
+
+    @overload
+    def step(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        max_attempts: int = 3,
+        backoff: Backoff | None = None,
+    ) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
+
+    def step(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        max_attempts: int = 3,
+        backoff: Backoff | None = None,
+    ) -> StepFunction[P, R] | Callable[[Callable[P, R]], StepFunction[P, R]]:
+        """Declare a step: called inside a workflow it runs once, its result stored before
+        the workflow goes on (replayed from the store afterwards), tried up to
+        ``max_attempts`` times in place with ``backoff`` between tries (default
+        ``Backoff.fixed(1.0)``). Anywhere else it is a plain call."""
+        policy = StepPolicy(max_attempts, backoff if backoff is not None else Backoff.fixed(1.0))
+        if name is not None:
+            task_name(name)
+
+        def register(f: Callable[P, R]) -> StepFunction[P, R]:
+            if not callable(f):
+                raise InvalidArgument("@app.step decorates a function")
+            return StepFunction(f, name if name is not None else default_name(f), policy)
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def signal(
+        self,
+        execution_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send the signal ``name`` to a workflow (by execution id or run id): durable, and
+        received once by an ``ms.wait_for(name)``, in the order sent; kept until the
+        workflow waits for it. With ``idempotency_key``, sending again is a no-op.
+        Raises UnknownExecution for an unknown id."""
+        for what, value in (("execution id", execution_id), ("signal name", name)):
+            if not isinstance(value, str) or not value:
+                raise InvalidArgument(f"the {what} must be a non-empty string, got {value!r}")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise InvalidArgument(
+                f"idempotency_key must be a non-empty string, got {idempotency_key!r}"
+            )
+        plain = to_plain(payload, f"the payload of signal {name!r}")
+        self.engine.signal(execution_id, name, plain, idempotency_key)
+
+    def get_execution(self, execution_id: str) -> RunInfo:
+        """The workflow run of this execution id; raises UnknownExecution."""
+        return run_info(self.engine.execution(execution_id))
 
     # -- submitting -------------------------------------------------------------------------------
     def submit(
@@ -395,7 +504,10 @@ class App:
             queues = sorted({tf.options.queue for tf in self.declared.values()})
         return Worker(
             self.engine,
-            {n: tf.fn for n, tf in self.declared.items()},
+            {
+                n: workflow_handler(self, tf.fn) if tf.options.workflow else tf.fn
+                for n, tf in self.declared.items()
+            },
             concurrency=concurrency,
             queues=queues,
             lease_seconds=self.lease_seconds,

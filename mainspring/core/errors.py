@@ -67,3 +67,14 @@ class NoContext(MainspringError, LookupError):
 
 class ReplayError(MainspringError):
     """An event could not be applied by the reducer (the log and the state disagree)."""
+
+
+class NonDeterminism(MainspringError):
+    """A workflow's replay called another step than the one its history recorded at that
+    number: the code changed under a running workflow. The run is suspended (reason
+    ``nondeterminism``); deploy the code it ran with (or guard the change with
+    ``ms.patched``) and resume it."""
+
+
+class UnknownExecution(MainspringError, LookupError):
+    """No workflow execution (or run) has this id in the store."""

@@ -16,7 +16,7 @@ from typing import Any, NotRequired, TypedDict, cast
 import msgspec
 
 from .ids import uuid7
-from .model import Event, Policy, Run, Task, TaskOptions
+from .model import Event, Policy, Run, StepRecord, Task, TaskOptions, WaitRecord
 
 TASK_DEFINED = "task.defined"
 TASK_CREATED = "task.created"
@@ -35,6 +35,15 @@ WORKER_REGISTERED = "worker.registered"
 WORKER_HEARTBEAT = "worker.heartbeat"
 WORKER_LEFT = "worker.left"
 WORKER_EXPIRED = "worker.expired"
+STEP_STARTED = "step.started"
+STEP_COMPLETED = "step.completed"
+STEP_FAILED = "step.failed"
+SLEEP_STARTED = "sleep.started"
+SLEEP_COMPLETED = "sleep.completed"
+WAIT_STARTED = "wait.started"
+WAIT_COMPLETED = "wait.completed"
+SIGNAL_SENT = "signal.sent"
+SIGNAL_RECEIVED = "signal.received"
 
 
 # -- the shapes of ``data`` ------------------------------------------------------------------
@@ -52,6 +61,8 @@ class TaskCreated(TypedDict):
     idempotency_key: str | None
     concurrency_key: str | None
     rerun_of: NotRequired[str]
+    parent_run_id: NotRequired[str]
+    deadline_at: NotRequired[float]
 
 
 class TaskCanceled(TypedDict):
@@ -118,6 +129,59 @@ class WorkerGone(TypedDict):
     last_seen_at: NotRequired[float]  # expired
 
 
+class StepStarted(TypedDict):
+    number: int
+    name: str
+
+
+class StepCompleted(TypedDict):
+    number: int
+    name: str
+    output: Any
+    attempts: int
+    started_at: float
+
+
+class StepFailed(TypedDict):
+    number: int
+    name: str
+    error: str
+    error_type: str | None
+    will_retry: bool
+    attempts: int
+    started_at: float
+
+
+class SleepStarted(TypedDict):
+    number: int
+    until: float
+
+
+class WaitStarted(TypedDict):
+    number: int
+    until: float | None
+    name: NotRequired[str]  # for "signal"
+    children: NotRequired[list[str]]  # for "child"
+
+
+class WaitCompleted(TypedDict):
+    number: int
+    timed_out: bool
+
+
+class SignalSent(TypedDict):
+    signal_id: str
+    name: str
+    payload: Any
+    idempotency_key: str | None
+
+
+class SignalReceived(TypedDict):
+    signal_id: str
+    name: str
+    wait_id: str
+
+
 # -- building events ------------------------------------------------------------------------
 def event(type: str, at: float, **fields: Any) -> Event:
     return Event(type=type, at=at, event_id=uuid7(), **fields)
@@ -164,6 +228,8 @@ def task_created(
     correlation_id: str | None,
     execution_id: str | None,
     rerun_of: str | None = None,
+    parent_run_id: str | None = None,
+    deadline_at: float | None = None,
 ) -> Event:
     data = TaskCreated(
         name=name,
@@ -176,6 +242,10 @@ def task_created(
     )
     if rerun_of is not None:
         data["rerun_of"] = rerun_of
+    if parent_run_id is not None:
+        data["parent_run_id"] = parent_run_id
+    if deadline_at is not None:
+        data["deadline_at"] = deadline_at
     return event(
         TASK_CREATED,
         at,
@@ -216,7 +286,8 @@ def run_created(
         task_id=task.task_id,
         run_id=run_id,
         correlation_id=task.correlation_id,
-        execution_id=task.execution_id,
+        # a workflow without an execution id of its own is identified by its run id
+        execution_id=task.execution_id or (run_id if task.options.workflow else None),
         data=_data(data),
     )
 
@@ -306,3 +377,69 @@ def worker_gone(type: str, at: float, worker_id: str, last_seen_at: float | None
     if last_seen_at is not None:
         data["last_seen_at"] = last_seen_at
     return event(type, at, data=_data(data))
+
+
+# -- workflows -------------------------------------------------------------------------------
+def step_started(run: Run, at: float, number: int, name: str) -> Event:
+    return _about(run, STEP_STARTED, at, None, StepStarted(number=number, name=name))
+
+
+def step_ended(run: Run, at: float, step: StepRecord, will_retry: bool = False) -> Event:
+    """``step.completed`` or ``step.failed`` of ``step`` (as the reducer will store it)."""
+    if step.state == "completed":
+        done = StepCompleted(
+            number=step.number,
+            name=step.name,
+            output=step.output,
+            attempts=step.attempts,
+            started_at=step.started_at,
+        )
+        return _about(run, STEP_COMPLETED, at, None, done)
+    failed = StepFailed(
+        number=step.number,
+        name=step.name,
+        error=step.error or "",
+        error_type=step.error_type,
+        will_retry=will_retry,
+        attempts=step.attempts,
+        started_at=step.started_at,
+    )
+    return _about(run, STEP_FAILED, at, None, failed)
+
+
+def wait_started(run: Run, at: float, wait: WaitRecord) -> Event:
+    """``sleep.started`` for a sleep, else ``wait.started`` (data ``for``: the kind)."""
+    if wait.kind == "sleep":
+        assert wait.until is not None
+        return _about(
+            run, SLEEP_STARTED, at, None, SleepStarted(number=wait.number, until=wait.until)
+        )
+    data: WaitStarted = {"number": wait.number, "until": wait.until}
+    if wait.name is not None:
+        data["name"] = wait.name
+    if wait.children:
+        data["children"] = list(wait.children)
+    out = _data(data)
+    out["for"] = wait.kind  # ("for" is a keyword)
+    return _about(run, WAIT_STARTED, at, None, out)
+
+
+def wait_completed(run: Run, at: float, wait: WaitRecord, timed_out: bool) -> Event:
+    if wait.kind == "sleep":
+        return _about(run, SLEEP_COMPLETED, at, None, {"number": wait.number})
+    data = WaitCompleted(number=wait.number, timed_out=timed_out)
+    return _about(run, WAIT_COMPLETED, at, None, data)
+
+
+def signal_sent(
+    run: Run, at: float, signal_id: str, name: str, payload: Any, idempotency_key: str | None
+) -> Event:
+    data = SignalSent(
+        signal_id=signal_id, name=name, payload=payload, idempotency_key=idempotency_key
+    )
+    return _about(run, SIGNAL_SENT, at, None, data)
+
+
+def signal_received(run: Run, at: float, signal_id: str, name: str, wait_id: str) -> Event:
+    data = SignalReceived(signal_id=signal_id, name=name, wait_id=wait_id)
+    return _about(run, SIGNAL_RECEIVED, at, None, data)

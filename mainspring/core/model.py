@@ -64,7 +64,12 @@ class TaskOptions(msgspec.Struct, kw_only=True):
     priority: int = 0
     queue: str = "default"
     max_lost: int = 5
+    workflow: bool = False  # an ``@app.workflow``: replayed from the top on every attempt
 
+
+#: The ``due_at`` of a suspended run that waits for no time (resumed, signaled or woken by
+#: a child only): later than any clock reading, so promotion never takes it.
+NEVER = 1e18
 
 #: how late (seconds) the overdue occurrence of a cron task may still run under misfire="skip"
 MISFIRE_GRACE_SECONDS = 1.0
@@ -119,6 +124,8 @@ class Task(msgspec.Struct, kw_only=True):
     canceled: bool = False
     derived: int = 0  # runs derived so far
     cursor: float | None = None  # scheduled_at of the latest derived occurrence
+    parent_run_id: str | None = None  # the workflow run that started this task's run
+    deadline_at: float | None = None  # past it, a run not yet terminal is canceled
 
 
 class Attempt(msgspec.Struct, kw_only=True):
@@ -157,6 +164,11 @@ class Run(msgspec.Struct, kw_only=True):
     lease_expires_at: float | None = None
     updated_at: float = 0.0
     rerun_of: str | None = None  # the run this one reruns (``RunHandle.rerun``)
+    workflow: bool = False
+    parent_run_id: str | None = None  # the workflow run that started this one
+    children: list[str] = msgspec.field(default_factory=list)  # runs this workflow started
+    waiting: str | None = None  # the wait_id of the sleep or wait it is suspended in
+    deadline_at: float | None = None
 
     def open_attempt(self) -> Attempt | None:
         if self.attempts and self.attempts[-1].finished_at is None:
@@ -179,6 +191,82 @@ class WorkerRecord(msgspec.Struct, kw_only=True):
     started_at: float
     last_seen_at: float
     expires_at: float
+
+
+class StepRecord(msgspec.Struct, kw_only=True):
+    """One recorded step of a workflow run (record kind ``steps``): a step function, an
+    ``ms.step`` call, a child submission or a ``ms.patched`` marker, by call order."""
+
+    step_id: str  # step_key(run_id, number)
+    run_id: str
+    number: int
+    name: str
+    state: str  # "completed" | "failed"
+    output: Any = None
+    error: str | None = None  # "<type>: <message>" of a failed step
+    error_type: str | None = None  # module:qualname of the exception it raised
+    attempts: int = 1
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+class WaitRecord(msgspec.Struct, kw_only=True):
+    """A durable sleep or wait of a workflow run (record kind ``waits``), by call order."""
+
+    wait_id: str  # wait_key(run_id, number)
+    run_id: str
+    number: int
+    kind: str  # "sleep" | "signal" | "child"
+    until: float | None = None  # wake time (sleep) or timeout (signal)
+    name: str | None = None  # the signal waited for
+    children: list[str] = msgspec.field(default_factory=list)  # the runs waited for
+    state: str = "waiting"  # | "completed"
+    timed_out: bool = False
+    payload: Any = None  # the signal received
+    signal_id: str | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+
+
+class SignalRecord(msgspec.Struct, kw_only=True):
+    """A signal sent to a workflow run (record kind ``signals``), numbered per run in the
+    order sent; received by at most one wait."""
+
+    signal_id: str  # signal_key(run_id, number)
+    run_id: str
+    number: int
+    name: str
+    payload: Any = None
+    idempotency_key: str | None = None
+    sent_at: float = 0.0
+    received_by: str | None = None  # the wait_id that received it
+
+
+class ExecutionRecord(msgspec.Struct, kw_only=True):
+    """A workflow instance by its execution id (record kind ``executions``): one per id."""
+
+    execution_id: str
+    run_id: str
+    task_id: str
+
+
+class DeadlineRecord(msgspec.Struct, kw_only=True):
+    """A run with a deadline still to enforce (record kind ``deadlines``)."""
+
+    run_id: str
+    at: float
+
+
+def step_key(run_id: str, number: int) -> str:
+    return f"{run_id}/{number:06d}"
+
+
+def wait_key(run_id: str, number: int) -> str:
+    return f"{run_id}/w{number:06d}"
+
+
+def signal_key(run_id: str, number: int) -> str:
+    return f"{run_id}/s{number:08d}"
 
 
 class Event(msgspec.Struct, kw_only=True):

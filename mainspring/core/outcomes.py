@@ -47,6 +47,20 @@ class Suspend(Exception):
         self.reason = reason
 
 
+class Diverged(Suspend):
+    """A workflow's replay diverged from its history (``ms.NonDeterminism`` was raised in
+    it): the attempt ends ``suspended`` and the run says reason ``nondeterminism``."""
+
+    run_reason = "nondeterminism"
+
+
+class Recorded(BaseException):
+    """Unwinds a workflow's code when its attempt's end is already recorded (it suspended
+    itself to sleep or wait) or can no longer be (its lease was lost): the worker has
+    nothing to report. A BaseException, so that ``except Exception`` in a workflow does
+    not stop it."""
+
+
 class Outcome(NamedTuple):
     """How an attempt ended, as the worker reports it to the engine (a tuple: one is made
     per attempt, on the hot path)."""
@@ -56,6 +70,7 @@ class Outcome(NamedTuple):
     retry_delay: float | None = None  # ms.Retry(delay=...): overrides the backoff
     traceback: str | None = None  # an unexpected exception's, for attempt.finished's data
     output: Any = None  # a success's return value, as plain (JSON) data
+    reason: str | None = None  # a suspended run's reason, when not "suspended"
 
 
 def outcome_of(exc: BaseException) -> Outcome:
@@ -72,7 +87,8 @@ def outcome_of(exc: BaseException) -> Outcome:
     if isinstance(exc, Fail):
         return Outcome(AttemptResult.TERMINAL, error=f"Fail: {exc.reason}")
     if isinstance(exc, Suspend):
-        return Outcome(AttemptResult.SUSPENDED, error=f"Suspend: {exc.reason}")
+        reason = getattr(exc, "run_reason", None)
+        return Outcome(AttemptResult.SUSPENDED, error=f"Suspend: {exc.reason}", reason=reason)
     return Outcome(
         AttemptResult.RETRYABLE,
         error=f"{type(exc).__name__}: {exc}",

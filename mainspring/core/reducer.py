@@ -21,12 +21,33 @@ import msgspec
 
 from . import events as E
 from .errors import ReplayError
-from .model import Attempt, Event, Policy, Run, Task, TaskOptions, WorkerRecord
+from .model import (
+    NEVER,
+    Attempt,
+    DeadlineRecord,
+    Event,
+    ExecutionRecord,
+    Policy,
+    Run,
+    SignalRecord,
+    StepRecord,
+    Task,
+    TaskOptions,
+    WaitRecord,
+    WorkerRecord,
+    step_key,
+    wait_key,
+)
 from .states import TERMINAL, TRANSITIONS, AttemptResult, RunState, check_transition
 
 #: Record kinds kept in ``State.records`` (one table per store each, declared in
 #: store/kinds.py). Tasks and runs, the hot path's records, have fields of their own.
 WORKERS = "workers"
+STEPS = "steps"
+WAITS = "waits"
+SIGNALS = "signals"
+EXECUTIONS = "executions"
+DEADLINES = "deadlines"
 
 
 class State:
@@ -49,6 +70,7 @@ class State:
         self.dirty_runs: set[str] = set()
         self.dirty_definitions: set[str] = set()
         self.dirty_records: dict[str, set[str]] = {}
+        self.new_records: dict[str, set[str]] = {}  # created since the last save
         self.dirty_engine: bool = False
         self.new_tasks: set[str] = set()  # created by events applied since the last save
         self.new_runs: set[str] = set()
@@ -57,9 +79,13 @@ class State:
         """The loaded records of one kind, by key."""
         return self.records.setdefault(kind, {})
 
-    def put(self, kind: str, key: str, record: Any) -> None:
+    def put(self, kind: str, key: str, record: Any, *, new: bool = False) -> None:
+        """Store a record; ``new``: one that must not exist yet (its store writes it
+        create-only: another transaction's record of the same key is a conflict)."""
         self.kind(kind)[key] = record
         self.dirty_records.setdefault(kind, set()).add(key)
+        if new:
+            self.new_records.setdefault(kind, set()).add(key)
 
     def drop(self, kind: str, key: str) -> None:
         self.kind(kind).pop(key, None)
@@ -72,6 +98,7 @@ class State:
         self.new_runs.clear()
         self.dirty_definitions.clear()
         self.dirty_records.clear()
+        self.new_records.clear()
         self.dirty_engine = False
 
 
@@ -127,6 +154,8 @@ def _on_task_created(state: State, ev: Event) -> None:
         correlation_id=ev.correlation_id,
         concurrency_key=d.get("concurrency_key"),
         created_at=ev.at,
+        parent_run_id=d.get("parent_run_id"),
+        deadline_at=d.get("deadline_at"),
     )
     state.dirty_tasks.add(ev.task_id)
     state.new_tasks.add(ev.task_id)
@@ -167,7 +196,28 @@ def _on_run_created(state: State, ev: Event) -> None:
         correlation_id=ev.correlation_id,
         updated_at=ev.at,
         rerun_of=d.get("rerun_of"),
+        workflow=task.options.workflow,
+        parent_run_id=task.parent_run_id,
+        deadline_at=task.deadline_at,
     )
+    run = state.runs[ev.run_id]
+    if run.parent_run_id is not None:
+        parent = state.runs.get(run.parent_run_id)
+        if parent is None:
+            raise ReplayError(
+                f"run.created (seq {ev.seq}): parent run {run.parent_run_id} is not known"
+            )
+        parent.children.append(run.run_id)
+        state.dirty_runs.add(parent.run_id)
+    if run.workflow and ev.execution_id is not None:
+        if ev.execution_id in state.kind(EXECUTIONS):
+            raise ReplayError(
+                f"run.created (seq {ev.seq}): execution id {ev.execution_id!r} is taken"
+            )
+        rec = ExecutionRecord(execution_id=ev.execution_id, run_id=run.run_id, task_id=task.task_id)
+        state.put(EXECUTIONS, ev.execution_id, rec, new=True)
+    if run.deadline_at is not None:
+        state.put(DEADLINES, run.run_id, DeadlineRecord(run_id=run.run_id, at=run.deadline_at))
     task.derived += 1
     sched = d["scheduled_at"]
     if task.cursor is None or sched > task.cursor:
@@ -218,6 +268,12 @@ def _on_state_changed(state: State, ev: Event) -> None:
             run.holds_key = run.key_policy == "hold" and bool(run.attempts)
     if "due_at" in d:
         run.due_at = d["due_at"]
+    elif to == RunState.SUSPENDED:
+        run.due_at = NEVER  # waits for no time: only a resume, signal or child wakes it
+    if frm == RunState.SUSPENDED:
+        run.waiting = None
+    if to in TERMINAL and run.deadline_at is not None:
+        state.drop(DEADLINES, run.run_id)
     if "error" in d:
         run.error = d["error"]
     run.state = to
@@ -359,6 +415,125 @@ def _on_worker_gone(state: State, ev: Event) -> None:
     state.drop(WORKERS, _worker(state, ev).worker_id)
 
 
+# -- workflows ---------------------------------------------------------------------------------
+def _running(state: State, ev: Event) -> Run:
+    run = _run(state, ev)
+    if run.state != RunState.RUNNING:
+        raise ReplayError(
+            f"{ev.type} (seq {ev.seq}): run {run.run_id} is {run.state!r}, not running"
+        )
+    return run
+
+
+def _on_step_started(state: State, ev: Event) -> None:
+    _running(state, ev)
+
+
+def _on_step_ended(state: State, ev: Event) -> None:
+    d: E.StepFailed = ev.data  # type: ignore[assignment]  # (a cast, without a call)
+    run = _running(state, ev)
+    failed = ev.type == E.STEP_FAILED
+    if failed and d["will_retry"]:
+        return  # a try of the step: the step itself goes on
+    key = step_key(run.run_id, d["number"])
+    if key in state.kind(STEPS):
+        raise ReplayError(
+            f"{ev.type} (seq {ev.seq}): step {d['number']} of {run.run_id} is recorded"
+        )
+    state.put(
+        STEPS,
+        key,
+        StepRecord(
+            step_id=key,
+            run_id=run.run_id,
+            number=d["number"],
+            name=d["name"],
+            state="failed" if failed else "completed",
+            output=None if failed else ev.data.get("output"),
+            error=d["error"] if failed else None,
+            error_type=d["error_type"] if failed else None,
+            attempts=d["attempts"],
+            started_at=d["started_at"],
+            finished_at=ev.at,
+        ),
+        new=True,
+    )
+
+
+def _on_wait_started(state: State, ev: Event) -> None:
+    d: E.WaitStarted = ev.data  # type: ignore[assignment]  # (a cast, without a call)
+    run = _running(state, ev)
+    key = wait_key(run.run_id, d["number"])
+    if key in state.kind(WAITS):
+        raise ReplayError(f"{ev.type} (seq {ev.seq}): wait {d['number']} of {run.run_id} exists")
+    rec = WaitRecord(
+        wait_id=key,
+        run_id=run.run_id,
+        number=d["number"],
+        kind="sleep" if ev.type == E.SLEEP_STARTED else ev.data["for"],
+        until=d["until"],
+        name=d.get("name"),
+        children=list(d.get("children", ())),
+        started_at=ev.at,
+    )
+    state.put(WAITS, key, rec, new=True)
+    run.waiting = key
+    state.dirty_runs.add(run.run_id)
+
+
+def _wait(state: State, ev: Event, key: str) -> WaitRecord:
+    rec: WaitRecord | None = state.kind(WAITS).get(key)
+    if rec is None or rec.state != "waiting":
+        raise ReplayError(f"{ev.type} (seq {ev.seq}): {key} is not a wait in progress")
+    return rec
+
+
+def _on_wait_completed(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    rec = _wait(state, ev, wait_key(run.run_id, ev.data["number"]))
+    rec.state = "completed"
+    rec.timed_out = bool(ev.data.get("timed_out", False))
+    rec.finished_at = ev.at
+    state.put(WAITS, rec.wait_id, rec)
+
+
+def _on_signal_sent(state: State, ev: Event) -> None:
+    d: E.SignalSent = ev.data  # type: ignore[assignment]  # (a cast, without a call)
+    run = _run(state, ev)
+    key = d["signal_id"]
+    if key in state.kind(SIGNALS):
+        raise ReplayError(f"signal.sent (seq {ev.seq}): signal {key} exists")
+    number = int(key.rsplit("/s", 1)[1])
+    rec = SignalRecord(
+        signal_id=key,
+        run_id=run.run_id,
+        number=number,
+        name=d["name"],
+        payload=d["payload"],
+        idempotency_key=d["idempotency_key"],
+        sent_at=ev.at,
+    )
+    state.put(SIGNALS, key, rec, new=True)
+
+
+def _on_signal_received(state: State, ev: Event) -> None:
+    d: E.SignalReceived = ev.data  # type: ignore[assignment]  # (a cast, without a call)
+    _run(state, ev)
+    sig: SignalRecord | None = state.kind(SIGNALS).get(d["signal_id"])
+    if sig is None or sig.received_by is not None:
+        raise ReplayError(f"signal.received (seq {ev.seq}): {d['signal_id']} is not pending")
+    wait = _wait(state, ev, d["wait_id"])
+    if wait.kind != "signal" or wait.name != sig.name:
+        raise ReplayError(
+            f"signal.received (seq {ev.seq}): {wait.wait_id} waits for no {sig.name!r}"
+        )
+    sig.received_by = wait.wait_id
+    wait.payload = sig.payload
+    wait.signal_id = sig.signal_id
+    state.put(SIGNALS, sig.signal_id, sig)
+    state.put(WAITS, wait.wait_id, wait)
+
+
 _HANDLERS = {
     E.TASK_DEFINED: _on_task_defined,
     E.TASK_CREATED: _on_task_created,
@@ -377,6 +552,15 @@ _HANDLERS = {
     E.WORKER_HEARTBEAT: _on_worker_heartbeat,
     E.WORKER_LEFT: _on_worker_gone,
     E.WORKER_EXPIRED: _on_worker_gone,
+    E.STEP_STARTED: _on_step_started,
+    E.STEP_COMPLETED: _on_step_ended,
+    E.STEP_FAILED: _on_step_ended,
+    E.SLEEP_STARTED: _on_wait_started,
+    E.WAIT_STARTED: _on_wait_started,
+    E.SLEEP_COMPLETED: _on_wait_completed,
+    E.WAIT_COMPLETED: _on_wait_completed,
+    E.SIGNAL_SENT: _on_signal_sent,
+    E.SIGNAL_RECEIVED: _on_signal_received,
 }
 
 

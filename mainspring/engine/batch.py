@@ -59,8 +59,12 @@ class Batch:
         traceback: str | None = None,
         retry_delay: float | None = None,
         lease_event: str = E.LEASE_RELEASED,
+        suspended: tuple[str, float | None] | None = None,
     ) -> RunState:
-        """Close the open attempt of a running run, drop its lease, apply the retry decision."""
+        """Close the open attempt of a running run, drop its lease, apply the retry decision.
+
+        ``suspended=(reason, due_at)``: a workflow suspends itself (a sleep, a wait, a
+        replay that diverged) with that reason, until ``due_at`` (None: until woken)."""
         att = run.open_attempt()
         assert att is not None
         if result == AttemptResult.LOST and error is not None:
@@ -82,6 +86,9 @@ class Batch:
         )
         if owner is not None:
             self.emit(E.lease(E.LEASE_RELEASED, run, self.now, owner))
+        if suspended is not None and result == AttemptResult.SUSPENDED:
+            self.change(run, RunState.SUSPENDED, suspended[0], due_at=suspended[1])
+            return RunState.SUSPENDED
         d = decide(run, options, result, self.now, retry_delay=retry_delay)
         self.change(run, d.to, d.reason, due_at=d.due_at)
         return d.to

@@ -18,20 +18,19 @@ from typing import Any
 
 from ..core import events as E
 from ..core.errors import (
-    IdempotencyConflict,
     InvalidArgument,
-    InvalidSchedule,
     UnknownRun,
     UnknownTask,
 )
 from ..core.ids import uuid7
 from ..core.model import Policy, Run, WorkerRecord
 from ..core.reducer import WORKERS
-from ..core.schedule import initial_occurrences, validate_policy
+from ..core.schedule import validate_policy
 from ..core.states import TERMINAL, RunState
 from ..store.base import WriteTx
 from .batch import Batch
 from .messages import SubmitRequest, Submitted, TaskView
+from .submission import submit_one
 from .turn import WorkerTurns
 from .verify import verify
 from .why import Why, explain
@@ -71,66 +70,11 @@ class Engine(WorkerTurns):
 
         def body(tx: WriteTx, b: Batch) -> list[Submitted]:
             seen: dict[tuple[str, str], Submitted] = {}
-            out = [self._submit_one(tx, b, req, seen) for req in reqs]
+            out = [submit_one(tx, b, req, seen) for req in reqs]
             b.wake = bool(b.events)  # new runs, or a new next-due time for sleeping workers
             return out
 
         return self.transact(body)[0]
-
-    def _submit_one(
-        self, tx: WriteTx, b: Batch, req: SubmitRequest, seen: dict[tuple[str, str], Submitted]
-    ) -> Submitted:
-        if req.idempotency_key is not None:
-            ikey = (req.name, req.idempotency_key)
-            existing = tx.task_by_idempotency(req.name, req.idempotency_key)
-            if existing is None and ikey in seen:
-                existing = b.state.tasks[seen[ikey].task_id]
-            if existing is not None:
-                if existing.args != req.args or existing.kwargs != req.kwargs:
-                    raise IdempotencyConflict(
-                        f"idempotency key {req.idempotency_key!r} of task {req.name!r} was "
-                        f"already used with other arguments (task {existing.task_id}); use a "
-                        f"new key for a new submission"
-                    )
-                if not existing.policy.same_intent(req.policy):
-                    raise IdempotencyConflict(
-                        f"idempotency key {req.idempotency_key!r} of task {req.name!r} was "
-                        f"already used with another policy ({existing.policy.describe()}, "
-                        f"task {existing.task_id}); use a new key for a new schedule"
-                    )
-                run_ids = tx.run_ids_of_task(existing.task_id) or (
-                    seen[ikey].run_ids if ikey in seen else []
-                )
-                return Submitted(existing.task_id, run_ids, replayed=True)
-        now = b.now
-        occurrences = initial_occurrences(req.policy, now)
-        if not occurrences:
-            raise InvalidSchedule(
-                f"the schedule of {req.name!r} has no occurrence after now ({req.policy.cron!r}); "
-                "check the expression's year and date fields"
-            )
-        task_id = uuid7()
-        b.emit(
-            E.task_created(
-                now,
-                task_id,
-                name=req.name,
-                args=req.args,
-                kwargs=req.kwargs,
-                policy=req.policy,
-                options=req.options,
-                idempotency_key=req.idempotency_key,
-                concurrency_key=req.concurrency_key,
-                correlation_id=req.correlation_id,
-                execution_id=req.execution_id,
-            )
-        )
-        task = b.state.tasks[task_id]
-        run_ids = [b.derive(task, at) for at in occurrences]
-        sub = Submitted(task_id, run_ids)
-        if req.idempotency_key is not None:
-            seen[(req.name, req.idempotency_key)] = sub
-        return sub
 
     def rerun(self, run_id: str) -> Submitted:
         """A new once-run of the task and arguments of ``run_id`` (in any state): a new

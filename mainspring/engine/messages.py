@@ -24,6 +24,8 @@ class SubmitRequest:
     execution_id: str | None = None
     correlation_id: str | None = None
     concurrency_key: str | None = None
+    parent_run_id: str | None = None  # the workflow run submitting it (a child)
+    deadline_at: float | None = None
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Finished:
     retry_delay: float | None = None
     options: TaskOptions | None = None  # the task's options, as leased (saves a lookup)
     snapshot: bytes | None = None  # ``Leased.snapshot``: lets the engine decide before locking
+    suspend_reason: str | None = None  # a suspended attempt's reason for the run (else "suspended")
 
 
 @dataclass

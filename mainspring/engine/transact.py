@@ -52,6 +52,8 @@ class Transactor:
             try:
                 with self.store.write() as tx:
                     out = body(tx, b)
+                    if b.ended:
+                        self._settle(tx, b)
                     b.flush(tx)
                     if b.wake:
                         tx.wake_on_commit()
@@ -65,3 +67,7 @@ class Transactor:
                     continue  # no one to wait for: body now decides under the lock
                 time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
         raise AssertionError("unreachable")
+
+    def _settle(self, tx: WriteTx, b: Batch) -> None:
+        """What follows, in the same transaction, from the runs ``b`` ended (workflows:
+        engine/workflows.py)."""

@@ -19,13 +19,14 @@ from . import registry
 from .batch import Batch
 from .messages import CycleResult, Finished, Leased, snapshot_decoder, snapshot_run
 from .registry import Registration
-from .transact import Stale, Transactor
+from .transact import Stale
+from .workflows import WorkflowCommands
 
 #: How many rows each housekeeping step handles per cycle.
 STEP_LIMIT = 500
 
 
-class WorkerTurns(Transactor):
+class WorkerTurns(WorkflowCommands):
     # -- the worker's group commit ---------------------------------------------------------
     def cycle(
         self,
@@ -108,6 +109,7 @@ class WorkerTurns(Transactor):
                     lost = [rid for rid in held if owners.get(rid) != worker]
                 self._derive_cron(tx, b)
                 self._promote(tx, b)
+                self._enforce_deadlines(tx, b)
             if housekeeping or next_due:
                 b.flush(tx)  # (the retries decided above are due times too)
                 due = tx.next_due()
@@ -150,6 +152,7 @@ class WorkerTurns(Transactor):
                 output=f.output,
                 traceback=f.traceback,
                 retry_delay=f.retry_delay,
+                suspended=None if f.suspend_reason is None else (f.suspend_reason, None),
             )
             accepted.append(f.run_id)
 
@@ -160,6 +163,7 @@ class WorkerTurns(Transactor):
             self._expire(tx, b)
             self._derive_cron(tx, b)
             self._promote(tx, b)
+            self._enforce_deadlines(tx, b)
 
         return len(self.transact(body)[1].events)
 
@@ -216,10 +220,17 @@ class WorkerTurns(Transactor):
             return
         st = b.state
         tx.load_runs(ids, st)
+        woken: list[Run] = []
         for rid in ids:
             run = st.runs[rid]
-            if run.state in (RunState.SCHEDULED, RunState.RETRY_WAIT) and run.due_at <= b.now:
+            if run.due_at > b.now:
+                continue
+            if run.state in (RunState.SCHEDULED, RunState.RETRY_WAIT):
                 b.change(run, RunState.READY, "due" if run.state == RunState.SCHEDULED else "retry")
+            elif run.state == RunState.SUSPENDED:
+                woken.append(run)
+        if woken:
+            self._wake_suspended(tx, b, woken)
         b.flush(tx)
 
     def _lease(

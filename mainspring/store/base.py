@@ -133,10 +133,16 @@ class ReadTx(ABC):
     # -- record kinds (store/kinds.py) ---------------------------------------------
     @abstractmethod
     def records(
-        self, kind: str, *, at_most: tuple[str, float] | None = None, limit: int | None = None
+        self,
+        kind: str,
+        *,
+        at_most: tuple[str, float] | None = None,
+        where: tuple[str, Any] | None = None,
+        limit: int | None = None,
     ) -> list[Any]:
         """Records of ``kind`` by key; with ``at_most=(column, value)``, only those whose
-        column is <= value (claimed, where a write transaction locks: others skip them)."""
+        column is <= value (claimed, where a write transaction locks: others skip them);
+        with ``where=(column, value)``, those whose column is that value."""
 
     # -- the log and the whole projection ---------------------------------------------
     @abstractmethod

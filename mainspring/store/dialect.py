@@ -72,7 +72,7 @@ RUN_COLUMNS = (
 #: The columns of a task's row before its document (store/rows.py: ``task_columns``).
 TASK_COLUMNS = ("task_id", "name", "idempotency_key", "kind", "canceled", "cron_next")
 
-DUE = "state IN ('scheduled', 'retry_wait')"
+DUE = "state IN ('scheduled', 'retry_wait', 'suspended')"
 _STATE_INDEX: dict[str, tuple[str, str]] = {
     RunState.SCHEDULED: ("ms_runs_due", DUE),
     RunState.RETRY_WAIT: ("ms_runs_due", DUE),

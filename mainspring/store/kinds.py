@@ -17,8 +17,15 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..core.model import WorkerRecord
-from ..core.reducer import WORKERS, State
+from ..core.model import (
+    DeadlineRecord,
+    ExecutionRecord,
+    SignalRecord,
+    StepRecord,
+    WaitRecord,
+    WorkerRecord,
+)
+from ..core.reducer import DEADLINES, EXECUTIONS, SIGNALS, STEPS, WAITS, WORKERS, State
 from .dialect import Dialect
 
 ColumnType = Literal["text", "real", "bigint"]
@@ -56,6 +63,12 @@ KINDS: tuple[Kind, ...] = (
         since=3,
         columns=(("expires_at", "real"),),
     ),
+    # workflows: a run's steps, sleeps and waits, and signals, each keyed "<run_id>/<n>"
+    Kind(STEPS, "ms_steps", StepRecord, "step_id", since=4, columns=(("run_id", "text"),)),
+    Kind(WAITS, "ms_waits", WaitRecord, "wait_id", since=4, columns=(("run_id", "text"),)),
+    Kind(SIGNALS, "ms_signals", SignalRecord, "signal_id", since=4, columns=(("run_id", "text"),)),
+    Kind(EXECUTIONS, "ms_executions", ExecutionRecord, "execution_id", since=4),
+    Kind(DEADLINES, "ms_deadlines", DeadlineRecord, "run_id", since=4, columns=(("at", "real"),)),
 )
 BY_NAME = {k.name: k for k in KINDS}
 
@@ -102,15 +115,24 @@ class KindTx:
                 loaded[getattr(rec, k.key)] = rec
 
     def records(
-        self, kind: str, *, at_most: tuple[str, float] | None = None, limit: int | None = None
+        self,
+        kind: str,
+        *,
+        at_most: tuple[str, float] | None = None,
+        where: tuple[str, Any] | None = None,
+        limit: int | None = None,
     ) -> list[Any]:
         """Records of ``kind`` by key; with ``at_most=(column, value)``, those whose column
-        is <= value (claimed, where a write transaction locks: others skip them)."""
+        is <= value (claimed, where a write transaction locks: others skip them); with
+        ``where=(column, value)``, those whose column is that value."""
         k, p = BY_NAME[kind], self.DIALECT.placeholder
         q, params = f"SELECT doc FROM {k.table}", []
         if at_most is not None:
             q += f" WHERE {at_most[0]} <= {p}"
             params.append(at_most[1])
+        elif where is not None:
+            q += f" WHERE {where[0]} = {p}"
+            params.append(where[1])
         q += f" ORDER BY {k.key}"
         if limit is not None:
             q += f" LIMIT {int(limit)}"
@@ -119,15 +141,20 @@ class KindTx:
         return [self._decode(k, doc) for (doc,) in self._rows(q, params)]
 
     def save_records(self, state: State) -> None:
-        """Write back the records ``state`` changed, and delete those it removed."""
+        """Write back the records ``state`` changed, and delete those it removed. A record
+        the reducer created as new is inserted create-only: a concurrent transaction that
+        created the same key first makes this one conflict (and run again), never
+        overwritten."""
         p = self.DIALECT.placeholder
         for name, keys in sorted(state.dirty_records.items()):
             k, present = BY_NAME[name], state.kind(name)
+            new = state.new_records.get(name, set())
             cols = [k.key, *(c for c, _ in k.columns), "doc"]
-            upsert = (
-                f"INSERT INTO {k.table} ({', '.join(cols)}) VALUES ({', '.join([p] * len(cols))}) "
-                f"ON CONFLICT ({k.key}) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
+            insert = (
+                f"INSERT INTO {k.table} ({', '.join(cols)}) VALUES ({', '.join([p] * len(cols))})"
+            )
+            upsert = f"{insert} ON CONFLICT ({k.key}) DO UPDATE SET " + ", ".join(
+                f"{c} = excluded.{c}" for c in cols[1:]
             )
             rows = [
                 (
@@ -139,8 +166,12 @@ class KindTx:
                 if key in present
             ]
             gone = [(key,) for key in sorted(keys) if key not in present]
-            if rows:
-                self._write_many(upsert, rows)
+            created = [r for r in rows if r[0] in new]
+            changed = [r for r in rows if r[0] not in new]
+            if created:
+                self._write_many(insert, created)
+            if changed:
+                self._write_many(upsert, changed)
             if gone:
                 self._write_many(f"DELETE FROM {k.table} WHERE {k.key} = {p}", gone)
 

@@ -42,6 +42,11 @@ class RunDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
     attempts: list[Attempt] = msgspec.field(default_factory=list)
     updated_at: float = 0.0
     rerun_of: str | None = None
+    workflow: bool = False
+    parent_run_id: str | None = None
+    children: list[str] = msgspec.field(default_factory=list)
+    waiting: str | None = None
+    deadline_at: float | None = None
 
 
 encoder = msgspec.json.Encoder()
@@ -99,6 +104,11 @@ def run_doc(r: Run) -> RunDoc:
         attempts=r.attempts,
         updated_at=r.updated_at,
         rerun_of=r.rerun_of,
+        workflow=r.workflow,
+        parent_run_id=r.parent_run_id,
+        children=r.children,
+        waiting=r.waiting,
+        deadline_at=r.deadline_at,
     )
 
 
@@ -131,6 +141,11 @@ def row_run(row: Sequence[Any]) -> Run:
         attempts=d.attempts,
         updated_at=d.updated_at,
         rerun_of=d.rerun_of,
+        workflow=d.workflow,
+        parent_run_id=d.parent_run_id,
+        children=d.children,
+        waiting=d.waiting,
+        deadline_at=d.deadline_at,
     )
 
 

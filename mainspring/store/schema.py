@@ -13,7 +13,7 @@ from __future__ import annotations
 from .dialect import Dialect
 from .kinds import KINDS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APP_ID = "mainspring"
 #: Every table a store of the current version has (what marks a schema as mainspring's).
 TABLES = (
@@ -107,6 +107,15 @@ _VERSIONS: dict[int, str] = {
     3: """
     DROP INDEX ms_runs_task;
     CREATE INDEX ms_runs_task ON ms_runs (task_id, scheduled_at);
+    """,
+    # workflows: a suspended run that sleeps or waits with a timeout comes due like a
+    # scheduled one (its due_at is the wake time; NEVER, core/model.py, when there is
+    # none), and the workflow kinds (kinds)
+    4: """
+    DROP INDEX ms_runs_due;
+    UPDATE ms_runs SET due_at = 1e18 WHERE state = 'suspended';
+    CREATE INDEX ms_runs_due ON ms_runs (due_at)
+        WHERE state IN ('scheduled', 'retry_wait', 'suspended');
     """,
 }
 

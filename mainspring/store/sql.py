@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.model import Event, Run, Task
+from ..core.model import NEVER, Event, Run, Task
 from ..core.reducer import State
 from ..core.states import TERMINAL, RunState
 from .base import ReadTx, WriteTx
@@ -222,16 +222,19 @@ class SqlReadTx(KindTx, ReadTx):
             f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_lease')} "
             f"WHERE lease_owner IS NOT NULL{only}) "
             f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_due')} WHERE {DUE} "
-            f"AND (state = 'retry_wait' OR due_at <= {d.placeholder}){only})",
-            (*params, *params, now, *params),
+            f"AND (state = 'retry_wait' OR due_at <= {d.placeholder}){only}) "
+            f"OR EXISTS (SELECT 1 FROM ms_deadlines WHERE at <= {d.placeholder})",
+            (*params, *params, now, *params, now),
         )[0]
         return not row[0]
 
     def _next_due(self) -> str:
         """The two columns whose smaller value is ``next_due``."""
         return (
-            f"(SELECT min(due_at) FROM ms_runs{self.DIALECT.hint('ms_runs_due')} WHERE {DUE}), "
-            "(SELECT min(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL)"
+            f"(SELECT min(due_at) FROM ms_runs{self.DIALECT.hint('ms_runs_due')} "
+            f"WHERE {DUE} AND due_at < {NEVER!r}), "
+            "(SELECT min(cron_next) FROM ms_tasks WHERE cron_next IS NOT NULL), "
+            "(SELECT min(at) FROM ms_deadlines)"
         )
 
     def next_due(self) -> float | None:
@@ -251,10 +254,11 @@ class SqlReadTx(KindTx, ReadTx):
             f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_due')} WHERE {DUE} AND due_at <= {p}) "
             f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_lease')} "
             f"WHERE lease_owner IS NOT NULL AND lease_expires_at <= {p}) "
-            f"OR EXISTS (SELECT 1 FROM ms_tasks WHERE cron_next <= {p}), {self._next_due()}",
-            (*params, now, now, now),
+            f"OR EXISTS (SELECT 1 FROM ms_tasks WHERE cron_next <= {p}) "
+            f"OR EXISTS (SELECT 1 FROM ms_deadlines WHERE at <= {p}), {self._next_due()}",
+            (*params, now, now, now, now),
         )[0]
-        return bool(row[0]), _smaller(row[1], row[2])
+        return bool(row[0]), _smaller(*row[1:])
 
     # -- the log ----------------------------------------------------------------------------------
     def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
@@ -456,6 +460,6 @@ def ready_query(
     return q + claim, params
 
 
-def _smaller(a: Any, b: Any) -> float | None:
-    values = [float(v) for v in (a, b) if v is not None]
+def _smaller(*times: Any) -> float | None:
+    values = [float(v) for v in times if v is not None]
     return min(values) if values else None

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 from ..core.errors import NoContext
+from ..core.model import TaskOptions
 
 _current: ContextVar[Context | None] = ContextVar("mainspring_context", default=None)
 
@@ -25,6 +26,8 @@ class Context:
         correlation_id: str | None,
         idempotency_key: str | None,
         heartbeat: Callable[[], None] | None = None,
+        worker: str = "",
+        options: TaskOptions | None = None,
     ) -> None:
         self.run_id = run_id
         self.task_id = task_id
@@ -35,6 +38,10 @@ class Context:
         self.correlation_id = correlation_id
         self.idempotency_key = idempotency_key
         self._heartbeat = heartbeat
+        self.worker = worker  # the worker id holding the lease (fences a workflow's records)
+        self.options = options or TaskOptions()  # the run's task options, as leased
+        #: in a workflow: the number of the step running now (None between steps)
+        self.step: int | None = None
         self._cancelled = False  # a flag only (nothing waits on it): set once, read often
 
     @property

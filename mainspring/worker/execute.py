@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import MainspringError
-from ..core.outcomes import Outcome, outcome_of, outcome_of_return
+from ..core.outcomes import Outcome, Recorded, outcome_of, outcome_of_return
 from ..core.states import AttemptResult
 from ..engine import Finished, Leased
 from .context import Context, reset_current, set_current
@@ -32,8 +32,10 @@ class Attempt:
     future: Any = None  # the asyncio future of an async handler
 
 
-def make_context(lz: Leased, heartbeat: Callable[[], None]) -> Context:
+def make_context(lz: Leased, heartbeat: Callable[[], None], worker: str) -> Context:
     return Context(
+        worker=worker,
+        options=lz.options,
         run_id=lz.run_id,
         task_id=lz.task_id,
         task_name=lz.task_name,
@@ -59,6 +61,7 @@ def report(att: Attempt, outcome: Outcome) -> Finished:
         retry_delay=outcome.retry_delay,
         options=lz.options,
         snapshot=lz.snapshot,
+        suspend_reason=outcome.reason,
     )
 
 
@@ -73,12 +76,15 @@ def timed_out(att: Attempt) -> Finished:
     )
 
 
-def call_sync(att: Attempt) -> Finished:
-    """Run a ``def`` handler to its end (in the calling thread) and report how it ended."""
+def call_sync(att: Attempt) -> Finished | None:
+    """Run a ``def`` handler to its end (in the calling thread) and report how it ended;
+    None when a workflow recorded its attempt's end itself (``Recorded``)."""
     token = set_current(att.ctx)
     try:
         value = att.fn(*att.leased.args, **att.leased.kwargs)
         outcome = outcome_of_return(value, att.leased.task_name)
+    except Recorded:
+        return None
     except BaseException as exc:
         outcome = outcome_of(exc)
     finally:
@@ -88,11 +94,14 @@ def call_sync(att: Attempt) -> Finished:
 
 async def call_async(att: Attempt) -> Finished | None:
     """Run an ``async def`` handler to its end and report how it ended; None when the
-    worker cancelled it because it abandoned the attempt (nothing is left to report)."""
+    worker cancelled it because it abandoned the attempt, or a workflow recorded its
+    attempt's end itself (nothing is left to report)."""
     token = set_current(att.ctx)
     try:
         value = await att.fn(*att.leased.args, **att.leased.kwargs)
         outcome = outcome_of_return(value, att.leased.task_name)
+    except Recorded:
+        return None
     except asyncio.CancelledError:
         if att.abandoned:
             return None

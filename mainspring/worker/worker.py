@@ -136,6 +136,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._waiting = False
+        self._freed = False  # a slot was freed outside a turn (a workflow suspended itself)
         # the engine's clock, when it is moved by hand, wakes the loop (see the docstring)
         self._clock_moved = False
         self._unwatch: Callable[[], None] | None = None
@@ -263,7 +264,8 @@ class Worker:
             self.lease_seconds, self.engine.clock, clock_driven=self._unwatch is not None
         )
         while self._turn(timers):
-            if self._check_timeouts():
+            if self._check_timeouts() or self._freed:
+                self._freed = False
                 timers.slots_freed()
             if timers.renew_due(time.monotonic(), bool(self._renew_now)):
                 timers.renewing()
@@ -529,7 +531,7 @@ class Worker:
 
     # -- starting handlers (worker/execute.py runs them) ---------------------------------------
     def _dispatch(self, lz: Leased) -> None:
-        ctx = make_context(lz, functools.partial(self.heartbeat, lz.run_id))
+        ctx = make_context(lz, functools.partial(self.heartbeat, lz.run_id), self.id)
         deadline = time.monotonic() + lz.timeout if lz.timeout is not None else None
         lease_until = time.monotonic() + (lz.lease_expires_at - self.engine.clock.now())
         att = Attempt(lz, self.handlers[lz.task_name], ctx, deadline, lease_until)
@@ -555,15 +557,24 @@ class Worker:
 
     async def _run_async(self, att: Attempt) -> None:
         fin = await call_async(att)
-        if fin is not None:
+        if fin is not None or not att.abandoned:
             self._complete(att, fin)
 
-    def _complete(self, att: Attempt, fin: Finished) -> None:
-        """A handler ended: queue its report for the loop's next turn (and wake the loop)."""
+    def _complete(self, att: Attempt, fin: Finished | None) -> None:
+        """A handler ended: queue its report for the loop's next turn (and wake the loop).
+        ``fin`` None: a workflow recorded its attempt's end itself (it suspended to sleep
+        or wait), so its slot is free at once."""
         self.executed += 1
         with self._lock:
             if att.abandoned or self._inflight.get(att.leased.run_id) is not att:
                 return  # timed out or lease lost: this late outcome is discarded
+            if fin is None:
+                del self._inflight[att.leased.run_id]
+                self._freed = True
+        if fin is None:
+            self._wake()
+            return
+        with self._lock:
             if att.deadline is not None and time.monotonic() > att.deadline:
                 att.abandoned = True
                 fin = timed_out(att)

@@ -29,6 +29,7 @@ from mainspring.core.clock import ManualClock
 from mainspring.core.model import Event, Policy, TaskOptions
 from mainspring.core.reducer import State
 from mainspring.engine import Batch, Engine
+from mainspring.engine.submission import submit_one
 from mainspring.store import open_store, pg_tx
 from mainspring.store import postgres as pg
 from mainspring.store.base import Conflict, Store, WriteTx
@@ -689,7 +690,7 @@ def test_a_duplicate_key_insert_conflicts_and_the_loser_gets_the_winners_task(
     box: dict[str, Any] = {}
 
     def a_body(tx: WriteTx, b: Batch) -> str:
-        sub = ea._submit_one(tx, b, req(1, idempotency_key="same"), {})
+        sub = submit_one(tx, b, req(1, idempotency_key="same"), {})
         b.flush(tx)
         tx.paused()  # a read: the deferred INSERT goes out before it
         written.set()
@@ -774,7 +775,7 @@ def test_lost_key_races_leave_the_connection_and_its_prepared_statements_usable(
         try:
             with s.write() as tx:
                 tx.task_by_idempotency = lambda name, key: None  # type: ignore[method-assign]
-                eng._submit_one(tx, b, req("x", idempotency_key="k"), {})
+                submit_one(tx, b, req("x", idempotency_key="k"), {})
                 b.flush(tx)
                 tx.wake_on_commit()
         except Conflict as exc:
@@ -851,10 +852,10 @@ def test_a_write_whose_connection_is_killed_conflicts_and_writes_nothing(
     before = all_events(s)
     with pytest.raises(Conflict, match="lost"), s.write() as tx:
         b = Batch(State(), eng.clock.now())
-        eng._submit_one(tx, b, req(1), {})
+        submit_one(tx, b, req(1), {})
         b.flush(tx)  # its rows are written into the transaction ...
         terminate(admin, tx.con.info.backend_pid)  # type: ignore[attr-defined]
-        eng._submit_one(tx, b, req(2), {})
+        submit_one(tx, b, req(2), {})
         b.flush(tx)  # ... and the next statement finds the connection gone
     assert all_events(s) == before
     with s.read() as tx:
@@ -874,7 +875,7 @@ def test_the_engine_reruns_a_command_whose_connection_was_killed(
     pids: list[int] = []
 
     def body(tx: WriteTx, b: Batch) -> str:
-        sub = eng._submit_one(tx, b, req(len(pids)), {})
+        sub = submit_one(tx, b, req(len(pids)), {})
         b.flush(tx)
         pids.append(tx.con.info.backend_pid)  # type: ignore[attr-defined]
         if len(pids) == 1:
@@ -901,7 +902,7 @@ def test_a_connection_killed_before_the_commit_writes_nothing(
     eng = Engine(s)
     with pytest.raises(ms.StoreError) as info, s.write() as tx:
         b = Batch(State(), eng.clock.now())
-        eng._submit_one(tx, b, req(1), {})
+        submit_one(tx, b, req(1), {})
         b.flush(tx)
         terminate(admin, tx.con.info.backend_pid)  # type: ignore[attr-defined]
     if not isinstance(info.value, Conflict):

@@ -17,6 +17,7 @@ from mainspring.core.clock import ManualClock
 from mainspring.core.model import Event
 from mainspring.engine import Batch, Engine, Finished
 from mainspring.engine import transact as engine_mod
+from mainspring.engine.submission import submit_one
 from mainspring.engine.transact import MAX_CONFLICT_RETRIES
 from mainspring.store import open_store, rows, sql
 from mainspring.store.base import Conflict, Store, WriteTx
@@ -187,7 +188,11 @@ def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
         " at double precision NOT NULL, task_id text, run_id text, attempt_id text,"
         " correlation_id text, execution_id text, data {} NOT NULL)",
         "CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL",
-        # (and without what schema 3 added)
+        # (and without what schemas 3 and 4 added)
+        *(f"DROP TABLE {t}" for t in ("ms_steps", "ms_waits", "ms_signals", "ms_executions")),
+        "DROP TABLE ms_deadlines",
+        "DROP INDEX ms_runs_due",
+        "CREATE INDEX ms_runs_due ON ms_runs (due_at) WHERE state IN ('scheduled', 'retry_wait')",
         "DROP TABLE ms_workers",
         "DROP INDEX ms_runs_task",
         "CREATE INDEX ms_runs_task ON ms_runs (task_id)",
@@ -281,7 +286,7 @@ def submit_body(eng: Engine, calls: list[int], fail_times: int) -> Any:
 
     def body(tx: WriteTx, b: Batch) -> int:
         calls.append(len(calls) + 1)
-        eng._submit_one(tx, b, req(len(calls)), {})
+        submit_one(tx, b, req(len(calls)), {})
         b.flush(tx)  # the rows are in the transaction when it conflicts
         if len(calls) <= fail_times:
             raise Conflict("simulated: a concurrent transaction got in the way")

@@ -1,0 +1,108 @@
+"""Submitting: the decision that turns one ``SubmitRequest`` into a task and its first runs,
+or finds the submission it repeats (an idempotency key, a workflow's execution id)."""
+
+from __future__ import annotations
+
+from ..core import events as E
+from ..core.errors import IdempotencyConflict, InvalidArgument, InvalidSchedule
+from ..core.ids import uuid7
+from ..core.model import ExecutionRecord
+from ..core.reducer import EXECUTIONS
+from ..core.schedule import initial_occurrences
+from ..store.base import WriteTx
+from .batch import Batch
+from .messages import SubmitRequest, Submitted
+
+#: Submissions decided earlier in the same transaction, by (task name, idempotency key).
+Seen = dict[tuple[str, str], Submitted]
+
+
+def submit_one(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -> Submitted:
+    """Decide one submission in ``b`` (events emitted, nothing written yet)."""
+    if req.idempotency_key is not None:
+        again = _by_idempotency_key(tx, b, req, seen)
+        if again is not None:
+            return again
+    if req.options.workflow and req.execution_id is not None:
+        if req.policy.kind != "once":
+            raise InvalidArgument(
+                f"execution_id names one workflow instance: it cannot be given to a "
+                f"{req.policy.kind} policy, whose every run is an instance of its own"
+            )
+        again = _by_execution_id(tx, b, req)
+        if again is not None:
+            return again
+    now = b.now
+    occurrences = initial_occurrences(req.policy, now)
+    if not occurrences:
+        raise InvalidSchedule(
+            f"the schedule of {req.name!r} has no occurrence after now ({req.policy.cron!r}); "
+            "check the expression's year and date fields"
+        )
+    task_id = uuid7()
+    b.emit(
+        E.task_created(
+            now,
+            task_id,
+            name=req.name,
+            args=req.args,
+            kwargs=req.kwargs,
+            policy=req.policy,
+            options=req.options,
+            idempotency_key=req.idempotency_key,
+            concurrency_key=req.concurrency_key,
+            correlation_id=req.correlation_id,
+            execution_id=req.execution_id,
+            parent_run_id=req.parent_run_id,
+            deadline_at=req.deadline_at,
+        )
+    )
+    task = b.state.tasks[task_id]
+    run_ids = [b.derive(task, at) for at in occurrences]
+    sub = Submitted(task_id, run_ids)
+    if req.idempotency_key is not None:
+        seen[(req.name, req.idempotency_key)] = sub
+    return sub
+
+
+def _by_idempotency_key(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -> Submitted | None:
+    assert req.idempotency_key is not None
+    ikey = (req.name, req.idempotency_key)
+    existing = tx.task_by_idempotency(req.name, req.idempotency_key)
+    if existing is None and ikey in seen:
+        existing = b.state.tasks[seen[ikey].task_id]
+    if existing is None:
+        return None
+    if existing.args != req.args or existing.kwargs != req.kwargs:
+        raise IdempotencyConflict(
+            f"idempotency key {req.idempotency_key!r} of task {req.name!r} was "
+            f"already used with other arguments (task {existing.task_id}); use a "
+            f"new key for a new submission"
+        )
+    if not existing.policy.same_intent(req.policy):
+        raise IdempotencyConflict(
+            f"idempotency key {req.idempotency_key!r} of task {req.name!r} was "
+            f"already used with another policy ({existing.policy.describe()}, "
+            f"task {existing.task_id}); use a new key for a new schedule"
+        )
+    run_ids = tx.run_ids_of_task(existing.task_id) or (seen[ikey].run_ids if ikey in seen else [])
+    return Submitted(existing.task_id, run_ids, replayed=True)
+
+
+def _by_execution_id(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | None:
+    """The workflow instance already started under ``req.execution_id``, if any (the same
+    task and arguments), else None; IdempotencyConflict for another task or arguments."""
+    assert req.execution_id is not None
+    tx.load_records(EXECUTIONS, [req.execution_id], b.state)
+    ex: ExecutionRecord | None = b.state.kind(EXECUTIONS).get(req.execution_id)
+    if ex is None:
+        return None
+    tx.load_tasks([ex.task_id], b.state)
+    task = b.state.tasks[ex.task_id]
+    if task.name != req.name or task.args != req.args or task.kwargs != req.kwargs:
+        raise IdempotencyConflict(
+            f"execution id {req.execution_id!r} already names an instance of workflow "
+            f"{task.name!r} with other arguments (run {ex.run_id}); use a new execution id "
+            "for a new instance"
+        )
+    return Submitted(ex.task_id, [ex.run_id], replayed=True)
