@@ -164,8 +164,17 @@ def explanation(run: Run, whys: list[Why]) -> Explanation:
     return Explanation(
         run_id=run.run_id,
         state=RunState(run.state),
-        reasons=[Reason(code=w.code, text=w.text, data=times_of(w.data)) for w in whys],
+        reasons=[Reason(code=w.code, text=w.text, data=_why_data(w.data)) for w in whys],
     )
+
+
+def _why_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A reason's data with its times as datetimes: the ``..._at`` keys, and ``until`` (a
+    suspended workflow's wake time or wait timeout)."""
+    out = times_of(data)
+    if isinstance(out.get("until"), int | float):
+        out["until"] = to_datetime(out["until"])
+    return out
 
 
 def _dt(ts: float) -> datetime:

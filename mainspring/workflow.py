@@ -123,6 +123,10 @@ class WorkflowRun:
         if exc is not None:
             rec.error = f"{type(exc).__name__}: {exc}"
             rec.error_type = f"{type(exc).__module__}:{type(exc).__qualname__}"
+            try:
+                rec.error_args = to_plain(list(exc.args), "the exception's arguments")
+            except MainspringError:
+                rec.error_args = None  # rebuilt from its message instead
         return rec
 
     def failed_try(
@@ -240,7 +244,7 @@ def _rebuild(rec: StepRecord) -> BaseException:
             for part in qualname.split("."):
                 cls = getattr(cls, part)
             if isinstance(cls, type) and issubclass(cls, Exception):
-                return cls(message)
+                return cls(*rec.error_args) if rec.error_args is not None else cls(message)
         except Exception:
             pass
     return MainspringError(f"step {rec.name!r} failed: {rec.error}")
@@ -344,7 +348,8 @@ def step(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     wf = current()
     if wf is None:
         return fn(*args, **kwargs)
-    if inspect.iscoroutinefunction(fn):
+    is_async = fn.is_async if isinstance(fn, StepFunction) else inspect.iscoroutinefunction(fn)
+    if is_async:
         return _run_step_async(wf, name, fn, args, kwargs, StepPolicy())
     return _run_step(wf, name, fn, args, kwargs, StepPolicy())
 

@@ -147,6 +147,7 @@ class StepFailed(TypedDict):
     name: str
     error: str
     error_type: str | None
+    error_args: NotRequired[list[Any] | None]
     will_retry: bool
     attempts: int
     started_at: float
@@ -404,6 +405,8 @@ def step_ended(run: Run, at: float, step: StepRecord, will_retry: bool = False) 
         attempts=step.attempts,
         started_at=step.started_at,
     )
+    if step.error_args is not None:
+        failed["error_args"] = step.error_args
     return _about(run, STEP_FAILED, at, None, failed)
 
 

@@ -205,6 +205,7 @@ class StepRecord(msgspec.Struct, kw_only=True):
     output: Any = None
     error: str | None = None  # "<type>: <message>" of a failed step
     error_type: str | None = None  # module:qualname of the exception it raised
+    error_args: list[Any] | None = None  # its args, to raise it again on replay
     attempts: int = 1
     started_at: float = 0.0
     finished_at: float = 0.0

@@ -452,6 +452,7 @@ def _on_step_ended(state: State, ev: Event) -> None:
             output=None if failed else ev.data.get("output"),
             error=d["error"] if failed else None,
             error_type=d["error_type"] if failed else None,
+            error_args=d.get("error_args") if failed else None,
             attempts=d["attempts"],
             started_at=d["started_at"],
             finished_at=ev.at,

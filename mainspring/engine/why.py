@@ -1,16 +1,19 @@
 """Why a run is where it is: reasons read from the stored state, most decisive first.
 
 Each reason is a code (docs/api.md, "why"), a sentence a person reads, and data. Times in
-the data are Unix seconds here; the facade shows them as datetimes.
+the data are Unix seconds here; the facade shows them as datetimes. A suspended workflow
+says what it waits for, read from the wait record ``Run.waiting`` names.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from ..core.model import Run, Task, WorkerRecord
-from ..core.reducer import WORKERS
+from ..core.model import Run, Task, WaitRecord, WorkerRecord
+from ..core.reducer import WAITS, WORKERS
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import ReadTx
 
@@ -28,6 +31,72 @@ class Why:
 def serves(worker: WorkerRecord, run: Run) -> bool:
     """Does this worker lease runs like ``run`` (its task name, in its queue)?"""
     return run.task_name in worker.tasks and (worker.queues is None or run.queue in worker.queues)
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _wait_of(tx: ReadTx, run: Run) -> WaitRecord | None:
+    """The wait a suspended workflow is in: ``run.waiting`` while that wait is still open
+    and is what the run suspended for (a wait that ended within an attempt stays named
+    there when the attempt later suspends for another reason)."""
+    if run.waiting is None or run.reason not in ("sleep", "signal", "child"):
+        return None
+    found: list[WaitRecord] = tx.records(WAITS, where=("wait_id", run.waiting))
+    if not found or found[0].state != "waiting" or found[0].kind != run.reason:
+        return None
+    return found[0]
+
+
+def suspended(tx: ReadTx, run: Run) -> Why:
+    """Why a suspended run waits: a workflow's sleep, signal or children, a replay that
+    diverged from its history, or a handler's ``ms.Suspend`` (until resumed)."""
+    wait = _wait_of(tx, run)
+    data: dict[str, Any] = {"reason": run.reason}
+    if wait is not None and wait.kind == "sleep":
+        data["until"] = wait.until
+        text = "the workflow is sleeping"
+        if wait.until is not None:
+            text += f" until {_utc(wait.until)}; it is ready again then"
+        return Why("suspended", text + " (no worker slot is held)", data)
+    if wait is not None and wait.kind == "signal":
+        data["waiting_for"] = wait.name
+        data["until"] = wait.until
+        text = f"the workflow is waiting for signal {wait.name!r}"
+        if wait.until is not None:
+            text += f" (timeout at {_utc(wait.until)})"
+        target = shlex.quote(run.execution_id or run.run_id)
+        name = shlex.quote(wait.name or "")
+        return Why("suspended", text + f"; send it with `mainspring signal {target} {name}`", data)
+    if wait is not None:
+        data["waiting_for"] = list(wait.children)
+        ended = sum(
+            1
+            for rid in wait.children
+            if (child := tx.get_run(rid)) is not None and RunState(child.state) in TERMINAL
+        )
+        n = len(wait.children)
+        return Why(
+            "suspended",
+            f"the workflow is waiting for {n} child run{'s' if n != 1 else ''} to end "
+            f"({ended} ended so far)",
+            data,
+        )
+    if run.reason == "nondeterminism":
+        # (the error reads "Suspend: nondeterminism: <what diverged, what to do>")
+        detail = (run.error or "").split("nondeterminism: ", 1)[-1]
+        return Why(
+            "suspended",
+            "the workflow is suspended (nondeterminism): "
+            + (detail or "its replay diverged from its history; deploy code that replays it"),
+            data,
+        )
+    return Why(
+        "suspended",
+        f"the run is suspended ({run.error or run.reason}); resume it to run it again",
+        data,
+    )
 
 
 def explain(tx: ReadTx, run: Run, task: Task | None, now: float) -> list[Why]:
@@ -51,13 +120,7 @@ def explain(tx: ReadTx, run: Run, task: Task | None, now: float) -> list[Why]:
             )
         ]
     if state == RunState.SUSPENDED:
-        return [
-            Why(
-                "suspended",
-                f"the run is suspended ({run.error or run.reason}); resume it to run it again",
-                {"reason": run.reason},
-            )
-        ]
+        return [suspended(tx, run)]
     out: list[Why] = []
     if state == RunState.SCHEDULED and run.due_at > now:
         out.append(Why("not_due", "the run is not due yet", {"due_at": run.due_at}))
