@@ -89,8 +89,14 @@ class WorkflowRun:
         except Fenced:
             raise self._fenced() from None
 
+    def _check(self) -> None:
+        """After a divergence nothing more may be recorded: the numbering is off."""
+        if self.diverged is not None:
+            raise NonDeterminism(self.diverged)
+
     def replayed(self, name: str) -> tuple[int, StepRecord | None]:
         """Take the next step number; the step recorded there (None: run it now)."""
+        self._check()
         n = self.next_step
         self.next_step += 1
         rec = self.history.steps.get(n)
@@ -159,6 +165,7 @@ class WorkflowRun:
     ) -> WaitOutcome:
         """Sleep or wait: pass through a wait the history ended, or (first time, or still
         waiting) ask the engine, which suspends the run unless it can go on at once."""
+        self._check()
         w = self.next_wait
         self.next_wait += 1
         rec = self.history.waits.get(w)
@@ -362,6 +369,7 @@ def patched(patch_id: str) -> bool:
     if not isinstance(patch_id, str) or not patch_id:
         raise InvalidArgument(f"a patch id must be a non-empty string, got {patch_id!r}")
     wf = _required("ms.patched")
+    wf._check()
     name = f"patch:{patch_id}"
     n = wf.next_step
     rec = wf.history.steps.get(n)

@@ -10,9 +10,9 @@ lease can never record a step (docs/workflows.md, "Replay").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..core import events as E
 from ..core.errors import MainspringError, UnknownExecution
@@ -30,9 +30,12 @@ from ..core.reducer import DEADLINES, EXECUTIONS, SIGNALS, STEPS, WAITS
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import WriteTx
 from .batch import Batch
+from .group import GroupCommit
 from .messages import SubmitRequest
 from .submission import submit_one
 from .transact import Transactor
+
+T = TypeVar("T")
 
 #: How many due deadlines one housekeeping step enforces.
 DEADLINE_LIMIT = 500
@@ -61,6 +64,16 @@ class History:
 
 
 class WorkflowCommands(Transactor):
+    _group: GroupCommit | None = None
+
+    def _grouped(self, body: Callable[[WriteTx, Batch], T]) -> T:
+        """Run a running workflow's command in a transaction shared with those of the
+        workflows running beside it (engine/group.py)."""
+        group = self._group
+        if group is None:
+            group = self._group = GroupCommit(self.transact)
+        return group.run(body)
+
     # -- what a running workflow records ---------------------------------------------------
     def history(self, run_id: str) -> History:
         with self.store.read() as tx:
@@ -96,7 +109,7 @@ class WorkflowCommands(Transactor):
             b.emit(E.step_started(run, b.now, step.number, step.name))
             b.emit(E.step_ended(run, b.now, step, will_retry))
 
-        self.transact(body)
+        self._grouped(body)
 
     def start_child(
         self, worker: str, attempt_id: str, run_id: str, number: int, req: SubmitRequest
@@ -127,7 +140,7 @@ class WorkflowCommands(Transactor):
             b.wake = True
             return child, sub.task_id
 
-        return self.transact(body)[0]
+        return self._grouped(body)
 
     def begin_wait(
         self, worker: str, attempt_id: str, wait: WaitRecord, options: TaskOptions
@@ -163,7 +176,7 @@ class WorkflowCommands(Transactor):
             b.close_attempt(run, options, AttemptResult.SUSPENDED, suspended=(rec.kind, rec.until))
             return WaitOutcome(True)
 
-        return self.transact(body)[0]
+        return self._grouped(body)
 
     @staticmethod
     def _all_ended(tx: WriteTx, b: Batch, run_ids: Sequence[str]) -> bool:

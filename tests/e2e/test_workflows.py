@@ -519,3 +519,41 @@ def test_the_context_names_the_running_step(make_app: Make) -> None:
     with app.worker() as w:
         w.run_until_idle()
     assert h.result() == [None, 1, 2, None]
+
+
+def test_after_a_caught_divergence_nothing_more_is_recorded(make_app: Make) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    code = {"v": 1}
+    ran: list[str] = []
+
+    @app.step
+    def first() -> None:
+        ran.append("first")
+
+    @app.step
+    def other() -> None:
+        ran.append("other")
+
+    @app.step
+    def after() -> None:
+        ran.append("after")
+
+    @app.workflow
+    def flow() -> str:
+        try:
+            first() if code["v"] == 1 else other()
+        except ms.NonDeterminism:
+            pass
+        ms.sleep(1) if code["v"] == 1 else after()
+        return "done"
+
+    h = flow.submit()
+    with app.worker() as w:
+        w.run_until_idle()
+        code["v"] = 2
+        clock.advance(2)
+        w.run_until_idle()
+    assert h.status() == ms.RunState.SUSPENDED
+    assert ran == ["first"]  # neither the diverging step nor the one after it ran
+    assert [s.name for s in h.steps()] == [first.name]
