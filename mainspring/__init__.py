@@ -38,6 +38,15 @@ from .core.errors import (
     UnknownRun,
     UnknownTask,
 )
+from .core.failures import (
+    Classification,
+    FailureClass,
+    PreconditionFailed,
+    RetryClass,
+    classify,
+    default_retry,
+    is_permanent,
+)
 from .core.model import Backoff
 from .core.outcomes import Fail, Retry, Suspend
 from .core.states import AttemptResult, RunState
@@ -62,9 +71,11 @@ __all__ = [
     "AttemptInfo",
     "AttemptResult",
     "Backoff",
+    "Classification",
     "Context",
     "Explanation",
     "Fail",
+    "FailureClass",
     "IdempotencyConflict",
     "InvalidArgument",
     "InvalidSchedule",
@@ -73,8 +84,10 @@ __all__ = [
     "MainspringError",
     "NoContext",
     "NonDeterminism",
+    "PreconditionFailed",
     "Reason",
     "Retry",
+    "RetryClass",
     "RunCanceled",
     "RunFailed",
     "RunHandle",
@@ -95,8 +108,11 @@ __all__ = [
     "VerifyReport",
     "WorkerInfo",
     "__version__",
+    "classify",
     "context",
+    "default_retry",
     "gather",
+    "is_permanent",
     "patched",
     "sleep",
     "sleep_async",

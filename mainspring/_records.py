@@ -27,6 +27,8 @@ class AttemptInfo(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    failure_class: str | None = None  # a failed attempt's (ms.FailureClass values)
+    retry_class: str | None = None
 
 
 class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,6 +186,8 @@ def _dt(ts: float) -> datetime:
 
 
 def run_info(r: Run) -> RunInfo:
+    # a failed run carries the classes of the failure that ended it (its last attempt's)
+    last = r.attempts[-1] if r.state == RunState.FAILED and r.attempts else None
     return RunInfo(
         run_id=r.run_id,
         task_id=r.task_id,
@@ -206,11 +210,15 @@ def run_info(r: Run) -> RunInfo:
                 error=a.error,
                 started_at=_dt(a.started_at),
                 finished_at=to_datetime(a.finished_at),
+                failure_class=a.failure_class,
+                retry_class=a.retry_class,
             )
             for a in r.attempts
         ],
         rerun_of=r.rerun_of,
         parent_run_id=r.parent_run_id,
+        failure_class=None if last is None else last.failure_class,
+        retry_class=None if last is None else last.retry_class,
     )
 
 

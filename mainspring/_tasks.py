@@ -47,6 +47,23 @@ OVERRIDES = (
 )
 
 
+#: A task's ``retry_on`` and ``never_retry``: exception types whose failures retry, or
+#: never do, whatever the classifier says (process-local: types are not stored).
+FailureOverrides = tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]
+
+
+def failure_overrides(retry_on: Any, never_retry: Any) -> FailureOverrides:
+    """``retry_on`` / ``never_retry``, checked: tuples of exception types."""
+    out = []
+    for what, value in (("retry_on", retry_on), ("never_retry", never_retry)):
+        if not isinstance(value, tuple) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in value
+        ):
+            raise InvalidArgument(f"{what} must be a tuple of exception types, got {value!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
 class TaskOptionArgs(TypedDict, total=False):
     """The options of ``@app.task`` (also taken by ``@app.workflow``)."""
 
@@ -59,6 +76,8 @@ class TaskOptionArgs(TypedDict, total=False):
     priority: int
     queue: str
     max_lost: int
+    retry_on: tuple[type[BaseException], ...]
+    never_retry: tuple[type[BaseException], ...]
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -250,6 +269,7 @@ class TaskFunction(Submitter[P, R]):
         #: what submissions bind to (None: unknown, nothing is checked)
         self.signature = signature if signature is not None else _signature(fn)
         self._plain = _plain_parameters(self.signature)
+        self.failure_overrides: FailureOverrides = ((), ())
         super().__init__(self)
         functools.update_wrapper(self, fn)
 

@@ -37,12 +37,14 @@ from ._records import (
 )
 from ._tasks import (
     OVERRIDES,
+    FailureOverrides,
     KeyPolicy,
     Submitter,
     TaskFunction,
     TaskOptionArgs,
     by_name,
     default_name,
+    failure_overrides,
     options,
     task_name,
 )
@@ -201,6 +203,8 @@ class App:
         priority: int = 0,
         queue: str = "default",
         max_lost: int = 5,
+        retry_on: tuple[type[BaseException], ...] = (),
+        never_retry: tuple[type[BaseException], ...] = (),
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
     def task(
@@ -218,6 +222,8 @@ class App:
         priority: int = 0,
         queue: str = "default",
         max_lost: int = 5,
+        retry_on: tuple[type[BaseException], ...] = (),
+        never_retry: tuple[type[BaseException], ...] = (),
     ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
         """Declare a handler. Use as ``@app.task`` or ``@app.task(max_attempts=3, ...)``.
 
@@ -234,7 +240,8 @@ class App:
             queue=queue,
             max_lost=max_lost,
         )
-        return self._declare(fn, name, opts, concurrency_key, "@app.task")
+        overrides = failure_overrides(retry_on, never_retry)
+        return self._declare(fn, name, opts, concurrency_key, overrides, "@app.task")
 
     def _declare(
         self,
@@ -242,6 +249,7 @@ class App:
         name: str | None,
         opts: TaskOptions,
         concurrency_key: str | Callable[..., str] | None,
+        overrides: FailureOverrides,
         what: str,
     ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
         if name is not None:
@@ -252,6 +260,7 @@ class App:
                 raise InvalidArgument(f"{what} decorates a function")
             tname = name if name is not None else default_name(f)
             tf: TaskFunction[P, R] = TaskFunction(self, f, tname, opts, concurrency_key)
+            tf.failure_overrides = overrides
             with self._lock:
                 self.declared[tname] = tf
                 if self._engine is not None:
@@ -283,8 +292,10 @@ class App:
         signals and start children, replayed from the top on every attempt. Takes the
         options of ``@app.task``."""
         key = task_options.get("concurrency_key")
-        opts = msgspec.structs.replace(options(**task_options), workflow=True)
-        return self._declare(fn, name, opts, key, "@app.workflow")
+        given: dict[str, Any] = dict(task_options)
+        overrides = failure_overrides(given.pop("retry_on", ()), given.pop("never_retry", ()))
+        opts = msgspec.structs.replace(options(**given), workflow=True)
+        return self._declare(fn, name, opts, key, overrides, "@app.workflow")
 
     @overload
     def step(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
@@ -513,6 +524,7 @@ class App:
             lease_seconds=self.lease_seconds,
             grace_seconds=grace_seconds,
             on_attempt=on_attempt,
+            failure_overrides={n: tf.failure_overrides for n, tf in self.declared.items()},
         )
 
     @contextlib.contextmanager

@@ -33,6 +33,7 @@ from .core.errors import (
     RunCanceled,
     RunFailed,
 )
+from .core.failures import RETRYING, classify
 from .core.model import Backoff, StepRecord, WaitRecord, step_key, wait_key
 from .core.outcomes import Diverged, Fail, Recorded
 from .core.retry import backoff_delay
@@ -140,9 +141,11 @@ class WorkflowRun:
     ) -> float | None:
         """Record a failed try of step ``n``; the delay before the next try, or None when
         the step failed for good (then its error is raised into the workflow)."""
+        # the one classifier decides, as for a task's attempts (core/failures.py)
         retry = (
             tries < policy.max_attempts
-            and not isinstance(exc, Fail | MainspringError)
+            and not isinstance(exc, Fail)
+            and classify(exc).retry_class in RETRYING
             and not self.ctx.cancelled
         )
         self._record(self.step_record(n, name, started, tries, exc=exc), will_retry=retry)

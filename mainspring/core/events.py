@@ -102,6 +102,8 @@ class AttemptFinished(TypedDict):
     error: str | None
     output: Any
     traceback: NotRequired[str]
+    failure_class: NotRequired[str]  # a failure's classes (core/failures.py)
+    retry_class: NotRequired[str]
 
 
 class Lease(TypedDict):
@@ -324,10 +326,16 @@ def attempt_finished(
     error: str | None,
     output: Any,
     traceback: str | None = None,
+    failure_class: str | None = None,
+    retry_class: str | None = None,
 ) -> Event:
     data: AttemptFinished = {"result": result, "error": error, "output": output}
     if traceback:
         data["traceback"] = traceback
+    if failure_class is not None:
+        data["failure_class"] = failure_class
+    if retry_class is not None:
+        data["retry_class"] = retry_class
     return _about(run, ATTEMPT_FINISHED, at, attempt_id, data)
 
 

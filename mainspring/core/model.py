@@ -136,6 +136,8 @@ class Attempt(msgspec.Struct, kw_only=True):
     result: str | None = None
     error: str | None = None
     finished_at: float | None = None
+    failure_class: str | None = None
+    retry_class: str | None = None
 
 
 class Run(msgspec.Struct, kw_only=True):

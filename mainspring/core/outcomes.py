@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from .clock import seconds
 from .codec import to_plain
 from .errors import MainspringError
+from .failures import SUSPENDING, FailureClass, RetryClass, classify
 from .states import AttemptResult
 
 
@@ -32,11 +33,17 @@ class Retry(Exception):
 
 
 class Fail(Exception):
-    """End this attempt as ``terminal``: the run fails now, whatever attempts are left."""
+    """End this attempt as ``terminal``: the run fails now, whatever attempts are left
+    (retry class ``do_not_retry``; ``failure_class`` says what kind of failure it is)."""
 
-    def __init__(self, reason: str = "failed") -> None:
+    retry_class = RetryClass.DO_NOT_RETRY
+
+    def __init__(
+        self, reason: str = "failed", failure_class: FailureClass | str = "internal_error"
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.failure_class = FailureClass(failure_class)
 
 
 class Suspend(Exception):
@@ -71,29 +78,51 @@ class Outcome(NamedTuple):
     traceback: str | None = None  # an unexpected exception's, for attempt.finished's data
     output: Any = None  # a success's return value, as plain (JSON) data
     reason: str | None = None  # a suspended run's reason, when not "suspended"
+    failure_class: str | None = None  # a failure's (core/failures.py)
+    retry_class: str | None = None
 
 
-def outcome_of(exc: BaseException) -> Outcome:
+def outcome_of(
+    exc: BaseException,
+    retry_on: tuple[type[BaseException], ...] = (),
+    never_retry: tuple[type[BaseException], ...] = (),
+) -> Outcome:
     """The outcome of an attempt whose handler raised ``exc``.
 
-    ``ms.Retry`` is retryable (after its delay, if it gave one), ``ms.Fail`` terminal,
-    ``ms.Suspend`` suspended; any other exception is retryable, with its traceback."""
+    ``ms.Retry`` is retryable (after its delay, if it gave one), ``ms.Suspend``
+    suspended; any other exception is classified (``core.failures.classify``, overridden by
+    the task's ``retry_on`` / ``never_retry``): a retry class that retries is retryable,
+    one that needs a reconfiguration or an operator suspends the run (reason: the class),
+    ``do_not_retry`` and a permanent rejection are terminal."""
     if isinstance(exc, Retry):
         return Outcome(
             AttemptResult.RETRYABLE,
             error=f"Retry: {exc.reason or 'retry requested'}",
             retry_delay=exc.delay,  # (checked when the Retry was made)
+            failure_class=FailureClass.INTERNAL_ERROR,
+            retry_class=RetryClass.SAFE_RETRY,
         )
-    if isinstance(exc, Fail):
-        return Outcome(AttemptResult.TERMINAL, error=f"Fail: {exc.reason}")
     if isinstance(exc, Suspend):
         reason = getattr(exc, "run_reason", None)
         return Outcome(AttemptResult.SUSPENDED, error=f"Suspend: {exc.reason}", reason=reason)
-    return Outcome(
-        AttemptResult.RETRYABLE,
-        error=f"{type(exc).__name__}: {exc}",
-        traceback="".join(tb.format_exception(exc)),
-    )
+    fc, rc, permanent = classify(exc)
+    if never_retry and isinstance(exc, never_retry):
+        rc = RetryClass.DO_NOT_RETRY
+    elif retry_on and isinstance(exc, retry_on) and not permanent:
+        rc = RetryClass.SAFE_RETRY
+    if isinstance(exc, Fail):
+        result, error, trace = AttemptResult.TERMINAL, f"Fail: {exc.reason}", None
+    else:
+        error, trace = f"{type(exc).__name__}: {exc}", "".join(tb.format_exception(exc))
+        if rc == RetryClass.DO_NOT_RETRY:
+            result = AttemptResult.TERMINAL
+        elif rc in SUSPENDING:
+            return Outcome(
+                AttemptResult.SUSPENDED, error, None, trace, None, rc.value, fc.value, rc.value
+            )
+        else:
+            result = AttemptResult.RETRYABLE
+    return Outcome(result, error, None, trace, failure_class=fc.value, retry_class=rc.value)
 
 
 def outcome_of_return(value: Any, task_name: str) -> Outcome:

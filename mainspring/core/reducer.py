@@ -320,6 +320,8 @@ def _on_attempt_finished(state: State, ev: Event) -> None:
     att.result = result.value
     att.error = d.get("error")
     att.finished_at = ev.at
+    att.failure_class = d.get("failure_class")
+    att.retry_class = d.get("retry_class")
     if result == AttemptResult.SUCCESS:
         run.output = d.get("output")
     elif att.error is not None:

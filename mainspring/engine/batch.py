@@ -60,6 +60,8 @@ class Batch:
         retry_delay: float | None = None,
         lease_event: str = E.LEASE_RELEASED,
         suspended: tuple[str, float | None] | None = None,
+        failure_class: str | None = None,
+        retry_class: str | None = None,
     ) -> RunState:
         """Close the open attempt of a running run, drop its lease, apply the retry decision.
 
@@ -82,6 +84,8 @@ class Batch:
                 error=error,
                 output=output,
                 traceback=traceback,
+                failure_class=failure_class,
+                retry_class=retry_class,
             )
         )
         if owner is not None:

@@ -49,6 +49,8 @@ class Finished:
     options: TaskOptions | None = None  # the task's options, as leased (saves a lookup)
     snapshot: bytes | None = None  # ``Leased.snapshot``: lets the engine decide before locking
     suspend_reason: str | None = None  # a suspended attempt's reason for the run (else "suspended")
+    failure_class: str | None = None  # how a failure was classified (core/failures.py)
+    retry_class: str | None = None
 
 
 @dataclass

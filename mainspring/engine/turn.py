@@ -153,6 +153,8 @@ class WorkerTurns(WorkflowCommands):
                 traceback=f.traceback,
                 retry_delay=f.retry_delay,
                 suspended=None if f.suspend_reason is None else (f.suspend_reason, None),
+                failure_class=f.failure_class,
+                retry_class=f.retry_class,
             )
             accepted.append(f.run_id)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import MainspringError
+from ..core.failures import FailureClass, RetryClass
 from ..core.outcomes import Outcome, Recorded, outcome_of, outcome_of_return
 from ..core.states import AttemptResult
 from ..engine import Finished, Leased
@@ -30,6 +31,8 @@ class Attempt:
     started: float = field(default_factory=time.monotonic)
     abandoned: bool = False  # timed out or lease lost: its outcome is discarded
     future: Any = None  # the asyncio future of an async handler
+    retry_on: tuple[type[BaseException], ...] = ()  # the task's overrides of the classifier
+    never_retry: tuple[type[BaseException], ...] = ()
 
 
 def make_context(lz: Leased, heartbeat: Callable[[], None], worker: str) -> Context:
@@ -62,6 +65,8 @@ def report(att: Attempt, outcome: Outcome) -> Finished:
         options=lz.options,
         snapshot=lz.snapshot,
         suspend_reason=outcome.reason,
+        failure_class=outcome.failure_class,
+        retry_class=outcome.retry_class,
     )
 
 
@@ -72,6 +77,8 @@ def timed_out(att: Attempt) -> Finished:
         Outcome(
             AttemptResult.TIMEOUT,
             error=f"TimeoutError: the attempt overran its timeout of {att.leased.timeout} s",
+            failure_class=FailureClass.TIMEOUT,
+            retry_class=RetryClass.SAFE_RETRY,
         ),
     )
 
@@ -86,7 +93,7 @@ def call_sync(att: Attempt) -> Finished | None:
     except Recorded:
         return None
     except BaseException as exc:
-        outcome = outcome_of(exc)
+        outcome = outcome_of(exc, att.retry_on, att.never_retry)
     finally:
         reset_current(token)
     return report(att, outcome)
@@ -107,7 +114,7 @@ async def call_async(att: Attempt) -> Finished | None:
             return None
         outcome = outcome_of(MainspringError("the attempt was cancelled"))
     except BaseException as exc:
-        outcome = outcome_of(exc)
+        outcome = outcome_of(exc, att.retry_on, att.never_retry)
     finally:
         reset_current(token)
     return report(att, outcome)

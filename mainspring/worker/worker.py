@@ -67,6 +67,7 @@ from .pool import ThreadPool
 from .timers import Timers
 
 if TYPE_CHECKING:
+    from .._tasks import FailureOverrides
     from ..store.base import Waiter
 
 log = logging.getLogger("mainspring.worker")
@@ -100,6 +101,7 @@ class Worker:
         lease_seconds: float = 30.0,
         grace_seconds: float = 10.0,
         on_attempt: Callable[[AttemptDone], None] | None = None,
+        failure_overrides: dict[str, FailureOverrides] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -113,6 +115,7 @@ class Worker:
         self.grace_seconds = grace_seconds
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid7()[-12:]}"
         self.on_attempt = on_attempt
+        self.failure_overrides = failure_overrides or {}
         self.registration = Registration(
             worker_id=self.id,
             host=socket.gethostname(),
@@ -535,6 +538,7 @@ class Worker:
         deadline = time.monotonic() + lz.timeout if lz.timeout is not None else None
         lease_until = time.monotonic() + (lz.lease_expires_at - self.engine.clock.now())
         att = Attempt(lz, self.handlers[lz.task_name], ctx, deadline, lease_until)
+        att.retry_on, att.never_retry = self.failure_overrides.get(lz.task_name, ((), ()))
         with self._lock:
             previous = self._inflight.get(lz.run_id)
             self._inflight[lz.run_id] = att

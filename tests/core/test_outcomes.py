@@ -79,7 +79,12 @@ def test_subclasses_keep_their_meaning() -> None:
 
 def test_a_return_value_is_success_with_the_value_as_plain_data() -> None:
     o = outcome_of_return({"n": 1, "xs": (1, 2)}, "t")
-    assert o == (R.SUCCESS, None, None, None, {"n": 1, "xs": [1, 2]}, None)
+    assert (o.result, o.output, o.error, o.failure_class) == (
+        R.SUCCESS,
+        {"n": 1, "xs": [1, 2]},
+        None,
+        None,
+    )
     assert outcome_of_return(None, "t").result == R.SUCCESS
 
 
