@@ -217,6 +217,7 @@ def run_info(r: Run) -> RunInfo:
         ],
         rerun_of=r.rerun_of,
         parent_run_id=r.parent_run_id,
+        caused_by=r.caused_by,
         failure_class=None if last is None else last.failure_class,
         retry_class=None if last is None else last.retry_class,
     )
@@ -266,14 +267,17 @@ def log_event(e: Event) -> LogEvent:
 
 
 def times_of(data: dict[str, Any]) -> dict[str, Any]:
-    """Event data with its times (``..._at`` keys, at the top and in ``policy``) as aware
-    UTC datetimes, like every other time of the API; the log stores Unix seconds. What
-    handlers gave (``args``, ``kwargs``, ``output``) is left exactly as it is."""
+    """Event data with its times (``..._at`` and ``until`` keys, at the top and in
+    ``policy``) as aware UTC datetimes, like every other time of the API; the log stores
+    Unix seconds. What handlers gave (``args``, ``kwargs``, ``output``, ``payload``) is
+    left exactly as it is."""
 
     def convert(doc: dict[str, Any]) -> dict[str, Any]:
         return {
             k: to_datetime(v)
-            if k.endswith("_at") and isinstance(v, int | float) and not isinstance(v, bool)
+            if (k.endswith("_at") or k == "until")
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
             else v
             for k, v in doc.items()
         }

@@ -23,6 +23,8 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import msgspec
+
 from .core.clock import from_datetime, seconds
 from .core.codec import to_plain
 from .core.errors import (
@@ -34,11 +36,12 @@ from .core.errors import (
     RunFailed,
 )
 from .core.failures import RETRYING, classify
-from .core.model import Backoff, StepRecord, WaitRecord, step_key, wait_key
+from .core.model import Backoff, MessageRecord, StepRecord, WaitRecord, step_key, wait_key
 from .core.outcomes import Diverged, Fail, Recorded
 from .core.retry import backoff_delay
 from .core.states import RunState
 from .engine import SubmitRequest
+from .engine.topics import PublishRequest
 from .engine.workflows import Fenced, History, WaitOutcome
 from .worker.context import Context, context
 
@@ -84,9 +87,13 @@ class WorkflowRun:
         self.ctx.cancel()
         return Recorded()
 
-    def _record(self, step: StepRecord, will_retry: bool = False) -> None:
+    def _record(
+        self, step: StepRecord, will_retry: bool = False, launches: Sequence[Any] = ()
+    ) -> None:
         try:
-            self.engine.record_step(self.ctx.worker, self.ctx.attempt_id, step, will_retry)
+            self.engine.record_step(
+                self.ctx.worker, self.ctx.attempt_id, step, will_retry, launches
+            )
         except Fenced:
             raise self._fenced() from None
 
@@ -153,9 +160,15 @@ class WorkflowRun:
             return None
         return backoff_delay(policy.backoff, tries, salt=f"{self.ctx.run_id}:{n}")
 
-    def completed(self, n: int, name: str, started: float, tries: int, value: Any) -> Any:
+    def completed(
+        self, n: int, name: str, started: float, tries: int, value: Any, mark: int
+    ) -> Any:
+        """Record step ``n`` completed, with what its code launched (the context's
+        launches from ``mark`` on: they are written with the step)."""
+        launched = self.ctx.launches[mark:]
+        del self.ctx.launches[mark:]
         output = to_plain(value, f"the result of step {name!r}")  # nothing written if not
-        self._record(self.step_record(n, name, started, tries, output=output))
+        self._record(self.step_record(n, name, started, tries, output=output), False, launched)
         return output
 
     # -- waits --------------------------------------------------------------------------------
@@ -278,7 +291,7 @@ def _run_step(
     n, rec = wf.replayed(name)
     if rec is not None:
         return _replay(rec)
-    started, tries = wf.engine.clock.now(), 0
+    started, tries, mark = wf.engine.clock.now(), 0, len(wf.ctx.launches)
     while True:
         tries += 1
         wf.ctx.step = n
@@ -286,6 +299,7 @@ def _run_step(
             value = fn(*args, **kwargs)
         except Exception as exc:
             wf.ctx.step = None
+            del wf.ctx.launches[mark:]  # a failed try launches nothing
             delay = wf.failed_try(n, name, started, tries, exc, policy)
             if delay is None:
                 raise
@@ -293,7 +307,7 @@ def _run_step(
             continue
         finally:
             wf.ctx.step = None
-        return wf.completed(n, name, started, tries, value)
+        return wf.completed(n, name, started, tries, value, mark)
 
 
 async def _run_step_async(
@@ -307,7 +321,7 @@ async def _run_step_async(
     n, rec = wf.replayed(name)
     if rec is not None:
         return _replay(rec)
-    started, tries = wf.engine.clock.now(), 0
+    started, tries, mark = wf.engine.clock.now(), 0, len(wf.ctx.launches)
     while True:
         tries += 1
         wf.ctx.step = n
@@ -315,6 +329,7 @@ async def _run_step_async(
             value = await fn(*args, **kwargs)
         except Exception as exc:
             wf.ctx.step = None
+            del wf.ctx.launches[mark:]  # a failed try launches nothing
             delay = await asyncio.to_thread(wf.failed_try, n, name, started, tries, exc, policy)
             if delay is None:
                 raise
@@ -322,7 +337,7 @@ async def _run_step_async(
             continue
         finally:
             wf.ctx.step = None
-        return await asyncio.to_thread(wf.completed, n, name, started, tries, value)
+        return await asyncio.to_thread(wf.completed, n, name, started, tries, value, mark)
 
 
 class StepFunction(Generic[P, R]):
@@ -382,6 +397,7 @@ def patched(patch_id: str) -> bool:
     if rec is None:
         now = wf.engine.clock.now()
         wf._record(wf.step_record(n, name, now, 1, output=True))
+
     return True
 
 
@@ -403,6 +419,17 @@ def start_child(wf: WorkflowRun, req: SubmitRequest) -> tuple[str, str]:
         raise wf._fenced() from None
     wf.children.add(run_id)
     return run_id, task_id
+
+
+def publish_step(wf: WorkflowRun, req: PublishRequest) -> MessageRecord:
+    """Publish a message as the workflow's next step (once across replays)."""
+    n, rec = wf.replayed(f"publish:{req.topic}")
+    if rec is not None:
+        return msgspec.convert(rec.output, MessageRecord)
+    try:
+        return wf.engine.publish_step(wf.ctx.worker, wf.ctx.attempt_id, wf.ctx.run_id, n, req)
+    except Fenced:
+        raise wf._fenced() from None
 
 
 def gather(*handles: RunHandle) -> list[Any]:
@@ -480,7 +507,7 @@ def workflow_handler(app: App, fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def ending(wf: WorkflowRun) -> None:
         if wf.diverged is not None:
-            raise Diverged(f"nondeterminism: {wf.diverged}")
+            raise Diverged(wf.diverged)
 
     if inspect.iscoroutinefunction(fn):
 

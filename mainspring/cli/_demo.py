@@ -1,4 +1,4 @@
-"""``mainspring demo``: four short scenarios on a fresh embedded store.
+"""``mainspring demo``: five short scenarios on a fresh embedded store.
 
 1. retries: a flaky task fails twice and succeeds on its third attempt;
 2. crash and recover: a real worker process is killed with SIGKILL while a slow task runs;
@@ -6,7 +6,10 @@
    completes the same run;
 3. a keyed task: runs sharing a concurrency key with limit 1 never overlap;
 4. a schedule: a six-field cron that fires every second, limited to three occurrences,
-   derives exactly three runs.
+   derives exactly three runs;
+5. a workflow: an order that reserves stock (a step), sleeps durably, waits for an
+   approval signal the demo sends, charges a card (a step that fails once and is retried
+   in place) and ships in a child run; its steps are shown at the end.
 
 The tasks live in a small generated module (``mainspring_demo_app.py`` in the demo directory) so the
 worker processes of scenario 2 import exactly what this process runs. Narration is printed
@@ -38,6 +41,8 @@ from . import _render as out
 
 LEASE_SECONDS = 2.0
 MODULE = "mainspring_demo_app"
+SLEEP_SECONDS = 1.5  # the workflow's durable sleep (real time)
+SCENARIOS = 5
 
 DEMO_APP = '''\
 """The tasks of `mainspring demo` (generated; safe to read and to rerun)."""
@@ -75,6 +80,39 @@ def keyed(account: str, n: int) -> dict:
 @app.task(name="demo.tick")
 def tick(label: str) -> dict:
     return {{"label": label, "at": time.time()}}
+
+
+CHARGE_TRIES: dict = {{}}  # tries per order, so the first charge fails (a flaky gateway)
+
+
+@app.step(name="demo.reserve_stock")
+def reserve_stock(order_id: str) -> dict:
+    return {{"order_id": order_id, "reserved": 2}}
+
+
+@app.step(name="demo.charge_card", max_attempts=3, backoff=ms.Backoff.fixed(0.1))
+def charge_card(order_id: str, amount: int) -> dict:
+    CHARGE_TRIES[order_id] = CHARGE_TRIES.get(order_id, 0) + 1
+    if CHARGE_TRIES[order_id] == 1:
+        raise ConnectionError("card gateway timed out")
+    return {{"order_id": order_id, "charged": amount}}
+
+
+@app.task(name="demo.ship")
+def ship(order_id: str) -> dict:
+    return {{"order_id": order_id, "tracking": "TRK-" + order_id}}
+
+
+@app.workflow(name="demo.order")
+def order(order_id: str) -> dict:
+    stock = reserve_stock(order_id)
+    ms.sleep({sleep!r})  # durable: the run holds no worker slot while it sleeps
+    approval = ms.wait_for("approve", timeout=60)
+    if approval is None:
+        raise ms.Fail("nobody approved the order")
+    charge = charge_card(order_id, approval["amount"])
+    shipment = ship.submit(order_id)  # a child run, started once
+    return {{"stock": stock, "charge": charge, "shipment": shipment.result()}}
 '''
 
 
@@ -182,7 +220,7 @@ def _worker(app: App, queues: list[str]) -> Iterator[Any]:
 def retries(app: App, mod: ModuleType, say: Narrator) -> Outcome:
     o = Outcome("retries")
     say.say(
-        "[1/4] retries: demo.flaky fails twice, then succeeds (max_attempts=3, fixed backoff 0.2 s)",
+        "[1/5] retries: demo.flaky fails twice, then succeeds (max_attempts=3, fixed backoff 0.2 s)",
         "bold",
     )
     say.status("retries: waiting for demo.flaky")
@@ -204,7 +242,7 @@ def retries(app: App, mod: ModuleType, say: Narrator) -> Outcome:
 def crash(app: App, mod: ModuleType, say: Narrator, directory: str, store: str) -> Outcome:
     o = Outcome("crash and recover")
     say.say(
-        f"[2/4] crash and recover: a worker process is killed (SIGKILL) mid-attempt; lease_seconds={LEASE_SECONDS:g}",
+        f"[2/5] crash and recover: a worker process is killed (SIGKILL) mid-attempt; lease_seconds={LEASE_SECONDS:g}",
         "bold",
     )
     h = mod.slow.submit(2.0)
@@ -275,7 +313,7 @@ def keyed(app: App, mod: ModuleType, say: Narrator) -> Outcome:
     o = Outcome("keyed task")
     accounts = ["acct-42", "acct-7"]
     say.say(
-        "[3/4] keyed task: 3 runs each for accounts acct-42 and acct-7, concurrency_key='{account}', "
+        "[3/5] keyed task: 3 runs each for accounts acct-42 and acct-7, concurrency_key='{account}', "
         "limit 1, 4 worker threads",
         "bold",
     )
@@ -314,7 +352,7 @@ def keyed(app: App, mod: ModuleType, say: Narrator) -> Outcome:
 
 def schedule(app: App, mod: ModuleType, say: Narrator) -> Outcome:
     o = Outcome("schedule")
-    say.say('[4/4] schedule: cron "* * * * * *" (every second), max_occurrences=3', "bold")
+    say.say('[4/5] schedule: cron "* * * * * *" (every second), max_occurrences=3', "bold")
     say.status("schedule: waiting for three occurrences")
     t = mod.tick.schedule(cron="* * * * * *", max_occurrences=3, kwargs={"label": "every second"})
     with _worker(app, ["default"]):
@@ -336,6 +374,76 @@ def schedule(app: App, mod: ModuleType, say: Narrator) -> Outcome:
     return o
 
 
+def workflow(app: App, mod: ModuleType, say: Narrator) -> Outcome:
+    o = Outcome("workflow")
+    say.say(
+        f"[5/5] workflow: demo.order reserves stock, sleeps {SLEEP_SECONDS:g} s (durable), waits "
+        "for the signal 'approve', charges the card and ships in a child run",
+        "bold",
+    )
+    started = time.monotonic()
+    h = mod.order.with_options(execution_id="order-1001").submit("order-1001")
+    say.say(f"    run {h.run_id}, execution id order-1001")
+    seen: list[str] = []
+    with _worker(app, ["default"]):
+
+        def moved() -> bool:
+            """Narrate each suspension once (what `mainspring why` says); send the signal
+            once the workflow waits for it."""
+            info = app.get_run(h.run_id)
+            if info.state.terminal:
+                return True
+            reasons = app.why(h.run_id).reasons
+            reason = reasons[0].data.get("reason") if reasons else None
+            if info.state == "suspended" and reason not in seen:
+                seen.append(str(reason))
+                say.say(f"    {reasons[0].text}")
+                if reason == "signal":
+                    app.signal("order-1001", "approve", {"amount": 42, "by": "the demo"})
+                    say.say(
+                        '    sent signal \'approve\' with payload {"amount": 42, "by": "the demo"}'
+                    )
+            return False
+
+        say.status("workflow: sleeping, then waiting for the signal")
+        _wait("the workflow to end", moved, 30)
+    elapsed = time.monotonic() - started
+    info = h.info()
+    steps = h.steps()
+    for st in steps:
+        text = f"    step {st.number} {st.name}: {st.state}, {st.attempts} attempt(s), "
+        say.say(text + (f"error {st.error}" if st.error else f"output {out.short(st.output)}"))
+    say.say(
+        f"    the run {info.state} after {len(info.attempts)} attempts: {out.short(info.output)}"
+    )
+    names = [st.name for st in steps]
+    child = app.get_run(steps[-1].output) if names[-1:] == ["submit:demo.ship"] else None
+    o.runs = 2 if child is not None else 1
+    o.attempts = len(info.attempts) + (len(child.attempts) if child is not None else 0)
+    expected = ["demo.reserve_stock", "demo.charge_card", "submit:demo.ship"]
+    o.ok = (
+        info.state == "completed"
+        and names == expected
+        and [st.attempts for st in steps] == [1, 2, 1]
+        and child is not None
+        and child.parent_run_id == h.run_id
+        and child.state == "completed"
+        and info.output["charge"] == {"order_id": "order-1001", "charged": 42}
+        and elapsed >= SLEEP_SECONDS
+    )
+    o.happened = (
+        f"{len(steps)} steps (the charge retried in place), a {SLEEP_SECONDS:g} s durable sleep, "
+        f"a signal, a child run; {len(info.attempts)} attempts, each replaying the steps done"
+    )
+    if not o.ok:
+        o.problems.append(
+            f"expected a completed run with steps {expected} (attempts 1, 2, 1) and a completed "
+            f"child; got {info.state}, steps {[(n.name, n.attempts) for n in steps]}, "
+            f"child {child.state if child is not None else None}"
+        )
+    return o
+
+
 def _cancel_leftovers(app: App) -> None:
     """After a scenario failed, cancel what it left behind so the next one starts idle."""
     for state in ("scheduled", "ready", "leased", "running", "retry_wait", "suspended"):
@@ -349,10 +457,10 @@ def run_demo(store: str | None, json_out: bool, keep: bool) -> bool:
     url = _absolute(store) if store else "sqlite:///" + os.path.join(directory, "demo.db")
     path = os.path.join(directory, f"{MODULE}.py")
     with open(path, "w") as f:
-        f.write(DEMO_APP.format(store=url, lease=LEASE_SECONDS))
+        f.write(DEMO_APP.format(store=url, lease=LEASE_SECONDS, sleep=SLEEP_SECONDS))
     outcomes: list[Outcome] = []
     started = time.monotonic()
-    narrator = Narrator(quiet=json_out, total=4)
+    narrator = Narrator(quiet=json_out, total=SCENARIOS)
     narrator.say(Text.assemble(("mainspring demo", "bold"), f"  store {url}"))
     mod: ModuleType | None = None
     try:
@@ -363,6 +471,7 @@ def run_demo(store: str | None, json_out: bool, keep: bool) -> bool:
             lambda: crash(app, mod, narrator, directory, url),
             lambda: keyed(app, mod, narrator),
             lambda: schedule(app, mod, narrator),
+            lambda: workflow(app, mod, narrator),
         ]
         with narrator:
             for step in steps:

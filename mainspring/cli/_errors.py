@@ -22,6 +22,7 @@ from ..core.errors import (
     MainspringError,
     SerializationError,
     StoreError,
+    UnknownExecution,
     UnknownRun,
     UnknownTask,
 )
@@ -61,7 +62,13 @@ class CliError(Exception):
 def exit_code_for(exc: MainspringError) -> int:
     """The exit code of a mainspring error (README.md, "Command line")."""
     if isinstance(
-        exc, StoreError | UnknownRun | UnknownTask | InvalidArgument | SerializationError
+        exc,
+        StoreError
+        | UnknownRun
+        | UnknownTask
+        | UnknownExecution
+        | InvalidArgument
+        | SerializationError,
     ):
         return EXIT_USAGE  # bad input (InvalidSchedule included), unknown id, store error
     return EXIT_NOT_DONE  # IdempotencyConflict, InvalidTransition, ...: could not be done

@@ -21,7 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..app import Explanation, LogEvent, RunInfo, TaskInfo, WorkerInfo
+from ..app import Explanation, LogEvent, RunInfo, StepInfo, TaskInfo, WorkerInfo
+from ..core.clock import to_datetime
+from ..core.model import WaitRecord
 from ..worker import AttemptDone
 
 STATE_STYLES = {
@@ -69,6 +71,25 @@ def run_json(run: RunInfo, **extra: Any) -> dict[str, Any]:
 
 def event_json(event: LogEvent) -> dict[str, Any]:
     doc: dict[str, Any] = plain(event)
+    return doc
+
+
+def wait_json(wait: WaitRecord) -> dict[str, Any]:
+    """A workflow's sleep or wait as ``mainspring run --json`` lists it."""
+    doc: dict[str, Any] = plain(
+        {
+            "number": wait.number,
+            "kind": wait.kind,
+            "name": wait.name,
+            "children": list(wait.children),
+            "until": to_datetime(wait.until),
+            "state": wait.state,
+            "timed_out": wait.timed_out,
+            "payload": wait.payload,
+            "started_at": to_datetime(wait.started_at),
+            "finished_at": to_datetime(wait.finished_at),
+        }
+    )
     return doc
 
 
@@ -153,7 +174,7 @@ def runs_table(runs: list[RunInfo]) -> Table:
     return table
 
 
-def run_details(run: RunInfo) -> Table:
+def run_details(run: RunInfo, children: list[str] | None = None) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -169,9 +190,12 @@ def run_details(run: RunInfo) -> Table:
         ("idempotency key", run.idempotency_key),
         ("execution id", run.execution_id),
         ("correlation id", run.correlation_id),
+        ("parent run", run.parent_run_id),
     ):
         if value is not None:
             rows.append((label, Text(value)))
+    if children:
+        rows.append(("children", Text("\n".join(children))))
     if run.state == "completed":
         rows.append(("output", Text(short(run.output, 400))))
     if run.error is not None:
@@ -197,6 +221,67 @@ def attempts_table(run: RunInfo) -> Table:
             when(a.finished_at),
             Text(a.error or "", style="red"),
             Text(a.attempt_id),
+        )
+    return table
+
+
+def steps_table(steps: list[StepInfo]) -> Table:
+    """A workflow's steps in step-number order, with each one's output or error."""
+    table = Table(title="steps", title_justify="left", show_edge=False, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("name", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("finished (UTC)", no_wrap=True)
+    table.add_column("output / error", overflow="fold")
+    for st in steps:
+        if st.error is not None:
+            outcome = Text(short(st.error), style="red")
+        else:
+            outcome = Text(short(st.output))
+        table.add_row(
+            str(st.number),
+            Text(st.name),
+            state_text(st.state),
+            str(st.attempts),
+            when(st.finished_at),
+            outcome,
+        )
+    return table
+
+
+WAIT_STYLES = {"waiting": "yellow", "completed": "green"}
+
+
+def _waited_for(wait: WaitRecord) -> Text:
+    if wait.kind == "signal":
+        return Text(repr(wait.name))
+    if wait.kind == "child":
+        return Text("\n".join(wait.children))
+    return Text("")
+
+
+def waits_table(waits: list[WaitRecord]) -> Table:
+    """A workflow's durable sleeps and waits in call order: what each waited for, until
+    when, and how it ended (a signal's payload, or a timeout)."""
+    table = Table(title="waits", title_justify="left", show_edge=False, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("for", overflow="fold")
+    table.add_column("until (UTC)", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("timed out", no_wrap=True)
+    table.add_column("received", overflow="fold")
+    for w in waits:
+        received = w.signal_id is not None
+        table.add_row(
+            str(w.number),
+            w.kind,
+            _waited_for(w),
+            when(to_datetime(w.until)),
+            Text(w.state, style=WAIT_STYLES.get(w.state, "")),
+            Text("yes", style="yellow") if w.timed_out else "no",
+            Text(short(w.payload) if received else ""),
         )
     return table
 

@@ -77,22 +77,42 @@ def run(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show one run with its attempts and history (--json: the run plus a history array)."""
+    """Show one run with its attempts and history (--json: the run plus a history array).
+
+    A workflow run shows its steps (number, name, state, attempts, output or error) and its sleeps and waits (kind, what for, until, state, timed out), and the run ids of the children it started. --json adds the arrays steps, waits and children (empty for a plain task's run)."""
     g = globals_of(ctx, store, json_out)
     with open_app(g, create=False) as app:
         info = app.get_run(run_id)
         history = app.log(run_id=run_id, limit=1_000_000)
+        steps = app.run(run_id).steps()
+        # (no public query lists a run's waits and children: the engine's own reads)
+        waits = app.engine.waits(run_id)
+        children = list(app.engine.get_run(run_id).children)
     if g.json:
-        out.emit_json(out.run_json(info, history=[out.event_json(e) for e in history]))
+        out.emit_json(
+            out.run_json(
+                info,
+                steps=[out.plain(st) for st in steps],
+                waits=[out.wait_json(w) for w in waits],
+                children=children,
+                history=[out.event_json(e) for e in history],
+            )
+        )
         return
     con = out.console()
-    con.print(out.run_details(info))
+    con.print(out.run_details(info, children))
     con.print()
     if info.attempts:
         con.print(out.attempts_table(info))
     else:
         con.print("no attempts yet")
     con.print()
+    if steps:
+        con.print(out.steps_table(steps))
+        con.print()
+    if waits:
+        con.print(out.waits_table(waits))
+        con.print()
     con.print(out.history_table(history))
 
 

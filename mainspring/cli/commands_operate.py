@@ -1,9 +1,9 @@
 """The commands that change the store: ``submit``, ``cancel``, ``resume``, ``rerun``,
-``pause``, ``migrate``.
+``signal``, ``pause``, ``migrate``.
 
 Each opens the store (migrating its schema, as opening a store does), makes its one
 change through ``ms.App`` and prints what came of it. Those that name a run or a task
-(``cancel``, ``resume RUN_ID``, ``rerun``) never create a store: where there is no store
+(``cancel``, ``resume RUN_ID``, ``rerun``, ``signal``) never create a store: where there is no store
 there is no such id. When the change cannot be done (cancel of an ended run, resume of a
 run that is not suspended) nothing is printed on stdout: one line on stderr says why, and
 the exit code is 1.
@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from ..app import App
-from ..core.errors import UnknownRun, UnknownTask
+from ..app import App, RunInfo
+from ..core.errors import UnknownExecution, UnknownRun, UnknownTask
 from . import _render as out
 from ._app import open_app
 from ._errors import EXIT_NOT_DONE, EXIT_USAGE, CliError, fail, handle_errors
@@ -240,6 +240,70 @@ def rerun(
             out.emit_json(out.run_json(app.get_run(new.run_id)))
         else:
             typer.echo(new.run_id)
+
+
+def _parse_payload(text: str | None) -> Any:
+    """``--payload``: any JSON value (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise CliError(
+            f"--payload is not valid JSON ({exc}): {text!r}; e.g. --payload '{{\"ok\": true}}'"
+        ) from None
+
+
+def _workflow_run(app: App, id_: str) -> RunInfo:
+    """The run an execution id or a run id names (what ``app.signal`` accepts)."""
+    try:
+        return app.get_execution(id_)
+    except UnknownExecution:
+        return app.get_run(id_)
+
+
+@handle_errors
+def signal(
+    ctx: typer.Context,
+    id_: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="The workflow's execution id, or its run id."),
+    ],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The signal's name, as ms.wait_for(NAME) waits.")
+    ],
+    payload: Annotated[
+        str | None,
+        typer.Option(
+            "--payload",
+            metavar="JSON",
+            help="The signal's payload, any JSON value (what ms.wait_for returns); default null.",
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            metavar="KEY",
+            help="Send at most once per (workflow, KEY): sending again with this key does nothing.",
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send the signal NAME to a workflow; an ms.wait_for(NAME) receives it once.
+
+    Durable when it returns. Signals are received in the order sent; one sent before the workflow waits is kept until it does (one sent to a workflow that ended is recorded and never received). Exit 2 when no workflow execution or run has the id, or the payload is not JSON (nothing is written). --json: the run as it is now."""
+    g = globals_of(ctx, store, json_out)
+    value = _parse_payload(payload)  # bad JSON: exit 2 before the store is touched
+    with open_app(g, create=False) as app:
+        app.signal(id_, name, value, idempotency_key=idempotency_key)
+        info = _workflow_run(app, id_)
+    if g.json:
+        out.emit_json(out.run_json(info))
+        return
+    label = f"{info.run_id} (execution {info.execution_id})" if info.execution_id else info.run_id
+    typer.echo(f"sent signal {name!r} to {label}; the run is {info.state}")
 
 
 def _set_paused(g: Globals, paused: bool) -> None:

@@ -142,7 +142,7 @@ def demo(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """A short demonstration on a fresh embedded store: retries, a crash-and-recover, a keyed task, a schedule.
+    """A short demonstration on a fresh embedded store: retries, a crash-and-recover, a keyed task, a schedule, a workflow.
 
     Uses a new store in a temporary directory (an explicit --store is used instead, if given). Exits 0 when every scenario behaved as promised."""
     from ._demo import run_demo

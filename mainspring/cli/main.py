@@ -114,6 +114,7 @@ for _command in (
     commands_operate.cancel,
     commands_operate.resume,
     commands_operate.rerun,
+    commands_operate.signal,
     commands_inspect.tasks,
     commands_inspect.why,
     commands_inspect.workers,

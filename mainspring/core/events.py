@@ -16,7 +16,17 @@ from typing import Any, NotRequired, TypedDict, cast
 import msgspec
 
 from .ids import uuid7
-from .model import Event, Policy, Run, StepRecord, Task, TaskOptions, WaitRecord
+from .model import (
+    Event,
+    MessageRecord,
+    Policy,
+    ReceiptRecord,
+    Run,
+    StepRecord,
+    Task,
+    TaskOptions,
+    WaitRecord,
+)
 
 TASK_DEFINED = "task.defined"
 TASK_CREATED = "task.created"
@@ -44,6 +54,8 @@ WAIT_STARTED = "wait.started"
 WAIT_COMPLETED = "wait.completed"
 SIGNAL_SENT = "signal.sent"
 SIGNAL_RECEIVED = "signal.received"
+MESSAGE_PUBLISHED = "message.published"
+RECEIPT_RECORDED = "receipt.recorded"
 
 
 # -- the shapes of ``data`` ------------------------------------------------------------------
@@ -63,6 +75,7 @@ class TaskCreated(TypedDict):
     rerun_of: NotRequired[str]
     parent_run_id: NotRequired[str]
     deadline_at: NotRequired[float]
+    caused_by: NotRequired[str]
 
 
 class TaskCanceled(TypedDict):
@@ -179,6 +192,26 @@ class SignalSent(TypedDict):
     idempotency_key: str | None
 
 
+class MessagePublished(TypedDict):
+    topic: str
+    sequence: int
+    event_id: str
+    payload: Any
+    causation_id: str | None
+
+
+class ReceiptRecorded(TypedDict):
+    subscriber: str
+    event_id: str
+    status: str
+    failure_class: str | None
+    retry_class: str | None
+    topic: str
+    sequence: int
+    attempt: int
+    output: Any
+
+
 class SignalReceived(TypedDict):
     signal_id: str
     name: str
@@ -233,6 +266,7 @@ def task_created(
     rerun_of: str | None = None,
     parent_run_id: str | None = None,
     deadline_at: float | None = None,
+    caused_by: str | None = None,
 ) -> Event:
     data = TaskCreated(
         name=name,
@@ -249,6 +283,8 @@ def task_created(
         data["parent_run_id"] = parent_run_id
     if deadline_at is not None:
         data["deadline_at"] = deadline_at
+    if caused_by is not None:
+        data["caused_by"] = caused_by
     return event(
         TASK_CREATED,
         at,
@@ -454,3 +490,35 @@ def signal_sent(
 def signal_received(run: Run, at: float, signal_id: str, name: str, wait_id: str) -> Event:
     data = SignalReceived(signal_id=signal_id, name=name, wait_id=wait_id)
     return _about(run, SIGNAL_RECEIVED, at, None, data)
+
+
+# -- messages ---------------------------------------------------------------------------------
+def message_published(at: float, msg: MessageRecord, run: Run | None) -> Event:
+    """A message, published at ``at`` (inside a handler: ``run``, the publishing run)."""
+    data = MessagePublished(
+        topic=msg.topic,
+        sequence=msg.sequence,
+        event_id=msg.event_id,
+        payload=msg.payload,
+        causation_id=msg.causation_id,
+    )
+    if run is not None:
+        ev = _about(run, MESSAGE_PUBLISHED, at, None, data)
+        ev.correlation_id = msg.correlation_id
+        return ev
+    return event(MESSAGE_PUBLISHED, at, correlation_id=msg.correlation_id, data=_data(data))
+
+
+def receipt_recorded(run: Run, at: float, receipt: ReceiptRecord) -> Event:
+    data = ReceiptRecorded(
+        subscriber=receipt.subscriber,
+        event_id=receipt.event_id,
+        status=receipt.status,
+        failure_class=receipt.failure_class,
+        retry_class=receipt.retry_class,
+        topic=receipt.topic,
+        sequence=receipt.sequence,
+        attempt=receipt.attempt,
+        output=receipt.output,
+    )
+    return _about(run, RECEIPT_RECORDED, at, None, data)

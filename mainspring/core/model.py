@@ -65,6 +65,8 @@ class TaskOptions(msgspec.Struct, kw_only=True):
     queue: str = "default"
     max_lost: int = 5
     workflow: bool = False  # an ``@app.workflow``: replayed from the top on every attempt
+    topic: str | None = None  # an ``@app.subscriber``: the topic pattern it receives
+    ordered: bool = False  # ... one message at a time, in sequence order
 
 
 #: The ``due_at`` of a suspended run that waits for no time (resumed, signaled or woken by
@@ -126,6 +128,7 @@ class Task(msgspec.Struct, kw_only=True):
     cursor: float | None = None  # scheduled_at of the latest derived occurrence
     parent_run_id: str | None = None  # the workflow run that started this task's run
     deadline_at: float | None = None  # past it, a run not yet terminal is canceled
+    caused_by: str | None = None  # the run whose handler submitted it
 
 
 class Attempt(msgspec.Struct, kw_only=True):
@@ -171,6 +174,8 @@ class Run(msgspec.Struct, kw_only=True):
     children: list[str] = msgspec.field(default_factory=list)  # runs this workflow started
     waiting: str | None = None  # the wait_id of the sleep or wait it is suspended in
     deadline_at: float | None = None
+    delivery: str | None = None  # a subscriber's run: the event_id of the message it handles
+    caused_by: str | None = None  # the run whose handler submitted it
 
     def open_attempt(self) -> Attempt | None:
         if self.attempts and self.attempts[-1].finished_at is None:
@@ -258,6 +263,55 @@ class DeadlineRecord(msgspec.Struct, kw_only=True):
 
     run_id: str
     at: float
+
+
+class MessageRecord(msgspec.Struct, kw_only=True):
+    """A published message (record kind ``messages``), numbered per topic."""
+
+    event_id: str
+    topic: str
+    sequence: int
+    payload: Any = None
+    correlation_id: str | None = None
+    causation_id: str | None = None  # the run that published it
+    published_at: float = 0.0
+
+
+class TopicRecord(msgspec.Struct, kw_only=True):
+    """A topic's counter (record kind ``topics``): its last sequence number and time."""
+
+    topic: str
+    last_sequence: int = 0
+    last_at: float = 0.0
+
+
+class ReceiptRecord(msgspec.Struct, kw_only=True):
+    """How a subscriber's handling of a message ended (record kind ``receipts``): one per
+    (subscriber, event_id), create-only."""
+
+    receipt_id: str  # receipt_key(subscriber, event_id)
+    subscriber: str
+    event_id: str
+    topic: str
+    sequence: int  # the subscriber's own count of receipts, from 1
+    status: str  # "delivered" | "failed" | "skipped"
+    run_id: str
+    attempt: int
+    output: Any = None
+    failure_class: str | None = None
+    retry_class: str | None = None
+    recorded_at: float = 0.0
+
+
+class SubscriberRecord(msgspec.Struct, kw_only=True):
+    """A subscriber's receipt counter (record kind ``subscribers``)."""
+
+    name: str
+    receipts: int = 0
+
+
+def receipt_key(subscriber: str, event_id: str) -> str:
+    return f"{subscriber} {event_id}"
 
 
 def step_key(run_id: str, number: int) -> str:

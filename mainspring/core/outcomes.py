@@ -104,7 +104,8 @@ def outcome_of(
         )
     if isinstance(exc, Suspend):
         reason = getattr(exc, "run_reason", None)
-        return Outcome(AttemptResult.SUSPENDED, error=f"Suspend: {exc.reason}", reason=reason)
+        kind = "NonDeterminism" if isinstance(exc, Diverged) else "Suspend"
+        return Outcome(AttemptResult.SUSPENDED, error=f"{kind}: {exc.reason}", reason=reason)
     fc, rc, permanent = classify(exc)
     if never_retry and isinstance(exc, never_retry):
         rc = RetryClass.DO_NOT_RETRY

@@ -27,14 +27,19 @@ from .model import (
     DeadlineRecord,
     Event,
     ExecutionRecord,
+    MessageRecord,
     Policy,
+    ReceiptRecord,
     Run,
     SignalRecord,
     StepRecord,
+    SubscriberRecord,
     Task,
     TaskOptions,
+    TopicRecord,
     WaitRecord,
     WorkerRecord,
+    receipt_key,
     step_key,
     wait_key,
 )
@@ -48,6 +53,10 @@ WAITS = "waits"
 SIGNALS = "signals"
 EXECUTIONS = "executions"
 DEADLINES = "deadlines"
+MESSAGES = "messages"
+TOPICS = "topics"
+RECEIPTS = "receipts"
+SUBSCRIBERS = "subscribers"
 
 
 class State:
@@ -156,6 +165,7 @@ def _on_task_created(state: State, ev: Event) -> None:
         created_at=ev.at,
         parent_run_id=d.get("parent_run_id"),
         deadline_at=d.get("deadline_at"),
+        caused_by=d.get("caused_by"),
     )
     state.dirty_tasks.add(ev.task_id)
     state.new_tasks.add(ev.task_id)
@@ -199,8 +209,11 @@ def _on_run_created(state: State, ev: Event) -> None:
         workflow=task.options.workflow,
         parent_run_id=task.parent_run_id,
         deadline_at=task.deadline_at,
+        caused_by=task.caused_by,
     )
     run = state.runs[ev.run_id]
+    if task.options.topic is not None and task.args and isinstance(task.args[0], dict):
+        run.delivery = task.args[0].get("event_id")  # (a subscriber's run: its message)
     if run.parent_run_id is not None:
         parent = state.runs.get(run.parent_run_id)
         if parent is None:
@@ -498,6 +511,9 @@ def _on_wait_completed(state: State, ev: Event) -> None:
     rec.timed_out = bool(ev.data.get("timed_out", False))
     rec.finished_at = ev.at
     state.put(WAITS, rec.wait_id, rec)
+    if run.waiting == rec.wait_id:
+        run.waiting = None  # (a later suspension of the run is not this wait's)
+        state.dirty_runs.add(run.run_id)
 
 
 def _on_signal_sent(state: State, ev: Event) -> None:
@@ -537,6 +553,64 @@ def _on_signal_received(state: State, ev: Event) -> None:
     state.put(WAITS, wait.wait_id, wait)
 
 
+# -- messages ----------------------------------------------------------------------------------
+def _on_message_published(state: State, ev: Event) -> None:
+    d: E.MessagePublished = ev.data  # type: ignore[assignment]  # (a cast, without a call)
+    if d["event_id"] in state.kind(MESSAGES):
+        raise ReplayError(f"message.published (seq {ev.seq}): {d['event_id']} exists")
+    topic: TopicRecord | None = state.kind(TOPICS).get(d["topic"])
+    last = 0 if topic is None else topic.last_sequence
+    if d["sequence"] != last + 1:
+        raise ReplayError(
+            f"message.published (seq {ev.seq}): sequence {d['sequence']} of {d['topic']!r} "
+            f"does not follow {last}"
+        )
+    msg = MessageRecord(
+        event_id=d["event_id"],
+        topic=d["topic"],
+        sequence=d["sequence"],
+        payload=d["payload"],
+        correlation_id=ev.correlation_id,
+        causation_id=d.get("causation_id"),
+        published_at=ev.at,
+    )
+    state.put(MESSAGES, msg.event_id, msg, new=True)
+    new = TopicRecord(topic=msg.topic, last_sequence=msg.sequence, last_at=ev.at)
+    state.put(TOPICS, msg.topic, new, new=topic is None)
+
+
+def _on_receipt_recorded(state: State, ev: Event) -> None:
+    d: E.ReceiptRecorded = ev.data  # type: ignore[assignment]  # (a cast, without a call)
+    run = _run(state, ev)
+    key = receipt_key(d["subscriber"], d["event_id"])
+    if key in state.kind(RECEIPTS):
+        raise ReplayError(f"receipt.recorded (seq {ev.seq}): the receipt {key!r} exists")
+    sub: SubscriberRecord | None = state.kind(SUBSCRIBERS).get(d["subscriber"])
+    count = 0 if sub is None else sub.receipts
+    if d["sequence"] != count + 1:
+        raise ReplayError(
+            f"receipt.recorded (seq {ev.seq}): receipt {d['sequence']} of {d['subscriber']!r} "
+            f"does not follow {count}"
+        )
+    rec = ReceiptRecord(
+        receipt_id=key,
+        subscriber=d["subscriber"],
+        event_id=d["event_id"],
+        topic=d["topic"],
+        sequence=d["sequence"],
+        status=d["status"],
+        run_id=run.run_id,
+        attempt=d["attempt"],
+        output=d["output"],
+        failure_class=d["failure_class"],
+        retry_class=d["retry_class"],
+        recorded_at=ev.at,
+    )
+    state.put(RECEIPTS, key, rec, new=True)
+    counter = SubscriberRecord(name=rec.subscriber, receipts=rec.sequence)
+    state.put(SUBSCRIBERS, rec.subscriber, counter, new=sub is None)
+
+
 _HANDLERS = {
     E.TASK_DEFINED: _on_task_defined,
     E.TASK_CREATED: _on_task_created,
@@ -564,6 +638,8 @@ _HANDLERS = {
     E.WAIT_COMPLETED: _on_wait_completed,
     E.SIGNAL_SENT: _on_signal_sent,
     E.SIGNAL_RECEIVED: _on_signal_received,
+    E.MESSAGE_PUBLISHED: _on_message_published,
+    E.RECEIPT_RECORDED: _on_receipt_recorded,
 }
 
 

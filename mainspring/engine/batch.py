@@ -115,9 +115,11 @@ class Batch:
             self.emit(E.lease(E.LEASE_RELEASED, run, self.now, run.lease_owner))
         self.change(run, RunState.CANCELED, reason)
 
-    def derive(self, task: Task, at: float, rerun_of: str | None = None) -> str:
+    def derive(
+        self, task: Task, at: float, rerun_of: str | None = None, run_id: str | None = None
+    ) -> str:
         """Create the run of ``task`` at ``at`` (ready at once when due)."""
-        run_id = uuid7()
+        run_id = run_id or uuid7()
         self.emit(E.run_created(task, run_id, self.now, at, rerun_of))
         run = self.state.runs[run_id]
         if at <= self.now:

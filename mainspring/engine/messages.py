@@ -26,6 +26,10 @@ class SubmitRequest:
     concurrency_key: str | None = None
     parent_run_id: str | None = None  # the workflow run submitting it (a child)
     deadline_at: float | None = None
+    caused_by: str | None = None  # the run whose handler submitted it
+    #: ids minted ahead (a launch from a handler: its handle knows them before the commit)
+    task_id: str | None = None
+    run_id: str | None = None
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Finished:
     suspend_reason: str | None = None  # a suspended attempt's reason for the run (else "suspended")
     failure_class: str | None = None  # how a failure was classified (core/failures.py)
     retry_class: str | None = None
+    #: what the handler launched (SubmitRequest / PublishRequest), written if it succeeded
+    launches: list[Any] = field(default_factory=list)
 
 
 @dataclass

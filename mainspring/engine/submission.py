@@ -39,7 +39,7 @@ def submit_one(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -> Submitt
             f"the schedule of {req.name!r} has no occurrence after now ({req.policy.cron!r}); "
             "check the expression's year and date fields"
         )
-    task_id = uuid7()
+    task_id = req.task_id or uuid7()
     b.emit(
         E.task_created(
             now,
@@ -55,10 +55,11 @@ def submit_one(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -> Submitt
             execution_id=req.execution_id,
             parent_run_id=req.parent_run_id,
             deadline_at=req.deadline_at,
+            caused_by=req.caused_by,
         )
     )
     task = b.state.tasks[task_id]
-    run_ids = [b.derive(task, at) for at in occurrences]
+    run_ids = [b.derive(task, at, run_id=req.run_id) for at in occurrences]
     sub = Submitted(task_id, run_ids)
     if req.idempotency_key is not None:
         seen[(req.name, req.idempotency_key)] = sub

@@ -64,7 +64,10 @@ class WorkerTurns(WorkflowCommands):
         decide_ahead = (
             self.store.fenced_updates
             and bool(finished)
-            and all(f.snapshot is not None and f.options is not None for f in finished)
+            and all(
+                f.snapshot is not None and f.options is not None and not f.launches
+                for f in finished
+            )
         )
 
         def prepare(b: Batch) -> None:
@@ -95,6 +98,11 @@ class WorkerTurns(WorkflowCommands):
                     st,
                 )
                 self._record_finished(b, worker, finished, accepted, rejected)
+                # what a successful attempt launched is written with its result (lineage)
+                ok = set(accepted)
+                for f in finished:
+                    if f.launches and f.run_id in ok and f.result == AttemptResult.SUCCESS:
+                        self.launch(tx, b, f.launches, st.runs[f.run_id])
             if finished and housekeeping:
                 b.flush(tx)  # so that promotion sees runs that went to retry_wait
             # when retries were decided here, say when the first comes due, so that the

@@ -84,8 +84,8 @@ def suspended(tx: ReadTx, run: Run) -> Why:
             data,
         )
     if run.reason == "nondeterminism":
-        # (the error reads "Suspend: nondeterminism: <what diverged, what to do>")
-        detail = (run.error or "").split("nondeterminism: ", 1)[-1]
+        # (the error reads "NonDeterminism: <what diverged, what to do>")
+        detail = (run.error or "").split("NonDeterminism: ", 1)[-1]
         return Why(
             "suspended",
             "the workflow is suspended (nondeterminism): "

@@ -18,6 +18,7 @@ from ..core import events as E
 from ..core.errors import MainspringError, UnknownExecution
 from ..core.model import (
     ExecutionRecord,
+    MessageRecord,
     Run,
     SignalRecord,
     StepRecord,
@@ -33,7 +34,7 @@ from .batch import Batch
 from .group import GroupCommit
 from .messages import SubmitRequest
 from .submission import submit_one
-from .transact import Transactor
+from .topics import PublishRequest, TopicCommands, message_doc
 
 T = TypeVar("T")
 
@@ -63,7 +64,7 @@ class History:
     waits: dict[int, WaitRecord]
 
 
-class WorkflowCommands(Transactor):
+class WorkflowCommands(TopicCommands):
     _group: GroupCommit | None = None
 
     def _grouped(self, body: Callable[[WriteTx, Batch], T]) -> T:
@@ -98,9 +99,15 @@ class WorkflowCommands(Transactor):
         return run
 
     def record_step(
-        self, worker: str, attempt_id: str, step: StepRecord, will_retry: bool = False
+        self,
+        worker: str,
+        attempt_id: str,
+        step: StepRecord,
+        will_retry: bool = False,
+        launches: Sequence[Any] = (),
     ) -> None:
-        """Record a step's end (or, ``will_retry``, one failed try of it) with its start."""
+        """Record a step's end (or, ``will_retry``, one failed try of it) with its start,
+        and what a completed step launched (its submissions and messages)."""
 
         def body(tx: WriteTx, b: Batch) -> None:
             run = self._holding(tx, b, worker, step.run_id, attempt_id)
@@ -108,6 +115,8 @@ class WorkflowCommands(Transactor):
                 tx.load_records(STEPS, [step.step_id], b.state)
             b.emit(E.step_started(run, b.now, step.number, step.name))
             b.emit(E.step_ended(run, b.now, step, will_retry))
+            if launches and step.state == "completed":
+                self.launch(tx, b, launches, run)
 
         self._grouped(body)
 
@@ -139,6 +148,33 @@ class WorkflowCommands(Transactor):
             b.emit(E.step_ended(run, b.now, done))
             b.wake = True
             return child, sub.task_id
+
+        return self._grouped(body)
+
+    def publish_step(
+        self, worker: str, attempt_id: str, run_id: str, number: int, req: PublishRequest
+    ) -> MessageRecord:
+        """Publish a message as step ``number`` of a workflow (its output: the message),
+        in one transaction."""
+
+        def body(tx: WriteTx, b: Batch) -> MessageRecord:
+            run = self._holding(tx, b, worker, run_id, attempt_id)
+            tx.load_records(STEPS, [step_key(run_id, number)], b.state)
+            msg = self.publish_in(tx, b, req, {}, run)
+            name = f"publish:{req.topic}"
+            b.emit(E.step_started(run, b.now, number, name))
+            done = StepRecord(
+                step_id=step_key(run_id, number),
+                run_id=run_id,
+                number=number,
+                name=name,
+                state="completed",
+                output=message_doc(msg),
+                started_at=b.now,
+                finished_at=b.now,
+            )
+            b.emit(E.step_ended(run, b.now, done))
+            return msg
 
         return self._grouped(body)
 
@@ -233,7 +269,7 @@ class WorkflowCommands(Transactor):
                 first = self._pending_signal(tx, b, run.run_id, name)
                 assert first is not None
                 self._deliver(b, run, wait, first)
-            b.change(run, RunState.READY, "signal")
+                b.change(run, RunState.READY, "signal")
 
         self.transact(body)
 
@@ -301,11 +337,14 @@ class WorkflowCommands(Transactor):
 
     def _settle(self, tx: WriteTx, b: Batch) -> None:
         """After a command's own decisions: a canceled workflow's children are canceled,
-        and a workflow waiting for children that have all ended goes on."""
+        a workflow waiting for children that have all ended goes on, and a delivery that
+        ended gets its receipt."""
         done = 0
         while done < len(b.ended):  # (cancels below end more runs: they are settled too)
             run = b.state.runs[b.ended[done]]
             done += 1
+            if run.delivery is not None:
+                self._receipt(tx, b, run)
             if run.state == RunState.CANCELED and run.children:
                 tx.load_runs(run.children, b.state)
                 for cid in run.children:

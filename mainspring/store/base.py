@@ -57,6 +57,10 @@ class ReadTx(ABC):
     @abstractmethod
     def definition(self, name: str) -> dict[str, Any] | None: ...
 
+    @abstractmethod
+    def definitions(self) -> dict[str, dict[str, Any]]:
+        """Every task definition recorded in the store, by name."""
+
     # -- runs ---------------------------------------------------------------------
     @abstractmethod
     def run_ids_of_task(
@@ -138,11 +142,13 @@ class ReadTx(ABC):
         *,
         at_most: tuple[str, float] | None = None,
         where: tuple[str, Any] | None = None,
+        after: tuple[str, Any] | None = None,
         limit: int | None = None,
     ) -> list[Any]:
         """Records of ``kind`` by key; with ``at_most=(column, value)``, only those whose
         column is <= value (claimed, where a write transaction locks: others skip them);
-        with ``where=(column, value)``, those whose column is that value."""
+        with ``where=(column, value)``, those whose column is that value; with
+        ``after=(column, value)``, those whose column is greater, in that column's order."""
 
     # -- the log and the whole projection ---------------------------------------------
     @abstractmethod

@@ -20,12 +20,28 @@ import msgspec
 from ..core.model import (
     DeadlineRecord,
     ExecutionRecord,
+    MessageRecord,
+    ReceiptRecord,
     SignalRecord,
     StepRecord,
+    SubscriberRecord,
+    TopicRecord,
     WaitRecord,
     WorkerRecord,
 )
-from ..core.reducer import DEADLINES, EXECUTIONS, SIGNALS, STEPS, WAITS, WORKERS, State
+from ..core.reducer import (
+    DEADLINES,
+    EXECUTIONS,
+    MESSAGES,
+    RECEIPTS,
+    SIGNALS,
+    STEPS,
+    SUBSCRIBERS,
+    TOPICS,
+    WAITS,
+    WORKERS,
+    State,
+)
 from .dialect import Dialect
 
 ColumnType = Literal["text", "real", "bigint"]
@@ -41,6 +57,8 @@ class Kind:
     key: str  # the record field that is the primary key (text)
     since: int  # the schema version whose migration creates the table
     columns: tuple[tuple[str, ColumnType], ...] = ()  # fields also stored as indexed columns
+    #: one index over these columns together, instead of one per column
+    index: tuple[str, ...] | None = None
 
     def ddl(self, dialect: Dialect) -> list[str]:
         """The statements that create the table and its indexes."""
@@ -48,9 +66,16 @@ class Kind:
         cols += [f"{name} {dialect.ddl[kind]}" for name, kind in self.columns]
         cols.append(f"doc {dialect.ddl['bytes']} NOT NULL")
         out = [f"CREATE TABLE {self.table} ({', '.join(cols)})"]
-        out += [
-            f"CREATE INDEX {self.table}_{name} ON {self.table} ({name})" for name, _ in self.columns
-        ]
+        if self.index is not None:
+            name = "_".join(self.index)
+            out.append(
+                f"CREATE INDEX {self.table}_{name} ON {self.table} ({', '.join(self.index)})"
+            )
+        else:
+            out += [
+                f"CREATE INDEX {self.table}_{name} ON {self.table} ({name})"
+                for name, _ in self.columns
+            ]
         return out
 
 
@@ -69,6 +94,26 @@ KINDS: tuple[Kind, ...] = (
     Kind(SIGNALS, "ms_signals", SignalRecord, "signal_id", since=4, columns=(("run_id", "text"),)),
     Kind(EXECUTIONS, "ms_executions", ExecutionRecord, "execution_id", since=4),
     Kind(DEADLINES, "ms_deadlines", DeadlineRecord, "run_id", since=4, columns=(("at", "real"),)),
+    # messages: a topic's messages by sequence, receipts by subscriber and by message
+    Kind(
+        MESSAGES,
+        "ms_messages",
+        MessageRecord,
+        "event_id",
+        since=4,
+        columns=(("topic", "text"), ("sequence", "bigint")),
+        index=("topic", "sequence"),
+    ),
+    Kind(TOPICS, "ms_topics", TopicRecord, "topic", since=4),
+    Kind(
+        RECEIPTS,
+        "ms_receipts",
+        ReceiptRecord,
+        "receipt_id",
+        since=4,
+        columns=(("subscriber", "text"), ("event_id", "text")),
+    ),
+    Kind(SUBSCRIBERS, "ms_subscribers", SubscriberRecord, "name", since=4),
 )
 BY_NAME = {k.name: k for k in KINDS}
 
@@ -120,20 +165,29 @@ class KindTx:
         *,
         at_most: tuple[str, float] | None = None,
         where: tuple[str, Any] | None = None,
+        after: tuple[str, Any] | None = None,
         limit: int | None = None,
     ) -> list[Any]:
         """Records of ``kind`` by key; with ``at_most=(column, value)``, those whose column
         is <= value (claimed, where a write transaction locks: others skip them); with
-        ``where=(column, value)``, those whose column is that value."""
+        ``where=(column, value)``, those whose column is that value; with ``after=(column,
+        value)``, those whose column is greater, in that column's order."""
         k, p = BY_NAME[kind], self.DIALECT.placeholder
-        q, params = f"SELECT doc FROM {k.table}", []
+        conds: list[str] = []
+        params: list[Any] = []
         if at_most is not None:
-            q += f" WHERE {at_most[0]} <= {p}"
+            conds.append(f"{at_most[0]} <= {p}")
             params.append(at_most[1])
-        elif where is not None:
-            q += f" WHERE {where[0]} = {p}"
+        if where is not None:
+            conds.append(f"{where[0]} = {p}")
             params.append(where[1])
-        q += f" ORDER BY {k.key}"
+        if after is not None:
+            conds.append(f"{after[0]} > {p}")
+            params.append(after[1])
+        q = f"SELECT doc FROM {k.table}"
+        if conds:
+            q += " WHERE " + " AND ".join(conds)
+        q += f" ORDER BY {after[0] if after is not None else k.key}"
         if limit is not None:
             q += f" LIMIT {int(limit)}"
         if at_most is not None:

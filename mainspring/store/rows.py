@@ -47,6 +47,8 @@ class RunDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
     children: list[str] = msgspec.field(default_factory=list)
     waiting: str | None = None
     deadline_at: float | None = None
+    delivery: str | None = None
+    caused_by: str | None = None
 
 
 encoder = msgspec.json.Encoder()
@@ -109,6 +111,8 @@ def run_doc(r: Run) -> RunDoc:
         children=r.children,
         waiting=r.waiting,
         deadline_at=r.deadline_at,
+        delivery=r.delivery,
+        caused_by=r.caused_by,
     )
 
 
@@ -146,6 +150,8 @@ def row_run(row: Sequence[Any]) -> Run:
         children=d.children,
         waiting=d.waiting,
         deadline_at=d.deadline_at,
+        delivery=d.delivery,
+        caused_by=d.caused_by,
     )
 
 

@@ -77,6 +77,10 @@ class SqlReadTx(KindTx, ReadTx):
         rows = self._rows(q, (name,))
         return dict(any_decoder.decode(rows[0][0])) if rows else None
 
+    def definitions(self) -> dict[str, dict[str, Any]]:
+        q = f"SELECT name, {self.DIALECT.doc} FROM ms_definitions ORDER BY name"
+        return {name: dict(any_decoder.decode(doc)) for name, doc in self._rows(q)}
+
     def _lock(self, skip: bool = False) -> str:
         return ""
 

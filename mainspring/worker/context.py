@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
 
 from ..core.errors import NoContext
 from ..core.model import TaskOptions
@@ -42,6 +43,9 @@ class Context:
         self.options = options or TaskOptions()  # the run's task options, as leased
         #: in a workflow: the number of the step running now (None between steps)
         self.step: int | None = None
+        #: what this attempt launched (submissions, messages): written if it succeeds
+        self.launches: list[Any] = []
+        self.publishes = 0  # messages published so far (numbers their minted event ids)
         self._cancelled = False  # a flag only (nothing waits on it): set once, read often
 
     @property
@@ -75,6 +79,11 @@ def context() -> Context:
             "function decorated with @app.task while a worker executes it"
         )
     return ctx
+
+
+def current() -> Context | None:
+    """The running handler's Context, or None outside one."""
+    return _current.get()
 
 
 def set_current(ctx: Context | None) -> object:

@@ -67,6 +67,7 @@ def report(att: Attempt, outcome: Outcome) -> Finished:
         suspend_reason=outcome.reason,
         failure_class=outcome.failure_class,
         retry_class=outcome.retry_class,
+        launches=att.ctx.launches if outcome.result == AttemptResult.SUCCESS else [],
     )
 
 

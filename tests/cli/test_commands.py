@@ -108,7 +108,8 @@ def test_run_json_has_history(cli: Invoke, store: str) -> None:
     r = cli("run", run_id, "--json", "--store", store)
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert set(doc) == RUN_FIELDS | {"history"}
+    assert set(doc) == RUN_FIELDS | {"history", "steps", "waits", "children"}
+    assert doc["steps"] == doc["waits"] == doc["children"] == []  # not a workflow
     history = doc["history"]
     assert history[0]["type"] == "run.created"
     assert all(set(e) == EVENT_FIELDS for e in history)

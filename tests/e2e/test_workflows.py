@@ -557,3 +557,20 @@ def test_after_a_caught_divergence_nothing_more_is_recorded(make_app: Make) -> N
     assert h.status() == ms.RunState.SUSPENDED
     assert ran == ["first"]  # neither the diverging step nor the one after it ran
     assert [s.name for s in h.steps()] == [first.name]
+
+
+def test_a_signal_does_not_wake_a_workflow_suspended_for_another_reason(app: ms.App) -> None:
+    @app.workflow
+    def flow() -> None:
+        ms.wait_for("go")  # a signal is waiting already: passes at once
+        raise ms.Suspend("operator check")
+
+    h = flow.with_options(execution_id="E3").submit()
+    app.signal("E3", "go", 1)
+    with app.worker() as w:
+        w.run_until_idle()
+        assert h.status() == ms.RunState.SUSPENDED
+        app.signal("E3", "go", 2)
+        w.run_until_idle()
+    assert h.status() == ms.RunState.SUSPENDED
+    assert h.info().attempts[-1].error == "Suspend: operator check"
