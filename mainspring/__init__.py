@@ -6,6 +6,7 @@ See the README for a tour and docs/ for the architecture and the event catalogue
 """
 
 from . import testing
+from ._messages import Message, Receipt
 from .app import (
     App,
     AttemptInfo,
@@ -22,6 +23,7 @@ from .app import (
     VerifyReport,
     WorkerInfo,
 )
+from .bus import ENVELOPE_SCHEMA, Backpressure, Bus, BusError, Envelope, correlation_id
 from .core.errors import (
     IdempotencyConflict,
     InvalidArgument,
@@ -66,13 +68,18 @@ from .workflow import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ENVELOPE_SCHEMA",
     "App",
     "AttemptDone",
     "AttemptInfo",
     "AttemptResult",
     "Backoff",
+    "Backpressure",
+    "Bus",
+    "BusError",
     "Classification",
     "Context",
+    "Envelope",
     "Explanation",
     "Fail",
     "FailureClass",
@@ -82,10 +89,12 @@ __all__ = [
     "InvalidTransition",
     "LogEvent",
     "MainspringError",
+    "Message",
     "NoContext",
     "NonDeterminism",
     "PreconditionFailed",
     "Reason",
+    "Receipt",
     "Retry",
     "RetryClass",
     "RunCanceled",
@@ -110,6 +119,7 @@ __all__ = [
     "__version__",
     "classify",
     "context",
+    "correlation_id",
     "default_retry",
     "gather",
     "is_permanent",

@@ -9,19 +9,40 @@ from typing import TYPE_CHECKING, Any
 from . import workflow
 from ._records import LogEvent, RunInfo, StepInfo, run_info, step_info
 from .core.errors import RunCanceled, RunFailed
+from .core.failures import PreconditionFailed
 from .core.states import RunState
+from .worker.context import current as context_now
 
 if TYPE_CHECKING:
     from .app import App
 
 
 class RunHandle:
-    """A submitted run."""
+    """A submitted run.
 
-    def __init__(self, app: App, run_id: str, task_id: str) -> None:
+    A run submitted inside a handler is written when that attempt commits successfully
+    (lineage): until then ``status()``, ``result()`` and ``cancel()`` raise
+    ``ms.PreconditionFailed("origin-committed")`` (a handler cannot wait on what it
+    launched; a workflow waits durably)."""
+
+    def __init__(self, app: App, run_id: str, task_id: str, origin: str | None = None) -> None:
         self.app = app
         self.run_id = run_id
         self.task_id = task_id
+        self._origin = origin  # the attempt that launched it, while it may not be written
+
+    def _committed(self) -> None:
+        if self._origin is None:
+            return
+        ctx = context_now()
+        if ctx is not None and ctx.attempt_id == self._origin:
+            raise PreconditionFailed(
+                "origin-committed",
+                f"run {self.run_id} is written only when the attempt that submitted it "
+                "commits: a handler cannot wait on what it launched (a workflow can: submit "
+                "children from its body)",
+            )
+        self._origin = None  # out of the launching attempt: it committed, or never will
 
     def __repr__(self) -> str:
         return f"RunHandle(run_id={self.run_id!r})"
@@ -38,6 +59,7 @@ class RunHandle:
 
     def status(self) -> RunState:
         """The run's current state."""
+        self._committed()
         return RunState(self.app.engine.get_run(self.run_id).state)
 
     def result(self, timeout: float | None = None) -> Any:
@@ -45,6 +67,7 @@ class RunHandle:
 
         Inside a workflow, for a child it started, the wait is durable: the workflow is
         suspended (reason ``child``) until the child has ended (``timeout`` is not used)."""
+        self._committed()
         wf = workflow.current()
         if wf is not None and self.run_id in wf.children:
             return wf.child_outputs([self.run_id])[0]
@@ -86,6 +109,7 @@ class RunHandle:
 
     def cancel(self) -> bool:
         """Cancel the run; False when it already ended."""
+        self._committed()
         return self.app.engine.cancel_run(self.run_id)
 
     def resume(self) -> bool:

@@ -20,8 +20,10 @@ from ._handles import RunHandle, TaskHandle
 from .core.clock import from_datetime, seconds
 from .core.codec import to_plain
 from .core.errors import InvalidArgument, InvalidSchedule
+from .core.ids import uuid7
 from .core.model import MISFIRE_GRACE_SECONDS, Backoff, Policy, TaskOptions
 from .engine import SubmitRequest
+from .worker.context import current as context_now
 
 if TYPE_CHECKING:
     from .app import App
@@ -418,11 +420,20 @@ class TaskFunction(Submitter[P, R]):
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:
         req = self.request(args, kwargs, Policy(kind="once"), **ov)
+        ctx = context_now()
+        if ctx is None:
+            sub = self.app.engine.submit(req)
+            return RunHandle(self.app, sub.run_ids[0], sub.task_id)
+        # inside a handler: correlated with the submitting run, and launched by it
+        req.correlation_id = req.correlation_id or ctx.correlation_id
+        req.caused_by = ctx.run_id
         wf = workflow.current()
         if wf is not None:  # a child of the running workflow, started once across replays
             return RunHandle(self.app, *workflow.start_child(wf, req))
-        sub = self.app.engine.submit(req)
-        return RunHandle(self.app, sub.run_ids[0], sub.task_id)
+        # written when the attempt (or the workflow step) commits successfully (lineage)
+        req.task_id, req.run_id = uuid7(), uuid7()
+        ctx.launches.append(req)
+        return RunHandle(self.app, req.run_id, req.task_id, origin=ctx.attempt_id)
 
     def _submit_task(
         self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any

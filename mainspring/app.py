@@ -18,7 +18,19 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 import msgspec
 
+from . import workflow
 from ._handles import RunHandle, TaskHandle
+from ._messages import (
+    Message,
+    Receipt,
+    check_pattern,
+    check_topic,
+    message_of,
+    mint_event_id,
+    plain_payload,
+    receipt_of,
+    subscriber_handler,
+)
 from ._records import (
     AttemptInfo,
     Explanation,
@@ -51,11 +63,14 @@ from ._tasks import (
 from .core.clock import Clock, SystemClock, seconds
 from .core.codec import to_plain
 from .core.errors import InvalidArgument, InvalidSchedule
+from .core.ids import uuid7
 from .core.model import Backoff, Policy, TaskOptions
 from .core.states import RunState
 from .engine import Engine
+from .engine.topics import PublishRequest
 from .store.base import Store, open_store, resolve_url
 from .worker import AttemptDone, Worker
+from .worker.context import current as context_now
 from .workflow import StepFunction, StepPolicy, workflow_handler
 
 P = ParamSpec("P")
@@ -262,6 +277,12 @@ class App:
             tf: TaskFunction[P, R] = TaskFunction(self, f, tname, opts, concurrency_key)
             tf.failure_overrides = overrides
             with self._lock:
+                old = self.declared.get(tname)
+                if opts.topic is not None and old is not None and old.options != opts:
+                    raise InvalidArgument(
+                        f"subscriber {tname!r} is declared already with other options "
+                        f"(topic {old.options.topic!r}); give each subscriber its own name"
+                    )
                 self.declared[tname] = tf
                 if self._engine is not None:
                     self._engine.define_many({tname: tf.definition()})
@@ -364,6 +385,105 @@ class App:
     def get_execution(self, execution_id: str) -> RunInfo:
         """The workflow run of this execution id; raises UnknownExecution."""
         return run_info(self.engine.execution(execution_id))
+
+    # -- messages (docs/messages.md) ------------------------------------------------------------
+    def publish(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        event_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Message:
+        """Publish a durable message: numbered in its topic, one delivery created for every
+        subscriber of the topic, durable on return. Inside a handler it is written when
+        the attempt commits successfully (in a workflow body it is a step of its own).
+
+        ``event_id``: the caller's own durable id; publishing it again with an equal
+        payload returns the first message and writes nothing (another payload:
+        IdempotencyConflict). A payload over ``max_payload_bytes`` raises Backpressure."""
+        check_topic(topic)
+        for what, value in (("event_id", event_id), ("correlation_id", correlation_id)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+        plain = plain_payload(payload, self.max_payload_bytes, f"the payload to {topic!r}")
+        ctx = context_now()
+        if ctx is None:  # outside any handler: a fresh correlation id unless given
+            req = PublishRequest(
+                topic,
+                plain,
+                event_id or mint_event_id(topic),
+                correlation_id or uuid7(),
+                given_id=event_id is not None,
+            )
+            return message_of(self.engine.publish(req))
+        req = PublishRequest(
+            topic,
+            plain,
+            event_id or mint_event_id(topic, ctx.attempt_id, ctx.publishes),
+            correlation_id or ctx.correlation_id,
+            given_id=event_id is not None,
+            causation_id=ctx.run_id,
+        )
+        ctx.publishes += 1
+        wf = workflow.current()
+        if wf is not None:
+            return message_of(workflow.publish_step(wf, req))
+        ctx.launches.append(req)  # written when the attempt (or the step) commits
+        return Message(
+            event_id=req.event_id,
+            topic=topic,
+            sequence=None,
+            correlation_id=req.correlation_id,
+            causation_id=ctx.run_id,
+            published_at=None,
+            payload=plain,
+        )
+
+    def subscriber(
+        self,
+        pattern: str,
+        *,
+        name: str | None = None,
+        ordered: bool = False,
+        **task_options: Unpack[TaskOptionArgs],
+    ) -> Callable[[Callable[[Message], Any]], TaskFunction[[Message], Any]]:
+        """Declare a subscriber of the topics ``pattern`` matches (``*``: one segment,
+        ``#``: the rest): a task whose runs are deliveries, each handling one
+        ``ms.Message``. ``ordered=True``: one message at a time, in sequence order. Takes
+        the options of ``@app.task``."""
+        check_pattern(pattern)
+        if not isinstance(ordered, bool):
+            raise InvalidArgument(f"ordered must be True or False, got {ordered!r}")
+        given: dict[str, Any] = dict(task_options)
+        overrides = failure_overrides(given.pop("retry_on", ()), given.pop("never_retry", ()))
+        opts = msgspec.structs.replace(options(**given), topic=pattern, ordered=ordered)
+        declare: (
+            Callable[[Callable[[Message], Any]], TaskFunction[[Message], Any]]
+            | TaskFunction[[Message], Any]
+        ) = self._declare(None, name, opts, None, overrides, "@app.subscriber")
+        assert not isinstance(declare, TaskFunction)
+        return declare
+
+    def messages(self, topic: str, since: int = 0, limit: int = 100) -> list[Message]:
+        """The messages of ``topic`` with a sequence greater than ``since``, in order."""
+        check_topic(topic)
+        return [message_of(m) for m in self.engine.messages(topic, since, limit)]
+
+    def receipts(
+        self, subscriber: str | None = None, event_id: str | None = None, limit: int = 100
+    ) -> list[Receipt]:
+        """Receipts (how deliveries ended), of one subscriber and/or one message."""
+        return [receipt_of(r) for r in self.engine.receipts(subscriber, event_id, limit)]
+
+    def _handler(self, tf: TaskFunction[Any, Any]) -> Callable[..., Any]:
+        """What a worker calls for a declared task: the function, or its wrapper for a
+        workflow (replay) or a subscriber (its message, its receipt)."""
+        if tf.options.workflow:
+            return workflow_handler(self, tf.fn)
+        if tf.options.topic is not None:
+            return subscriber_handler(self, tf.name, tf.fn)
+        return tf.fn
 
     # -- submitting -------------------------------------------------------------------------------
     def submit(
@@ -515,10 +635,7 @@ class App:
             queues = sorted({tf.options.queue for tf in self.declared.values()})
         return Worker(
             self.engine,
-            {
-                n: workflow_handler(self, tf.fn) if tf.options.workflow else tf.fn
-                for n, tf in self.declared.items()
-            },
+            {n: self._handler(tf) for n, tf in self.declared.items()},
             concurrency=concurrency,
             queues=queues,
             lease_seconds=self.lease_seconds,

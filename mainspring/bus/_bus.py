@@ -435,15 +435,16 @@ class Bus:
             )
         return self._emit(t, payload, correlation_id)
 
-    def publish_log(self, events: Iterable[LogEventLike]) -> None:
+    def publish_log(self, events: Iterable[LogEventLike | dict[str, Any]]) -> None:
         """The engine's feed: publish committed log events as bus events.
 
         Contract for the caller (the App): call it after each commit, outside store locks
         and transactions, with that commit's log events in log order, and call it in
         commit order (from one thread, or serialized). Each event becomes an event on
         topic ``log.<type>`` (``log.run.state_changed``, ...) whose payload is the log
-        event as JSON-able builtins (``msgspec.to_builtins``; a dict is used as is) and
-        whose correlation id is the log event's own (None when it has none).
+        event as JSON-able builtins (``msgspec.to_builtins``; a dict, with at least
+        ``type``, is used as is) and whose correlation id is the log event's own (None when
+        it has none).
 
         It never raises: the events are already committed, so a failure to publish one is
         logged and the rest still go. It costs one attribute check when no subscriber's
@@ -454,7 +455,11 @@ class Bus:
             return
         for event in events:
             try:
-                topic = "log." + event.type
+                if isinstance(event, dict):
+                    kind, correlation = event["type"], event.get("correlation_id")
+                else:
+                    kind, correlation = event.type, event.correlation_id
+                topic = "log." + kind
                 try:
                     t = self._topics[topic]
                 except KeyError:
@@ -462,7 +467,7 @@ class Bus:
                 if not self._routes(t):
                     continue
                 payload = event if isinstance(event, dict) else msgspec.to_builtins(event)
-                self._emit(t, payload, event.correlation_id)
+                self._emit(t, payload, correlation)
             except Exception:
                 log.exception("could not publish log event %r on the bus", event)
 

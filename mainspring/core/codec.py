@@ -19,6 +19,10 @@ def to_plain(value: Any, what: str) -> Any:
     """
     try:
         return _decoder.decode(_encoder.encode(value))
+    except RecursionError:
+        raise SerializationError(
+            f"{what} is circular (it contains itself) or nested too deeply to store as JSON"
+        ) from None
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
         raise SerializationError(
             f"{what} must be JSON-serializable (str, int, float, bool, None, list, dict, "

@@ -1,0 +1,241 @@
+"""Durable topics end to end, on both stores: publishing, per-topic sequences, event
+identity, subscribers and patterns, ordered delivery, receipts, lineage (what a handler
+launches is written only when its attempt commits) and the bad input that writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import mainspring as ms
+
+Make = Callable[..., ms.App]
+
+
+def test_publish_numbers_each_topic_and_delivers_to_matching_subscribers(app: ms.App) -> None:
+    got: list[tuple[str, str, int | None, Any]] = []
+
+    @app.subscriber("orders.*", name="billing")
+    def billing(msg: ms.Message) -> str:
+        got.append(("billing", msg.topic, msg.sequence, msg.payload))
+        return f"billed {msg.payload['n']}"
+
+    @app.subscriber("audit.#", name="audit")
+    def audit(msg: ms.Message) -> None:
+        got.append(("audit", msg.topic, msg.sequence, msg.payload))
+
+    m1 = app.publish("orders.created", {"n": 1})
+    m2 = app.publish("orders.created", {"n": 2})
+    m3 = app.publish("orders.paid", {"n": 3})
+    app.publish("audit", {"n": 4})
+    app.publish("audit.orders.x", {"n": 5})
+    app.publish("other", {"n": 6})  # no subscriber: kept, delivered to none
+    assert (m1.sequence, m2.sequence, m3.sequence) == (1, 2, 1)
+    assert m1.event_id.startswith("evt:") and m1.event_id.endswith(":orders.created")
+    assert m1.correlation_id and m1.correlation_id != m2.correlation_id  # fresh per publish
+    with app.worker() as w:
+        w.run_until_idle()
+    assert sorted(got) == [
+        ("audit", "audit", 1, {"n": 4}),
+        ("audit", "audit.orders.x", 1, {"n": 5}),
+        ("billing", "orders.created", 1, {"n": 1}),
+        ("billing", "orders.created", 2, {"n": 2}),
+        ("billing", "orders.paid", 1, {"n": 3}),
+    ]
+    assert [m.payload for m in app.messages("orders.created")] == [{"n": 1}, {"n": 2}]
+    assert [m.sequence for m in app.messages("orders.created", since=1)] == [2]
+    receipts = app.receipts(subscriber="billing")
+    assert sorted(r.sequence for r in receipts) == [1, 2, 3]
+    assert {r.status for r in receipts} == {"delivered"}
+    one = app.receipts(subscriber="billing", event_id=m1.event_id)
+    assert [(r.output, r.topic, r.attempt) for r in one] == [("billed 1", "orders.created", 1)]
+    delivery = app.get_run(one[0].run_id)
+    assert delivery.correlation_id == m1.correlation_id
+
+
+def test_a_callers_event_id_replays_or_conflicts(app: ms.App) -> None:
+    a = app.publish("t.x", {"v": 1}, event_id="delivery-42")
+    before = app.log()
+    assert app.publish("t.x", {"v": 1}, event_id="delivery-42") == a
+    assert app.log() == before  # nothing written
+    with pytest.raises(ms.IdempotencyConflict):
+        app.publish("t.x", {"v": 2}, event_id="delivery-42")
+    assert app.log() == before
+
+
+def test_redelivery_keeps_the_event_id_and_a_retried_sender_mints_fresh_ones(
+    app: ms.App,
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    @app.subscriber("jobs.done", name="flaky", max_attempts=3, backoff=ms.Backoff.fixed(0))
+    def flaky(msg: ms.Message) -> None:
+        seen.append((msg.event_id, ms.context().attempt))
+        if ms.context().attempt < 2:
+            raise ConnectionError("retry me")
+
+    @app.task(max_attempts=2, backoff=ms.Backoff.fixed(0))
+    def sender() -> str:
+        m = app.publish("jobs.done", {"by": "sender"})
+        if ms.context().attempt == 1:
+            raise RuntimeError("the sender fails after publishing")
+        return m.event_id
+
+    h = sender.submit()
+    with app.worker() as w:
+        w.run_until_idle()
+    event_id = h.result()
+    assert event_id.startswith(f"evt:{h.info().attempts[1].attempt_id}:0:")
+    # the first attempt's message was never written: one message, delivered twice
+    assert [m.event_id for m in app.messages("jobs.done")] == [event_id]
+    assert seen == [(event_id, 1), (event_id, 2)]
+    assert app.messages("jobs.done")[0].causation_id == h.run_id
+
+
+def test_what_a_handler_launches_is_written_only_when_it_succeeds(app: ms.App) -> None:
+    outcomes: list[str] = []
+
+    @app.task
+    def child() -> str:
+        return "child ran"
+
+    @app.task(max_attempts=2, backoff=ms.Backoff.fixed(0))
+    def parent() -> str:
+        h = child.submit()
+        app.publish("launched.msg", {"attempt": ms.context().attempt})
+        for call in (h.status, h.result, h.cancel):
+            with pytest.raises(ms.PreconditionFailed) as info:
+                call()
+            outcomes.append(info.value.precondition)
+        if ms.context().attempt == 1:
+            raise RuntimeError("nothing launched by this attempt is written")
+        return h.run_id
+
+    p = parent.with_options(correlation_id="corr-1").submit()
+    with app.worker() as w:
+        w.run_until_idle()
+    child_id = p.result()
+    assert outcomes == ["origin-committed"] * 6
+    runs = [r for r in app.runs(limit=10) if r.run_id != p.run_id]
+    assert [r.run_id for r in runs] == [child_id]  # only the successful attempt's child
+    assert runs[0].caused_by == p.run_id and runs[0].correlation_id == "corr-1"
+    assert app.run(child_id).result() == "child ran"
+    assert [m.payload for m in app.messages("launched.msg")] == [{"attempt": 2}]
+    assert app.messages("launched.msg")[0].correlation_id == "corr-1"
+
+
+def test_ordered_subscriber_handles_one_message_at_a_time_in_sequence(make_app: Make) -> None:
+    app = make_app()
+    order: list[int] = []
+    running: list[int] = []
+
+    @app.subscriber("seq.t", name="in_order", ordered=True, max_attempts=2)
+    def in_order(msg: ms.Message) -> None:
+        running.append(1)
+        assert len(running) == 1, "two deliveries at once"
+        try:
+            if msg.sequence == 3 and ms.context().attempt == 1:
+                raise ConnectionError("the third fails once: the later ones wait for it")
+            assert msg.sequence is not None
+            order.append(msg.sequence)
+        finally:
+            running.pop()
+
+    for i in range(10):
+        app.publish("seq.t", {"i": i})
+    with app.worker(concurrency=8) as w:
+        w.run_until_idle()
+    assert order == list(range(1, 11))
+
+
+def test_a_rerun_delivery_ends_as_the_first_handling(app: ms.App) -> None:
+    calls: list[str] = []
+
+    @app.subscriber("r.t", name="once_only")
+    def once_only(msg: ms.Message) -> str:
+        calls.append(msg.event_id)
+        return "handled"
+
+    m = app.publish("r.t", {})
+    with app.worker() as w:
+        w.run_until_idle()
+        first = app.receipts(event_id=m.event_id)[0]
+        again = app.run(first.run_id).rerun()
+        w.run_until_idle()
+    assert again.result() == "handled" and calls == [m.event_id]
+    assert len(app.receipts(event_id=m.event_id)) == 1  # create-only: still the first
+
+
+def test_a_workflow_publishes_as_a_step_and_a_step_launches_with_its_record(
+    app: ms.App,
+) -> None:
+    @app.task
+    def side(x: int) -> int:
+        return x
+
+    @app.step
+    def launcher() -> str:
+        side.submit(5)
+        return "launched"
+
+    @app.workflow
+    def flow() -> list[Any]:
+        m = app.publish("wf.events", {"from": "workflow"})
+        out = launcher()
+        ms.sleep(0)
+        return [m.sequence, out]
+
+    h = flow.submit()
+    with app.worker() as w:
+        w.run_until_idle()
+    assert h.result() == [1, "launched"]
+    assert [s.name for s in h.steps()] == ["publish:wf.events", launcher.name]
+    sides = [r for r in app.runs(limit=10) if r.task_name.endswith("side")]
+    assert len(sides) == 1 and sides[0].caused_by == h.run_id
+
+
+class Circular(dict[str, Any]):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda app: app.publish("", {}), ms.InvalidArgument),
+        (lambda app: app.publish("a..b", {}), ms.InvalidArgument),
+        (lambda app: app.publish("orders.*", {}), ms.InvalidArgument),
+        (lambda app: app.publish("t", object()), ms.SerializationError),
+        (lambda app: app.publish("t", "x" * 100), ms.Backpressure),
+        (lambda app: app.subscriber("a.#.b"), ms.InvalidArgument),
+        (lambda app: app.subscriber(""), ms.InvalidArgument),
+    ],
+)
+def test_bad_input_raises_the_named_error_and_writes_nothing(
+    make_app: Make, call: Callable[[ms.App], Any], error: type[Exception]
+) -> None:
+    app = make_app(max_payload_bytes=64)
+    app.publish("t", "x" * 62)  # exactly the limit (62 chars + 2 quotes) passes
+    before = app.log()
+    with pytest.raises(error):
+        call(app)
+    assert app.log() == before
+
+
+def test_a_circular_payload_is_refused(app: ms.App) -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ms.SerializationError):
+        app.publish("t", loop)
+    assert app.messages("t") == []
+
+
+def test_a_subscriber_declared_twice_with_other_options_is_refused(app: ms.App) -> None:
+    @app.subscriber("a.b", name="twice")
+    def first(msg: ms.Message) -> None: ...
+
+    with pytest.raises(ms.InvalidArgument):
+
+        @app.subscriber("a.c", name="twice")
+        def second(msg: ms.Message) -> None: ...
