@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,18 +13,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .bus._errors import Backpressure
-from .bus._topics import parse_pattern
 from .core.clock import to_datetime
 from .core.codec import to_plain
 from .core.errors import InvalidArgument
 from .core.failures import PreconditionFailed
 from .core.ids import uuid7
 from .core.model import MessageRecord, ReceiptRecord
+from .core.topics import is_name, parse_pattern
 
 if TYPE_CHECKING:
     from .app import App
-
-_TOPIC = re.compile(r"[A-Za-z0-9_:\-]+(?:\.[A-Za-z0-9_:\-]+)*")
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,7 +94,7 @@ def receipt_of(r: ReceiptRecord) -> Receipt:
 
 def check_topic(topic: Any) -> str:
     """A topic to publish to: dotted segments of letters, digits, ``_``, ``-``, ``:``."""
-    if not isinstance(topic, str) or _TOPIC.fullmatch(topic) is None:
+    if not is_name(topic):
         raise InvalidArgument(
             f"topic {topic!r} is not a valid topic: use dotted segments of letters, digits, "
             "'_', '-' or ':' (no wildcards), e.g. 'orders.created'"

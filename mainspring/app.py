@@ -14,11 +14,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar, Unpack, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 import msgspec
 
 from . import workflow
+from ._feed import LogFeed
 from ._handles import RunHandle, TaskHandle
 from ._messages import (
     Message,
@@ -60,6 +61,8 @@ from ._tasks import (
     options,
     task_name,
 )
+from ._transactions import TransactionFunction
+from .bus import Bus
 from .core.clock import Clock, SystemClock, seconds
 from .core.codec import to_plain
 from .core.errors import InvalidArgument, InvalidSchedule
@@ -127,6 +130,10 @@ class App:
         self._store: Store | None = None
         self._engine: Engine | None = None
         self._lock = threading.RLock()
+        #: the in-process bus; every log event this App commits is published on it as
+        #: ``log.<type>``, in commit order
+        self.bus = Bus(max_payload_bytes=max_payload_bytes)
+        self._feed = LogFeed(self.bus)
 
     def __repr__(self) -> str:
         return f"App(store={self.store_url!r})"
@@ -156,6 +163,7 @@ class App:
                 store = open_store(self._url, create=create, migrate=migrate)
                 try:
                     engine = Engine(store, self.clock)
+                    engine.feed = self._feed
                     if self.declared:
                         engine.define_many({n: tf.definition() for n, tf in self.declared.items()})
                 except BaseException:
@@ -381,6 +389,22 @@ class App:
             )
         plain = to_plain(payload, f"the payload of signal {name!r}")
         self.engine.signal(execution_id, name, plain, idempotency_key)
+
+    def transaction(
+        self, name: str | None = None
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], TransactionFunction[P, R]]:
+        """Declare a function whose writes commit exactly once per run: its first
+        parameter is the store's DB-API connection, which callers omit
+        (``TransactionFunction``)."""
+        if name is not None:
+            task_name(name)
+
+        def register(f: Callable[Concatenate[Any, P], R]) -> TransactionFunction[P, R]:
+            if not callable(f):
+                raise InvalidArgument("@app.transaction() decorates a function")
+            return TransactionFunction(self, f, name if name is not None else default_name(f))
+
+        return register
 
     def get_execution(self, execution_id: str) -> RunInfo:
         """The workflow run of this execution id; raises UnknownExecution."""

@@ -471,6 +471,12 @@ class Bus:
             except Exception:
                 log.exception("could not publish log event %r on the bus", event)
 
+    @property
+    def log_subscribed(self) -> bool:
+        """Whether some subscriber's pattern could match a ``log.`` topic: when False,
+        ``publish_log`` does nothing, so a caller may skip building the events at all."""
+        return self._log_subscribed
+
     def has_subscribers(self, topic: str) -> bool:
         """Whether any subscriber's pattern matches ``topic``."""
         parts = tuple(check_name(topic, "topic").split("."))

@@ -55,6 +55,7 @@ WAIT_COMPLETED = "wait.completed"
 SIGNAL_SENT = "signal.sent"
 SIGNAL_RECEIVED = "signal.received"
 MESSAGE_PUBLISHED = "message.published"
+TRANSACTION_RECORDED = "transaction.recorded"
 RECEIPT_RECORDED = "receipt.recorded"
 
 
@@ -209,6 +210,13 @@ class ReceiptRecorded(TypedDict):
     topic: str
     sequence: int
     attempt: int
+    output: Any
+
+
+class TransactionRecorded(TypedDict):
+    number: int
+    name: str
+    args: Any
     output: Any
 
 
@@ -522,3 +530,10 @@ def receipt_recorded(run: Run, at: float, receipt: ReceiptRecord) -> Event:
         output=receipt.output,
     )
     return _about(run, RECEIPT_RECORDED, at, None, data)
+
+
+def transaction_recorded(
+    run: Run, at: float, attempt_id: str, number: int, name: str, args: Any, output: Any
+) -> Event:
+    data = TransactionRecorded(number=number, name=name, args=args, output=output)
+    return _about(run, TRANSACTION_RECORDED, at, attempt_id, data)

@@ -78,7 +78,9 @@ class PreconditionFailed(MainspringError):
         # (the arguments as given, so that it is made again the same from its args)
         super().__init__(precondition, *(() if message is None else (message,)))
         self.precondition = precondition
-        self.message = message or f"precondition failed: {precondition}"
+        self.message = (
+            f"{precondition}: {message}" if message else (f"precondition failed: {precondition}")
+        )
 
     def __str__(self) -> str:
         return self.message

@@ -310,6 +310,23 @@ class SubscriberRecord(msgspec.Struct, kw_only=True):
     receipts: int = 0
 
 
+class CallRecord(msgspec.Struct, kw_only=True):
+    """The receipt of one ``@app.transaction`` call of a run (record kind ``calls``):
+    written in the transaction of the call's own writes, create-only."""
+
+    call_id: str  # call_key(run_id, number)
+    run_id: str
+    number: int
+    name: str
+    args: Any = None  # the call's arguments, as plain data (a call with others is refused)
+    output: Any = None
+    recorded_at: float = 0.0
+
+
+def call_key(run_id: str, number: int) -> str:
+    return f"{run_id}/c{number:06d}"
+
+
 def receipt_key(subscriber: str, event_id: str) -> str:
     return f"{subscriber} {event_id}"
 

@@ -24,6 +24,7 @@ from .errors import ReplayError
 from .model import (
     NEVER,
     Attempt,
+    CallRecord,
     DeadlineRecord,
     Event,
     ExecutionRecord,
@@ -39,6 +40,7 @@ from .model import (
     TopicRecord,
     WaitRecord,
     WorkerRecord,
+    call_key,
     receipt_key,
     step_key,
     wait_key,
@@ -57,6 +59,7 @@ MESSAGES = "messages"
 TOPICS = "topics"
 RECEIPTS = "receipts"
 SUBSCRIBERS = "subscribers"
+CALLS = "calls"
 
 
 class State:
@@ -611,6 +614,24 @@ def _on_receipt_recorded(state: State, ev: Event) -> None:
     state.put(SUBSCRIBERS, rec.subscriber, counter, new=sub is None)
 
 
+def _on_transaction_recorded(state: State, ev: Event) -> None:
+    d: E.TransactionRecorded = ev.data  # type: ignore[assignment]  # (a cast, without a call)
+    run = _run(state, ev)
+    key = call_key(run.run_id, d["number"])
+    if key in state.kind(CALLS):
+        raise ReplayError(f"transaction.recorded (seq {ev.seq}): call {key} is recorded")
+    rec = CallRecord(
+        call_id=key,
+        run_id=run.run_id,
+        number=d["number"],
+        name=d["name"],
+        args=d["args"],
+        output=d["output"],
+        recorded_at=ev.at,
+    )
+    state.put(CALLS, key, rec, new=True)
+
+
 _HANDLERS = {
     E.TASK_DEFINED: _on_task_defined,
     E.TASK_CREATED: _on_task_created,
@@ -640,6 +661,7 @@ _HANDLERS = {
     E.SIGNAL_RECEIVED: _on_signal_received,
     E.MESSAGE_PUBLISHED: _on_message_published,
     E.RECEIPT_RECORDED: _on_receipt_recorded,
+    E.TRANSACTION_RECORDED: _on_transaction_recorded,
 }
 
 

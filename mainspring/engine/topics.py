@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 
-from ..bus._topics import matches, parse_pattern
 from ..core import events as E
 from ..core.errors import IdempotencyConflict
 from ..core.model import (
@@ -25,11 +24,12 @@ from ..core.model import (
 )
 from ..core.reducer import MESSAGES, RECEIPTS, SUBSCRIBERS, TOPICS
 from ..core.states import RunState
+from ..core.topics import matches, parse_pattern
 from ..store.base import WriteTx
 from .batch import Batch
+from .calls import CallCommands
 from .messages import SubmitRequest
 from .submission import Seen, submit_one
-from .transact import Transactor
 
 #: Receipt status by how a delivery run ended.
 _STATUS = {
@@ -56,7 +56,7 @@ def message_doc(msg: MessageRecord) -> dict[str, Any]:
     return msgspec.to_builtins(msg)  # type: ignore[no-any-return]
 
 
-class TopicCommands(Transactor):
+class TopicCommands(CallCommands):
     def publish(self, req: PublishRequest) -> MessageRecord:
         """Publish one message (and create its deliveries) in one transaction."""
         return self.transact(lambda tx, b: self.publish_in(tx, b, req, {}))[0]

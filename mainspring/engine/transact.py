@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from ..core.clock import Clock, SystemClock
+from ..core.model import Event
 from ..core.reducer import State
 from ..store.base import Conflict, Store, WriteTx
 from .batch import Batch
@@ -22,12 +25,26 @@ class Stale(Conflict):
     """A run decided ahead of the lock changed meanwhile: decide again, under the lock."""
 
 
+class Feed(Protocol):
+    """Where committed events go (the App's log feed to its bus), when ``active``."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def put(self, events: list[Event]) -> None:
+        """Take one commit's events (numbered); called in commit order, never blocks."""
+
+
 class Transactor:
     """The store and clock every command runs on, and ``transact``, how it runs."""
 
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
+        #: committed events go here while it is active (in commit order: this process's
+        #: commits are then made one at a time, so that the order it sees is the log's)
+        self.feed: Feed | None = None
+        self._feed_order = threading.Lock()
 
     def transact(
         self,
@@ -49,16 +66,22 @@ class Transactor:
             b = Batch(State(), self.clock.now())
             if prepare is not None:
                 prepare(b)
+            feed = self.feed
+            feeding = feed is not None and feed.active
             try:
-                with self.store.write() as tx:
-                    out = body(tx, b)
-                    if b.ended:
-                        self._settle(tx, b)
-                    b.flush(tx)
-                    if b.wake:
-                        tx.wake_on_commit()
-                    if b.ended:
-                        tx.ended_on_commit(b.ended)
+                with self._feed_order if feeding else contextlib.nullcontext():
+                    with self.store.write() as tx:
+                        out = body(tx, b)
+                        if b.ended:
+                            self._settle(tx, b)
+                        b.flush(tx)
+                        if b.wake:
+                            tx.wake_on_commit()
+                        if b.ended:
+                            tx.ended_on_commit(b.ended)
+                    if feeding and b.events:
+                        assert feed is not None
+                        feed.put(b.events)
                 return out, b
             except Conflict as exc:
                 if attempt == MAX_CONFLICT_RETRIES:

@@ -186,6 +186,11 @@ class WriteTx(ReadTx):
     def load_runs(self, run_ids: Sequence[str], state: State) -> None: ...
 
     @abstractmethod
+    def connection(self) -> Any:
+        """The DB-API connection this transaction runs on, with everything it decided so
+        far sent (``@app.transaction`` runs the user's statements in it)."""
+
+    @abstractmethod
     def load_tasks(self, task_ids: Sequence[str], state: State, *, lock: bool = False) -> None:
         """Load tasks into ``state``; with ``lock``, for changing them."""
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from ..core.model import (
+    CallRecord,
     DeadlineRecord,
     ExecutionRecord,
     MessageRecord,
@@ -30,6 +31,7 @@ from ..core.model import (
     WorkerRecord,
 )
 from ..core.reducer import (
+    CALLS,
     DEADLINES,
     EXECUTIONS,
     MESSAGES,
@@ -114,6 +116,8 @@ KINDS: tuple[Kind, ...] = (
         columns=(("subscriber", "text"), ("event_id", "text")),
     ),
     Kind(SUBSCRIBERS, "ms_subscribers", SubscriberRecord, "name", since=4),
+    # @app.transaction: one receipt per call of a run, keyed "<run_id>/c<n>"
+    Kind(CALLS, "ms_calls", CallRecord, "call_id", since=4),
 )
 BY_NAME = {k.name: k for k in KINDS}
 

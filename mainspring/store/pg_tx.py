@@ -90,8 +90,9 @@ _UPSERT_TASKS = (
 # docstring).
 _APPEND_RECORD = (
     "WITH c AS (UPDATE ms_seq SET last = last + %s WHERE id = 1 RETURNING last - %s + 1 AS first), "
-    "l AS (INSERT INTO ms_log (seq, last_seq, events) SELECT first, first + %s - 1, %s FROM c) "
-    "INSERT INTO ms_log_runs (run_id, seq) SELECT r, c.first FROM c, unnest(%s::text[]) r"
+    "l AS (INSERT INTO ms_log (seq, last_seq, events) SELECT first, first + %s - 1, %s FROM c), "
+    "r AS (INSERT INTO ms_log_runs (run_id, seq) SELECT r, c.first FROM c, unnest(%s::text[]) r) "
+    "SELECT first FROM c"
 )
 
 
@@ -213,6 +214,12 @@ class PostgresTx(SqlWriteTx):
         latest the COMMIT), in the same round trip. Reads see it: they go after it."""
         self.deferred.append((query, params))
 
+    def connection(self) -> Any:
+        if self.begin or self.deferred:
+            with self.con.pipeline():
+                self._send_queued()
+        return self.con
+
     def _send_queued(self) -> None:
         """Inside a pipeline: the pending BEGIN, then the deferred writes."""
         for statement in self.begin:
@@ -307,5 +314,8 @@ class PostgresTx(SqlWriteTx):
         if not evs:
             return
         n = len(evs)
-        self._exec(_APPEND_RECORD, (n, n, n, encode_record(evs), record_run_ids(evs)))
+        cur = self._exec(_APPEND_RECORD, (n, n, n, encode_record(evs), record_run_ids(evs)))
+        first = cur.fetchone()[0]
+        for i, ev in enumerate(evs):
+            ev.seq = first + i  # (the events as committed: the App's log feed reads them)
         self.pending = []

@@ -139,6 +139,9 @@ class SQLiteTx(_Connection, SqlWriteTx):
     def _saved(self, rows: int) -> None:
         self.written += rows
 
+    def connection(self) -> sqlite3.Connection:
+        return self.con
+
     def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
         self.con.executemany(_UPSERT_TASKS, [(*task_columns(t), encoder.encode(t)) for t in tasks])
 
@@ -161,6 +164,8 @@ class SQLiteTx(_Connection, SqlWriteTx):
             return
         row = self.con.execute(_APPEND_RECORD, (len(evs), encode_record(evs))).fetchone()
         first = row[0]
+        for i, ev in enumerate(evs):
+            ev.seq = first + i  # (the events as committed: the App's log feed reads them)
         self.con.executemany(
             "INSERT INTO ms_log_runs (run_id, seq) VALUES (?, ?)",
             [(r, first) for r in record_run_ids(evs)],

@@ -46,6 +46,7 @@ class Context:
         #: what this attempt launched (submissions, messages): written if it succeeds
         self.launches: list[Any] = []
         self.publishes = 0  # messages published so far (numbers their minted event ids)
+        self.transactions = 0  # @app.transaction calls so far (numbers their receipts)
         self._cancelled = False  # a flag only (nothing waits on it): set once, read often
 
     @property
