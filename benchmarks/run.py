@@ -6,6 +6,8 @@
     python benchmarks/run.py --only huey    # one peer (repeat --only for several)
     python benchmarks/run.py --group pg     # PostgreSQL group (server: $MAINSPRING_BENCH_PG)
     python benchmarks/run.py --group all    # both groups, one after the other
+    python benchmarks/run.py --group workflows      # durable workflows, mainspring vs DBOS, SQLite
+    python benchmarks/run.py --group workflows-pg   # the same on PostgreSQL
 
 SQLite group: mainspring, Huey, DBOS. PostgreSQL group: mainspring-pg, PgQueuer,
 procrastinate, DBOS, on one PostgreSQL server on the same machine (``MAINSPRING_BENCH_PG``,
@@ -48,6 +50,10 @@ VENVS = BENCH / ".venvs"
 WORK = BENCH / ".work"
 RESULTS = BENCH / "results.md"
 RESULTS_PG = BENCH / "results-pg.md"
+RESULTS_WF = {
+    "sqlite": BENCH / "results-workflows.md",
+    "postgres": BENCH / "results-workflows-pg.md",
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,10 @@ PG_PEERS = {  # the PostgreSQL group
         "peers.procrastinate_peer", ("procrastinate>=3,<4", "psycopg[binary]"), "procrastinate"
     ),
     "dbos": PeerSpec("peers.dbos_peer", DBOS_REQ, "dbos"),
+}
+WF_PEERS = {  # the workflow group (SQLite or PostgreSQL)
+    "mainspring": PeerSpec("peers.mainspring_wf", (), "mainspring"),
+    "dbos": PeerSpec("peers.dbos_wf", DBOS_REQ, "dbos"),
 }
 SYNC_LEVELS = ("full", "normal")
 PHASES = ("w1_single", "w1_batch", "w2_1", "w2_2", "w4")
@@ -495,6 +505,151 @@ def render_pg(
     return "\n".join(lines + _closing(notes, details, results))
 
 
+WF_PHASES = ("wf1", "wf2", "wf3")
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**missed**")
+
+
+def render_wf(
+    results: list[dict[str, Any]],
+    args: argparse.Namespace,
+    started: str,
+    load_start: str,
+    backend: str,
+    server: dict[str, str],
+) -> str:
+    """The workflow group's report (one store backend)."""
+    notes: list[str] = []
+    rows = []
+    pg = backend == "postgres"
+    for r in results:
+        label = f"{r['peer']} {r.get('version', '')}".strip()
+        where = f"{r['peer']}/{'pg' if pg else 'sqlite'}"
+        whole = _row_error(r, WF_PHASES)
+        if whole is not None:
+            notes.append(f"{where}: {whole}")
+            rows.append(f"| {label} | — | error [{len(notes)}] " + "| — " * 6 + "|")
+            continue
+        wf1, wf2, wf3 = r.get("wf1"), r.get("wf2"), r.get("wf3") or {}
+        if wf1 and "error" in wf1:
+            notes.append(f"{where} WF1: {wf1['error']}")
+        rss = late50 = late99 = "—"
+        if "error" in wf3:
+            notes.append(f"{where} WF3: {wf3['error']}")
+        if "rss_mb" in wf3:
+            rss = f"{wf3['rss_mb']:.1f}"
+        if "late_p50_ms" in wf3:
+            late50, late99 = f"{wf3['late_p50_ms']:,.0f}", f"{wf3['late_p99_ms']:,.0f}"
+        if "error" in wf3:
+            rss = f"{rss} [{len(notes)}]"
+        cells = [
+            label,
+            pg_durability_text(r) if pg else durability_text(r),
+            _fmt_latency(wf1, "p50_ms"),
+            _fmt_latency(wf1, "p99_ms"),
+            _fmt_rate(wf2, notes, f"{where} WF2"),
+            rss,
+            late50,
+            late99,
+        ]
+        if "error" in r:
+            notes.append(f"{where}: {r['error']}")
+        rows.append("| " + " | ".join(cells) + " |")
+
+    by = {r["peer"]: r for r in results}
+    ms_r, db_r = by.get("mainspring", {}), by.get("dbos", {})
+
+    def val(r: dict[str, Any], key: str, field: str) -> float | None:
+        cell = r.get(key) or {}
+        return None if "error" in cell and key != "wf3" else cell.get(field)
+
+    m50, d50 = val(ms_r, "wf1", "p50_ms"), val(db_r, "wf1", "p50_ms")
+    mt, dt_ = val(ms_r, "wf2", "rate"), val(db_r, "wf2", "rate")
+    mrss, m99 = val(ms_r, "wf3", "rss_mb"), val(ms_r, "wf3", "late_p99_ms")
+    wf3_ok = "error" not in (ms_r.get("wf3") or {})
+    targets = [
+        "| target (the issue's) | mainspring | DBOS | mainspring / DBOS | verdict |",
+        "| --- | ---: | ---: | ---: | --- |",
+        f"| WF1 p50 at most 1/3 of DBOS's | {_num({'v': m50}, 'v')} ms | {_num({'v': d50}, 'v')} ms "
+        f"| {f'{m50 / d50:.2f}' if m50 and d50 else '—'} (≤ 0.33) "
+        f"| {_verdict(None if not (m50 and d50) else m50 <= d50 / 3)} |",
+        f"| WF2 throughput at least 10x DBOS's | {_num({'v': mt}, 'v', 0)}/s "
+        f"| {_num({'v': dt_}, 'v', 0)}/s | {f'{mt / dt_:.1f}x' if mt and dt_ else '—'} (≥ 10x) "
+        f"| {_verdict(None if not (mt and dt_) else mt >= 10 * dt_)} |",
+        f"| WF3 worker holding {args.sleepers:,} sleepers under 100 MB "
+        f"| {_num({'v': mrss}, 'v')} MB | | | {_verdict(None if mrss is None else mrss < 100 and wf3_ok)} |",
+        f"| WF3 wake lateness p99 under 100 ms | {_num({'v': m99}, 'v', 0)} ms | | "
+        f"| {_verdict(None if m99 is None else m99 < 100 and wf3_ok)} |",
+    ]
+
+    details = [
+        "| peer | WF1 mean / max ms | WF2 worker CPU s per 1k workflows "
+        "| WF3 submit s | WF3 all asleep after s | WF3 wake lead s | WF3 idle RSS / VmHWM MB "
+        "| WF3 sleepers waking per s | WF3 lateness max ms | wall s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        if _row_error(r, WF_PHASES) is not None:
+            continue
+        wf1, wf2, wf3 = r.get("wf1") or {}, r.get("wf2") or {}, r.get("wf3") or {}
+        details.append(
+            f"| {r['peer']} | {_num(wf1, 'mean_ms')} / {_num(wf1, 'max_ms')} "
+            f"| {_num(wf2, 'cpu_s_per_1k', 2)} | {_num(wf3, 'submit_seconds', 2)} "
+            f"| {_num(wf3, 'asleep_seconds')} | {_num(wf3, 'lead_seconds')} "
+            f"| {_num(wf3, 'rss_idle_mb')} / {_num(wf3, 'hwm_mb')} "
+            f"| {_num(wf3, 'wake_rate', 0)} | {_num(wf3, 'late_max_ms', 0)} "
+            f"| {r.get('wall_seconds', 0):.0f} |"
+        )
+
+    store = (
+        f"PostgreSQL {server.get('server_version', '?')} on this machine "
+        f"(`{server.get('url', args.pg_url)}`), settings untouched "
+        f"(synchronous_commit={server.get('synchronous_commit', '?')}, "
+        f"fsync={server.get('fsync', '?')}); a fresh database per peer and workload"
+        if pg
+        else "one SQLite file per peer and workload, WAL + synchronous=FULL"
+    )
+    lines = [
+        *_preamble(
+            "# Workflow-group benchmark: mainspring vs DBOS "
+            + ("(PostgreSQL)" if pg else "(SQLite, synchronous=FULL)"),
+            args,
+            started,
+            load_start,
+        ),
+        f"Store: {store}. One worker process with {args.concurrency} slots; "
+        f"{args.rounds} latency round trips; {args.n:,} workflows for throughput; "
+        f"{args.sleepers:,} sleepers; one measured run per cell.",
+        "",
+        "| peer | durability | WF1 p50 ms | WF1 p99 ms | WF2 workflows/s (8 slots) "
+        f"| WF3 worker RSS MB ({args.sleepers:,} asleep) | WF3 wake late p50 ms "
+        "| WF3 wake late p99 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        "- WF1: sequential submit -> result round trips of a 3-step workflow from a separate "
+        "producer process to one idle worker process (10 warm-up rounds, 1 s idle first).",
+        f"- WF2: {args.n:,} 3-step workflows preloaded, one worker process (8 slots; DBOS: its "
+        "queue with worker_concurrency=8) released; from the first step's start to the last "
+        "step's end, as the workflows stamp them; the store then counts all completed.",
+        f"- WF3: {args.sleepers:,} workflows submitted (1,000 per transaction) to one running "
+        "worker process, each sleeping durably until its own wake time: the first set from a "
+        "pilot of 200 sleepers so that all are asleep a few seconds before it, the others "
+        f"following at {args.wake_rate:g} per second (they wake over time, at a rate one "
+        "worker can resume them: the lateness measures the timers, not a backlog). RSS: the "
+        'worker\'s peak VmRSS (/proc/<pid>/status, every 0.1 s) from "all asleep" to the first '
+        "wake time. Lateness: `time.time()` when each workflow resumes after its sleep, minus "
+        "its wake time.",
+        "",
+        "Targets:",
+        "",
+        *targets,
+    ]
+    return "\n".join(lines + _closing(notes, details, results))
+
+
 def _load() -> str:
     try:
         return Path("/proc/loadavg").read_text().split()[0]
@@ -633,6 +788,59 @@ def run_pg_group(args: argparse.Namespace, started: str) -> str | None:
     return report
 
 
+def run_wf_group(args: argparse.Namespace, started: str, backend: str) -> str | None:
+    """The workflow group on one store backend: mainspring and DBOS, one after the other."""
+    peers = _selected(WF_PEERS, args.only)
+    if not peers:
+        log("workflow group: no selected peer")
+        return None
+    load_start = _load()
+    pg = backend == "postgres"
+    server: dict[str, str] = {}
+    extra = [
+        "--sleepers", str(args.sleepers), "--wake-rate", str(args.wake_rate), "--backend", backend,
+    ]  # fmt: skip
+    if pg:
+        try:
+            server = _server_info(args.pg_url)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            log(f"workflow group: PostgreSQL server not usable at {args.pg_url}: {exc}")
+        extra += ["--sync", "server", "--pg-url", args.pg_url]
+    else:
+        extra += ["--sync", "full"]
+    phase_timeout = 120.0
+    timeout = 3 * phase_timeout + 150.0 + 3 * timing.READY_TIMEOUT + 120.0
+
+    def cleanup(pid: int) -> None:
+        if pg:
+            try:
+                for name in timing.drop_bench_databases(args.pg_url, pid):
+                    log(f"   dropped leftover database {name}")
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                log(f"   could not look for leftover databases: {exc}")
+
+    results = []
+    for peer in peers:
+        base = {"peer": peer, "sync": "server" if pg else "full"}
+        log(f"== {peer}, workflows on {'PostgreSQL' if pg else 'SQLite'}")
+        if pg and not server:
+            result = {**base, "error": f"PostgreSQL server not usable at {args.pg_url}"}
+        else:
+            workdir = WORK / f"wf-{'pg' if pg else 'sqlite'}-{peer}"
+            result = run_config(
+                WF_PEERS[peer], workdir, base, extra, args, phase_timeout, timeout, cleanup
+            )
+        if "error" in result:
+            log(f"   {result['error']}")
+        results.append(result)
+    report = render_wf(results, args, started, load_start, backend, server)
+    print(report)
+    if not args.no_write:
+        RESULTS_WF[backend].write_text(report)
+        log(f"written to {RESULTS_WF[backend].relative_to(REPO)}")
+    return report
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -640,20 +848,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--group",
-        choices=["sqlite", "pg", "all"],
+        choices=["sqlite", "pg", "all", "workflows", "workflows-pg"],
         default="sqlite",
-        help="sqlite (default): the embedded group; pg: the PostgreSQL group; all: both",
+        help="sqlite (default): the embedded group; pg: the PostgreSQL group; all: both; "
+        "workflows / workflows-pg: durable workflows, mainspring vs DBOS, on SQLite / "
+        "PostgreSQL",
     )
     parser.add_argument(
         "--quick", action="store_true", help="2,000 tasks, 100 round trips, 15 s idle load"
     )
     names = sorted({*PEERS, *PG_PEERS, *(s.label for s in PG_PEERS.values() if s.label)})
+    # (the workflow group's peers, mainspring and dbos, are among these names)
     parser.add_argument(
         "--only", action="append", choices=names, help="run this peer only (repeatable)"
     )
     parser.add_argument("--sync", choices=[*SYNC_LEVELS, "both"], default="both")
-    parser.add_argument("--n", type=int, help="tasks for W1 and W2 (default 10,000)")
-    parser.add_argument("--rounds", type=int, help="W4 round trips (default 400)")
+    parser.add_argument(
+        "--n", type=int, help="tasks for W1 and W2 (default 10,000); workflows for WF2 (1,000)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="W4 round trips (default 400); WF1 round trips (200)"
+    )
+    parser.add_argument(
+        "--sleepers", type=int, default=10_000, help="workflow group: WF3 sleepers (10,000)"
+    )
+    parser.add_argument(
+        "--wake-rate",
+        type=float,
+        default=250.0,
+        help="workflow group: WF3 sleepers waking per second (250)",
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
         "--repeat",
@@ -677,6 +901,9 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write the results")
     args = parser.parse_args()
     args.argv = ["python", "benchmarks/run.py", *sys.argv[1:]]
+    wf_args = argparse.Namespace(**vars(args))
+    wf_args.n = args.n or 1_000
+    wf_args.rounds = args.rounds or 200
     args.n = args.n or (2_000 if args.quick else 10_000)
     args.rounds = args.rounds or (100 if args.quick else 400)
     args.idle_seconds = args.idle_seconds or (15.0 if args.quick else 60.0)
@@ -688,6 +915,10 @@ def main() -> int:
         run_sqlite_group(args, started)
     if args.group in ("pg", "all"):
         run_pg_group(args, started)
+    if args.group == "workflows":
+        run_wf_group(wf_args, started, "sqlite")
+    if args.group == "workflows-pg":
+        run_wf_group(wf_args, started, "postgres")
     return 0
 
 

@@ -426,30 +426,10 @@ class App:
         ``event_id``: the caller's own durable id; publishing it again with an equal
         payload returns the first message and writes nothing (another payload:
         IdempotencyConflict). A payload over ``max_payload_bytes`` raises Backpressure."""
-        check_topic(topic)
-        for what, value in (("event_id", event_id), ("correlation_id", correlation_id)):
-            if value is not None and (not isinstance(value, str) or not value):
-                raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
-        plain = plain_payload(payload, self.max_payload_bytes, f"the payload to {topic!r}")
+        req = self._publish_request(topic, payload, event_id, correlation_id)
         ctx = context_now()
-        if ctx is None:  # outside any handler: a fresh correlation id unless given
-            req = PublishRequest(
-                topic,
-                plain,
-                event_id or mint_event_id(topic),
-                correlation_id or uuid7(),
-                given_id=event_id is not None,
-            )
+        if ctx is None:
             return message_of(self.engine.publish(req))
-        req = PublishRequest(
-            topic,
-            plain,
-            event_id or mint_event_id(topic, ctx.attempt_id, ctx.publishes),
-            correlation_id or ctx.correlation_id,
-            given_id=event_id is not None,
-            causation_id=ctx.run_id,
-        )
-        ctx.publishes += 1
         wf = workflow.current()
         if wf is not None:
             return message_of(workflow.publish_step(wf, req))
@@ -461,8 +441,52 @@ class App:
             correlation_id=req.correlation_id,
             causation_id=ctx.run_id,
             published_at=None,
-            payload=plain,
+            payload=req.payload,
         )
+
+    def publish_many(self, topic: str, payloads: Sequence[Any]) -> list[Message]:
+        """Publish several messages to ``topic`` in one transaction (numbered in the order
+        given); outside a handler only (a handler's publishes are written together with
+        its attempt already)."""
+        if context_now() is not None:
+            raise InvalidArgument(
+                "app.publish_many is for code outside handlers; inside one, call app.publish "
+                "for each message (they are written together when the attempt commits)"
+            )
+        if not isinstance(payloads, Sequence) or isinstance(payloads, str | bytes):
+            raise InvalidArgument(f"payloads must be a list of payloads, got {payloads!r}")
+        reqs = [self._publish_request(topic, p, None, None) for p in payloads]
+        return [message_of(m) for m in self.engine.publish_many(reqs)]
+
+    def _publish_request(
+        self, topic: str, payload: Any, event_id: str | None, correlation_id: str | None
+    ) -> PublishRequest:
+        """A checked publish: its event id minted (inside a handler, from its attempt) and
+        its correlation (inherited from the running handler, else a fresh one)."""
+        check_topic(topic)
+        for what, value in (("event_id", event_id), ("correlation_id", correlation_id)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+        plain = plain_payload(payload, self.max_payload_bytes, f"the payload to {topic!r}")
+        ctx = context_now()
+        if ctx is None:
+            return PublishRequest(
+                topic,
+                plain,
+                event_id or mint_event_id(topic),
+                correlation_id or uuid7(),
+                given_id=event_id is not None,
+            )
+        req = PublishRequest(
+            topic,
+            plain,
+            event_id or mint_event_id(topic, ctx.attempt_id, ctx.publishes),
+            correlation_id or ctx.correlation_id,
+            given_id=event_id is not None,
+            causation_id=ctx.run_id,
+        )
+        ctx.publishes += 1
+        return req
 
     def subscriber(
         self,

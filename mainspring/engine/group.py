@@ -24,10 +24,11 @@ Body = Callable[[WriteTx, Batch], Any]
 
 
 class _Item(Generic[T]):
-    __slots__ = ("body", "done", "error", "value")
+    __slots__ = ("body", "done", "error", "run_id", "value")
 
-    def __init__(self, body: Callable[[WriteTx, Batch], T]) -> None:
+    def __init__(self, body: Callable[[WriteTx, Batch], T], run_id: str | None) -> None:
         self.body = body
+        self.run_id = run_id  # the run it loads: a group loads all of theirs at once
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
@@ -42,10 +43,10 @@ class GroupCommit:
         self._queue: list[_Item[Any]] = []
         self._committing = False
 
-    def run(self, body: Callable[[WriteTx, Batch], T]) -> T:
+    def run(self, body: Callable[[WriteTx, Batch], T], run_id: str | None = None) -> T:
         """Run ``body`` in the next group's transaction; its result once that committed,
-        or the exception it raised."""
-        item: _Item[T] = _Item(body)
+        or the exception it raised. ``run_id``: the run the body loads first."""
+        item: _Item[T] = _Item(body, run_id)
         with self._cv:
             self._queue.append(item)
             while self._committing and not item.done:
@@ -68,6 +69,7 @@ class GroupCommit:
 
     def _commit(self, group: Sequence[_Item[Any]]) -> None:
         def body(tx: WriteTx, b: Batch) -> list[tuple[bool, Any]]:
+            tx.load_runs([it.run_id for it in group if it.run_id is not None], b.state)
             out: list[tuple[bool, Any]] = []
             for it in group:
                 mark = len(b.events)

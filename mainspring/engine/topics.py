@@ -59,7 +59,16 @@ def message_doc(msg: MessageRecord) -> dict[str, Any]:
 class TopicCommands(CallCommands):
     def publish(self, req: PublishRequest) -> MessageRecord:
         """Publish one message (and create its deliveries) in one transaction."""
-        return self.transact(lambda tx, b: self.publish_in(tx, b, req, {}))[0]
+        return self.publish_many([req])[0]
+
+    def publish_many(self, reqs: Sequence[PublishRequest]) -> list[MessageRecord]:
+        """Publish messages (and create their deliveries) in one transaction, in order."""
+
+        def body(tx: WriteTx, b: Batch) -> list[MessageRecord]:
+            seen: Seen = {}
+            return [self.publish_in(tx, b, req, seen) for req in reqs]
+
+        return self.transact(body)[0]
 
     def publish_in(
         self, tx: WriteTx, b: Batch, req: PublishRequest, seen: Seen, run: Run | None = None

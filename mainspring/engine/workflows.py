@@ -67,13 +67,13 @@ class History:
 class WorkflowCommands(TopicCommands):
     _group: GroupCommit | None = None
 
-    def _grouped(self, body: Callable[[WriteTx, Batch], T]) -> T:
-        """Run a running workflow's command in a transaction shared with those of the
-        workflows running beside it (engine/group.py)."""
+    def _grouped(self, body: Callable[[WriteTx, Batch], T], run_id: str) -> T:
+        """Run a running workflow's command (on ``run_id``) in a transaction shared with
+        those of the workflows running beside it (engine/group.py)."""
         group = self._group
         if group is None:
             group = self._group = GroupCommit(self.transact)
-        return group.run(body)
+        return group.run(body, run_id)
 
     # -- what a running workflow records ---------------------------------------------------
     def history(self, run_id: str) -> History:
@@ -110,15 +110,14 @@ class WorkflowCommands(TopicCommands):
         and what a completed step launched (its submissions and messages)."""
 
         def body(tx: WriteTx, b: Batch) -> None:
+            # (a step recorded twice is refused by its create-only row: no read for it)
             run = self._holding(tx, b, worker, step.run_id, attempt_id)
-            if not will_retry:
-                tx.load_records(STEPS, [step.step_id], b.state)
             b.emit(E.step_started(run, b.now, step.number, step.name))
             b.emit(E.step_ended(run, b.now, step, will_retry))
             if launches and step.state == "completed":
                 self.launch(tx, b, launches, run)
 
-        self._grouped(body)
+        self._grouped(body, step.run_id)
 
     def start_child(
         self, worker: str, attempt_id: str, run_id: str, number: int, req: SubmitRequest
@@ -149,7 +148,7 @@ class WorkflowCommands(TopicCommands):
             b.wake = True
             return child, sub.task_id
 
-        return self._grouped(body)
+        return self._grouped(body, run_id)
 
     def publish_step(
         self, worker: str, attempt_id: str, run_id: str, number: int, req: PublishRequest
@@ -176,7 +175,7 @@ class WorkflowCommands(TopicCommands):
             b.emit(E.step_ended(run, b.now, done))
             return msg
 
-        return self._grouped(body)
+        return self._grouped(body, run_id)
 
     def begin_wait(
         self, worker: str, attempt_id: str, wait: WaitRecord, options: TaskOptions
@@ -212,7 +211,7 @@ class WorkflowCommands(TopicCommands):
             b.close_attempt(run, options, AttemptResult.SUSPENDED, suspended=(rec.kind, rec.until))
             return WaitOutcome(True)
 
-        return self._grouped(body)
+        return self._grouped(body, wait.run_id)
 
     @staticmethod
     def _all_ended(tx: WriteTx, b: Batch, run_ids: Sequence[str]) -> bool:

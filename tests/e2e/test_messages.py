@@ -239,3 +239,14 @@ def test_a_subscriber_declared_twice_with_other_options_is_refused(app: ms.App) 
 
         @app.subscriber("a.c", name="twice")
         def second(msg: ms.Message) -> None: ...
+
+
+def test_publish_many_numbers_the_messages_in_order_in_one_transaction(app: ms.App) -> None:
+    before = app.log()
+    ms_ = app.publish_many("batch.t", [{"i": i} for i in range(5)])
+    assert [m.sequence for m in ms_] == [1, 2, 3, 4, 5]
+    assert len({e.seq for e in app.log(since=len(before))}) == 5  # five events ...
+    assert len({m.correlation_id for m in ms_}) == 5  # ... each its own correlation
+    with pytest.raises(ms.Backpressure):
+        app.publish_many("batch.t", [{"i": 1}, "x" * (2 << 20)])
+    assert len(app.messages("batch.t")) == 5  # the refused batch wrote nothing
