@@ -89,7 +89,7 @@ class TopicCommands(CallCommands):
         if topic is not None:
             # a topic's messages are stamped in sequence order (a publisher that waited for
             # the topic's lock may have read the clock before the one it waited for)
-            b.now = max(b.now, topic.last_at + 1e-6)
+            b.now = max(b.now, topic.last_at + 2e-6)  # (distinct to the microsecond)
         msg = MessageRecord(
             event_id=req.event_id,
             topic=req.topic,

@@ -123,6 +123,8 @@ BY_NAME = {k.name: k for k in KINDS}
 
 
 _encoder = msgspec.json.Encoder()
+#: rows per INSERT statement of ``save_records``
+_ROWS = 100
 
 
 class KindTx:
@@ -208,10 +210,8 @@ class KindTx:
             k, present = BY_NAME[name], state.kind(name)
             new = state.new_records.get(name, set())
             cols = [k.key, *(c for c, _ in k.columns), "doc"]
-            insert = (
-                f"INSERT INTO {k.table} ({', '.join(cols)}) VALUES ({', '.join([p] * len(cols))})"
-            )
-            upsert = f"{insert} ON CONFLICT ({k.key}) DO UPDATE SET " + ", ".join(
+            row = f"({', '.join([p] * len(cols))})"
+            conflict = f" ON CONFLICT ({k.key}) DO UPDATE SET " + ", ".join(
                 f"{c} = excluded.{c}" for c in cols[1:]
             )
             rows = [
@@ -224,12 +224,14 @@ class KindTx:
                 if key in present
             ]
             gone = [(key,) for key in sorted(keys) if key not in present]
-            created = [r for r in rows if r[0] in new]
-            changed = [r for r in rows if r[0] not in new]
-            if created:
-                self._write_many(insert, created)
-            if changed:
-                self._write_many(upsert, changed)
+            # one statement per kind and up to _ROWS rows (a group commit's steps, ...)
+            for upsert, some in ((False, [r for r in rows if r[0] in new]),
+                                 (True, [r for r in rows if r[0] not in new])):  # fmt: skip
+                for i in range(0, len(some), _ROWS):
+                    chunk = some[i : i + _ROWS]
+                    q = f"INSERT INTO {k.table} ({', '.join(cols)}) VALUES "
+                    q += ", ".join([row] * len(chunk)) + (conflict if upsert else "")
+                    self._write_many(q, [[v for r in chunk for v in r]])
             if gone:
                 self._write_many(f"DELETE FROM {k.table} WHERE {k.key} = {p}", gone)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..core.model import Run, Task
+from ..core.model import Event, Run, Task
 from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect
 from .rows import RunDoc, encode_record, encoder, record_run_ids, run_columns, run_doc, task_columns
 from .sql import SqlReadTx, SqlWriteTx
@@ -200,6 +200,7 @@ class PostgresTx(SqlWriteTx):
         self.store = store
         self.begin = begin  # sent with the first statement, in the same round trip
         self.deferred: list[tuple[str, Sequence[Any]]] = []  # writes not sent yet
+        self._appended: tuple[Any, list[Event]] | None = None  # the log record's statement
 
     def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
         if not self.begin and not self.deferred:
@@ -268,6 +269,11 @@ class PostgresTx(SqlWriteTx):
             if self.wake:
                 self.con.execute("SELECT pg_notify(%s, '')", (self.store.channel,))
             self.con.execute("COMMIT")
+        if self._appended is not None:
+            cur, evs = self._appended
+            first = cur.fetchone()[0]
+            for i, ev in enumerate(evs):
+                ev.seq = first + i  # (the events as committed: the App's log feed reads them)
 
     def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
         if self.begin or self.deferred:
@@ -315,7 +321,7 @@ class PostgresTx(SqlWriteTx):
             return
         n = len(evs)
         cur = self._exec(_APPEND_RECORD, (n, n, n, encode_record(evs), record_run_ids(evs)))
-        first = cur.fetchone()[0]
-        for i, ev in enumerate(evs):
-            ev.seq = first + i  # (the events as committed: the App's log feed reads them)
+        # numbered once the pipeline it travels in has come back (``finish``): reading it
+        # here would cost the round trip the pipeline saves
+        self._appended = (cur, evs)
         self.pending = []
