@@ -516,12 +516,16 @@ class App:
     def messages(self, topic: str, since: int = 0, limit: int = 100) -> list[Message]:
         """The messages of ``topic`` with a sequence greater than ``since``, in order."""
         check_topic(topic)
+        _limit(since, "since")
+        _limit(limit)
         return [message_of(m) for m in self.engine.messages(topic, since, limit)]
 
     def receipts(
         self, subscriber: str | None = None, event_id: str | None = None, limit: int = 100
     ) -> list[Receipt]:
-        """Receipts (how deliveries ended), of one subscriber and/or one message."""
+        """Receipts (how deliveries ended), of one subscriber and/or one message, the
+        first recorded first."""
+        _limit(limit)
         return [receipt_of(r) for r in self.engine.receipts(subscriber, event_id, limit)]
 
     def _handler(self, tf: TaskFunction[Any, Any]) -> Callable[..., Any]:
@@ -753,6 +757,6 @@ class App:
                 signal.signal(sig, handler)
 
 
-def _limit(limit: Any) -> None:
+def _limit(limit: Any, what: str = "limit") -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidArgument(f"limit must be an int >= 0, got {limit!r}")
+        raise InvalidArgument(f"{what} must be an int >= 0, got {limit!r}")

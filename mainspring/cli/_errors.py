@@ -1,9 +1,10 @@
 """How the command line fails: one line on stderr and its exit code (README.md, "Command line").
 
 Exit codes: 0 ok; 1 the thing asked for could not be done (verify found problems, cancel
-of a terminal run, resume of a run that is not suspended, an idempotency conflict); 2 usage
-error (``InvalidArgument`` included), unknown id, or store error. Never a traceback, unless
-``MAINSPRING_DEBUG=1`` asks for one of an unexpected error.
+of a terminal run, resume of a run that is not suspended, an idempotency conflict, a
+permanent rejection: ``PreconditionFailed``); 2 usage error (``InvalidArgument`` included,
+and a payload over the size limit: ``Backpressure``), unknown id, or store error. Never a
+traceback, unless ``MAINSPRING_DEBUG=1`` asks for one of an unexpected error.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
+from ..bus import Backpressure
 from ..core.errors import (
     InvalidArgument,
     MainspringError,
@@ -68,10 +70,15 @@ def exit_code_for(exc: MainspringError) -> int:
         | UnknownTask
         | UnknownExecution
         | InvalidArgument
-        | SerializationError,
+        | SerializationError
+        | Backpressure,
     ):
-        return EXIT_USAGE  # bad input (InvalidSchedule included), unknown id, store error
-    return EXIT_NOT_DONE  # IdempotencyConflict, InvalidTransition, ...: could not be done
+        # bad input (InvalidSchedule included; a payload over the size limit), unknown id,
+        # store error
+        return EXIT_USAGE
+    # IdempotencyConflict, InvalidTransition, PreconditionFailed (a permanent rejection),
+    # ...: what was asked could not be done
+    return EXIT_NOT_DONE
 
 
 def one_line(text: object) -> str:

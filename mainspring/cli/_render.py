@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .._messages import Message, Receipt
 from ..app import Explanation, LogEvent, RunInfo, StepInfo, TaskInfo, WorkerInfo
 from ..core.clock import to_datetime
 from ..core.model import WaitRecord
@@ -37,6 +38,7 @@ STATE_STYLES = {
     "failed": "bold red",
     "canceled": "dim",
 }
+RECEIPT_STYLES = {"delivered": "green", "failed": "bold red", "skipped": "dim"}
 RESULT_STYLES = {
     "success": "green",
     "retryable": "yellow",
@@ -191,6 +193,8 @@ def run_details(run: RunInfo, children: list[str] | None = None) -> Table:
         ("execution id", run.execution_id),
         ("correlation id", run.correlation_id),
         ("parent run", run.parent_run_id),
+        ("caused by", run.caused_by),
+        ("rerun of", run.rerun_of),
     ):
         if value is not None:
             rows.append((label, Text(value)))
@@ -200,6 +204,8 @@ def run_details(run: RunInfo, children: list[str] | None = None) -> Table:
         rows.append(("output", Text(short(run.output, 400))))
     if run.error is not None:
         rows.append(("error", Text(run.error, style="red")))
+    if run.failure_class is not None:
+        rows.append(("failure / retry class", classes_text(run.failure_class, run.retry_class)))
     for label, cell in rows:
         grid.add_row(label, cell)
     return grid
@@ -211,7 +217,8 @@ def attempts_table(run: RunInfo) -> Table:
     table.add_column("result", no_wrap=True)
     table.add_column("started (UTC)", no_wrap=True)
     table.add_column("finished (UTC)", no_wrap=True)
-    table.add_column("error", overflow="fold")
+    table.add_column("error", overflow="fold", min_width=24)
+    table.add_column("failure / retry class", overflow="fold", min_width=16)
     table.add_column("attempt id", no_wrap=True)
     for a in run.attempts:
         table.add_row(
@@ -220,6 +227,7 @@ def attempts_table(run: RunInfo) -> Table:
             when(a.started_at),
             when(a.finished_at),
             Text(a.error or "", style="red"),
+            classes_text(a.failure_class, a.retry_class),
             Text(a.attempt_id),
         )
     return table
@@ -471,3 +479,114 @@ def progress(what: str, unit: str) -> Iterator[Callable[[int, int], None] | None
 
     with bar:
         yield update
+
+
+def classes_text(failure_class: str | None, retry_class: str | None) -> Text:
+    """A failure's classes as ``transport_error / safe_retry`` (empty when there is none)."""
+    if failure_class is None:
+        return Text("")
+    return Text(f"{failure_class} / {retry_class or '?'}", style="yellow")
+
+
+# -- messages (docs/messages.md) ---------------------------------------------------------------
+def published_line(msg: Message) -> str:
+    """What ``mainspring publish`` prints: the topic, the sequence and the event id."""
+    return (
+        f"published {msg.topic} #{msg.sequence}  event id {msg.event_id}  "
+        f"correlation id {msg.correlation_id}"
+    )
+
+
+def _details(title: str, rows: list[tuple[str, Text | str]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.title = title
+    grid.title_justify = "left"
+    grid.title_style = "bold"
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, cell in rows:
+        grid.add_row(label, cell)
+    return grid
+
+
+def message_details(msg: Message) -> Table:
+    """The message a delivery run handles, as ``mainspring run`` shows it."""
+    rows: list[tuple[str, Text | str]] = [
+        ("topic", Text(msg.topic)),
+        ("sequence", str(msg.sequence)),
+        ("event id", Text(msg.event_id)),
+        ("correlation id", Text(msg.correlation_id or "")),
+    ]
+    if msg.causation_id is not None:
+        rows.append(("caused by", Text(msg.causation_id)))
+    rows.append(("published", when(msg.published_at)))
+    rows.append(("payload", Text(short(msg.payload, 400))))
+    return _details("message", rows)
+
+
+def receipt_details(receipt: Receipt | None) -> Table:
+    """How a delivery ended for its subscriber (its receipt), or that it has not yet."""
+    if receipt is None:
+        return _details("receipt", [("status", Text("none yet (the delivery has not ended)"))])
+    rows: list[tuple[str, Text | str]] = [
+        ("status", Text(receipt.status, style=RECEIPT_STYLES.get(receipt.status, ""))),
+        ("receipt", f"#{receipt.sequence} of {receipt.subscriber}"),
+        ("run / attempt", Text(f"{receipt.run_id} / {receipt.attempt}")),
+        ("recorded", when(receipt.recorded_at)),
+    ]
+    if receipt.status == "delivered":
+        rows.append(("output", Text(short(receipt.output, 400))))
+    if receipt.failure_class is not None:
+        rows.append(
+            ("failure / retry class", classes_text(receipt.failure_class, receipt.retry_class))
+        )
+    return _details("receipt", rows)
+
+
+def messages_table(messages: list[Message]) -> Table:
+    """A topic's messages in sequence order."""
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("published (UTC)", no_wrap=True)
+    table.add_column("event id", no_wrap=True)
+    table.add_column("correlation id", overflow="fold", min_width=12)
+    table.add_column("caused by", no_wrap=True)
+    table.add_column("payload", overflow="fold", min_width=16)
+    for m in messages:
+        table.add_row(
+            str(m.sequence),
+            when(m.published_at),
+            Text(m.event_id),
+            Text(m.correlation_id or ""),
+            Text(m.causation_id or ""),
+            Text(short(m.payload)),
+        )
+    return table
+
+
+def receipts_table(receipts: list[Receipt]) -> Table:
+    """Receipts: how each subscriber's handling of each message ended (the topic and the
+    time are in ``--json``, and in ``mainspring run`` of the delivery)."""
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("subscriber", overflow="fold", min_width=10)
+    table.add_column("#", justify="right")
+    table.add_column("status", no_wrap=True)
+    table.add_column("event id", no_wrap=True)
+    table.add_column("run id", no_wrap=True, min_width=36)
+    table.add_column("attempt", justify="right")
+    table.add_column("output / class", overflow="fold", min_width=16)
+    for r in receipts:
+        if r.failure_class is not None:
+            outcome = classes_text(r.failure_class, r.retry_class)
+        else:
+            outcome = Text(short(r.output) if r.status == "delivered" else "")
+        table.add_row(
+            Text(r.subscriber),
+            str(r.sequence),
+            Text(r.status, style=RECEIPT_STYLES.get(r.status, "")),
+            Text(r.event_id),
+            Text(r.run_id),
+            str(r.attempt),
+            outcome,
+        )
+    return table

@@ -19,6 +19,7 @@ from . import _render as out
 from ._app import open_app
 from ._errors import EXIT_NOT_DONE, handle_errors
 from ._options import Globals, JsonOpt, StoreOpt, flag, globals_of
+from .commands_messages import delivery_of, show_delivery
 
 T = TypeVar("T")
 
@@ -79,7 +80,7 @@ def run(
 ) -> None:
     """Show one run with its attempts and history (--json: the run plus a history array).
 
-    A workflow run shows its steps (number, name, state, attempts, output or error) and its sleeps and waits (kind, what for, until, state, timed out), and the run ids of the children it started. --json adds the arrays steps, waits and children (empty for a plain task's run)."""
+    A workflow run shows its steps (number, name, state, attempts, output or error) and its sleeps and waits (kind, what for, until, state, timed out), and the run ids of the children it started. --json adds the arrays steps, waits and children (empty for a plain task's run). A delivery run (a subscriber's) shows its message (topic, sequence, event id, correlation) and its receipt, once the delivery ended; --json adds the objects message and receipt (null for other runs). A failed run and each failed attempt show their failure and retry class."""
     g = globals_of(ctx, store, json_out)
     with open_app(g, create=False) as app:
         info = app.get_run(run_id)
@@ -88,10 +89,13 @@ def run(
         # (no public query lists a run's waits and children: the engine's own reads)
         waits = app.engine.waits(run_id)
         children = list(app.engine.get_run(run_id).children)
+        message, receipt = delivery_of(app, info)
     if g.json:
         out.emit_json(
             out.run_json(
                 info,
+                message=None if message is None else out.plain(message),
+                receipt=None if receipt is None else out.plain(receipt),
                 steps=[out.plain(st) for st in steps],
                 waits=[out.wait_json(w) for w in waits],
                 children=children,
@@ -102,6 +106,8 @@ def run(
     con = out.console()
     con.print(out.run_details(info, children))
     con.print()
+    if message is not None:
+        show_delivery(message, receipt)
     if info.attempts:
         con.print(out.attempts_table(info))
     else:

@@ -3,7 +3,8 @@
 Thin on purpose: every command parses its options, calls the public API of ``ms.App``
 and prints. This module builds the typer app (the global options, the commands in the
 order ``--help`` lists them) and runs it; the commands live in ``commands_inspect``
-(those that only read), ``commands_operate`` (those that change the store) and
+(those that only read), ``commands_operate`` (those that change the store),
+``commands_messages`` (durable messages: publish, messages, receipts) and
 ``commands_worker`` (those that run handler code). ``_options`` holds the global options,
 ``_app`` opens the App, ``_errors`` turns errors into one line and an exit code, and
 ``_render`` prints tables and JSON.
@@ -24,7 +25,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from . import commands_inspect, commands_operate, commands_worker
+from . import commands_inspect, commands_messages, commands_operate, commands_worker
 from ._errors import (
     EXIT_NOT_DONE,
     EXIT_OK,
@@ -115,6 +116,9 @@ for _command in (
     commands_operate.resume,
     commands_operate.rerun,
     commands_operate.signal,
+    commands_messages.publish,
+    commands_messages.messages,
+    commands_messages.receipts,
     commands_inspect.tasks,
     commands_inspect.why,
     commands_inspect.workers,

@@ -19,6 +19,9 @@ from .states import AttemptResult
 class Retry(Exception):
     """End this attempt as ``retryable``; retry after ``delay`` seconds (default: backoff)."""
 
+    failure_class = FailureClass.INTERNAL_ERROR  # (how ``ms.classify`` sees it too)
+    retry_class = RetryClass.SAFE_RETRY
+
     def __init__(self, delay: float | timedelta | None = None, reason: str | None = None) -> None:
         super().__init__(reason or "retry requested")
         # checked here, so that a bad delay fails in the handler (as an ordinary error,

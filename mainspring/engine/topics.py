@@ -191,5 +191,7 @@ class TopicCommands(CallCommands):
                 if event_id is not None
                 else None
             )
-            out: list[ReceiptRecord] = tx.records(RECEIPTS, where=where, limit=limit)
-        return sorted(out, key=lambda r: (r.recorded_at, r.receipt_id))
+            out: list[ReceiptRecord] = tx.records(
+                RECEIPTS, where=where, order="recorded_at", limit=limit
+            )
+        return out

@@ -143,12 +143,13 @@ class ReadTx(ABC):
         at_most: tuple[str, float] | None = None,
         where: tuple[str, Any] | None = None,
         after: tuple[str, Any] | None = None,
+        order: str | None = None,
         limit: int | None = None,
     ) -> list[Any]:
         """Records of ``kind`` by key; with ``at_most=(column, value)``, only those whose
         column is <= value (claimed, where a write transaction locks: others skip them);
         with ``where=(column, value)``, those whose column is that value; with
-        ``after=(column, value)``, those whose column is greater, in that column's order."""
+        ``after=(column, value)``, those whose column is greater, in that column's order.; ``order``: the column to order by instead of the key."""
 
     # -- the log and the whole projection ---------------------------------------------
     @abstractmethod

@@ -113,7 +113,7 @@ KINDS: tuple[Kind, ...] = (
         ReceiptRecord,
         "receipt_id",
         since=4,
-        columns=(("subscriber", "text"), ("event_id", "text")),
+        columns=(("subscriber", "text"), ("event_id", "text"), ("recorded_at", "real")),
     ),
     Kind(SUBSCRIBERS, "ms_subscribers", SubscriberRecord, "name", since=4),
     # @app.transaction: one receipt per call of a run, keyed "<run_id>/c<n>"
@@ -172,12 +172,14 @@ class KindTx:
         at_most: tuple[str, float] | None = None,
         where: tuple[str, Any] | None = None,
         after: tuple[str, Any] | None = None,
+        order: str | None = None,
         limit: int | None = None,
     ) -> list[Any]:
-        """Records of ``kind`` by key; with ``at_most=(column, value)``, those whose column
-        is <= value (claimed, where a write transaction locks: others skip them); with
-        ``where=(column, value)``, those whose column is that value; with ``after=(column,
-        value)``, those whose column is greater, in that column's order."""
+        """Records of ``kind`` by key (or by the column ``order``); with
+        ``at_most=(column, value)``, those whose column is <= value (claimed, where a write
+        transaction locks: others skip them); with ``where=(column, value)``, those whose
+        column is that value; with ``after=(column, value)``, those whose column is
+        greater, in that column's order."""
         k, p = BY_NAME[kind], self.DIALECT.placeholder
         conds: list[str] = []
         params: list[Any] = []
@@ -193,7 +195,8 @@ class KindTx:
         q = f"SELECT doc FROM {k.table}"
         if conds:
             q += " WHERE " + " AND ".join(conds)
-        q += f" ORDER BY {after[0] if after is not None else k.key}"
+        by = after[0] if after is not None else order if order is not None else k.key
+        q += f" ORDER BY {by}" + (f", {k.key}" if by != k.key else "")
         if limit is not None:
             q += f" LIMIT {int(limit)}"
         if at_most is not None:

@@ -108,8 +108,9 @@ def test_run_json_has_history(cli: Invoke, store: str) -> None:
     r = cli("run", run_id, "--json", "--store", store)
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert set(doc) == RUN_FIELDS | {"history", "steps", "waits", "children"}
+    assert set(doc) == RUN_FIELDS | {"history", "steps", "waits", "children", "message", "receipt"}
     assert doc["steps"] == doc["waits"] == doc["children"] == []  # not a workflow
+    assert doc["message"] is None and doc["receipt"] is None  # not a delivery
     history = doc["history"]
     assert history[0]["type"] == "run.created"
     assert all(set(e) == EVENT_FIELDS for e in history)
@@ -397,7 +398,8 @@ def test_every_command_and_option_has_help(cli: Invoke) -> None:
     commands = group.commands  # type: ignore[attr-defined]
     assert set(commands) >= {
         "demo", "worker", "submit", "runs", "run", "cancel", "resume", "rerun", "tasks",
-        "why", "workers", "log", "stats", "pause", "verify", "migrate",
+        "why", "workers", "log", "stats", "pause", "verify", "migrate", "signal", "publish",
+        "messages", "receipts",
     }  # fmt: skip
     for name, command in commands.items():
         assert command.help, name

@@ -127,3 +127,9 @@ def test_precondition_failed_is_made_again_from_its_args() -> None:
     exc = ms.PreconditionFailed("origin-committed")
     again = ms.PreconditionFailed(*exc.args)
     assert (again.precondition, str(again)) == ("origin-committed", str(exc))
+
+
+def test_classify_sees_a_retry_as_the_engine_records_it() -> None:
+    assert ms.classify(ms.Retry()) == (F.INTERNAL_ERROR, RC.SAFE_RETRY, False)
+    o = outcome_of(ms.Retry())
+    assert (o.failure_class, o.retry_class) == ("internal_error", "safe_retry")

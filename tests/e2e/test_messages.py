@@ -250,3 +250,25 @@ def test_publish_many_numbers_the_messages_in_order_in_one_transaction(app: ms.A
     with pytest.raises(ms.Backpressure):
         app.publish_many("batch.t", [{"i": 1}, "x" * (2 << 20)])
     assert len(app.messages("batch.t")) == 5  # the refused batch wrote nothing
+
+
+def test_receipts_come_first_recorded_first_and_limits_are_checked(app: ms.App) -> None:
+    @app.subscriber("lim.t", name="lim")
+    def lim(msg: ms.Message) -> int:
+        return 1
+
+    app.publish("lim.t", 1, event_id="zzz")
+    with app.worker() as w:
+        w.run_until_idle()
+    app.publish("lim.t", 2, event_id="aaa")
+    with app.worker() as w:
+        w.run_until_idle()
+    assert [r.event_id for r in app.receipts(limit=1)] == ["zzz"]
+    assert [r.event_id for r in app.receipts(subscriber="lim")] == ["zzz", "aaa"]
+    for bad in (-1, "x", 1.5, True):
+        with pytest.raises(ms.InvalidArgument):
+            app.receipts(limit=bad)
+        with pytest.raises(ms.InvalidArgument):
+            app.messages("lim.t", limit=bad)
+        with pytest.raises(ms.InvalidArgument):
+            app.messages("lim.t", since=bad)
