@@ -39,15 +39,18 @@ class WorkerTurns(WorkflowCommands):
         housekeeping: bool = True,
         held: Sequence[str] = (),
         next_due: bool = False,
+        commands: bool = False,
     ) -> CycleResult:
         """One worker turn in one transaction (see the module docstring).
 
         ``held`` names the runs whose handlers this worker is running; with
         ``housekeeping``, the result's ``lost`` lists those it no longer holds (canceled,
         or the lease expired), so their handlers can be told. With ``housekeeping`` or
-        ``next_due``, the result's ``next_due`` is the store's next due time.
+        ``next_due``, the result's ``next_due`` is the store's next due time. With
+        ``commands``, the commands running workflows queued (engine/group.py) are decided
+        in the same transaction.
         """
-        if housekeeping and not finished and not held:
+        if housekeeping and not finished and not held and not commands:
             # an idle worker's poll: one cheap read, and a write only when there is work
             with self.store.read() as rtx:
                 work, due = rtx.probe(self.clock.now(), names if want > 0 else [], queues)
@@ -56,6 +59,8 @@ class WorkerTurns(WorkflowCommands):
 
         accepted: list[str] = []
         rejected: list[str] = []
+        queued = self.group.take() if commands else []
+        decided: list[tuple[bool, object]] = []
         # The attempts that ended are decided before the write lock is taken, on the runs
         # as this worker leased them (``Finished.snapshot``), when the store can write them
         # only if unchanged since; if any changed meanwhile (a renewal, a cancel, an
@@ -80,8 +85,10 @@ class WorkerTurns(WorkflowCommands):
                 self._record_finished(b, worker, finished, accepted, rejected)
 
         def body(tx: WriteTx, b: Batch) -> CycleResult:
-            nonlocal decide_ahead
+            nonlocal decide_ahead, decided
             st = b.state
+            if queued:
+                decided = self.group.decide(queued, tx, b)
             if ahead:
                 if not tx.update_runs_if_unchanged(ahead, [st.runs[r.run_id] for r in ahead]):
                     decide_ahead = False
@@ -126,7 +133,13 @@ class WorkerTurns(WorkflowCommands):
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
             return CycleResult(leased, accepted, rejected, due, lost)
 
-        return self.transact(body, prepare)[0]
+        try:
+            out = self.transact(body, prepare)[0]
+        except BaseException as exc:
+            self.group.finish(queued, exc)
+            raise
+        self.group.finish(queued, decided)
+        return out
 
     @staticmethod
     def _record_finished(

@@ -67,13 +67,19 @@ class History:
 class WorkflowCommands(TopicCommands):
     _group: GroupCommit | None = None
 
-    def _grouped(self, body: Callable[[WriteTx, Batch], T], run_id: str) -> T:
-        """Run a running workflow's command (on ``run_id``) in a transaction shared with
-        those of the workflows running beside it (engine/group.py)."""
+    @property
+    def group(self) -> GroupCommit:
+        """Where running workflows' commands queue for a shared transaction
+        (engine/group.py)."""
         group = self._group
         if group is None:
             group = self._group = GroupCommit(self.transact)
-        return group.run(body, run_id)
+        return group
+
+    def _grouped(self, body: Callable[[WriteTx, Batch], T], run_id: str) -> T:
+        """Run a running workflow's command (on ``run_id``) in a transaction shared with
+        those of the workflows running beside it."""
+        return self.group.run(body, run_id)
 
     # -- what a running workflow records ---------------------------------------------------
     def history(self, run_id: str) -> History:

@@ -152,6 +152,7 @@ class Worker:
         """Register in the store's worker registry, then run the loop in a thread."""
         self._registry(self.engine.register_worker, self.registration, self.lease_seconds)
         self._unwatch = watch(self.engine.clock, self._clock_advanced)
+        self.engine.group.register(self._wake)  # (its turns commit workflows' commands)
         self._thread = threading.Thread(
             target=self._main, name=f"mainspring-worker-{self.id}", daemon=True
         )
@@ -247,6 +248,7 @@ class Worker:
             self._error = exc
             log.exception("worker %s loop crashed", self.id)
         finally:
+            self.engine.group.unregister(self._wake)
             if self._unwatch is not None:
                 self._unwatch()
             self._registry(self.engine.worker_left, self.id)
@@ -276,7 +278,7 @@ class Worker:
                     timers.slots_freed()
                 timers.renewed()
             with self._lock:
-                pending = bool(self._done)
+                pending = bool(self._done) or self.engine.group.pending
                 free = self.concurrency - len(self._inflight)
             if not timers.must_turn(pending, free):
                 self._sleep(waiter, timers)
@@ -309,7 +311,8 @@ class Worker:
                 return False
         # slots of finished attempts are free once this cycle commits their results
         want = 0 if stopping else free + len(finished)
-        if not timers.turn_wanted(now, len(finished), want):
+        commands = self.engine.group.pending  # (workflows' steps, sleeps, waits: engine/group.py)
+        if not timers.turn_wanted(now, len(finished) + commands, want):
             return True
         housekeep = timers.housekeep
         held: list[str] = []
@@ -330,6 +333,7 @@ class Worker:
                 housekeeping=housekeep,
                 held=held,
                 next_due=timers.refresh_due,
+                commands=commands,
             )
         except Exception as exc:
             if timers.grace_over(time.monotonic()):
