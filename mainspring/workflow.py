@@ -144,10 +144,20 @@ class WorkflowRun:
         return rec
 
     def failed_try(
-        self, n: int, name: str, started: float, tries: int, exc: BaseException, policy: StepPolicy
+        self,
+        n: int,
+        name: str,
+        started: float,
+        tries: int,
+        exc: BaseException,
+        policy: StepPolicy,
+        mark: int,
     ) -> float | None:
-        """Record a failed try of step ``n``; the delay before the next try, or None when
-        the step failed for good (then its error is raised into the workflow)."""
+        """Record a failed try of step ``n`` (what it launched, the context's launches from
+        ``mark`` on, is dropped); the delay before the next try, or None when the step
+        failed for good (then its error is raised into the workflow)."""
+        self.ctx.step = None
+        del self.ctx.launches[mark:]
         # the one classifier decides, as for a task's attempts (core/failures.py)
         retry = (
             tries < policy.max_attempts
@@ -298,9 +308,7 @@ def _run_step(
         try:
             value = fn(*args, **kwargs)
         except Exception as exc:
-            wf.ctx.step = None
-            del wf.ctx.launches[mark:]  # a failed try launches nothing
-            delay = wf.failed_try(n, name, started, tries, exc, policy)
+            delay = wf.failed_try(n, name, started, tries, exc, policy, mark)
             if delay is None:
                 raise
             time.sleep(delay)
@@ -328,9 +336,9 @@ async def _run_step_async(
         try:
             value = await fn(*args, **kwargs)
         except Exception as exc:
-            wf.ctx.step = None
-            del wf.ctx.launches[mark:]  # a failed try launches nothing
-            delay = await asyncio.to_thread(wf.failed_try, n, name, started, tries, exc, policy)
+            delay = await asyncio.to_thread(
+                wf.failed_try, n, name, started, tries, exc, policy, mark
+            )
             if delay is None:
                 raise
             await asyncio.sleep(delay)

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
+from ._errors import CliError
+
 STORE_HELP = (
     "Store URL, e.g. sqlite:///mainspring.db or sqlite:////abs/path.db. Default: the "
     "MAINSPRING_STORE environment variable, then sqlite:///mainspring.db. May be given "
@@ -76,3 +78,16 @@ def split_globals(argv: Sequence[str]) -> list[str]:
             rest.append(a)
         i += 1
     return front + rest
+
+
+def parse_payload(text: str | None) -> Any:
+    """``--payload``: any JSON value (None when not given); CliError (exit 2) when it is not
+    JSON, before anything is opened or written."""
+    if text is None:
+        return None
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise CliError(
+            f"--payload is not valid JSON ({exc}): {text!r}; e.g. --payload '{{\"order\": 42}}'"
+        ) from None

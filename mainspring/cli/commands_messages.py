@@ -10,9 +10,8 @@ command that only reads does.
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any
+from typing import Annotated
 
-import msgspec
 import typer
 
 from .._messages import Message, Receipt, check_topic
@@ -20,8 +19,8 @@ from ..app import App, RunInfo
 from ..core.clock import to_datetime
 from . import _render as out
 from ._app import open_app
-from ._errors import CliError, handle_errors
-from ._options import JsonOpt, StoreOpt, globals_of
+from ._errors import handle_errors
+from ._options import JsonOpt, StoreOpt, globals_of, parse_payload
 
 TopicArg = Annotated[
     str,
@@ -30,18 +29,6 @@ TopicArg = Annotated[
         help="The topic: dotted segments of letters, digits, '_', '-' or ':', e.g. orders.created.",
     ),
 ]
-
-
-def _payload(text: str | None) -> Any:
-    """``--payload``: any JSON value (null when not given)."""
-    if text is None:
-        return None
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        raise CliError(
-            f"--payload is not valid JSON ({exc}): {text!r}; e.g. --payload '{{\"order\": 42}}'"
-        ) from None
 
 
 @handle_errors
@@ -79,7 +66,7 @@ def publish(
 
     Durable when it returns. Prints the topic, the message's sequence in it and its event id (--json: the message). A bad topic, a payload that is not JSON or is over 1 MiB, or an empty id exits 2 and writes nothing; an --event-id published before with another payload exits 1."""
     g = globals_of(ctx, store, json_out)
-    value = _payload(payload)
+    value = parse_payload(payload)
     # (the App checks topic, ids and payload before it opens the store: bad input creates
     # no store)
     with contextlib.closing(App(g.store)) as app:

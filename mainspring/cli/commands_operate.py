@@ -23,7 +23,7 @@ from ..core.errors import UnknownExecution, UnknownRun, UnknownTask
 from . import _render as out
 from ._app import open_app
 from ._errors import EXIT_NOT_DONE, EXIT_USAGE, CliError, fail, handle_errors
-from ._options import Globals, JsonOpt, StoreOpt, globals_of
+from ._options import Globals, JsonOpt, StoreOpt, globals_of, parse_payload
 
 
 def _parse_json(text: str | None, option: str, kind: type) -> Any:
@@ -242,18 +242,6 @@ def rerun(
             typer.echo(new.run_id)
 
 
-def _parse_payload(text: str | None) -> Any:
-    """``--payload``: any JSON value (None when not given)."""
-    if text is None:
-        return None
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        raise CliError(
-            f"--payload is not valid JSON ({exc}): {text!r}; e.g. --payload '{{\"ok\": true}}'"
-        ) from None
-
-
 def _workflow_run(app: App, id_: str) -> RunInfo:
     """The run an execution id or a run id names (what ``app.signal`` accepts)."""
     try:
@@ -295,7 +283,7 @@ def signal(
 
     Durable when it returns. Signals are received in the order sent; one sent before the workflow waits is kept until it does (one sent to a workflow that ended is recorded and never received). Exit 2 when no workflow execution or run has the id, or the payload is not JSON (nothing is written). --json: the run as it is now."""
     g = globals_of(ctx, store, json_out)
-    value = _parse_payload(payload)  # bad JSON: exit 2 before the store is touched
+    value = parse_payload(payload)  # bad JSON: exit 2 before the store is touched
     with open_app(g, create=False) as app:
         app.signal(id_, name, value, idempotency_key=idempotency_key)
         info = _workflow_run(app, id_)

@@ -133,25 +133,11 @@ class WorkflowCommands(TopicCommands):
 
         def body(tx: WriteTx, b: Batch) -> tuple[str, str]:
             run = self._holding(tx, b, worker, run_id, attempt_id)
-            tx.load_records(STEPS, [step_key(run_id, number)], b.state)
             if req.execution_id is None and run.execution_id is not None:
                 req.execution_id = f"{run.execution_id}/{number}"
             sub = submit_one(tx, b, req, {})
             child = sub.run_ids[0]
-            name = f"submit:{req.name}"
-            b.emit(E.step_started(run, b.now, number, name))
-            done = StepRecord(
-                step_id=step_key(run_id, number),
-                run_id=run_id,
-                number=number,
-                name=name,
-                state="completed",
-                output=child,
-                started_at=b.now,
-                finished_at=b.now,
-            )
-            b.emit(E.step_ended(run, b.now, done))
-            b.wake = True
+            self._launch_step(b, run, number, f"submit:{req.name}", child)
             return child, sub.task_id
 
         return self._grouped(body, run_id)
@@ -164,24 +150,29 @@ class WorkflowCommands(TopicCommands):
 
         def body(tx: WriteTx, b: Batch) -> MessageRecord:
             run = self._holding(tx, b, worker, run_id, attempt_id)
-            tx.load_records(STEPS, [step_key(run_id, number)], b.state)
             msg = self.publish_in(tx, b, req, {}, run)
-            name = f"publish:{req.topic}"
-            b.emit(E.step_started(run, b.now, number, name))
-            done = StepRecord(
-                step_id=step_key(run_id, number),
-                run_id=run_id,
-                number=number,
-                name=name,
-                state="completed",
-                output=message_doc(msg),
-                started_at=b.now,
-                finished_at=b.now,
-            )
-            b.emit(E.step_ended(run, b.now, done))
+            self._launch_step(b, run, number, f"publish:{req.topic}", message_doc(msg))
             return msg
 
         return self._grouped(body, run_id)
+
+    @staticmethod
+    def _launch_step(b: Batch, run: Run, number: int, name: str, output: Any) -> None:
+        """Step ``number`` of ``run``, a launch of its own, completed now with ``output``
+        (a step recorded twice is refused by its create-only row)."""
+        b.emit(E.step_started(run, b.now, number, name))
+        done = StepRecord(
+            step_id=step_key(run.run_id, number),
+            run_id=run.run_id,
+            number=number,
+            name=name,
+            state="completed",
+            output=output,
+            started_at=b.now,
+            finished_at=b.now,
+        )
+        b.emit(E.step_ended(run, b.now, done))
+        b.wake = True
 
     def begin_wait(
         self, worker: str, attempt_id: str, wait: WaitRecord, options: TaskOptions
