@@ -67,9 +67,9 @@ class GroupCommit:
             self._cv.notify_all()  # (commands left waiting for it commit themselves)
 
     @property
-    def pending(self) -> bool:
-        """Commands are queued for the next commit."""
-        return bool(self._queue)
+    def pending(self) -> int:
+        """How many commands are queued for the next commit."""
+        return len(self._queue)
 
     def take(self) -> list[_Item[Any]]:
         """The queued commands, for a worker loop's turn to ``decide`` in its transaction

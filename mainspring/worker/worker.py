@@ -278,7 +278,7 @@ class Worker:
                     timers.slots_freed()
                 timers.renewed()
             with self._lock:
-                pending = bool(self._done) or self.engine.group.pending
+                pending = bool(self._done) or self.engine.group.pending > 0
                 free = self.concurrency - len(self._inflight)
             if not timers.must_turn(pending, free):
                 self._sleep(waiter, timers)
@@ -333,7 +333,7 @@ class Worker:
                 housekeeping=housekeep,
                 held=held,
                 next_due=timers.refresh_due,
-                commands=commands,
+                commands=commands > 0,
             )
         except Exception as exc:
             if timers.grace_over(time.monotonic()):
@@ -387,8 +387,9 @@ class Worker:
         timers.woke(timer=not ready, store=store, stop_asked=self._stop.is_set())
 
     def _gather(self) -> None:
-        """Group commit: when some attempts just finished and others are still running,
-        wait while more keep finishing, so that one transaction records them together.
+        """Group commit: when some attempts just finished (or workflows queued commands:
+        their steps, sleeps, waits) and others are still running, wait while more keep
+        coming, so that one transaction records them together.
 
         The wait ends when every running attempt has finished, when none finished for
         GATHER_QUIET_SECONDS (the rest are busy: their results will not come at once), or
@@ -397,14 +398,15 @@ class Worker:
         a few at a time, one commit (and at synchronous=FULL one sync) for each few.
         While the loop waits here, a finishing handler wakes it only if it is the last:
         the loop looks again after each quiet period rather than at every result."""
+        group = self.engine.group
         with self._lock:
-            count, running = len(self._done), len(self._inflight)
+            count, running = len(self._done) + group.pending, len(self._inflight)
         if count == 0 or count >= running:
             return
         deadline = time.monotonic() + GATHER_SECONDS
         while True:
             with self._lock:
-                if len(self._done) >= len(self._inflight):
+                if len(self._done) + group.pending >= len(self._inflight):
                     return
                 self._waiting = True
             try:
@@ -414,7 +416,7 @@ class Worker:
                 self._waiting = False
             self._drain_pipe()
             with self._lock:
-                finished = len(self._done)
+                finished = len(self._done) + group.pending
             if finished == count or time.monotonic() >= deadline:
                 return  # none came in a quiet period (or the time is up)
             count = finished
