@@ -223,6 +223,16 @@ def run_info(r: Run) -> RunInfo:
     )
 
 
+class QueueInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue (``app.queues()``): whether it is paused, its runs by state, and how long its
+    oldest ready run has been due (None: none is ready)."""
+
+    name: str
+    paused: bool
+    counts: dict[str, int]
+    oldest_ready_seconds: float | None
+
+
 class StepInfo(msgspec.Struct, frozen=True, kw_only=True):
     """One step of a workflow run (``RunHandle.steps()``): a step function, an ``ms.step``
     call, a child submission (``submit:<task>``, output: the child's run id) or a

@@ -36,6 +36,7 @@ from ._records import (
     AttemptInfo,
     Explanation,
     LogEvent,
+    QueueInfo,
     Reason,
     RunInfo,
     StepInfo,
@@ -59,6 +60,7 @@ from ._tasks import (
     default_name,
     failure_overrides,
     options,
+    queue_name,
     task_name,
 )
 from ._transactions import TransactionFunction
@@ -84,6 +86,7 @@ __all__ = [
     "AttemptInfo",
     "Explanation",
     "LogEvent",
+    "QueueInfo",
     "Reason",
     "RunHandle",
     "RunInfo",
@@ -645,13 +648,36 @@ class App:
         with self.store.read() as tx:
             return tx.stats()
 
-    def pause(self) -> bool:
-        """Pause the engine: workers lease nothing. False if it was already paused."""
-        return self.engine.set_paused(True)
+    def pause(self, queue: str | None = None) -> bool:
+        """Pause the engine: workers lease nothing (``queue``: nothing from that queue).
+        False if it was already paused."""
+        if queue is None:
+            return self.engine.set_paused(True)
+        return self.engine.set_queue_paused(queue_name(queue), True)
 
-    def resume(self) -> bool:
-        """Resume a paused engine. False if it was not paused."""
-        return self.engine.set_paused(False)
+    def resume(self, queue: str | None = None) -> bool:
+        """Resume a paused engine (``queue``: that queue). False if it was not paused."""
+        if queue is None:
+            return self.engine.set_paused(False)
+        return self.engine.set_queue_paused(queue_name(queue), False)
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue this App declares, has runs in, or paused: paused or not, its runs
+        by state, and how long its oldest ready run has waited."""
+        flags, counts, oldest = self.engine.queues()
+        paused = {f.name for f in flags if f.paused_at is not None}
+        names = set(counts) | {f.name for f in flags}
+        names |= {tf.options.queue for tf in self.declared.values()}
+        now = self.clock.now()
+        return [
+            QueueInfo(
+                name=name,
+                paused=name in paused,
+                counts=dict(sorted(counts.get(name, {}).items())),
+                oldest_ready_seconds=max(0.0, now - oldest[name]) if name in oldest else None,
+            )
+            for name in sorted(names)
+        ]
 
     def paused(self) -> bool:
         """Whether the engine is paused."""

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._messages import Message, Receipt
-from ..app import Explanation, LogEvent, RunInfo, StepInfo, TaskInfo, WorkerInfo
+from ..app import Explanation, LogEvent, QueueInfo, RunInfo, StepInfo, TaskInfo, WorkerInfo
 from ..core.clock import to_datetime
 from ..core.model import WaitRecord
 from ..worker import AttemptDone
@@ -426,6 +426,26 @@ def workers_table(workers: list[WorkerInfo]) -> Table:
             f"{len(w.running)} / {w.concurrency}",
             when(w.started_at),
             when(w.last_seen_at),
+        )
+    return table
+
+
+def queues_table(queues: list[QueueInfo]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("queue", no_wrap=True)
+    table.add_column("paused")
+    for state in ("ready", "running", "retry_wait", "scheduled", "suspended", "failed"):
+        table.add_column(state.replace("_", " "), justify="right")
+    table.add_column("oldest ready", justify="right")
+    for q in queues:
+        table.add_row(
+            Text(q.name),
+            "paused" if q.paused else "",
+            *(
+                str(q.counts.get(s, 0))
+                for s in ("ready", "running", "retry_wait", "scheduled", "suspended", "failed")
+            ),
+            "" if q.oldest_ready_seconds is None else f"{q.oldest_ready_seconds:.1f} s",
         )
     return table
 

@@ -177,6 +177,16 @@ def workers(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = Fals
 
 
 @handle_errors
+def queues(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """List the queues: paused or not, their runs by state, and how long the oldest ready
+    run has waited (--json: an array of queues)."""
+    g = globals_of(ctx, store, json_out)
+    with open_app(g, create=False) as app:
+        found = app.queues()
+    _show_list(g, found, out.plain, out.queues_table, "no queues (no run was submitted yet)")
+
+
+@handle_errors
 def log(
     ctx: typer.Context,
     since: Annotated[

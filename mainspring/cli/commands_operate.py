@@ -189,6 +189,16 @@ def cancel(
         typer.echo(f"canceled {id_}")
 
 
+QueueOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--queue",
+        metavar="QUEUE",
+        help="Only this queue: its runs are not leased while it is paused (others go on).",
+    ),
+]
+
+
 @handle_errors
 def resume(
     ctx: typer.Context,
@@ -200,15 +210,16 @@ def resume(
             show_default=False,
         ),
     ] = None,
+    queue: QueueOpt = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Resume a suspended run, or, without RUN_ID, the engine.
+    """Resume a suspended run, or, without RUN_ID, the engine (--queue: one queue).
 
-    With RUN_ID: move that suspended run back to ready (exit 1 when it is not suspended; --json: the run). Without: resume a paused engine, so workers lease runs again (--json: {"paused": false, "changed": bool})."""
+    With RUN_ID: move that suspended run back to ready (exit 1 when it is not suspended; --json: the run). Without: resume a paused engine, or queue, so workers lease its runs again (--json: {"paused": false, "changed": bool[, "queue": Q]})."""
     g = globals_of(ctx, store, json_out)
     if run_id is None:
-        _set_paused(g, False)
+        _set_paused(g, False, queue)
         return
     with open_app(g, create=False) as app:
         done = app.run(run_id).resume()
@@ -294,23 +305,30 @@ def signal(
     typer.echo(f"sent signal {name!r} to {label}; the run is {info.state}")
 
 
-def _set_paused(g: Globals, paused: bool) -> None:
+def _set_paused(g: Globals, paused: bool, queue: str | None = None) -> None:
     with open_app(g, create=True) as app:
-        changed = app.pause() if paused else app.resume()
+        changed = app.pause(queue) if paused else app.resume(queue)
+    what = "engine" if queue is None else f"queue {queue!r}"
     if g.json:
-        out.emit_json({"paused": paused, "changed": bool(changed)})
+        out.emit_json(
+            {"paused": paused, "changed": bool(changed)}
+            | ({} if queue is None else {"queue": queue})
+        )
     elif paused:
-        typer.echo("engine paused" if changed else "engine was already paused")
+        typer.echo(f"{what} paused" if changed else f"{what} was already paused")
     else:
-        typer.echo("engine resumed" if changed else "engine was not paused")
+        typer.echo(f"{what} resumed" if changed else f"{what} was not paused")
 
 
 @handle_errors
-def pause(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """Pause the engine: no worker leases anything until `mainspring resume`.
+def pause(
+    ctx: typer.Context, queue: QueueOpt = None, store: StoreOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Pause the engine, or with --queue one queue: no worker leases anything (from it)
+    until `mainspring resume [--queue Q]`.
 
-    --json: {"paused": true, "changed": bool}."""
-    _set_paused(globals_of(ctx, store, json_out), True)
+    --json: {"paused": true, "changed": bool[, "queue": Q]}."""
+    _set_paused(globals_of(ctx, store, json_out), True, queue)
 
 
 @handle_errors

@@ -122,6 +122,7 @@ for _command in (
     commands_inspect.tasks,
     commands_inspect.why,
     commands_inspect.workers,
+    commands_inspect.queues,
     commands_inspect.log,
     commands_inspect.stats,
     commands_operate.pause,

@@ -41,6 +41,8 @@ LEASE_EXPIRED = "lease.expired"
 LEASE_RELEASED = "lease.released"
 ENGINE_PAUSED = "engine.paused"
 ENGINE_RESUMED = "engine.resumed"
+QUEUE_PAUSED = "queue.paused"
+QUEUE_RESUMED = "queue.resumed"
 WORKER_REGISTERED = "worker.registered"
 WORKER_HEARTBEAT = "worker.heartbeat"
 WORKER_LEFT = "worker.left"
@@ -394,6 +396,10 @@ def lease(type: str, run: Run, at: float, owner: str, expires_at: float | None =
 
 def engine_paused(at: float, paused: bool) -> Event:
     return event(ENGINE_PAUSED if paused else ENGINE_RESUMED, at)
+
+
+def queue_paused(at: float, queue: str, paused: bool) -> Event:
+    return event(QUEUE_PAUSED if paused else QUEUE_RESUMED, at, data={"queue": queue})
 
 
 def worker_registered(

@@ -323,6 +323,13 @@ class CallRecord(msgspec.Struct, kw_only=True):
     recorded_at: float = 0.0
 
 
+class QueueRecord(msgspec.Struct, kw_only=True):
+    """A queue's flag (record kind ``queues``): paused since ``paused_at``, or not."""
+
+    name: str
+    paused_at: float | None = None
+
+
 def call_key(run_id: str, number: int) -> str:
     return f"{run_id}/c{number:06d}"
 

@@ -30,6 +30,7 @@ from .model import (
     ExecutionRecord,
     MessageRecord,
     Policy,
+    QueueRecord,
     ReceiptRecord,
     Run,
     SignalRecord,
@@ -60,6 +61,7 @@ TOPICS = "topics"
 RECEIPTS = "receipts"
 SUBSCRIBERS = "subscribers"
 CALLS = "calls"
+QUEUES = "queues"
 
 
 class State:
@@ -394,6 +396,16 @@ def _on_resumed(state: State, ev: Event) -> None:
     state.dirty_engine = True
 
 
+def _on_queue_flag(state: State, ev: Event) -> None:
+    name = ev.data["queue"]
+    rec: QueueRecord | None = state.kind(QUEUES).get(name)
+    paused = ev.type == E.QUEUE_PAUSED
+    if (rec is not None and rec.paused_at is not None) == paused:
+        raise ReplayError(f"{ev.type} (seq {ev.seq}): queue {name!r} already is so")
+    flag = QueueRecord(name=name, paused_at=ev.at if paused else None)
+    state.put(QUEUES, name, flag, new=rec is None)
+
+
 def _worker(state: State, ev: Event) -> WorkerRecord:
     rec: WorkerRecord | None = state.kind(WORKERS).get(ev.data.get("worker_id", ""))
     if rec is None:
@@ -646,6 +658,8 @@ _HANDLERS = {
     E.LEASE_RELEASED: _on_lease_closed,
     E.ENGINE_PAUSED: _on_paused,
     E.ENGINE_RESUMED: _on_resumed,
+    E.QUEUE_PAUSED: _on_queue_flag,
+    E.QUEUE_RESUMED: _on_queue_flag,
     E.WORKER_REGISTERED: _on_worker_registered,
     E.WORKER_HEARTBEAT: _on_worker_heartbeat,
     E.WORKER_LEFT: _on_worker_gone,

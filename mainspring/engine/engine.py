@@ -23,8 +23,8 @@ from ..core.errors import (
     UnknownTask,
 )
 from ..core.ids import uuid7
-from ..core.model import Policy, Run, WorkerRecord
-from ..core.reducer import WORKERS
+from ..core.model import Policy, QueueRecord, Run, WorkerRecord
+from ..core.reducer import QUEUES, WORKERS
 from ..core.schedule import validate_policy
 from ..core.states import TERMINAL, RunState
 from ..store.base import WriteTx
@@ -170,6 +170,27 @@ class Engine(WorkerTurns):
             return True
 
         return self.transact(body)[0]
+
+    def set_queue_paused(self, queue: str, paused: bool) -> bool:
+        """Pause or resume leasing from one queue. Returns False when it already was so."""
+
+        def body(tx: WriteTx, b: Batch) -> bool:
+            tx.load_records(QUEUES, [queue], b.state)
+            rec: QueueRecord | None = b.state.kind(QUEUES).get(queue)
+            if (rec is not None and rec.paused_at is not None) == paused:
+                return False
+            b.emit(E.queue_paused(b.now, queue, paused))
+            b.wake = not paused
+            return True
+
+        return self.transact(body)[0]
+
+    def queues(self) -> tuple[list[QueueRecord], dict[str, dict[str, int]], dict[str, float]]:
+        """The queues' flags, their runs per state, and their oldest ready run's time."""
+        with self.store.read(snapshot=True) as tx:
+            flags: list[QueueRecord] = tx.records(QUEUES)
+            counts, oldest = tx.queue_counts()
+        return flags, counts, oldest
 
     # -- queries ------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.model import Run, Task, WaitRecord, WorkerRecord
-from ..core.reducer import WAITS, WORKERS
+from ..core.reducer import QUEUES, WAITS, WORKERS
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import ReadTx
 
@@ -138,6 +138,16 @@ def explain(tx: ReadTx, run: Run, task: Task | None, now: float) -> list[Why]:
     if tx.paused():
         out.append(
             Why("engine_paused", "the engine is paused: no run is leased until it is resumed")
+        )
+    flag = tx.records(QUEUES, where=("name", run.queue))
+    if flag and flag[0].paused_at is not None:
+        out.append(
+            Why(
+                "queue_paused",
+                f"queue {run.queue!r} is paused: none of its runs is leased until it is "
+                f"resumed (`mainspring resume --queue {run.queue}`)",
+                {"queue": run.queue, "paused_at": flag[0].paused_at},
+            )
         )
     if state == RunState.READY and run.concurrency_key is not None:
         holders = (tx.key_holders([run.concurrency_key]).get(run.concurrency_key) or set()) - {

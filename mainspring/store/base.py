@@ -58,6 +58,10 @@ class ReadTx(ABC):
     def definition(self, name: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
+    def queue_counts(self) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+        """Runs per queue and state, and per queue the scheduled time of its oldest ready run."""
+
+    @abstractmethod
     def definitions(self) -> dict[str, dict[str, Any]]:
         """Every task definition recorded in the store, by name."""
 

@@ -22,6 +22,7 @@ from ..core.model import (
     DeadlineRecord,
     ExecutionRecord,
     MessageRecord,
+    QueueRecord,
     ReceiptRecord,
     SignalRecord,
     StepRecord,
@@ -35,6 +36,7 @@ from ..core.reducer import (
     DEADLINES,
     EXECUTIONS,
     MESSAGES,
+    QUEUES,
     RECEIPTS,
     SIGNALS,
     STEPS,
@@ -118,6 +120,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(SUBSCRIBERS, "ms_subscribers", SubscriberRecord, "name", since=4),
     # @app.transaction: one receipt per call of a run, keyed "<run_id>/c<n>"
     Kind(CALLS, "ms_calls", CallRecord, "call_id", since=4),
+    # a queue's pause flag (read by the claim of ready runs: store/sql.py)
+    Kind(QUEUES, "ms_queues", QueueRecord, "name", since=4, columns=(("paused_at", "real"),)),
 )
 BY_NAME = {k.name: k for k in KINDS}
 

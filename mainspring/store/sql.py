@@ -77,6 +77,22 @@ class SqlReadTx(KindTx, ReadTx):
         rows = self._rows(q, (name,))
         return dict(any_decoder.decode(rows[0][0])) if rows else None
 
+    def queue_counts(self) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+        """Runs per queue and state, and per queue the scheduled time of its oldest ready run."""
+        counts: dict[str, dict[str, int]] = {}
+        for queue, state, n in self._rows(
+            "SELECT queue, state, count(*) FROM ms_runs GROUP BY queue, state"
+        ):
+            counts.setdefault(queue, {})[state] = int(n)
+        oldest = {
+            queue: float(at)
+            for queue, at in self._rows(
+                f"SELECT queue, min(scheduled_at) FROM ms_runs{self.DIALECT.hint('ms_runs_ready')} "
+                "WHERE state = 'ready' GROUP BY queue"
+            )
+        }
+        return counts, oldest
+
     def definitions(self) -> dict[str, dict[str, Any]]:
         q = f"SELECT name, {self.DIALECT.doc} FROM ms_definitions ORDER BY name"
         return {name: dict(any_decoder.decode(doc)) for name, doc in self._rows(q)}
@@ -250,7 +266,10 @@ class SqlReadTx(KindTx, ReadTx):
         d, p = self.DIALECT, self.DIALECT.placeholder
         if names:
             only, params = self._of(names, queues)
-            ready = f"SELECT 1 FROM ms_runs{d.hint('ms_runs_ready')} WHERE state = 'ready'{only}"
+            ready = (
+                f"SELECT 1 FROM ms_runs r{d.hint('ms_runs_ready')} "
+                f"WHERE state = 'ready'{only} AND {OPEN_QUEUE}"
+            )
         else:
             ready, params = "SELECT 1 WHERE 1 = 0", []  # (an empty IN leaves INDEXED BY no plan)
         row = self._rows(
@@ -443,6 +462,12 @@ class SqlWriteTx(SqlReadTx, WriteTx):
         raise NotImplementedError
 
 
+#: A ready run ``r`` whose queue is not paused (``app.pause(queue=...)``).
+OPEN_QUEUE = (
+    "NOT EXISTS (SELECT 1 FROM ms_queues q WHERE q.name = r.queue AND q.paused_at IS NOT NULL)"
+)
+
+
 def ready_query(
     d: Dialect, names: Sequence[str], queues: Sequence[str] | None, claim: str
 ) -> tuple[str, list[Any]]:
@@ -454,7 +479,7 @@ def ready_query(
         f"SELECT {', '.join('r.' + c for c in d.run_cols.split(', '))}, t.{d.doc} "
         f"FROM ms_runs r{d.hint('ms_runs_ready')} JOIN ms_tasks t ON t.task_id = r.task_id "
         f"WHERE r.state = 'ready' AND {names_in} "
-        f"AND NOT EXISTS (SELECT 1 FROM ms_engine WHERE paused = {d.true})"
+        f"AND NOT EXISTS (SELECT 1 FROM ms_engine WHERE paused = {d.true}) AND {OPEN_QUEUE}"
     )
     if queues is not None:
         queues_in, qs = d.one_of("r.queue", queues)

@@ -235,3 +235,21 @@ def test_migrate_a_postgres_store_that_does_not_migrate_itself(
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["schema_version"] >= 1
     assert cli("submit", "t.x", "--store", url).exit_code == 0
+
+
+def test_pause_a_queue_and_list_the_queues(cli: Invoke, store: str) -> None:
+    run_id = submit(cli, store, "t.queued", "--queue", "mail")
+    r = cli("pause", "--queue", "mail", "--json", "--store", store)
+    assert json.loads(r.stdout) == {"paused": True, "changed": True, "queue": "mail"}
+    assert "already paused" in cli("pause", "--queue", "mail", "--store", store).stdout
+    doc = json.loads(cli("why", run_id, "--json", "--store", store).stdout)
+    assert "queue_paused" in [x["code"] for x in doc["reasons"]]
+    queues = json.loads(cli("queues", "--json", "--store", store).stdout)
+    mail = [q for q in queues if q["name"] == "mail"]
+    assert mail[0]["paused"] is True and mail[0]["counts"] == {"ready": 1}
+    table = cli("queues", "--store", store).stdout
+    assert "mail" in table and "paused" in table
+    r = cli("resume", "--queue", "mail", "--store", store)
+    assert r.exit_code == 0 and "queue 'mail' resumed" in r.stdout
+    queues = json.loads(cli("queues", "--json", "--store", store).stdout)
+    assert [q["paused"] for q in queues if q["name"] == "mail"] == [False]
