@@ -435,6 +435,23 @@ class TaskFunction(Submitter[P, R]):
         ctx.launches.append(req)
         return RunHandle(self.app, req.run_id, req.task_id, origin=ctx.attempt_id)
 
+    def submit_many(self, items: Sequence[Any]) -> list[RunHandle]:
+        """Submit one run per item in one transaction: each item a dict of keyword
+        arguments, or an ``(args, kwargs)`` pair. Every item is checked before anything is
+        written."""
+        calls: list[tuple[Sequence[Any], dict[str, Any]]] = []
+        for item in items:
+            if isinstance(item, dict):
+                calls.append(((), item))
+            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+                calls.append((item[0], item[1]))
+            else:
+                raise InvalidArgument(
+                    f"each item of submit_many is a dict of keyword arguments or an "
+                    f"(args, kwargs) pair, got {item!r}"
+                )
+        return self.app.submit_many(self, calls)
+
     def _submit_task(
         self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any
     ) -> TaskHandle:

@@ -70,7 +70,7 @@ from .core.codec import to_plain
 from .core.errors import InvalidArgument, InvalidSchedule
 from .core.ids import uuid7
 from .core.model import Backoff, Policy, TaskOptions
-from .core.states import RunState
+from .core.states import TERMINAL, RunState
 from .engine import Engine
 from .engine.topics import PublishRequest
 from .store.base import Store, open_store, resolve_url
@@ -581,11 +581,14 @@ class App:
         task: TaskFunction[Any, Any] | str,
         calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
     ) -> list[RunHandle]:
-        """Submit many runs of one task in a single transaction (batched enqueue)."""
+        """Submit many runs of one task in a single transaction (batched enqueue). Inside
+        a handler they are launches like any submit (written when its attempt commits)."""
         tf = self.declared.get(task) if isinstance(task, str) else task
         if tf is None:
             raise InvalidArgument(f"task {task!r} is not declared by this App")
-        reqs = [tf.request(a, k, Policy(kind="once")) for a, k in calls]
+        reqs = [tf.request(a, k, Policy(kind="once")) for a, k in calls]  # (all checked first)
+        if context_now() is not None:
+            return [tf._submit(a, k) for a, k in calls]
         subs = self.engine.submit_many(reqs)
         return [RunHandle(self, s.run_ids[0], s.task_id) for s in subs]
 
@@ -608,12 +611,7 @@ class App:
         self, state: RunState | str | None = None, task: str | None = None, limit: int = 100
     ) -> list[RunInfo]:
         """Runs, optionally of one state and/or task name, by scheduled time."""
-        try:
-            st = None if state is None else RunState(state).value
-        except ValueError:
-            raise InvalidArgument(
-                f"state must be one of {', '.join(RunState)}, got {state!r}"
-            ) from None
+        st = None if state is None else _state(state).value
         _limit(limit)
         with self.store.read() as tx:
             return [run_info(r) for r in tx.query_runs(st, task, limit)]
@@ -660,6 +658,43 @@ class App:
         if queue is None:
             return self.engine.set_paused(False)
         return self.engine.set_queue_paused(queue_name(queue), False)
+
+    # -- bulk operations -----------------------------------------------------------------------
+    def matching_runs(
+        self, state: RunState | str | None = None, task: str | None = None, queue: str | None = None
+    ) -> list[str]:
+        """The ids of the runs in ``state`` (None: every state that has not ended), of task
+        name ``task``, in ``queue``: what ``cancel_runs`` / ``rerun_runs`` would change."""
+        states = [s for s in RunState if s not in TERMINAL] if state is None else [_state(state)]
+        return sorted(r for s in states for r in self.engine.matching(s.value, task, queue))
+
+    def cancel_runs(
+        self,
+        state: RunState | str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Cancel every run in ``state`` (None: every run that has not ended), of task name
+        ``task``, in ``queue``, a page of runs per transaction; how many were canceled.
+        ``progress(done, total)`` is called after each page."""
+        if state is not None and _state(state) in TERMINAL:
+            raise InvalidArgument(f"runs that are {state} have ended: there is nothing to cancel")
+        return self.engine.cancel_runs(self.matching_runs(state, task, queue), progress)
+
+    def rerun_runs(
+        self,
+        state: RunState | str = "failed",
+        task: str | None = None,
+        queue: str | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[RunHandle]:
+        """Rerun every run in ``state`` (of task name ``task``, in ``queue``): a new run
+        of each one's task and arguments (``RunHandle.rerun``), a page per transaction."""
+        subs = self.engine.rerun_runs(self.matching_runs(_state(state), task, queue), progress)
+        return [RunHandle(self, s.run_ids[0], s.task_id) for s in subs]
 
     def queues(self) -> list[QueueInfo]:
         """Every queue this App declares, has runs in, or paused: paused or not, its runs
@@ -781,6 +816,15 @@ class App:
             w.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _state(state: Any) -> RunState:
+    try:
+        return RunState(state)
+    except ValueError:
+        raise InvalidArgument(
+            f"state must be one of {', '.join(RunState)}, got {state!r}"
+        ) from None
 
 
 def _limit(limit: Any, what: str = "limit") -> None:

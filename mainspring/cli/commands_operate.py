@@ -23,7 +23,7 @@ from ..core.errors import UnknownExecution, UnknownRun, UnknownTask
 from . import _render as out
 from ._app import open_app
 from ._errors import EXIT_NOT_DONE, EXIT_USAGE, CliError, fail, handle_errors
-from ._options import Globals, JsonOpt, StoreOpt, globals_of, parse_payload
+from ._options import Globals, JsonOpt, StoreOpt, flag, globals_of, parse_payload
 
 
 def _parse_json(text: str | None, option: str, kind: type) -> Any:
@@ -153,19 +153,30 @@ def _cancel_task(app: App, g: Globals, task_id: str) -> None:
 def cancel(
     ctx: typer.Context,
     id_: Annotated[
-        str,
+        str | None,
         typer.Argument(
             metavar="ID",
-            help="A run id (cancel that run) or a task id (cancel the task and its runs that have not ended).",
+            help="A run id (cancel that run) or a task id (cancel the task and its runs that have not ended). Without it: the runs --state/--task/--queue select.",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    state: StateOpt = None,
+    task: TaskOpt = None,
+    queue: BulkQueueOpt = None,
+    yes: YesOpt = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Cancel a run, or a task and its runs that have not ended.
+    """Cancel a run, a task and its runs that have not ended, or (with --state, --task,
+    --queue instead of ID) every run they select.
 
-    ID is a run id or a task id. Exit 1 when the run already ended or the task is already canceled; exit 2 when no run or task has that id. --json: the run or the task as it is now."""
+    ID is a run id or a task id. Exit 1 when the run already ended or the task is already canceled; exit 2 when no run or task has that id. --json: the run or the task as it is now. In bulk, without --yes: print how many runs would be canceled and change nothing; with --yes: cancel them, with progress on a terminal (--json: {"canceled": N})."""
     g = globals_of(ctx, store, json_out)
+    if id_ is None:
+        _bulk(g, "cancel", state, task, queue, yes)
+        return
+    if state is not None or task is not None or queue is not None:
+        raise CliError("give either an ID or --state/--task/--queue, not both")
     with open_app(g, create=False) as app:
         try:
             handle = app.run(id_)
@@ -187,6 +198,57 @@ def cancel(
         out.emit_json(out.run_json(info))
     else:
         typer.echo(f"canceled {id_}")
+
+
+StateOpt = Annotated[
+    str | None,
+    typer.Option("--state", metavar="STATE", help="Bulk: the runs in this state."),
+]
+TaskOpt = Annotated[
+    str | None, typer.Option("--task", metavar="NAME", help="Bulk: only runs of this task.")
+]
+BulkQueueOpt = Annotated[
+    str | None, typer.Option("--queue", metavar="QUEUE", help="Bulk: only runs in this queue.")
+]
+YesOpt = Annotated[
+    bool, flag("--yes", help="Bulk: do it (without it: print what would change, change nothing).")
+]
+
+
+def _bulk(
+    g: Globals, verb: str, state: str | None, task: str | None, queue: str | None, yes: bool
+) -> None:
+    """``cancel`` / ``rerun`` of the runs a filter selects (a dry run without --yes)."""
+    if verb == "rerun" and state is None:
+        raise CliError("rerun in bulk needs --state (e.g. --state failed)")
+    if state is None and task is None and queue is None:
+        raise CliError(f"{verb} needs an ID, or --state/--task/--queue to select runs")
+    with open_app(g, create=False) as app:
+        ids = app.matching_runs(state, task, queue)
+        if not yes:
+            if g.json:
+                out.emit_json({"would_" + verb: len(ids), "run_ids": ids[:20], "dry_run": True})
+            else:
+                shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+                typer.echo(
+                    f"would {verb} {len(ids)} run(s){': ' + shown if ids else ''}; "
+                    "add --yes to do it"
+                )
+            return
+        with out.progress(f"{verb}ing", "runs") as bar:
+            if verb == "cancel":
+                n = app.cancel_runs(state, task, queue, progress=bar)
+                result: dict[str, Any] = {"canceled": n}
+            else:
+                assert state is not None
+                handles = [h.run_id for h in app.rerun_runs(state, task, queue, progress=bar)]
+                result = {"rerun": len(handles), "run_ids": handles}
+    if g.json:
+        out.emit_json(result)
+    else:
+        typer.echo(
+            f"{'canceled' if verb == 'cancel' else 'rerun'} {next(iter(result.values()))} run(s)"
+        )
 
 
 QueueOpt = Annotated[
@@ -236,15 +298,30 @@ def resume(
 def rerun(
     ctx: typer.Context,
     run_id: Annotated[
-        str, typer.Argument(metavar="RUN_ID", help="The run whose task and arguments to run again.")
-    ],
+        str | None,
+        typer.Argument(
+            metavar="RUN_ID",
+            help="The run whose task and arguments to run again. Without it: the runs --state/--task/--queue select.",
+            show_default=False,
+        ),
+    ] = None,
+    state: StateOpt = None,
+    task: TaskOpt = None,
+    queue: BulkQueueOpt = None,
+    yes: YesOpt = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Submit a new run of the same task and arguments as RUN_ID; print its id.
+    """Submit a new run of the same task and arguments as RUN_ID and print its id; or,
+    with --state (e.g. failed), --task, --queue instead, rerun every run they select.
 
-    RUN_ID may be in any state. --json: the new run, whose rerun_of is RUN_ID."""
+    RUN_ID may be in any state. --json: the new run, whose rerun_of is RUN_ID. In bulk, without --yes: print how many runs would be rerun and change nothing; with --yes: rerun them, with progress on a terminal (--json: {"rerun": N, "run_ids": [...]})."""
     g = globals_of(ctx, store, json_out)
+    if run_id is None:
+        _bulk(g, "rerun", state, task, queue, yes)
+        return
+    if state is not None or task is not None or queue is not None:
+        raise CliError("give either a RUN_ID or --state/--task/--queue, not both")
     with open_app(g, create=False) as app:
         new = app.run(run_id).rerun()
         if g.json:

@@ -22,13 +22,13 @@ from ..core.errors import (
     UnknownRun,
     UnknownTask,
 )
-from ..core.ids import uuid7
-from ..core.model import Policy, QueueRecord, Run, WorkerRecord
+from ..core.model import QueueRecord, Run, WorkerRecord
 from ..core.reducer import QUEUES, WORKERS
 from ..core.schedule import validate_policy
 from ..core.states import TERMINAL, RunState
 from ..store.base import WriteTx
 from .batch import Batch
+from .bulk import BulkCommands, rerun_in
 from .messages import SubmitRequest, Submitted, TaskView
 from .submission import submit_one
 from .turn import WorkerTurns
@@ -36,7 +36,7 @@ from .verify import verify
 from .why import Why, explain
 
 
-class Engine(WorkerTurns):
+class Engine(WorkerTurns, BulkCommands):
     """Submission, operator commands and queries; the worker's commands come from
     ``WorkerTurns`` (engine/turn.py)."""
 
@@ -80,33 +80,7 @@ class Engine(WorkerTurns):
         """A new once-run of the task and arguments of ``run_id`` (in any state): a new
         task of policy once with the original's name, arguments and options, whose run
         says ``rerun_of``. The original task and its run accounting are left as they are."""
-
-        def body(tx: WriteTx, b: Batch) -> Submitted:
-            old = self._one_run(tx, b, run_id)
-            tx.load_tasks([old.task_id], b.state)
-            orig = b.state.tasks[old.task_id]
-            task_id = uuid7()
-            b.emit(
-                E.task_created(
-                    b.now,
-                    task_id,
-                    name=orig.name,
-                    args=orig.args,
-                    kwargs=orig.kwargs,
-                    policy=Policy(kind="once"),
-                    options=orig.options,
-                    idempotency_key=None,
-                    concurrency_key=old.concurrency_key,
-                    correlation_id=orig.correlation_id,
-                    execution_id=None,
-                    rerun_of=run_id,
-                )
-            )
-            task = b.state.tasks[task_id]
-            b.wake = True
-            return Submitted(task_id, [b.derive(task, b.now, rerun_of=run_id)])
-
-        return self.transact(body)[0]
+        return self.transact(lambda tx, b: rerun_in(tx, b, self._one_run(tx, b, run_id)))[0]
 
     # -- operator commands -------------------------------------------------------------
     def cancel_run(self, run_id: str, reason: str = "canceled") -> bool:

@@ -58,6 +58,13 @@ class ReadTx(ABC):
     def definition(self, name: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
+    def run_ids_matching(
+        self, state: str, task: str | None, queue: str | None, after: str, limit: int
+    ) -> list[str]:
+        """Ids of the runs in ``state`` (of task name ``task``, in ``queue``) after the id
+        ``after``, in id order: a page of a bulk operation."""
+
+    @abstractmethod
     def queue_counts(self) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
         """Runs per queue and state, and per queue the scheduled time of its oldest ready run."""
 

@@ -135,6 +135,21 @@ class SqlReadTx(KindTx, ReadTx):
         q += f" ORDER BY scheduled_at, run_id LIMIT {p}"
         return [row_run(r) for r in self._rows(q, (*params, limit))]
 
+    def run_ids_matching(
+        self, state: str, task: str | None, queue: str | None, after: str, limit: int
+    ) -> list[str]:
+        """Ids of the runs in ``state`` (of task name ``task``, in ``queue``) after the id
+        ``after``, in id order: a page of a bulk operation."""
+        d, p = self.DIALECT, self.DIALECT.placeholder
+        q = f"SELECT run_id FROM ms_runs{d.of_state(RunState(state))} AND run_id > {p}"
+        params: list[Any] = [after]
+        for column, value in (("task_name", task), ("queue", queue)):
+            if value is not None:
+                q += f" AND {column} = {p}"
+                params.append(value)
+        q += f" ORDER BY run_id LIMIT {p}"
+        return [r[0] for r in self._rows(q, (*params, limit))]
+
     def stats(self) -> dict[str, int]:
         states = list(RunState)
         counts = ", ".join(

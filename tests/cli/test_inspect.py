@@ -253,3 +253,26 @@ def test_pause_a_queue_and_list_the_queues(cli: Invoke, store: str) -> None:
     assert r.exit_code == 0 and "queue 'mail' resumed" in r.stdout
     queues = json.loads(cli("queues", "--json", "--store", store).stdout)
     assert [q["paused"] for q in queues if q["name"] == "mail"] == [False]
+
+
+def test_bulk_cancel_and_rerun_dry_run_then_yes(cli: Invoke, store: str) -> None:
+    ids = [submit(cli, store, "t.bulk", "--queue", "q1") for _ in range(3)]
+    submit(cli, store, "t.other")
+    r = cli("cancel", "--state", "ready", "--queue", "q1", "--store", store)
+    assert r.exit_code == 0 and "would cancel 3 run(s)" in r.stdout
+    assert (
+        json.loads(cli("runs", "--json", "--state", "ready", "--store", store).stdout).__len__()
+        == 4
+    )
+    r = cli("cancel", "--state", "ready", "--queue", "q1", "--yes", "--json", "--store", store)
+    assert json.loads(r.stdout) == {"canceled": 3}
+    states = {
+        x["run_id"]: x["state"] for x in json.loads(cli("runs", "--json", "--store", store).stdout)
+    }
+    assert [states[i] for i in ids] == ["canceled"] * 3
+    r = cli("rerun", "--state", "canceled", "--json", "--store", store)
+    assert json.loads(r.stdout)["would_rerun"] == 3
+    r = cli("rerun", "--state", "canceled", "--yes", "--json", "--store", store)
+    assert json.loads(r.stdout)["rerun"] == 3
+    assert cli("cancel", "--store", store).exit_code == 2  # nothing selects runs
+    assert cli("cancel", ids[0], "--state", "ready", "--store", store).exit_code == 2

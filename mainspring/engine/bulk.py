@@ -1,0 +1,94 @@
+"""Bulk operations: canceling or rerunning every run that matches a filter, a page of
+runs per transaction, so that a store of any size is worked through without one long
+transaction holding the writers up (docs/operations.md, "Bulk operations")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..core import events as E
+from ..core.ids import uuid7
+from ..core.model import Policy, Run
+from ..core.states import TERMINAL, RunState
+from ..store.base import WriteTx
+from .batch import Batch
+from .messages import Submitted
+from .transact import Transactor
+
+#: Runs per transaction of a bulk operation.
+PAGE = 500
+
+Progress = Callable[[int, int], None]
+
+
+def rerun_in(tx: WriteTx, b: Batch, old: Run) -> Submitted:
+    """Decide a rerun of ``old``: a new task of policy once with its task's name,
+    arguments and options, whose run says ``rerun_of``."""
+    tx.load_tasks([old.task_id], b.state)
+    orig = b.state.tasks[old.task_id]
+    task_id = uuid7()
+    b.emit(
+        E.task_created(
+            b.now,
+            task_id,
+            name=orig.name,
+            args=orig.args,
+            kwargs=orig.kwargs,
+            policy=Policy(kind="once"),
+            options=orig.options,
+            idempotency_key=None,
+            concurrency_key=old.concurrency_key,
+            correlation_id=orig.correlation_id,
+            execution_id=None,
+            rerun_of=old.run_id,
+        )
+    )
+    b.wake = True
+    return Submitted(task_id, [b.derive(b.state.tasks[task_id], b.now, rerun_of=old.run_id)])
+
+
+class BulkCommands(Transactor):
+    def matching(self, state: str, task: str | None = None, queue: str | None = None) -> list[str]:
+        """The ids of every run in ``state`` (of ``task``, in ``queue``), in id order."""
+        ids: list[str] = []
+        with self.store.read(snapshot=True) as tx:
+            while True:
+                page = tx.run_ids_matching(state, task, queue, ids[-1] if ids else "", PAGE)
+                ids += page
+                if len(page) < PAGE:
+                    return ids
+
+    def cancel_runs(self, run_ids: list[str], progress: Progress | None = None) -> int:
+        """Cancel the runs of ``run_ids`` that have not ended, a page per transaction (a
+        workflow's children with it); how many were canceled."""
+        done = 0
+        for i in range(0, len(run_ids), PAGE):
+            page = run_ids[i : i + PAGE]
+
+            def body(tx: WriteTx, b: Batch, page: list[str] = page) -> int:
+                tx.load_runs(page, b.state)
+                runs = [b.state.runs[r] for r in page if r in b.state.runs]
+                live = [r for r in runs if RunState(r.state) not in TERMINAL]
+                for run in live:
+                    b.cancel(run, "canceled")
+                return len(live)
+
+            done += self.transact(body)[0]
+            if progress is not None:
+                progress(min(i + PAGE, len(run_ids)), len(run_ids))
+        return done
+
+    def rerun_runs(self, run_ids: list[str], progress: Progress | None = None) -> list[Submitted]:
+        """Rerun each of ``run_ids`` (``Engine.rerun``), a page per transaction."""
+        out: list[Submitted] = []
+        for i in range(0, len(run_ids), PAGE):
+            page = run_ids[i : i + PAGE]
+
+            def body(tx: WriteTx, b: Batch, page: list[str] = page) -> list[Submitted]:
+                tx.load_runs(page, b.state)
+                return [rerun_in(tx, b, b.state.runs[r]) for r in page if r in b.state.runs]
+
+            out += self.transact(body)[0]
+            if progress is not None:
+                progress(min(i + PAGE, len(run_ids)), len(run_ids))
+        return out

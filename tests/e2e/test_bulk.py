@@ -1,0 +1,64 @@
+"""Bulk operations on both stores: ``task.submit_many``, ``app.cancel_runs`` and
+``app.rerun_runs`` over 10,000 runs, a page per transaction, with progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+import mainspring as ms
+
+Make = Callable[..., ms.App]
+
+
+def test_submit_many_cancel_runs_and_rerun_runs_on_10000_runs(make_app: Make) -> None:
+    app = make_app(check=False)  # (verified below: one history read per run is too slow)
+
+    @app.task(queue="bulk")
+    def job(i: int, tag: str = "") -> int:
+        return i
+
+    @app.task
+    def other(i: int) -> int:
+        return i
+
+    handles = job.submit_many([{"i": i} for i in range(5_000)])
+    handles += job.submit_many([((i,), {"tag": "t"}) for i in range(5_000, 10_000)])
+    keep = other.submit_many([{"i": i} for i in range(10)])
+    assert len(handles) == 10_000 and len({h.run_id for h in handles}) == 10_000
+    assert app.stats()["ready"] == 10_010
+
+    seen: list[tuple[int, int]] = []
+    assert len(app.matching_runs("ready", queue="bulk")) == 10_000
+    canceled = app.cancel_runs("ready", task=job.name, progress=lambda d, t: seen.append((d, t)))
+    assert canceled == 10_000
+    assert seen[-1] == (10_000, 10_000) and len(seen) == 20  # a page of 500 at a time
+    assert app.stats()["canceled"] == 10_000
+    assert [h.status() for h in keep] == [ms.RunState.READY] * 10
+    assert app.cancel_runs("ready", task=job.name) == 0  # nothing left to cancel
+
+    again = app.rerun_runs("canceled", queue="bulk")
+    assert len(again) == 10_000
+    infos = {r.rerun_of for r in app.runs(state="ready", task=job.name, limit=20_000)}
+    assert infos == {h.run_id for h in handles}
+    report = app.verify()
+    assert report.ok, report.problems
+
+
+def test_bulk_bad_input_changes_nothing(app: ms.App) -> None:
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    job.submit(1)
+    before = app.log()
+    with pytest.raises(ms.InvalidArgument):
+        app.cancel_runs("completed")  # ended runs: nothing to cancel
+    with pytest.raises(ms.InvalidArgument):
+        app.cancel_runs("no-such-state")
+    with pytest.raises(ms.InvalidArgument):
+        job.submit_many([{"i": 1}, "not an item"])
+    with pytest.raises(ms.InvalidArgument):
+        job.submit_many([{"i": 1}, {"j": 2}])  # the second does not fit: none is written
+    assert app.log() == before
