@@ -85,6 +85,8 @@ class State:
         self.dirty_definitions: set[str] = set()
         self.dirty_records: dict[str, set[str]] = {}
         self.new_records: dict[str, set[str]] = {}  # created since the last save
+        #: keys of record kinds a store looked up for this state, found or not (not again)
+        self.looked_up: dict[str, set[str]] = {}
         self.dirty_engine: bool = False
         self.new_tasks: set[str] = set()  # created by events applied since the last save
         self.new_runs: set[str] = set()

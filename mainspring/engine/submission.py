@@ -17,9 +17,12 @@ from .messages import SubmitRequest, Submitted
 Seen = dict[tuple[str, str], Submitted]
 
 
-def submit_one(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -> Submitted:
-    """Decide one submission in ``b`` (events emitted, nothing written yet)."""
-    if req.idempotency_key is not None:
+def submit_one(
+    tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen, *, fresh: bool = False
+) -> Submitted:
+    """Decide one submission in ``b`` (events emitted, nothing written yet); ``fresh``:
+    its idempotency key was never used (no lookup for it)."""
+    if req.idempotency_key is not None and not fresh:
         again = _by_idempotency_key(tx, b, req, seen)
         if again is not None:
             return again

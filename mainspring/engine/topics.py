@@ -66,14 +66,36 @@ class TopicCommands(CallCommands):
 
         def body(tx: WriteTx, b: Batch) -> list[MessageRecord]:
             seen: Seen = {}
-            return [self.publish_in(tx, b, req, seen) for req in reqs]
+            tx.load_records(MESSAGES, [r.event_id for r in reqs], b.state)  # (one read)
+            subscribers = self._subscribers(tx)
+            return [self.publish_in(tx, b, req, seen, subscribers=subscribers) for req in reqs]
 
         return self.transact(body)[0]
 
+    @staticmethod
+    def _subscribers(tx: WriteTx) -> list[tuple[str, tuple[str, ...], TaskOptions]]:
+        """The subscribers declared in the store: name, topic pattern, options."""
+        out = []
+        for name, definition in sorted(tx.definitions().items()):
+            pattern = definition.get("topic")
+            parts = parse_pattern(pattern) if isinstance(pattern, str) else None
+            if parts is None:
+                continue
+            fields = {k: v for k, v in definition.items() if k in TaskOptions.__struct_fields__}
+            out.append((name, parts, msgspec.convert(fields, TaskOptions)))
+        return out
+
     def publish_in(
-        self, tx: WriteTx, b: Batch, req: PublishRequest, seen: Seen, run: Run | None = None
+        self,
+        tx: WriteTx,
+        b: Batch,
+        req: PublishRequest,
+        seen: Seen,
+        run: Run | None = None,
+        subscribers: list[tuple[str, tuple[str, ...], TaskOptions]] | None = None,
     ) -> MessageRecord:
-        """Decide a publish inside a command's transaction (``run``: the publishing run)."""
+        """Decide a publish inside a command's transaction (``run``: the publishing run;
+        ``subscribers``: ``_subscribers``, when the caller read them already)."""
         tx.load_records(MESSAGES, [req.event_id], b.state)
         old: MessageRecord | None = b.state.kind(MESSAGES).get(req.event_id)
         if old is not None:
@@ -101,15 +123,12 @@ class TopicCommands(CallCommands):
         )
         b.emit(E.message_published(b.now, msg, run))
         doc = message_doc(msg)
-        for name, definition in sorted(tx.definitions().items()):
-            pattern = definition.get("topic")
-            parts = parse_pattern(pattern) if isinstance(pattern, str) else None
-            if parts is None or not matches(parts, tuple(msg.topic.split("."))):
+        topic_parts = tuple(msg.topic.split("."))
+        for name, parts, options in (
+            subscribers if subscribers is not None else self._subscribers(tx)
+        ):
+            if not matches(parts, topic_parts):
                 continue
-            options = msgspec.convert(
-                {k: v for k, v in definition.items() if k in TaskOptions.__struct_fields__},
-                TaskOptions,
-            )
             submit_one(
                 tx,
                 b,
@@ -126,6 +145,9 @@ class TopicCommands(CallCommands):
                     concurrency_key=f"ordered:{name}" if options.ordered else None,
                 ),
                 seen,
+                # a new message has no delivery yet: no lookup by its key (the store's
+                # unique key on it still refuses a second)
+                fresh=True,
             )
         b.wake = True
         return msg

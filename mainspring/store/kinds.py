@@ -158,7 +158,9 @@ class KindTx:
         """Load these records of ``kind`` into ``state`` (locked for changing them)."""
         k, p = BY_NAME[kind], self.DIALECT.placeholder
         loaded = state.kind(kind)
-        need = sorted({key for key in keys if key not in loaded})
+        seen = state.looked_up.setdefault(kind, set())
+        need = sorted({key for key in keys if key not in loaded and key not in seen})
+        seen.update(need)
         for i in range(0, len(need), 500):
             chunk = need[i : i + 500]
             q = (
