@@ -4,6 +4,7 @@ and what `why` says of a suspended workflow."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ def app(store: str) -> Iterator[ms.App]:
 
     @app.task(name="wf.child")
     def child(x: int) -> int:
+        # long enough that the workflow asks for its result before it ends, and so waits
+        # (a child that ended already is returned without a wait)
+        time.sleep(0.3)
         return x + 1
 
     @app.workflow(name="wf.flow")
