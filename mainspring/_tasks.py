@@ -46,6 +46,9 @@ OVERRIDES = (
     "concurrency_key",
     "queue",
     "deadline",
+    "debounce",
+    "debounce_key",
+    "debounce_max",
 )
 
 
@@ -313,12 +316,18 @@ class TaskFunction(Submitter[P, R]):
         concurrency_key: str | None = None,
         queue: str | None = None,
         deadline: float | timedelta | datetime | None = None,
+        debounce: float | timedelta | None = None,
+        debounce_key: str | None = None,
+        debounce_max: float | timedelta | None = None,
     ) -> Submitter[P, R]:
         """Per-submission overrides; returns an object with submit/repeat/schedule.
 
         ``deadline`` (seconds or a timedelta from now, or an aware datetime): a run not
         terminal when it passes is canceled with reason ``deadline`` (a workflow's
-        children with it)."""
+        children with it). ``debounce`` (seconds) with ``debounce_key``: submissions of
+        this task with the same key collapse into one run, due ``debounce`` seconds after
+        the last of them (at most ``debounce_max`` after the first), with the last one's
+        arguments; each returns that run's handle."""
         return Submitter(
             self,
             idempotency_key=idempotency_key,
@@ -330,6 +339,9 @@ class TaskFunction(Submitter[P, R]):
             concurrency_key=concurrency_key,
             queue=queue,
             deadline=deadline,
+            debounce=debounce,
+            debounce_key=debounce_key,
+            debounce_max=debounce_max,
         )
 
     # -- building requests ----------------------------------------------------------------------
@@ -393,6 +405,7 @@ class TaskFunction(Submitter[P, R]):
         self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any
     ) -> SubmitRequest:
         """Build the engine's SubmitRequest (checks and encodes the arguments)."""
+        debounce = _debounce(policy, ov)
         bound = self.bind(args, kwargs)
         key = self._resolve_key(args, kwargs, bound, ov.get("concurrency_key"))
         plain_args = to_plain(list(args), f"the arguments of {self.name}")
@@ -410,12 +423,19 @@ class TaskFunction(Submitter[P, R]):
             args=plain_args,
             kwargs=plain_kwargs,
             options=opts,
-            policy=_start(policy, ov.get("delay"), ov.get("run_at"), self.app.clock.now),
+            # (a debounced run is first due its debounce after this submission)
+            policy=_start(
+                policy,
+                debounce[0] if debounce is not None else ov.get("delay"),
+                ov.get("run_at"),
+                self.app.clock.now,
+            ),
             concurrency_key=key,
             idempotency_key=_label("idempotency_key", ov.get("idempotency_key")),
             execution_id=_label("execution_id", ov.get("execution_id")),
             correlation_id=_label("correlation_id", ov.get("correlation_id")),
             deadline_at=_deadline(ov.get("deadline"), self.app.clock.now),
+            debounce=debounce,
         )
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:
@@ -471,6 +491,27 @@ def _start(policy: Policy, delay: Any, run_at: Any, now: Callable[[], float]) ->
     if d is not None:
         return msgspec.structs.replace(policy, start_at=now() + d)
     return policy
+
+
+def _debounce(policy: Policy, ov: dict[str, Any]) -> tuple[float, str, float | None] | None:
+    """``debounce`` / ``debounce_key`` / ``debounce_max``, checked: (seconds, key, max)."""
+    delay = seconds(ov.get("debounce"), "debounce")
+    key, most = ov.get("debounce_key"), seconds(ov.get("debounce_max"), "debounce_max")
+    if delay is None:
+        if key is not None or most is not None:
+            raise InvalidArgument("debounce_key and debounce_max need debounce=seconds")
+        return None
+    if delay <= 0:
+        raise InvalidArgument(f"debounce must be > 0 seconds, got {ov.get('debounce')!r}")
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(
+            "debounce needs debounce_key: the submissions with the same key collapse into one run"
+        )
+    if most is not None and most < delay:
+        raise InvalidArgument(f"debounce_max ({most} s) must be at least debounce ({delay} s)")
+    if policy.kind != "once" or ov.get("delay") is not None or ov.get("run_at") is not None:
+        raise InvalidArgument("debounce applies to a once submission without delay or run_at")
+    return delay, key, most
 
 
 def _deadline(deadline: Any, now: Callable[[], float]) -> float | None:

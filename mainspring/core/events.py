@@ -41,6 +41,7 @@ LEASE_EXPIRED = "lease.expired"
 LEASE_RELEASED = "lease.released"
 ENGINE_PAUSED = "engine.paused"
 ENGINE_RESUMED = "engine.resumed"
+RUN_DEBOUNCED = "run.debounced"
 QUEUE_PAUSED = "queue.paused"
 QUEUE_RESUMED = "queue.resumed"
 WORKER_REGISTERED = "worker.registered"
@@ -79,6 +80,7 @@ class TaskCreated(TypedDict):
     parent_run_id: NotRequired[str]
     deadline_at: NotRequired[float]
     caused_by: NotRequired[str]
+    debounce_key: NotRequired[str]
 
 
 class TaskCanceled(TypedDict):
@@ -277,6 +279,7 @@ def task_created(
     parent_run_id: str | None = None,
     deadline_at: float | None = None,
     caused_by: str | None = None,
+    debounce_key: str | None = None,
 ) -> Event:
     data = TaskCreated(
         name=name,
@@ -295,6 +298,8 @@ def task_created(
         data["deadline_at"] = deadline_at
     if caused_by is not None:
         data["caused_by"] = caused_by
+    if debounce_key is not None:
+        data["debounce_key"] = debounce_key
     return event(
         TASK_CREATED,
         at,
@@ -396,6 +401,14 @@ def lease(type: str, run: Run, at: float, owner: str, expires_at: float | None =
 
 def engine_paused(at: float, paused: bool) -> Event:
     return event(ENGINE_PAUSED if paused else ENGINE_RESUMED, at)
+
+
+def run_debounced(
+    run: Run, at: float, *, args: list[Any], kwargs: dict[str, Any], due_at: float
+) -> Event:
+    """Another submission collapsed into ``run`` (debounce): its arguments win, and the
+    run comes due at ``due_at``."""
+    return _about(run, RUN_DEBOUNCED, at, None, {"args": args, "kwargs": kwargs, "due_at": due_at})
 
 
 def queue_paused(at: float, queue: str, paused: bool) -> Event:

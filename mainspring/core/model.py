@@ -129,6 +129,7 @@ class Task(msgspec.Struct, kw_only=True):
     parent_run_id: str | None = None  # the workflow run that started this task's run
     deadline_at: float | None = None  # past it, a run not yet terminal is canceled
     caused_by: str | None = None  # the run whose handler submitted it
+    debounce_key: str | None = None  # submissions with this key collapse into its run
 
 
 class Attempt(msgspec.Struct, kw_only=True):
@@ -321,6 +322,20 @@ class CallRecord(msgspec.Struct, kw_only=True):
     args: Any = None  # the call's arguments, as plain data (a call with others is refused)
     output: Any = None
     recorded_at: float = 0.0
+
+
+class DebounceRecord(msgspec.Struct, kw_only=True):
+    """The run a debounce key's submissions collapse into (record kind ``debounces``),
+    while it has not started."""
+
+    key: str  # debounce_key_of(task name, debounce key)
+    run_id: str
+    task_id: str
+    first_at: float  # when the first of the collapsed submissions came
+
+
+def debounce_key_of(task_name: str, key: str) -> str:
+    return f"{task_name} {key}"
 
 
 class QueueRecord(msgspec.Struct, kw_only=True):

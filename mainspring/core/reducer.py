@@ -26,6 +26,7 @@ from .model import (
     Attempt,
     CallRecord,
     DeadlineRecord,
+    DebounceRecord,
     Event,
     ExecutionRecord,
     MessageRecord,
@@ -42,6 +43,7 @@ from .model import (
     WaitRecord,
     WorkerRecord,
     call_key,
+    debounce_key_of,
     receipt_key,
     step_key,
     wait_key,
@@ -62,6 +64,7 @@ RECEIPTS = "receipts"
 SUBSCRIBERS = "subscribers"
 CALLS = "calls"
 QUEUES = "queues"
+DEBOUNCES = "debounces"
 
 
 class State:
@@ -173,6 +176,7 @@ def _on_task_created(state: State, ev: Event) -> None:
         parent_run_id=d.get("parent_run_id"),
         deadline_at=d.get("deadline_at"),
         caused_by=d.get("caused_by"),
+        debounce_key=d.get("debounce_key"),
     )
     state.dirty_tasks.add(ev.task_id)
     state.new_tasks.add(ev.task_id)
@@ -238,6 +242,11 @@ def _on_run_created(state: State, ev: Event) -> None:
         state.put(EXECUTIONS, ev.execution_id, rec, new=True)
     if run.deadline_at is not None:
         state.put(DEADLINES, run.run_id, DeadlineRecord(run_id=run.run_id, at=run.deadline_at))
+    if task.debounce_key is not None:
+        key = debounce_key_of(task.name, task.debounce_key)
+        old = state.kind(DEBOUNCES).get(key)
+        collapse = DebounceRecord(key=key, run_id=run.run_id, task_id=task.task_id, first_at=ev.at)
+        state.put(DEBOUNCES, key, collapse, new=old is None)
     task.derived += 1
     sched = d["scheduled_at"]
     if task.cursor is None or sched > task.cursor:
@@ -396,6 +405,18 @@ def _on_resumed(state: State, ev: Event) -> None:
         raise ReplayError(f"engine.resumed (seq {ev.seq}): the engine is not paused")
     state.paused = False
     state.dirty_engine = True
+
+
+def _on_run_debounced(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    if run.state != RunState.SCHEDULED:
+        raise ReplayError(f"run.debounced (seq {ev.seq}): run {run.run_id} is {run.state!r}")
+    task = _task(state, run.task_id, ev)
+    task.args, task.kwargs = list(ev.data["args"]), dict(ev.data["kwargs"])
+    run.due_at = ev.data["due_at"]  # (scheduled_at stays the first submission's time)
+    run.updated_at = ev.at
+    state.dirty_tasks.add(task.task_id)
+    state.dirty_runs.add(run.run_id)
 
 
 def _on_queue_flag(state: State, ev: Event) -> None:
@@ -660,6 +681,7 @@ _HANDLERS = {
     E.LEASE_RELEASED: _on_lease_closed,
     E.ENGINE_PAUSED: _on_paused,
     E.ENGINE_RESUMED: _on_resumed,
+    E.RUN_DEBOUNCED: _on_run_debounced,
     E.QUEUE_PAUSED: _on_queue_flag,
     E.QUEUE_RESUMED: _on_queue_flag,
     E.WORKER_REGISTERED: _on_worker_registered,

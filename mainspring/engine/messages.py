@@ -30,6 +30,8 @@ class SubmitRequest:
     #: ids minted ahead (a launch from a handler: its handle knows them before the commit)
     task_id: str | None = None
     run_id: str | None = None
+    #: debounce: (seconds, key, max seconds or None): submissions with the key collapse
+    debounce: tuple[float, str, float | None] | None = None
 
 
 @dataclass

@@ -6,9 +6,10 @@ from __future__ import annotations
 from ..core import events as E
 from ..core.errors import IdempotencyConflict, InvalidArgument, InvalidSchedule
 from ..core.ids import uuid7
-from ..core.model import ExecutionRecord
-from ..core.reducer import EXECUTIONS
+from ..core.model import DebounceRecord, ExecutionRecord, debounce_key_of
+from ..core.reducer import DEBOUNCES, EXECUTIONS
 from ..core.schedule import initial_occurrences
+from ..core.states import RunState
 from ..store.base import WriteTx
 from .batch import Batch
 from .messages import SubmitRequest, Submitted
@@ -24,6 +25,10 @@ def submit_one(
     its idempotency key was never used (no lookup for it)."""
     if req.idempotency_key is not None and not fresh:
         again = _by_idempotency_key(tx, b, req, seen)
+        if again is not None:
+            return again
+    if req.debounce is not None:
+        again = _debounced(tx, b, req)
         if again is not None:
             return again
     if req.options.workflow and req.execution_id is not None:
@@ -59,6 +64,7 @@ def submit_one(
             parent_run_id=req.parent_run_id,
             deadline_at=req.deadline_at,
             caused_by=req.caused_by,
+            debounce_key=None if req.debounce is None else req.debounce[1],
         )
     )
     task = b.state.tasks[task_id]
@@ -67,6 +73,27 @@ def submit_one(
     if req.idempotency_key is not None:
         seen[(req.name, req.idempotency_key)] = sub
     return sub
+
+
+def _debounced(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | None:
+    """The run this submission collapses into (its arguments now the run's, due
+    ``debounce`` seconds from now, at most ``debounce_max`` after the first), or None when
+    the key has no run that has not started yet."""
+    assert req.debounce is not None
+    delay, key, most = req.debounce
+    dkey = debounce_key_of(req.name, key)
+    tx.load_records(DEBOUNCES, [dkey], b.state)
+    rec: DebounceRecord | None = b.state.kind(DEBOUNCES).get(dkey)
+    if rec is None:
+        return None
+    tx.load_runs([rec.run_id], b.state)
+    run = b.state.runs.get(rec.run_id)
+    if run is None or run.state != RunState.SCHEDULED:
+        return None  # it started (or ended): a new run
+    tx.load_tasks([rec.task_id], b.state, lock=True)
+    due = b.now + delay if most is None else min(b.now + delay, rec.first_at + most)
+    b.emit(E.run_debounced(run, b.now, args=req.args, kwargs=req.kwargs, due_at=due))
+    return Submitted(rec.task_id, [rec.run_id], replayed=True)
 
 
 def _by_idempotency_key(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -> Submitted | None:

@@ -20,6 +20,7 @@ import msgspec
 from ..core.model import (
     CallRecord,
     DeadlineRecord,
+    DebounceRecord,
     ExecutionRecord,
     MessageRecord,
     QueueRecord,
@@ -34,6 +35,7 @@ from ..core.model import (
 from ..core.reducer import (
     CALLS,
     DEADLINES,
+    DEBOUNCES,
     EXECUTIONS,
     MESSAGES,
     QUEUES,
@@ -122,6 +124,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(CALLS, "ms_calls", CallRecord, "call_id", since=4),
     # a queue's pause flag (read by the claim of ready runs: store/sql.py)
     Kind(QUEUES, "ms_queues", QueueRecord, "name", since=4, columns=(("paused_at", "real"),)),
+    # debounce: the run a task's submissions with one debounce key collapse into
+    Kind(DEBOUNCES, "ms_debounces", DebounceRecord, "key", since=4),
 )
 BY_NAME = {k.name: k for k in KINDS}
 

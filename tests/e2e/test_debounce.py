@@ -1,0 +1,104 @@
+"""Debounce on both stores: submissions with one key collapse into one run with the last
+arguments, due after the last (bounded by debounce_max); concurrent submitters too."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+import mainspring as ms
+from mainspring.testing import ManualClock
+
+Make = Callable[..., ms.App]
+
+
+def test_submissions_collapse_into_one_run_with_the_last_arguments(make_app: Make) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    got: list[str] = []
+
+    @app.task
+    def reindex(doc: str) -> str:
+        got.append(doc)
+        return doc
+
+    opts = reindex.with_options(debounce=10, debounce_key="index")
+    h1 = opts.submit("v1")
+    clock.advance(5)
+    h2 = opts.submit("v2")
+    clock.advance(5)
+    h3 = opts.submit("v3")
+    assert h1 == h2 == h3
+    with app.worker() as w:
+        clock.advance(9)  # 9 s after the last: not due yet
+        w.run_until_idle()
+        assert got == [] and h1.status() == ms.RunState.SCHEDULED
+        clock.advance(2)
+        w.run_until_idle()
+    assert h1.result() == "v3" and got == ["v3"]
+    # the run started: the next submission makes a new one
+    h4 = opts.submit("v4")
+    assert h4 != h1 and len(app.runs()) == 2
+
+
+def test_debounce_max_bounds_the_wait_after_the_first(make_app: Make) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock)
+
+    @app.task
+    def flush(n: int) -> int:
+        return n
+
+    opts = flush.with_options(debounce=10, debounce_key="k", debounce_max=15)
+    h = opts.submit(1)
+    for n in range(2, 5):
+        clock.advance(4)
+        opts.submit(n)  # each pushes the due time, but never past first + 15
+    [not_due] = [r for r in app.why(h.run_id).reasons if r.code == "not_due"]
+    assert not_due.data["due_at"].timestamp() == pytest.approx(clock.now() - 12 + 15)
+
+
+def test_concurrent_submitters_make_one_run(make_app: Make) -> None:
+    app = make_app()
+
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    opts = job.with_options(debounce=60, debounce_key="same")
+    handles: list[ms.RunHandle] = []
+    lock = threading.Lock()
+
+    def submit(i: int) -> None:
+        for k in range(10):
+            h = opts.submit(i * 100 + k)
+            with lock:
+                handles.append(h)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({h.run_id for h in handles}) == 1 and len(app.runs()) == 1
+
+
+@pytest.mark.parametrize(
+    "ov",
+    [
+        {"debounce": 10},  # no key
+        {"debounce_key": "k"},  # no debounce
+        {"debounce": 0, "debounce_key": "k"},
+        {"debounce": 10, "debounce_key": "k", "debounce_max": 5},
+        {"debounce": 10, "debounce_key": "k", "delay": 5},
+    ],
+)
+def test_bad_debounce_options_write_nothing(app: ms.App, ov: dict[str, object]) -> None:
+    @app.task
+    def job() -> None: ...
+
+    with pytest.raises(ms.InvalidArgument):
+        job.with_options(**ov).submit()  # type: ignore[arg-type]
+    assert app.runs() == []
