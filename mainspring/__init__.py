@@ -50,7 +50,7 @@ from .core.failures import (
     default_retry,
     is_permanent,
 )
-from .core.model import Backoff
+from .core.model import Backoff, RateLimit
 from .core.outcomes import Fail, Retry, Suspend
 from .core.states import AttemptResult, RunState
 from .worker import AttemptDone, Context, context
@@ -95,6 +95,7 @@ __all__ = [
     "NonDeterminism",
     "PreconditionFailed",
     "QueueInfo",
+    "RateLimit",
     "Reason",
     "Receipt",
     "Retry",

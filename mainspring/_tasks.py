@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypedDict, TypeVar
@@ -21,7 +22,7 @@ from .core.clock import from_datetime, seconds
 from .core.codec import to_plain
 from .core.errors import InvalidArgument, InvalidSchedule
 from .core.ids import uuid7
-from .core.model import MISFIRE_GRACE_SECONDS, Backoff, Policy, TaskOptions
+from .core.model import MISFIRE_GRACE_SECONDS, Backoff, Policy, RateLimit, TaskOptions
 from .engine import SubmitRequest
 from .worker.context import current as context_now
 
@@ -81,6 +82,7 @@ class TaskOptionArgs(TypedDict, total=False):
     priority: int
     queue: str
     max_lost: int
+    rate_limit: str | RateLimit | None
     retry_on: tuple[type[BaseException], ...]
     never_retry: tuple[type[BaseException], ...]
 
@@ -100,6 +102,35 @@ def _int(value: Any, what: str, minimum: int | None = None) -> int:
     return value
 
 
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(s|m|h)\s*")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def rate_limit_of(value: Any) -> RateLimit | None:
+    """A task's ``rate_limit``: ``"100/s"`` (or ``/m``, ``/h``) or an ``ms.RateLimit``,
+    checked (``InvalidArgument`` for a malformed one)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        m = _RATE.fullmatch(value)
+        if m is None:
+            raise InvalidArgument(
+                f"rate_limit {value!r} is not a rate: use 'N/s', 'N/m' or 'N/h' (e.g. '100/s'), "
+                "or ms.RateLimit(count, per=seconds, key=None)"
+            )
+        value = RateLimit(int(m.group(1)), _PER[m.group(2)])
+    if not isinstance(value, RateLimit):
+        raise InvalidArgument(f"rate_limit must be 'N/s' or an ms.RateLimit, got {value!r}")
+    _int(value.count, "the rate limit's count", 1)
+    per = seconds(value.per, "the rate limit's window (per)")
+    if per is None or per <= 0:
+        raise InvalidArgument(f"the rate limit's window must be > 0 seconds, got {value.per!r}")
+    key = value.key
+    if key is not None and not (isinstance(key, str) or callable(key)):
+        raise InvalidArgument(f"the rate limit's key must be a string or a callable, got {key!r}")
+    return RateLimit(value.count, per, key)
+
+
 def options(
     *,
     max_attempts: int = 1,
@@ -111,6 +142,7 @@ def options(
     priority: int = 0,
     queue: str = "default",
     max_lost: int = 5,
+    rate_limit: str | RateLimit | None = None,
 ) -> TaskOptions:
     """A task's options, checked (``InvalidArgument`` names the first bad one)."""
     _int(max_attempts, "max_attempts", 1)
@@ -143,7 +175,17 @@ def options(
         priority=priority,
         queue=queue,
         max_lost=max_lost,
+        rate_limit=rate_limit_of(rate_limit),
     )
+
+
+def durable(opts: TaskOptions) -> TaskOptions:
+    """``opts`` as stored: a rate limit keyed by a callable keeps no key (the declaring
+    App computes it per submission)."""
+    limit = opts.rate_limit
+    if limit is None or not callable(limit.key):
+        return opts
+    return msgspec.structs.replace(opts, rate_limit=RateLimit(limit.count, limit.per, None))
 
 
 def queue_name(queue: Any) -> str:
@@ -275,6 +317,10 @@ class TaskFunction(Submitter[P, R]):
         self.signature = signature if signature is not None else _signature(fn)
         self._plain = _plain_parameters(self.signature)
         self.failure_overrides: FailureOverrides = ((), ())
+        #: the rate limit's key as declared (a callable one is not in ``options``)
+        self.rate_key: str | Callable[..., str] | None = (
+            options.rate_limit.key if options.rate_limit is not None else None
+        )
         super().__init__(self)
         functools.update_wrapper(self, fn)
 
@@ -292,7 +338,7 @@ class TaskFunction(Submitter[P, R]):
         ``"{param}"`` concurrency key template), and whether the key is computed by a
         callable (``key_callable``), which only the handler's own code can run.
         """
-        doc: dict[str, Any] = msgspec.to_builtins(self.options)
+        doc: dict[str, Any] = msgspec.to_builtins(durable(self.options))
         sig = self.signature
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         params = [] if sig is None else list(sig.parameters.values())
@@ -382,13 +428,35 @@ class TaskFunction(Submitter[P, R]):
         if override is not None and not isinstance(override, str):
             raise InvalidArgument(f"concurrency_key must be a string, got {override!r}")
         key = override if override is not None else self._key
+        return self._fill(key, "concurrency_key", args, kwargs, bound)
+
+    def _rate_key(
+        self, args: Sequence[Any], kwargs: dict[str, Any], bound: dict[str, Any]
+    ) -> str | None:
+        """The rate limit account of a submission: the task's name, and its key's value."""
+        limit = self.options.rate_limit
+        if limit is None:
+            return None
+        key = self._fill(self.rate_key, "the rate limit's key", args, kwargs, bound)
+        return self.name if key is None else f"{self.name} {key}"
+
+    def _fill(
+        self,
+        key: str | Callable[..., str] | None,
+        what: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        bound: dict[str, Any],
+    ) -> str | None:
+        """A key as declared (a string, a ``"{param}"`` template or a callable of the
+        arguments), filled for one submission."""
         if key is None:
             return None
         if callable(key):
             value = key(*args, **kwargs)
             if not isinstance(value, str):
                 raise InvalidArgument(
-                    f"concurrency_key callable of {self.name} must return a str, got {value!r}"
+                    f"{what} callable of {self.name} must return a str, got {value!r}"
                 )
             return value
         if "{" in key:
@@ -396,7 +464,7 @@ class TaskFunction(Submitter[P, R]):
                 return key.format(**bound)
             except (KeyError, IndexError, ValueError) as exc:
                 raise InvalidArgument(
-                    f"concurrency_key template {key!r} of {self.name} cannot be filled from the "
+                    f"{what} template {key!r} of {self.name} cannot be filled from the "
                     f"arguments: missing {exc}"
                 ) from None
         return key
@@ -408,9 +476,10 @@ class TaskFunction(Submitter[P, R]):
         debounce = _debounce(policy, ov)
         bound = self.bind(args, kwargs)
         key = self._resolve_key(args, kwargs, bound, ov.get("concurrency_key"))
+        rate_key = self._rate_key(args, kwargs, bound)
         plain_args = to_plain(list(args), f"the arguments of {self.name}")
         plain_kwargs = to_plain(dict(kwargs), f"the keyword arguments of {self.name}")
-        opts = self.options
+        opts = durable(self.options)
         changes: dict[str, Any] = {}
         if ov.get("priority") is not None:
             changes["priority"] = _int(ov["priority"], "priority")
@@ -436,6 +505,7 @@ class TaskFunction(Submitter[P, R]):
             correlation_id=_label("correlation_id", ov.get("correlation_id")),
             deadline_at=_deadline(ov.get("deadline"), self.app.clock.now),
             debounce=debounce,
+            rate_key=rate_key,
         )
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:

@@ -69,7 +69,7 @@ from .core.clock import Clock, SystemClock, seconds
 from .core.codec import to_plain
 from .core.errors import InvalidArgument, InvalidSchedule
 from .core.ids import uuid7
-from .core.model import Backoff, Policy, TaskOptions
+from .core.model import Backoff, Policy, RateLimit, TaskOptions
 from .core.states import TERMINAL, RunState
 from .engine import Engine
 from .engine.topics import PublishRequest
@@ -229,6 +229,7 @@ class App:
         priority: int = 0,
         queue: str = "default",
         max_lost: int = 5,
+        rate_limit: str | RateLimit | None = None,
         retry_on: tuple[type[BaseException], ...] = (),
         never_retry: tuple[type[BaseException], ...] = (),
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
@@ -248,6 +249,7 @@ class App:
         priority: int = 0,
         queue: str = "default",
         max_lost: int = 5,
+        rate_limit: str | RateLimit | None = None,
         retry_on: tuple[type[BaseException], ...] = (),
         never_retry: tuple[type[BaseException], ...] = (),
     ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
@@ -265,6 +267,7 @@ class App:
             priority=priority,
             queue=queue,
             max_lost=max_lost,
+            rate_limit=rate_limit,
         )
         overrides = failure_overrides(retry_on, never_retry)
         return self._declare(fn, name, opts, concurrency_key, overrides, "@app.task")

@@ -81,6 +81,7 @@ class TaskCreated(TypedDict):
     deadline_at: NotRequired[float]
     caused_by: NotRequired[str]
     debounce_key: NotRequired[str]
+    rate_key: NotRequired[str]
 
 
 class TaskCanceled(TypedDict):
@@ -280,6 +281,7 @@ def task_created(
     deadline_at: float | None = None,
     caused_by: str | None = None,
     debounce_key: str | None = None,
+    rate_key: str | None = None,
 ) -> Event:
     data = TaskCreated(
         name=name,
@@ -300,6 +302,8 @@ def task_created(
         data["caused_by"] = caused_by
     if debounce_key is not None:
         data["debounce_key"] = debounce_key
+    if rate_key is not None:
+        data["rate_key"] = rate_key
     return event(
         TASK_CREATED,
         at,

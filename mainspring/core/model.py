@@ -52,6 +52,17 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True):
         return cls(kind="exponential", initial=i, factor=float(factor), maximum=m, jitter=jitter)
 
 
+class RateLimit(msgspec.Struct, frozen=True):
+    """``ms.RateLimit(count, per=seconds, key=None)``: at most ``count`` attempts of a task
+    (per ``key``) start in any window of ``per`` seconds, across processes and machines.
+    ``key``: a string, a ``"{param}"`` template or a callable of the arguments, resolved
+    per submission, like ``concurrency_key``."""
+
+    count: int
+    per: float
+    key: Any = None
+
+
 class TaskOptions(msgspec.Struct, kw_only=True):
     """The effective options of a task, written into it when it is submitted."""
 
@@ -65,6 +76,7 @@ class TaskOptions(msgspec.Struct, kw_only=True):
     queue: str = "default"
     max_lost: int = 5
     workflow: bool = False  # an ``@app.workflow``: replayed from the top on every attempt
+    rate_limit: RateLimit | None = None
     topic: str | None = None  # an ``@app.subscriber``: the topic pattern it receives
     ordered: bool = False  # ... one message at a time, in sequence order
 
@@ -130,6 +142,7 @@ class Task(msgspec.Struct, kw_only=True):
     deadline_at: float | None = None  # past it, a run not yet terminal is canceled
     caused_by: str | None = None  # the run whose handler submitted it
     debounce_key: str | None = None  # submissions with this key collapse into its run
+    rate_key: str | None = None  # its runs' rate limit account (task name, resolved key)
 
 
 class Attempt(msgspec.Struct, kw_only=True):
@@ -177,6 +190,7 @@ class Run(msgspec.Struct, kw_only=True):
     deadline_at: float | None = None
     delivery: str | None = None  # a subscriber's run: the event_id of the message it handles
     caused_by: str | None = None  # the run whose handler submitted it
+    rate_key: str | None = None  # the rate limit account its attempts' starts count in
 
     def open_attempt(self) -> Attempt | None:
         if self.attempts and self.attempts[-1].finished_at is None:
@@ -336,6 +350,14 @@ class DebounceRecord(msgspec.Struct, kw_only=True):
 
 def debounce_key_of(task_name: str, key: str) -> str:
     return f"{task_name} {key}"
+
+
+class RateRecord(msgspec.Struct, kw_only=True):
+    """A rate limit's account (record kind ``rates``): the start times of the latest
+    attempts counted in it (at most ``count`` of them)."""
+
+    key: str
+    starts: list[float] = msgspec.field(default_factory=list)
 
 
 class QueueRecord(msgspec.Struct, kw_only=True):

@@ -32,6 +32,7 @@ from .model import (
     MessageRecord,
     Policy,
     QueueRecord,
+    RateRecord,
     ReceiptRecord,
     Run,
     SignalRecord,
@@ -65,6 +66,7 @@ SUBSCRIBERS = "subscribers"
 CALLS = "calls"
 QUEUES = "queues"
 DEBOUNCES = "debounces"
+RATES = "rates"
 
 
 class State:
@@ -177,6 +179,7 @@ def _on_task_created(state: State, ev: Event) -> None:
         deadline_at=d.get("deadline_at"),
         caused_by=d.get("caused_by"),
         debounce_key=d.get("debounce_key"),
+        rate_key=d.get("rate_key"),
     )
     state.dirty_tasks.add(ev.task_id)
     state.new_tasks.add(ev.task_id)
@@ -221,6 +224,7 @@ def _on_run_created(state: State, ev: Event) -> None:
         parent_run_id=task.parent_run_id,
         deadline_at=task.deadline_at,
         caused_by=task.caused_by,
+        rate_key=task.rate_key,
     )
     run = state.runs[ev.run_id]
     if task.options.topic is not None and task.args and isinstance(task.args[0], dict):
@@ -332,6 +336,16 @@ def _on_attempt_started(state: State, ev: Event) -> None:
     run.attempts.append(
         Attempt(attempt_id=ev.attempt_id, number=number, started_at=ev.at, worker=d.get("worker"))
     )
+    if run.rate_key is not None:  # the start counts in its rate limit's account
+        limit = state.tasks[run.task_id].options.rate_limit if run.task_id in state.tasks else None
+        account: RateRecord | None = state.kind(RATES).get(run.rate_key)
+        if limit is None:
+            raise ReplayError(f"attempt.started (seq {ev.seq}): task {run.task_id} is not loaded")
+        starts = [] if account is None else account.starts
+        kept = [*starts, ev.at][-limit.count :]
+        state.put(
+            RATES, run.rate_key, RateRecord(key=run.rate_key, starts=kept), new=account is None
+        )
     run.updated_at = ev.at
     state.dirty_runs.add(run.run_id)
 

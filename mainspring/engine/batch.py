@@ -28,6 +28,7 @@ class Batch:
         self.saved = 0
         self.wake = False
         self.ended: list[str] = []  # runs that reached a terminal state
+        self.next_at: float | None = None  # a rate-limited run may start then
 
     def emit(self, ev: Event) -> None:
         apply(self.state, ev)  # validates; raises before anything is written

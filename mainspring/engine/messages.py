@@ -32,6 +32,7 @@ class SubmitRequest:
     run_id: str | None = None
     #: debounce: (seconds, key, max seconds or None): submissions with the key collapse
     debounce: tuple[float, str, float | None] | None = None
+    rate_key: str | None = None  # the rate limit account of its runs' starts
 
 
 @dataclass

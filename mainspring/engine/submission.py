@@ -65,6 +65,7 @@ def submit_one(
             deadline_at=req.deadline_at,
             caused_by=req.caused_by,
             debounce_key=None if req.debounce is None else req.debounce[1],
+            rate_key=req.rate_key,
         )
     )
     task = b.state.tasks[task_id]

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from ..core import events as E
 from ..core.ids import uuid7
-from ..core.model import Run
+from ..core.model import RateRecord, Run
+from ..core.reducer import RATES
 from ..core.schedule import cron_step
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import WriteTx
@@ -131,6 +132,8 @@ class WorkerTurns(WorkflowCommands):
             leased: list[Leased] = []
             if want > 0 and names:  # (a paused engine has no candidates)
                 leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
+                if b.next_at is not None:  # a rate limit frees a start then
+                    due = b.next_at if due is None else min(due, b.next_at)
             return CycleResult(leased, accepted, rejected, due, lost)
 
         try:
@@ -270,6 +273,7 @@ class WorkerTurns(WorkflowCommands):
         chosen: list[Run] = []
         holders: dict[str, set[str] | None] = {}
         considered: set[str] = set()
+        rooms: dict[str, tuple[float, float | None]] = {}  # rate limit: starts left, next at
         page = max(want, 8)  # further pages only when keys leave candidates behind
         offset = 0
         while len(chosen) < want:
@@ -294,6 +298,15 @@ class WorkerTurns(WorkflowCommands):
                 run = st.runs.setdefault(c.run_id, c)
                 if run.state != RunState.READY:
                     continue
+                rk = run.rate_key
+                if rk is not None:
+                    if rk not in rooms:
+                        rooms[rk] = self._rate_room(tx, b, run)
+                    room, next_at = rooms[rk]
+                    if room <= 0:
+                        if next_at is not None:  # (the worker wakes for it)
+                            b.next_at = next_at if b.next_at is None else min(b.next_at, next_at)
+                        continue  # over its rate limit: the run waits ready
                 k = run.concurrency_key
                 if k is not None:
                     held_by = holders[k]
@@ -302,6 +315,9 @@ class WorkerTurns(WorkflowCommands):
                     if len(held_by - {run.run_id}) >= run.concurrency_limit:
                         continue  # the key is full: leave the run ready
                     held_by.add(run.run_id)
+                if rk is not None:
+                    room, next_at = rooms[rk]
+                    rooms[rk] = (room - 1, next_at)
                 chosen.append(run)
             if len(cands) < page or offset >= 1000:
                 break
@@ -338,6 +354,22 @@ class WorkerTurns(WorkflowCommands):
                 )
             )
         return out
+
+    @staticmethod
+    def _rate_room(tx: WriteTx, b: Batch, run: Run) -> tuple[float, float | None]:
+        """How many more attempts of ``run``'s rate limit account may start now, and when
+        the next one may when none can (its account loaded, and locked where writers
+        lock, for the starts this transaction adds)."""
+        assert run.rate_key is not None
+        tx.load_tasks([run.task_id], b.state)
+        limit = b.state.tasks[run.task_id].options.rate_limit
+        if limit is None:
+            return float("inf"), None
+        tx.load_records(RATES, [run.rate_key], b.state)
+        account: RateRecord | None = b.state.kind(RATES).get(run.rate_key)
+        recent = [t for t in (account.starts if account else []) if t > b.now - limit.per]
+        room = limit.count - len(recent)
+        return room, (recent[0] + limit.per if room <= 0 and recent else None)
 
     # -- the worker registry (engine/registry.py) --------------------------------------------
     def register_worker(self, reg: Registration, lease_seconds: float) -> None:

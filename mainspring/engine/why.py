@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.model import Run, Task, WaitRecord, WorkerRecord
-from ..core.reducer import QUEUES, WAITS, WORKERS
+from ..core.reducer import QUEUES, RATES, WAITS, WORKERS
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import ReadTx
 
@@ -139,6 +139,19 @@ def explain(tx: ReadTx, run: Run, task: Task | None, now: float) -> list[Why]:
         out.append(
             Why("engine_paused", "the engine is paused: no run is leased until it is resumed")
         )
+    limit = None if task is None else task.options.rate_limit
+    if state == RunState.READY and run.rate_key is not None and limit is not None:
+        account = tx.records(RATES, where=("key", run.rate_key))
+        recent = [t for t in (account[0].starts if account else []) if t > now - limit.per]
+        if len(recent) >= limit.count:
+            out.append(
+                Why(
+                    "rate_limited",
+                    f"its rate limit ({limit.count} per {limit.per:g} s) is used up: the next "
+                    "start is allowed when the oldest of those starts leaves the window",
+                    {"next_at": recent[0] + limit.per, "key": run.rate_key},
+                )
+            )
     flag = tx.records(QUEUES, where=("name", run.queue))
     if flag and flag[0].paused_at is not None:
         out.append(

@@ -24,6 +24,7 @@ from ..core.model import (
     ExecutionRecord,
     MessageRecord,
     QueueRecord,
+    RateRecord,
     ReceiptRecord,
     SignalRecord,
     StepRecord,
@@ -39,6 +40,7 @@ from ..core.reducer import (
     EXECUTIONS,
     MESSAGES,
     QUEUES,
+    RATES,
     RECEIPTS,
     SIGNALS,
     STEPS,
@@ -126,6 +128,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(QUEUES, "ms_queues", QueueRecord, "name", since=4, columns=(("paused_at", "real"),)),
     # debounce: the run a task's submissions with one debounce key collapse into
     Kind(DEBOUNCES, "ms_debounces", DebounceRecord, "key", since=4),
+    # rate limits: each account's latest starts (read and locked by the claim of ready runs)
+    Kind(RATES, "ms_rates", RateRecord, "key", since=4),
 )
 BY_NAME = {k.name: k for k in KINDS}
 

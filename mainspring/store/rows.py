@@ -49,6 +49,7 @@ class RunDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
     deadline_at: float | None = None
     delivery: str | None = None
     caused_by: str | None = None
+    rate_key: str | None = None
 
 
 encoder = msgspec.json.Encoder()
@@ -113,6 +114,7 @@ def run_doc(r: Run) -> RunDoc:
         deadline_at=r.deadline_at,
         delivery=r.delivery,
         caused_by=r.caused_by,
+        rate_key=r.rate_key,
     )
 
 
@@ -152,6 +154,7 @@ def row_run(row: Sequence[Any]) -> Run:
         deadline_at=d.deadline_at,
         delivery=d.delivery,
         caused_by=d.caused_by,
+        rate_key=d.rate_key,
     )
 
 

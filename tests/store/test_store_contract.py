@@ -194,6 +194,7 @@ def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
         "DROP TABLE ms_calls",
         "DROP TABLE ms_queues",
         "DROP TABLE ms_debounces",
+        "DROP TABLE ms_rates",
         "DROP TABLE ms_deadlines",
         "DROP INDEX ms_runs_due",
         "CREATE INDEX ms_runs_due ON ms_runs (due_at) WHERE state IN ('scheduled', 'retry_wait')",
