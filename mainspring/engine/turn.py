@@ -289,6 +289,7 @@ class WorkerTurns(WorkflowCommands):
                         if ids is None
                         else {i for i in ids if i not in st.runs or st.runs[i].holds_key}
                     )
+            limited = 0  # candidates of this page held back by their rate limit
             for c in cands:
                 if len(chosen) >= want:
                     break
@@ -306,6 +307,7 @@ class WorkerTurns(WorkflowCommands):
                     if room <= 0:
                         if next_at is not None:  # (the worker wakes for it)
                             b.next_at = next_at if b.next_at is None else min(b.next_at, next_at)
+                        limited += 1
                         continue  # over its rate limit: the run waits ready
                 k = run.concurrency_key
                 if k is not None:
@@ -319,7 +321,9 @@ class WorkerTurns(WorkflowCommands):
                     room, next_at = rooms[rk]
                     rooms[rk] = (room - 1, next_at)
                 chosen.append(run)
-            if len(cands) < page or offset >= 1000:
+            if len(cands) < page or offset >= 1000 or limited == len(cands):
+                # (a page all held back by rate limits: the runs behind it most likely are
+                # too, and claiming them would keep them from the other workers meanwhile)
                 break
             offset += page
         if not chosen:
