@@ -699,6 +699,31 @@ class App:
         subs = self.engine.rerun_runs(self.matching_runs(_state(state), task, queue), progress)
         return [RunHandle(self, s.run_ids[0], s.task_id) for s in subs]
 
+    def prune(
+        self,
+        older_than: float | timedelta,
+        states: Sequence[RunState | str] = ("completed", "failed", "canceled"),
+        task: str | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Remove the runs in ``states`` (terminal ones) that ended longer than
+        ``older_than`` ago (seconds or a timedelta), and the tasks then left with nothing
+        to derive and no run, through events (``run.pruned``, ``task.pruned``): the state
+        and the log still agree, and the log keeps their history. A page per transaction;
+        how many runs (``dry_run``: would be). Negative ``older_than``: InvalidArgument."""
+        age = seconds(older_than, "older_than")
+        assert age is not None
+        chosen = [_state(s) for s in states]
+        live = [s.value for s in chosen if s not in TERMINAL]
+        if live:
+            raise InvalidArgument(f"only runs that ended can be pruned; not {', '.join(live)}")
+        cutoff = self.clock.now() - age
+        return self.engine.prune(
+            cutoff, [s.value for s in chosen], task, dry_run=dry_run, progress=progress
+        )
+
     def queues(self) -> list[QueueInfo]:
         """Every queue this App declares, has runs in, or paused: paused or not, its runs
         by state, and how long its oldest ready run has waited."""

@@ -126,6 +126,7 @@ for _command in (
     commands_inspect.log,
     commands_inspect.stats,
     commands_operate.pause,
+    commands_operate.prune,
     commands_inspect.verify,
     commands_operate.migrate,
 ):

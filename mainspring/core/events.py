@@ -42,6 +42,8 @@ LEASE_RELEASED = "lease.released"
 ENGINE_PAUSED = "engine.paused"
 ENGINE_RESUMED = "engine.resumed"
 RUN_DEBOUNCED = "run.debounced"
+RUN_PRUNED = "run.pruned"
+TASK_PRUNED = "task.pruned"
 QUEUE_PAUSED = "queue.paused"
 QUEUE_RESUMED = "queue.resumed"
 WORKER_REGISTERED = "worker.registered"
@@ -560,3 +562,20 @@ def transaction_recorded(
 ) -> Event:
     data = TransactionRecorded(number=number, name=name, args=args, output=output)
     return _about(run, TRANSACTION_RECORDED, at, attempt_id, data)
+
+
+# -- retention ---------------------------------------------------------------------------------
+def run_pruned(run: Run, at: float) -> Event:
+    """A terminal run removed from the state (retention); its events stay in the log."""
+    return _about(run, RUN_PRUNED, at, None, {"state": run.state})
+
+
+def task_pruned(task: Task, at: float) -> Event:
+    """A task that derives nothing more and has no run left, removed from the state."""
+    return event(
+        TASK_PRUNED,
+        at,
+        task_id=task.task_id,
+        correlation_id=task.correlation_id,
+        execution_id=task.execution_id,
+    )

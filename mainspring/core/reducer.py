@@ -95,6 +95,8 @@ class State:
         self.dirty_engine: bool = False
         self.new_tasks: set[str] = set()  # created by events applied since the last save
         self.new_runs: set[str] = set()
+        self.pruned_tasks: set[str] = set()  # removed (retention) since the last save
+        self.pruned_runs: set[str] = set()
 
     def kind(self, kind: str) -> dict[str, Any]:
         """The loaded records of one kind, by key."""
@@ -117,6 +119,8 @@ class State:
         self.dirty_runs.clear()
         self.new_tasks.clear()
         self.new_runs.clear()
+        self.pruned_tasks.clear()
+        self.pruned_runs.clear()
         self.dirty_definitions.clear()
         self.dirty_records.clear()
         self.new_records.clear()
@@ -433,6 +437,24 @@ def _on_run_debounced(state: State, ev: Event) -> None:
     state.dirty_runs.add(run.run_id)
 
 
+def _on_run_pruned(state: State, ev: Event) -> None:
+    run = _run(state, ev)
+    if RunState(run.state) not in TERMINAL:
+        raise ReplayError(f"run.pruned (seq {ev.seq}): run {run.run_id} is {run.state!r}")
+    del state.runs[run.run_id]
+    state.dirty_runs.discard(run.run_id)
+    state.pruned_runs.add(run.run_id)
+
+
+def _on_task_pruned(state: State, ev: Event) -> None:
+    task = _task(state, ev.task_id, ev)
+    if any(r.task_id == task.task_id for r in state.runs.values()):
+        raise ReplayError(f"task.pruned (seq {ev.seq}): task {task.task_id} has runs left")
+    del state.tasks[task.task_id]
+    state.dirty_tasks.discard(task.task_id)
+    state.pruned_tasks.add(task.task_id)
+
+
 def _on_queue_flag(state: State, ev: Event) -> None:
     name = ev.data["queue"]
     rec: QueueRecord | None = state.kind(QUEUES).get(name)
@@ -696,6 +718,8 @@ _HANDLERS = {
     E.ENGINE_PAUSED: _on_paused,
     E.ENGINE_RESUMED: _on_resumed,
     E.RUN_DEBOUNCED: _on_run_debounced,
+    E.RUN_PRUNED: _on_run_pruned,
+    E.TASK_PRUNED: _on_task_pruned,
     E.QUEUE_PAUSED: _on_queue_flag,
     E.QUEUE_RESUMED: _on_queue_flag,
     E.WORKER_REGISTERED: _on_worker_registered,

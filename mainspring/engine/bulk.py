@@ -4,7 +4,8 @@ transaction holding the writers up (docs/operations.md, "Bulk operations")."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 
 from ..core import events as E
 from ..core.ids import uuid7
@@ -48,6 +49,65 @@ def rerun_in(tx: WriteTx, b: Batch, old: Run) -> Submitted:
 
 
 class BulkCommands(Transactor):
+    def prune(
+        self,
+        cutoff: float,
+        states: Sequence[str],
+        task: str | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> int:
+        """Remove the runs in ``states`` (terminal) of ``task`` that ended before
+        ``cutoff``, and the tasks left with nothing to derive and no run (``run.pruned``,
+        ``task.pruned``), a page per transaction; how many runs. ``dry_run``: count only."""
+        total = 0
+        for state in states:
+            after = ""
+            while True:
+                with self.store.read() as rtx:
+                    ids = rtx.run_ids_matching(state, task, None, after, PAGE)
+                    old = [r.run_id for r in rtx.runs_of(ids) if r.updated_at <= cutoff]
+                if old and not dry_run:
+                    total += self.transact(
+                        functools.partial(self._prune_page, ids=old, cutoff=cutoff)
+                    )[0]
+                elif dry_run:
+                    total += len(old)
+                if progress is not None:
+                    progress(total, total)
+                if len(ids) < PAGE:
+                    break
+                after = ids[-1]
+        return total
+
+    @staticmethod
+    def _prune_page(tx: WriteTx, b: Batch, *, ids: list[str], cutoff: float) -> int:
+        tx.load_runs(ids, b.state)
+        tasks: set[str] = set()
+        pruned = 0
+        for rid in ids:
+            run = b.state.runs.get(rid)
+            if run is None or RunState(run.state) not in TERMINAL or run.updated_at > cutoff:
+                continue  # (it changed since it was read)
+            b.emit(E.run_pruned(run, b.now))
+            tasks.add(run.task_id)
+            pruned += 1
+        tx.load_tasks(sorted(tasks), b.state, lock=True)
+        for tid in sorted(tasks):
+            t = b.state.tasks.get(tid)
+            if t is None:
+                continue
+            done = (
+                t.canceled
+                or t.policy.kind == "once"
+                or (t.policy.kind == "repeat" and t.derived >= (t.policy.count or 0))
+            )
+            left = [r for r in tx.run_ids_of_task(tid) if r not in b.state.pruned_runs]
+            if done and not left and not any(r.task_id == tid for r in b.state.runs.values()):
+                b.emit(E.task_pruned(t, b.now))
+        return pruned
+
     def matching(self, state: str, task: str | None = None, queue: str | None = None) -> list[str]:
         """The ids of every run in ``state`` (of ``task``, in ``queue``), in id order."""
         ids: list[str] = []

@@ -45,6 +45,10 @@ class ReadTx(ABC):
     def get_run(self, run_id: str) -> Run | None: ...
 
     @abstractmethod
+    def runs_of(self, run_ids: Sequence[str]) -> list[Run]:
+        """The runs with these ids (those that exist), in id order."""
+
+    @abstractmethod
     def get_task(self, task_id: str) -> Task | None: ...
 
     @abstractmethod

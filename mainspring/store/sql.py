@@ -53,6 +53,15 @@ class SqlReadTx(KindTx, ReadTx):
         )
         return row_run(rows[0]) if rows else None
 
+    def runs_of(self, run_ids: Sequence[str]) -> list[Run]:
+        """The runs with these ids (those that exist), in id order."""
+        d, out = self.DIALECT, []
+        for chunk in self._chunks(sorted(set(run_ids))):
+            cond, params = d.one_of("run_id", chunk)
+            q = f"SELECT {d.run_cols} FROM ms_runs WHERE {cond} ORDER BY run_id"
+            out += [row_run(r) for r in self._rows(q, params)]
+        return out
+
     def get_task(self, task_id: str) -> Task | None:
         d = self.DIALECT
         q = f"SELECT {d.task_cols} FROM ms_tasks WHERE task_id = {d.placeholder}"
@@ -444,6 +453,15 @@ class SqlWriteTx(SqlReadTx, WriteTx):
                 self._insert_runs(new)
             if old:
                 self._update_runs(old)
+        for table, column, gone in (
+            ("ms_runs", "run_id", state.pruned_runs),
+            ("ms_tasks", "task_id", state.pruned_tasks),
+        ):
+            if gone:
+                p = self.DIALECT.placeholder
+                self._write_many(
+                    f"DELETE FROM {table} WHERE {column} = {p}", [(i,) for i in sorted(gone)]
+                )
         if state.dirty_definitions:
             p, doc_in = self.DIALECT.placeholder, self.DIALECT.doc_in
             self._write_many(

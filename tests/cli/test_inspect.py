@@ -276,3 +276,17 @@ def test_bulk_cancel_and_rerun_dry_run_then_yes(cli: Invoke, store: str) -> None
     assert json.loads(r.stdout)["rerun"] == 3
     assert cli("cancel", "--store", store).exit_code == 2  # nothing selects runs
     assert cli("cancel", ids[0], "--state", "ready", "--store", store).exit_code == 2
+
+
+def test_prune_dry_run_then_prune(cli: Invoke, store: str) -> None:
+    run_id = submit(cli, store, "t.prunable")
+    assert cli("cancel", run_id, "--store", store).exit_code == 0
+    r = cli("prune", "--older-than", "0s", "--dry-run", "--json", "--store", store)
+    assert json.loads(r.stdout) == {"would_prune": 1}
+    assert cli("run", run_id, "--store", store).exit_code == 0  # still there
+    r = cli("prune", "--older-than", "0", "--store", store)
+    assert r.exit_code == 0 and "pruned 1 run(s)" in r.stdout
+    assert cli("run", run_id, "--store", store).exit_code == 2  # gone
+    assert cli("prune", "--older-than", "soon", "--store", store).exit_code == 2
+    assert cli("prune", "--older-than", "-5", "--store", store).exit_code == 2
+    assert cli("verify", "--store", store).exit_code == 0

@@ -1,0 +1,63 @@
+"""Retention on both stores: ``app.prune`` removes terminal runs that ended long enough
+ago (and the tasks left with nothing), through events, so ``verify`` still holds; a dry
+run changes nothing; live runs and recent ones stay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+import mainspring as ms
+from mainspring.testing import ManualClock
+
+Make = Callable[..., ms.App]
+
+
+def test_prune_removes_old_terminal_runs_and_their_tasks(make_app: Make) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock)
+
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    @app.task(max_attempts=1)
+    def bad() -> None:
+        raise ms.Fail("no")
+
+    old = [*job.submit_many([{"i": i} for i in range(30)]), bad.submit()]
+    with app.worker() as w:
+        w.run_until_idle()
+        clock.advance(timedelta(days=2))
+        recent = job.submit(100)
+        w.run_until_idle()
+        waiting = job.with_options(delay=3600).submit(101)  # not ended: never pruned
+    assert app.prune(timedelta(days=1), dry_run=True) == 31
+    assert len(app.runs(limit=1000)) == 33  # the dry run changed nothing
+    pruned: list[int] = []
+    assert app.prune(86400, progress=lambda d, t: pruned.append(d)) == 31
+    assert pruned and pruned[-1] == 31
+    left = {r.run_id for r in app.runs(limit=1000)}
+    assert left == {recent.run_id, waiting.run_id}
+    with pytest.raises(ms.UnknownRun):
+        app.get_run(old[0].run_id)
+    assert old[0].history()[-1].type == "run.pruned"  # the log keeps its history
+    assert len(app.tasks(active=False, limit=1000)) == 2  # their once-tasks went too
+    types = [e.type for e in app.log(limit=100_000)]
+    assert types.count("run.pruned") == 31 and types.count("task.pruned") == 31
+    assert app.prune(0, states=["completed"]) == 1  # the recent one, now with no age
+    report = app.verify()
+    assert report.ok, report.problems
+
+
+def test_prune_bad_input_changes_nothing(app: ms.App) -> None:
+    before = app.log()
+    with pytest.raises(ms.InvalidArgument):
+        app.prune(-1)  # older_than in the future
+    with pytest.raises(ms.InvalidArgument):
+        app.prune(10, states=["ready"])  # not ended: not prunable
+    with pytest.raises(ms.InvalidArgument):
+        app.prune(10, states=["nonsense"])
+    assert app.log() == before
