@@ -110,6 +110,7 @@ class App:
         lease_seconds: float | timedelta = 30.0,
         max_payload_bytes: int = 1 << 20,
         clock: Clock | None = None,
+        retention: float | timedelta | None = None,
     ) -> None:
         ls = seconds(lease_seconds, "lease_seconds")
         if ls is None or ls <= 0:
@@ -124,6 +125,11 @@ class App:
             )
         if store is not None and (not isinstance(store, str) or not store):
             raise InvalidArgument(f"store must be a store URL, got {store!r}")
+        keep = seconds(retention, "retention")
+        if keep is not None and keep <= 0:
+            raise InvalidSchedule(f"retention must be > 0, got {retention!r}")
+        #: workers of this App prune runs that ended longer ago than this (``app.prune``)
+        self.retention = keep
         self.lease_seconds = ls
         self.max_payload_bytes = max_payload_bytes
         self.clock: Clock = clock or SystemClock()
@@ -783,6 +789,7 @@ class App:
             grace_seconds=grace_seconds,
             on_attempt=on_attempt,
             failure_overrides={n: tf.failure_overrides for n, tf in self.declared.items()},
+            retention=self.retention,
         )
 
     @contextlib.contextmanager

@@ -57,11 +57,13 @@ class BulkCommands(Transactor):
         *,
         dry_run: bool = False,
         progress: Progress | None = None,
+        max_pages: int | None = None,
     ) -> int:
         """Remove the runs in ``states`` (terminal) of ``task`` that ended before
         ``cutoff``, and the tasks left with nothing to derive and no run (``run.pruned``,
-        ``task.pruned``), a page per transaction; how many runs. ``dry_run``: count only."""
-        total = 0
+        ``task.pruned``), a page per transaction; how many runs. ``dry_run``: count only;
+        ``max_pages``: stop after that many pages with something to prune."""
+        total = pages = 0
         for state in states:
             after = ""
             while True:
@@ -72,6 +74,9 @@ class BulkCommands(Transactor):
                     total += self.transact(
                         functools.partial(self._prune_page, ids=old, cutoff=cutoff)
                     )[0]
+                    pages += 1
+                    if max_pages is not None and pages >= max_pages:
+                        return total
                 elif dry_run:
                     total += len(old)
                 if progress is not None:

@@ -102,6 +102,7 @@ class Worker:
         grace_seconds: float = 10.0,
         on_attempt: Callable[[AttemptDone], None] | None = None,
         failure_overrides: dict[str, FailureOverrides] | None = None,
+        retention: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -116,6 +117,10 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid7()[-12:]}"
         self.on_attempt = on_attempt
         self.failure_overrides = failure_overrides or {}
+        #: ``App(retention=...)``: prune runs that ended longer ago than this, a page at a
+        #: time, every ``retention / 10`` (at most a minute) of the engine's clock
+        self.retention = retention
+        self._next_prune = 0.0
         self.registration = Registration(
             worker_id=self.id,
             host=socket.gethostname(),
@@ -277,6 +282,8 @@ class Worker:
                 if self._renew():
                     timers.slots_freed()
                 timers.renewed()
+            if self.retention is not None:
+                self._prune()
             with self._lock:
                 pending = bool(self._done) or self.engine.group.pending > 0
                 free = self.concurrency - len(self._inflight)
@@ -365,6 +372,20 @@ class Worker:
         if freed:
             timers.slots_freed()
         return True
+
+    def _prune(self) -> None:
+        """Retention in the background: when due, prune one page of old terminal runs."""
+        assert self.retention is not None
+        now = self.engine.clock.now()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + min(self.retention / 10, 60.0)
+        try:
+            self.engine.prune(
+                now - self.retention, ("completed", "failed", "canceled"), max_pages=1
+            )
+        except Exception as exc:
+            log.warning("worker %s: retention: %s", self.id, exc)
 
     def _sleep(self, waiter: Waiter, timers: Timers) -> None:
         """Sleep until the earliest timer, a result or heartbeat of a handler (the loop's

@@ -12,6 +12,8 @@ import pytest
 import mainspring as ms
 from mainspring.testing import ManualClock
 
+from .helpers import wait_for
+
 Make = Callable[..., ms.App]
 
 
@@ -61,3 +63,27 @@ def test_prune_bad_input_changes_nothing(app: ms.App) -> None:
     with pytest.raises(ms.InvalidArgument):
         app.prune(10, states=["nonsense"])
     assert app.log() == before
+
+
+def test_app_retention_prunes_in_the_background_from_a_worker(make_app: Make) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock, retention=timedelta(hours=1))
+
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    job.submit_many([{"i": i} for i in range(20)])
+    with app.worker() as w:
+        w.run_until_idle()
+        assert app.stats()["completed"] == 20  # ended just now: kept
+        clock.advance(timedelta(hours=2))
+        wait_for(lambda: app.stats()["completed"] == 0, 10, "the background retention")
+    report = app.verify()
+    assert report.ok, report.problems
+
+
+def test_a_retention_that_is_not_positive_is_refused() -> None:
+    for bad in (0, -5):
+        with pytest.raises(ms.InvalidArgument):
+            ms.App("sqlite:///unused.db", retention=bad)
