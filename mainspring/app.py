@@ -49,20 +49,18 @@ from ._records import (
     task_info,
     worker_info,
 )
-from ._tasks import (
+from ._task_options import (
     OVERRIDES,
     FailureOverrides,
     KeyPolicy,
-    Submitter,
-    TaskFunction,
     TaskOptionArgs,
-    by_name,
     default_name,
     failure_overrides,
     options,
     queue_name,
     task_name,
 )
+from ._tasks import Submitter, TaskFunction, by_name
 from ._transactions import TransactionFunction
 from .bus import Bus
 from .core.clock import Clock, SystemClock, seconds

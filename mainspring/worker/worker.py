@@ -67,7 +67,7 @@ from .pool import ThreadPool
 from .timers import Timers
 
 if TYPE_CHECKING:
-    from .._tasks import FailureOverrides
+    from .._task_options import FailureOverrides
     from ..store.base import Waiter
 
 log = logging.getLogger("mainspring.worker")

@@ -1,0 +1,240 @@
+"""Checking what a task is declared and submitted with: its options (``@app.task``), its
+name, and a submission's overrides (``with_options``), each refused with the named error
+before anything is written."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypedDict
+
+import msgspec
+
+from .core.clock import from_datetime, seconds
+from .core.errors import InvalidArgument, InvalidSchedule
+from .core.model import Backoff, Policy, RateLimit, TaskOptions
+
+KeyPolicy = Literal["hold", "release"]
+Misfire = Literal["catch_up", "skip", "coalesce"]
+KEY_POLICIES = ("hold", "release")
+
+#: The per-submission options of ``with_options`` (and of ``App.submit`` by name).
+OVERRIDES = (
+    "idempotency_key",
+    "execution_id",
+    "correlation_id",
+    "delay",
+    "run_at",
+    "priority",
+    "concurrency_key",
+    "queue",
+    "deadline",
+    "debounce",
+    "debounce_key",
+    "debounce_max",
+)
+
+
+#: A task's ``retry_on`` and ``never_retry``: exception types whose failures retry, or
+#: never do, whatever the classifier says (process-local: types are not stored).
+FailureOverrides = tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]
+
+
+def failure_overrides(retry_on: Any, never_retry: Any) -> FailureOverrides:
+    """``retry_on`` / ``never_retry``, checked: tuples of exception types."""
+    out = []
+    for what, value in (("retry_on", retry_on), ("never_retry", never_retry)):
+        if not isinstance(value, tuple) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in value
+        ):
+            raise InvalidArgument(f"{what} must be a tuple of exception types, got {value!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
+class TaskOptionArgs(TypedDict, total=False):
+    """The options of ``@app.task`` (also taken by ``@app.workflow``)."""
+
+    max_attempts: int
+    backoff: Backoff | None
+    timeout: float | timedelta | None
+    concurrency_key: str | Callable[..., str] | None
+    concurrency_limit: int
+    key_policy: KeyPolicy
+    priority: int
+    queue: str
+    max_lost: int
+    rate_limit: str | RateLimit | None
+    retry_on: tuple[type[BaseException], ...]
+    never_retry: tuple[type[BaseException], ...]
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def int_option(value: Any, what: str, minimum: int | None = None) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (minimum is not None and value < minimum)
+    ):
+        at_least = f" >= {minimum}" if minimum is not None else ""
+        raise InvalidArgument(f"{what} must be an int{at_least}, got {value!r}")
+    return value
+
+
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(s|m|h)\s*")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def rate_limit_of(value: Any) -> RateLimit | None:
+    """A task's ``rate_limit``: ``"100/s"`` (or ``/m``, ``/h``) or an ``ms.RateLimit``,
+    checked (``InvalidArgument`` for a malformed one)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        m = _RATE.fullmatch(value)
+        if m is None:
+            raise InvalidArgument(
+                f"rate_limit {value!r} is not a rate: use 'N/s', 'N/m' or 'N/h' (e.g. '100/s'), "
+                "or ms.RateLimit(count, per=seconds, key=None)"
+            )
+        value = RateLimit(int(m.group(1)), _PER[m.group(2)])
+    if not isinstance(value, RateLimit):
+        raise InvalidArgument(f"rate_limit must be 'N/s' or an ms.RateLimit, got {value!r}")
+    int_option(value.count, "the rate limit's count", 1)
+    per = seconds(value.per, "the rate limit's window (per)")
+    if per is None or per <= 0:
+        raise InvalidArgument(f"the rate limit's window must be > 0 seconds, got {value.per!r}")
+    key = value.key
+    if key is not None and not (isinstance(key, str) or callable(key)):
+        raise InvalidArgument(f"the rate limit's key must be a string or a callable, got {key!r}")
+    return RateLimit(value.count, per, key)
+
+
+def options(
+    *,
+    max_attempts: int = 1,
+    backoff: Backoff | None = None,
+    timeout: float | timedelta | None = None,
+    concurrency_key: str | Callable[..., str] | None = None,
+    concurrency_limit: int = 1,
+    key_policy: KeyPolicy = "hold",
+    priority: int = 0,
+    queue: str = "default",
+    max_lost: int = 5,
+    rate_limit: str | RateLimit | None = None,
+) -> TaskOptions:
+    """A task's options, checked (``InvalidArgument`` names the first bad one)."""
+    int_option(max_attempts, "max_attempts", 1)
+    int_option(max_lost, "max_lost", 1)
+    int_option(concurrency_limit, "concurrency_limit", 1)
+    int_option(priority, "priority")
+    if key_policy not in KEY_POLICIES:
+        raise InvalidArgument(f"key_policy must be 'hold' or 'release', got {key_policy!r}")
+    queue_name(queue)
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise InvalidArgument(
+            "backoff must be ms.Backoff.fixed(...) or ms.Backoff.exponential(...)"
+        )
+    if concurrency_key is not None and not (
+        isinstance(concurrency_key, str) or callable(concurrency_key)
+    ):
+        raise InvalidArgument(
+            f"concurrency_key must be a string, a template or a callable, got {concurrency_key!r}"
+        )
+    t = seconds(timeout, "timeout")
+    if t is not None and t <= 0:
+        raise InvalidSchedule(f"timeout must be > 0 seconds, got {timeout!r}")
+    return TaskOptions(
+        max_attempts=max_attempts,
+        backoff=backoff if backoff is not None else Backoff(),
+        timeout=t,
+        concurrency_key=concurrency_key if isinstance(concurrency_key, str) else None,
+        concurrency_limit=concurrency_limit,
+        key_policy=key_policy,
+        priority=priority,
+        queue=queue,
+        max_lost=max_lost,
+        rate_limit=rate_limit_of(rate_limit),
+    )
+
+
+def durable(opts: TaskOptions) -> TaskOptions:
+    """``opts`` as stored: a rate limit keyed by a callable keeps no key (the declaring
+    App computes it per submission)."""
+    limit = opts.rate_limit
+    if limit is None or not callable(limit.key):
+        return opts
+    return msgspec.structs.replace(opts, rate_limit=RateLimit(limit.count, limit.per, None))
+
+
+def queue_name(queue: Any) -> str:
+    if not isinstance(queue, str) or not queue:
+        raise InvalidArgument(f"queue must be a non-empty string, got {queue!r}")
+    return queue
+
+
+def task_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidArgument(f"a task name must be a non-empty string, got {name!r}")
+    return name
+
+
+def start_of(policy: Policy, delay: Any, run_at: Any, now: Callable[[], float]) -> Policy:
+    """``policy`` starting after ``delay`` or at ``run_at`` (at most one of them)."""
+    d = seconds(delay, "delay")
+    if run_at is not None and d is not None:
+        raise InvalidSchedule("give either delay or run_at, not both")
+    if run_at is not None:
+        if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+            raise InvalidSchedule(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+        return msgspec.structs.replace(policy, start_at=from_datetime(run_at))
+    if d is not None:
+        return msgspec.structs.replace(policy, start_at=now() + d)
+    return policy
+
+
+def debounce_of(policy: Policy, ov: dict[str, Any]) -> tuple[float, str, float | None] | None:
+    """``debounce`` / ``debounce_key`` / ``debounce_max``, checked: (seconds, key, max)."""
+    delay = seconds(ov.get("debounce"), "debounce")
+    key, most = ov.get("debounce_key"), seconds(ov.get("debounce_max"), "debounce_max")
+    if delay is None:
+        if key is not None or most is not None:
+            raise InvalidArgument("debounce_key and debounce_max need debounce=seconds")
+        return None
+    if delay <= 0:
+        raise InvalidArgument(f"debounce must be > 0 seconds, got {ov.get('debounce')!r}")
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(
+            "debounce needs debounce_key: the submissions with the same key collapse into one run"
+        )
+    if most is not None and most < delay:
+        raise InvalidArgument(f"debounce_max ({most} s) must be at least debounce ({delay} s)")
+    if policy.kind != "once" or ov.get("delay") is not None or ov.get("run_at") is not None:
+        raise InvalidArgument("debounce applies to a once submission without delay or run_at")
+    return delay, key, most
+
+
+def deadline_of(deadline: Any, now: Callable[[], float]) -> float | None:
+    """A submission's deadline as a time: seconds or a timedelta from now, or an aware
+    datetime."""
+    if deadline is None:
+        return None
+    if isinstance(deadline, datetime):
+        if deadline.tzinfo is None:
+            raise InvalidArgument(f"deadline must be a timezone-aware datetime, got {deadline!r}")
+        return from_datetime(deadline)
+    d = seconds(deadline, "deadline")
+    assert d is not None
+    if d <= 0:
+        raise InvalidArgument(f"deadline must be in the future (> 0 seconds), got {deadline!r}")
+    return now() + d
+
+
+def label(what: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+    return value
