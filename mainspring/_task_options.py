@@ -14,6 +14,7 @@ import msgspec
 from .core.clock import from_datetime, seconds
 from .core.errors import InvalidArgument, InvalidSchedule
 from .core.model import Backoff, Policy, RateLimit, TaskOptions
+from .core.states import RunState
 
 KeyPolicy = Literal["hold", "release"]
 Misfire = Literal["catch_up", "skip", "coalesce"]
@@ -238,3 +239,17 @@ def label(what: str, value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
     return value
+
+
+def run_state_of(state: Any) -> RunState:
+    try:
+        return RunState(state)
+    except ValueError:
+        raise InvalidArgument(
+            f"state must be one of {', '.join(RunState)}, got {state!r}"
+        ) from None
+
+
+def check_limit(limit: Any, what: str = "limit") -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidArgument(f"{what} must be an int >= 0, got {limit!r}")

@@ -14,22 +14,15 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
+from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 import msgspec
 
-from . import workflow
+from ._app_messages import Messaging
+from ._app_operations import Operations
 from ._feed import LogFeed
 from ._handles import RunHandle, TaskHandle
 from ._messages import (
-    Message,
-    Receipt,
-    check_pattern,
-    check_topic,
-    message_of,
-    mint_event_id,
-    plain_payload,
-    receipt_of,
     subscriber_handler,
 )
 from ._records import (
@@ -54,23 +47,21 @@ from ._task_options import (
     FailureOverrides,
     KeyPolicy,
     TaskOptionArgs,
+    check_limit,
     default_name,
     failure_overrides,
     options,
-    queue_name,
+    run_state_of,
     task_name,
 )
 from ._tasks import Submitter, TaskFunction, by_name
-from ._transactions import TransactionFunction
 from .bus import Bus
 from .core.clock import Clock, SystemClock, seconds
 from .core.codec import to_plain
 from .core.errors import InvalidArgument, InvalidSchedule
-from .core.ids import uuid7
 from .core.model import Backoff, Policy, RateLimit, TaskOptions
-from .core.states import TERMINAL, RunState
+from .core.states import RunState
 from .engine import Engine
-from .engine.topics import PublishRequest
 from .store.base import Store, open_store, resolve_url
 from .worker import AttemptDone, Worker
 from .worker.context import current as context_now
@@ -98,7 +89,7 @@ __all__ = [
 ]
 
 
-class App:
+class App(Messaging, Operations):
     """A mainspring application: a store, the tasks it declares, workers and queries."""
 
     def __init__(
@@ -400,143 +391,9 @@ class App:
         plain = to_plain(payload, f"the payload of signal {name!r}")
         self.engine.signal(execution_id, name, plain, idempotency_key)
 
-    def transaction(
-        self, name: str | None = None
-    ) -> Callable[[Callable[Concatenate[Any, P], R]], TransactionFunction[P, R]]:
-        """Declare a function whose writes commit exactly once per run: its first
-        parameter is the store's DB-API connection, which callers omit
-        (``TransactionFunction``)."""
-        if name is not None:
-            task_name(name)
-
-        def register(f: Callable[Concatenate[Any, P], R]) -> TransactionFunction[P, R]:
-            if not callable(f):
-                raise InvalidArgument("@app.transaction() decorates a function")
-            return TransactionFunction(self, f, name if name is not None else default_name(f))
-
-        return register
-
     def get_execution(self, execution_id: str) -> RunInfo:
         """The workflow run of this execution id; raises UnknownExecution."""
         return run_info(self.engine.execution(execution_id))
-
-    # -- messages (docs/messages.md) ------------------------------------------------------------
-    def publish(
-        self,
-        topic: str,
-        payload: Any = None,
-        *,
-        event_id: str | None = None,
-        correlation_id: str | None = None,
-    ) -> Message:
-        """Publish a durable message: numbered in its topic, one delivery created for every
-        subscriber of the topic, durable on return. Inside a handler it is written when
-        the attempt commits successfully (in a workflow body it is a step of its own).
-
-        ``event_id``: the caller's own durable id; publishing it again with an equal
-        payload returns the first message and writes nothing (another payload:
-        IdempotencyConflict). A payload over ``max_payload_bytes`` raises Backpressure."""
-        req = self._publish_request(topic, payload, event_id, correlation_id)
-        ctx = context_now()
-        if ctx is None:
-            return message_of(self.engine.publish(req))
-        wf = workflow.current()
-        if wf is not None:
-            return message_of(workflow.publish_step(wf, req))
-        ctx.launches.append(req)  # written when the attempt (or the step) commits
-        return Message(
-            event_id=req.event_id,
-            topic=topic,
-            sequence=None,
-            correlation_id=req.correlation_id,
-            causation_id=ctx.run_id,
-            published_at=None,
-            payload=req.payload,
-        )
-
-    def publish_many(self, topic: str, payloads: Sequence[Any]) -> list[Message]:
-        """Publish several messages to ``topic`` in one transaction (numbered in the order
-        given); outside a handler only (a handler's publishes are written together with
-        its attempt already)."""
-        if context_now() is not None:
-            raise InvalidArgument(
-                "app.publish_many is for code outside handlers; inside one, call app.publish "
-                "for each message (they are written together when the attempt commits)"
-            )
-        if not isinstance(payloads, Sequence) or isinstance(payloads, str | bytes):
-            raise InvalidArgument(f"payloads must be a list of payloads, got {payloads!r}")
-        reqs = [self._publish_request(topic, p, None, None) for p in payloads]
-        return [message_of(m) for m in self.engine.publish_many(reqs)]
-
-    def _publish_request(
-        self, topic: str, payload: Any, event_id: str | None, correlation_id: str | None
-    ) -> PublishRequest:
-        """A checked publish: its event id minted (inside a handler, from its attempt) and
-        its correlation (inherited from the running handler, else a fresh one)."""
-        check_topic(topic)
-        for what, value in (("event_id", event_id), ("correlation_id", correlation_id)):
-            if value is not None and (not isinstance(value, str) or not value):
-                raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
-        plain = plain_payload(payload, self.max_payload_bytes, f"the payload to {topic!r}")
-        ctx = context_now()
-        if ctx is None:
-            return PublishRequest(
-                topic,
-                plain,
-                event_id or mint_event_id(topic),
-                correlation_id or uuid7(),
-                given_id=event_id is not None,
-            )
-        req = PublishRequest(
-            topic,
-            plain,
-            event_id or mint_event_id(topic, ctx.attempt_id, ctx.publishes),
-            correlation_id or ctx.correlation_id,
-            given_id=event_id is not None,
-            causation_id=ctx.run_id,
-        )
-        ctx.publishes += 1
-        return req
-
-    def subscriber(
-        self,
-        pattern: str,
-        *,
-        name: str | None = None,
-        ordered: bool = False,
-        **task_options: Unpack[TaskOptionArgs],
-    ) -> Callable[[Callable[[Message], Any]], TaskFunction[[Message], Any]]:
-        """Declare a subscriber of the topics ``pattern`` matches (``*``: one segment,
-        ``#``: the rest): a task whose runs are deliveries, each handling one
-        ``ms.Message``. ``ordered=True``: one message at a time, in sequence order. Takes
-        the options of ``@app.task``."""
-        check_pattern(pattern)
-        if not isinstance(ordered, bool):
-            raise InvalidArgument(f"ordered must be True or False, got {ordered!r}")
-        given: dict[str, Any] = dict(task_options)
-        overrides = failure_overrides(given.pop("retry_on", ()), given.pop("never_retry", ()))
-        opts = msgspec.structs.replace(options(**given), topic=pattern, ordered=ordered)
-        declare: (
-            Callable[[Callable[[Message], Any]], TaskFunction[[Message], Any]]
-            | TaskFunction[[Message], Any]
-        ) = self._declare(None, name, opts, None, overrides, "@app.subscriber")
-        assert not isinstance(declare, TaskFunction)
-        return declare
-
-    def messages(self, topic: str, since: int = 0, limit: int = 100) -> list[Message]:
-        """The messages of ``topic`` with a sequence greater than ``since``, in order."""
-        check_topic(topic)
-        _limit(since, "since")
-        _limit(limit)
-        return [message_of(m) for m in self.engine.messages(topic, since, limit)]
-
-    def receipts(
-        self, subscriber: str | None = None, event_id: str | None = None, limit: int = 100
-    ) -> list[Receipt]:
-        """Receipts (how deliveries ended), of one subscriber and/or one message, the
-        first recorded first."""
-        _limit(limit)
-        return [receipt_of(r) for r in self.engine.receipts(subscriber, event_id, limit)]
 
     def _handler(self, tf: TaskFunction[Any, Any]) -> Callable[..., Any]:
         """What a worker calls for a declared task: the function, or its wrapper for a
@@ -618,15 +475,15 @@ class App:
         self, state: RunState | str | None = None, task: str | None = None, limit: int = 100
     ) -> list[RunInfo]:
         """Runs, optionally of one state and/or task name, by scheduled time."""
-        st = None if state is None else _state(state).value
-        _limit(limit)
+        st = None if state is None else run_state_of(state).value
+        check_limit(limit)
         with self.store.read() as tx:
             return [run_info(r) for r in tx.query_runs(st, task, limit)]
 
     def tasks(self, active: bool = True, limit: int = 100) -> list[TaskInfo]:
         """Tasks in creation order with their policy, next occurrence and run counts
         (``active=False``: canceled ones too)."""
-        _limit(limit)
+        check_limit(limit)
         return [task_info(v) for v in self.engine.tasks(active=bool(active), limit=limit)]
 
     def get_task(self, task_id: str) -> TaskInfo:
@@ -644,7 +501,7 @@ class App:
 
     def log(self, since: int = 0, run_id: str | None = None, limit: int = 1000) -> list[LogEvent]:
         """Log events with seq > ``since`` (optionally of one run), in commit order."""
-        _limit(limit)
+        check_limit(limit)
         with self.store.read() as tx:
             return [log_event(e) for e in tx.events(since, run_id, limit)]
 
@@ -652,99 +509,6 @@ class App:
         """The number of runs in each state."""
         with self.store.read() as tx:
             return tx.stats()
-
-    def pause(self, queue: str | None = None) -> bool:
-        """Pause the engine: workers lease nothing (``queue``: nothing from that queue).
-        False if it was already paused."""
-        if queue is None:
-            return self.engine.set_paused(True)
-        return self.engine.set_queue_paused(queue_name(queue), True)
-
-    def resume(self, queue: str | None = None) -> bool:
-        """Resume a paused engine (``queue``: that queue). False if it was not paused."""
-        if queue is None:
-            return self.engine.set_paused(False)
-        return self.engine.set_queue_paused(queue_name(queue), False)
-
-    # -- bulk operations -----------------------------------------------------------------------
-    def matching_runs(
-        self, state: RunState | str | None = None, task: str | None = None, queue: str | None = None
-    ) -> list[str]:
-        """The ids of the runs in ``state`` (None: every state that has not ended), of task
-        name ``task``, in ``queue``: what ``cancel_runs`` / ``rerun_runs`` would change."""
-        states = [s for s in RunState if s not in TERMINAL] if state is None else [_state(state)]
-        return sorted(r for s in states for r in self.engine.matching(s.value, task, queue))
-
-    def cancel_runs(
-        self,
-        state: RunState | str | None = None,
-        task: str | None = None,
-        queue: str | None = None,
-        *,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> int:
-        """Cancel every run in ``state`` (None: every run that has not ended), of task name
-        ``task``, in ``queue``, a page of runs per transaction; how many were canceled.
-        ``progress(done, total)`` is called after each page."""
-        if state is not None and _state(state) in TERMINAL:
-            raise InvalidArgument(f"runs that are {state} have ended: there is nothing to cancel")
-        return self.engine.cancel_runs(self.matching_runs(state, task, queue), progress)
-
-    def rerun_runs(
-        self,
-        state: RunState | str = "failed",
-        task: str | None = None,
-        queue: str | None = None,
-        *,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> list[RunHandle]:
-        """Rerun every run in ``state`` (of task name ``task``, in ``queue``): a new run
-        of each one's task and arguments (``RunHandle.rerun``), a page per transaction."""
-        subs = self.engine.rerun_runs(self.matching_runs(_state(state), task, queue), progress)
-        return [RunHandle(self, s.run_ids[0], s.task_id) for s in subs]
-
-    def prune(
-        self,
-        older_than: float | timedelta,
-        states: Sequence[RunState | str] = ("completed", "failed", "canceled"),
-        task: str | None = None,
-        *,
-        dry_run: bool = False,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> int:
-        """Remove the runs in ``states`` (terminal ones) that ended longer than
-        ``older_than`` ago (seconds or a timedelta), and the tasks then left with nothing
-        to derive and no run, through events (``run.pruned``, ``task.pruned``): the state
-        and the log still agree, and the log keeps their history. A page per transaction;
-        how many runs (``dry_run``: would be). Negative ``older_than``: InvalidArgument."""
-        age = seconds(older_than, "older_than")
-        assert age is not None
-        chosen = [_state(s) for s in states]
-        live = [s.value for s in chosen if s not in TERMINAL]
-        if live:
-            raise InvalidArgument(f"only runs that ended can be pruned; not {', '.join(live)}")
-        cutoff = self.clock.now() - age
-        return self.engine.prune(
-            cutoff, [s.value for s in chosen], task, dry_run=dry_run, progress=progress
-        )
-
-    def queues(self) -> list[QueueInfo]:
-        """Every queue this App declares, has runs in, or paused: paused or not, its runs
-        by state, and how long its oldest ready run has waited."""
-        flags, counts, oldest = self.engine.queues()
-        paused = {f.name for f in flags if f.paused_at is not None}
-        names = set(counts) | {f.name for f in flags}
-        names |= {tf.options.queue for tf in self.declared.values()}
-        now = self.clock.now()
-        return [
-            QueueInfo(
-                name=name,
-                paused=name in paused,
-                counts=dict(sorted(counts.get(name, {}).items())),
-                oldest_ready_seconds=max(0.0, now - oldest[name]) if name in oldest else None,
-            )
-            for name in sorted(names)
-        ]
 
     def paused(self) -> bool:
         """Whether the engine is paused."""
@@ -849,17 +613,3 @@ class App:
             w.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def _state(state: Any) -> RunState:
-    try:
-        return RunState(state)
-    except ValueError:
-        raise InvalidArgument(
-            f"state must be one of {', '.join(RunState)}, got {state!r}"
-        ) from None
-
-
-def _limit(limit: Any, what: str = "limit") -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidArgument(f"{what} must be an int >= 0, got {limit!r}")
