@@ -234,13 +234,8 @@ class Bus:
         try:
             if handler.is_async:
                 result = self._run_coroutine(cmd, handler, timeout)
-            elif timeout is None:
-                result = handler.fn(payload)
             else:
-                start = perf_counter()
-                result = handler.fn(payload)
-                if perf_counter() - start > timeout:
-                    raise self._timed_out(cmd, timeout)
+                result = self._call_sync(cmd, handler, payload, timeout)
         except BusError:
             raise
         except Exception as exc:
@@ -264,13 +259,8 @@ class Bus:
         try:
             if handler.is_async:
                 result = await self._await_handler(cmd, handler.fn(payload), timeout)
-            elif timeout is None:
-                result = handler.fn(payload)
             else:
-                start = perf_counter()
-                result = handler.fn(payload)
-                if perf_counter() - start > timeout:
-                    raise self._timed_out(cmd, timeout)
+                result = self._call_sync(cmd, handler, payload, timeout)
         except BusError:
             raise
         except Exception as exc:
@@ -278,6 +268,19 @@ class Bus:
         finally:
             FRAME.reset(token)
         return self._respond(cmd, result)
+
+    def _call_sync(
+        self, cmd: Envelope, handler: _Handler, payload: Any, timeout: float | None
+    ) -> Any:
+        """A plain handler's result; TIMEOUT when it answered after ``timeout`` (it cannot
+        be interrupted: its late answer is discarded)."""
+        if timeout is None:
+            return handler.fn(payload)
+        start = perf_counter()
+        result = handler.fn(payload)
+        if perf_counter() - start > timeout:
+            raise self._timed_out(cmd, timeout)
+        return result
 
     def dispatch(
         self, envelope: Envelope | bytes | str | dict[str, Any], *, timeout: float | None = None

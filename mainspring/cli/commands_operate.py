@@ -224,8 +224,8 @@ def _bulk(
     if state is None and task is None and queue is None:
         raise CliError(f"{verb} needs an ID, or --state/--task/--queue to select runs")
     with open_app(g, create=False) as app:
-        ids = app.matching_runs(state, task, queue)
         if not yes:
+            ids = app.matching_runs(state, task, queue)
             if g.json:
                 out.emit_json({"would_" + verb: len(ids), "run_ids": ids[:20], "dry_run": True})
             else:
