@@ -20,6 +20,7 @@ from .core.failures import PreconditionFailed
 from .core.ids import uuid7
 from .core.model import MessageRecord, ReceiptRecord
 from .core.topics import is_name, parse_pattern
+from .worker.context import current as context_now
 
 if TYPE_CHECKING:
     from .app import App
@@ -138,6 +139,12 @@ def subscriber_handler(app: App, name: str, fn: Callable[..., Any]) -> Callable[
     delivery): it ends as the first handling did."""
 
     def again(doc: dict[str, Any]) -> tuple[bool, Any]:
+        ctx = context_now()
+        if ctx is not None and ctx.idempotency_key == doc["event_id"]:
+            # the message's own delivery run (keyed by its event id, so the only one): its
+            # receipt is written when it ends, so none exists yet; only another run of the
+            # same message (a rerun) needs to look
+            return False, None
         done = app.engine.receipts(name, doc["event_id"])
         if not done:
             return False, None
