@@ -59,6 +59,10 @@ class ReadTx(ABC):
         """Whether the engine is paused; with ``lock``, for changing it."""
 
     @abstractmethod
+    def meta(self, key: str) -> str | None:
+        """A value of the store's own metadata (``schema_version``, ``store_id``...)."""
+
+    @abstractmethod
     def definition(self, name: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
@@ -295,6 +299,16 @@ class Store(ABC):
     schema_version: int
     #: whether its transactions offer ``Tx.update_runs_if_unchanged``
     fenced_updates: bool = False
+
+    @property
+    def store_id(self) -> str:
+        """The id the store was created with: the same store under every URL that reaches it."""
+        found: str | None = getattr(self, "_store_id", None)
+        if found is None:
+            with self.read() as tx:
+                found = tx.meta("store_id") or ""
+            self._store_id = found
+        return found
 
     @property
     def display_url(self) -> str:

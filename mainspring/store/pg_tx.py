@@ -43,6 +43,7 @@ DIALECT = Dialect(
         "log_options": " WITH (toast_tuple_target = 8160)",
         "log_storage": "ALTER TABLE ms_log ALTER COLUMN events SET STORAGE MAIN;",
         "log_runs_options": "",
+        "random_id": "md5(random()::text || clock_timestamp()::text)",
     },
     doc="doc::text",
     doc_in="%s::json",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from .dialect import Dialect
 from .kinds import KINDS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APP_ID = "mainspring"
 #: Every table a store of the current version has (what marks a schema as mainspring's).
 TABLES = (
@@ -24,6 +24,7 @@ TABLES = (
     "ms_runs",
     "ms_definitions",
     "ms_engine",
+    "ms_snapshots",
     *(k.table for k in KINDS),
 )
 
@@ -116,6 +117,17 @@ _VERSIONS: dict[int, str] = {
     UPDATE ms_runs SET due_at = 1e18 WHERE state = 'suspended';
     CREATE INDEX ms_runs_due ON ms_runs (due_at)
         WHERE state IN ('scheduled', 'retry_wait', 'suspended');
+    """,
+    # compaction's snapshots (store/snapshots.py), each in parts, and the store's own id
+    # (what ``connection=`` checks a caller's connection against)
+    5: """
+    CREATE TABLE ms_snapshots (
+        seq {seq} NOT NULL,
+        part {int} NOT NULL,
+        body {bytes} NOT NULL,
+        PRIMARY KEY (seq, part)
+    );
+    INSERT INTO ms_meta (key, value) VALUES ('store_id', {random_id});
     """,
 }
 

@@ -80,6 +80,12 @@ class SqlReadTx(KindTx, ReadTx):
         )
         return bool(rows and rows[0][0])
 
+    def meta(self, key: str) -> str | None:
+        rows = self._rows(
+            f"SELECT value FROM ms_meta WHERE key = {self.DIALECT.placeholder}", (key,)
+        )
+        return str(rows[0][0]) if rows else None
+
     def definition(self, name: str) -> dict[str, Any] | None:
         d = self.DIALECT
         q = f"SELECT {d.doc} FROM ms_definitions WHERE name = {d.placeholder}"

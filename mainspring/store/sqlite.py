@@ -56,6 +56,7 @@ DIALECT = Dialect(
         "log_options": "",
         "log_storage": "",
         "log_runs_options": " WITHOUT ROWID",
+        "random_id": "lower(hex(randomblob(16)))",
     },
     hints=True,
     true="1",

@@ -188,7 +188,9 @@ def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
         " at double precision NOT NULL, task_id text, run_id text, attempt_id text,"
         " correlation_id text, execution_id text, data {} NOT NULL)",
         "CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL",
-        # (and without what schemas 3 and 4 added)
+        # (and without what schemas 3, 4 and 5 added)
+        "DROP TABLE ms_snapshots",
+        "DELETE FROM ms_meta WHERE key = 'store_id'",
         *(f"DROP TABLE {t}" for t in ("ms_steps", "ms_waits", "ms_signals", "ms_executions")),
         *(f"DROP TABLE {t}" for t in ("ms_messages", "ms_topics", "ms_receipts", "ms_subscribers")),
         "DROP TABLE ms_calls",
