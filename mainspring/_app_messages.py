@@ -21,6 +21,7 @@ from ._messages import (
 )
 from ._task_options import (
     TaskOptionArgs,
+    caller_connection,
     check_limit,
     default_name,
     failure_overrides,
@@ -93,6 +94,7 @@ class Messaging:
         *,
         event_id: str | None = None,
         correlation_id: str | None = None,
+        connection: Any = None,
     ) -> Message:
         """Publish a durable message: numbered in its topic, one delivery created for every
         subscriber of the topic, durable on return. Inside a handler it is written when
@@ -100,11 +102,15 @@ class Messaging:
 
         ``event_id``: the caller's own durable id; publishing it again with an equal
         payload returns the first message and writes nothing (another payload:
-        IdempotencyConflict). A payload over ``max_payload_bytes`` raises Backpressure."""
+        IdempotencyConflict). A payload over ``max_payload_bytes`` raises Backpressure.
+        ``connection``: the caller's DB-API connection to the store's own database: the
+        message is written inside the caller's open transaction on it, and exists only if
+        that commits (docs/transactions.md); outside handlers only."""
+        caller_connection(connection, context_now() is not None, "a publish")
         req = self._publish_request(topic, payload, event_id, correlation_id)
         ctx = context_now()
         if ctx is None:
-            return message_of(self.engine.publish(req))
+            return message_of(self.engine.publish(req, connection=connection))
         wf = workflow.current()
         if wf is not None:
             return message_of(workflow.publish_step(wf, req))
@@ -119,10 +125,12 @@ class Messaging:
             payload=req.payload,
         )
 
-    def publish_many(self, topic: str, payloads: Sequence[Any]) -> list[Message]:
+    def publish_many(
+        self, topic: str, payloads: Sequence[Any], *, connection: Any = None
+    ) -> list[Message]:
         """Publish several messages to ``topic`` in one transaction (numbered in the order
         given); outside a handler only (a handler's publishes are written together with
-        its attempt already)."""
+        its attempt already). ``connection``: as for ``publish``."""
         if context_now() is not None:
             raise InvalidArgument(
                 "app.publish_many is for code outside handlers; inside one, call app.publish "
@@ -131,7 +139,7 @@ class Messaging:
         if not isinstance(payloads, Sequence) or isinstance(payloads, str | bytes):
             raise InvalidArgument(f"payloads must be a list of payloads, got {payloads!r}")
         reqs = [self._publish_request(topic, p, None, None) for p in payloads]
-        return [message_of(m) for m in self.engine.publish_many(reqs)]
+        return [message_of(m) for m in self.engine.publish_many(reqs, connection=connection)]
 
     def _publish_request(
         self, topic: str, payload: Any, event_id: str | None, correlation_id: str | None

@@ -1,5 +1,5 @@
 """The App's operator controls: pausing the engine or a queue, the queues, bulk
-cancel and rerun, and retention (docs/operations.md). A part of ``ms.App``."""
+cancel and rerun, retention and compaction (docs/operations.md). A part of ``ms.App``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 class Operations:
     """``app.pause`` / ``resume`` (engine or queue), ``queues``, ``matching_runs``,
-    ``cancel_runs``, ``rerun_runs``, ``prune``."""
+    ``cancel_runs``, ``rerun_runs``, ``prune``, ``compact``."""
 
     if TYPE_CHECKING:  # (what App provides)
 
@@ -112,6 +112,14 @@ class Operations:
         return self.engine.prune(
             cutoff, [s.value for s in chosen], task, dry_run=dry_run, progress=progress
         )
+
+    def compact(self, *, progress: Callable[[int, int], None] | None = None) -> int:
+        """Write a snapshot of the whole state at the log's current seq, then delete the
+        log records up to it (a batch per transaction; workers keep working meanwhile);
+        the snapshot's seq. ``verify`` then replays from the snapshot, and ``log`` asking
+        for a removed event raises ``LogCompacted``: export the log first to keep it.
+        ``progress(done, total)`` hears the events deleted."""
+        return self.engine.compact(progress)[0]
 
     def queues(self) -> list[QueueInfo]:
         """Every queue this App declares, has runs in, or paused: paused or not, its runs

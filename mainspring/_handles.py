@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import workflow
-from ._records import LogEvent, RunInfo, StepInfo, run_info, step_info
+from ._records import LogEvent, RunInfo, StepInfo, log_event, run_info, step_info
 from .core.errors import RunCanceled, RunFailed
 from .core.failures import PreconditionFailed
 from .core.states import RunState
@@ -123,8 +123,10 @@ class RunHandle:
         return RunHandle(self.app, sub.run_ids[0], sub.task_id)
 
     def history(self) -> list[LogEvent]:
-        """Every log event of this run, in order."""
-        return self.app.log(run_id=self.run_id, limit=1_000_000)
+        """Every log event of this run still in the log, in order (compaction removes
+        those before its snapshot: ``app.compact``)."""
+        with self.app.store.read() as tx:
+            return [log_event(e) for e in tx.events(0, self.run_id, 1_000_000)]
 
 
 class TaskHandle:

@@ -34,6 +34,7 @@ OVERRIDES = (
     "debounce",
     "debounce_key",
     "debounce_max",
+    "connection",
 )
 
 
@@ -233,6 +234,17 @@ def deadline_of(deadline: Any, now: Callable[[], float]) -> float | None:
     if d <= 0:
         raise InvalidArgument(f"deadline must be in the future (> 0 seconds), got {deadline!r}")
     return now() + d
+
+
+def caller_connection(connection: Any, in_handler: bool, what: str) -> Any:
+    """``connection=``: the caller's own DB-API connection to write in (the store checks
+    it), from code outside handlers only."""
+    if connection is not None and in_handler:
+        raise InvalidArgument(
+            f"connection= is for code outside handlers; inside a handler or workflow, {what} "
+            "is written with the attempt (or step) that made it: leave connection= out"
+        )
+    return connection
 
 
 def label(what: str, value: Any) -> str | None:

@@ -21,6 +21,7 @@ from ._handles import RunHandle, TaskHandle
 from ._task_options import (
     FailureOverrides,
     Misfire,
+    caller_connection,
     deadline_of,
     debounce_of,
     durable,
@@ -88,6 +89,22 @@ def signature_of(recorded: list[list[Any]]) -> inspect.Signature:
     )
 
 
+def calls_of(items: Sequence[Any]) -> list[tuple[Sequence[Any], dict[str, Any]]]:
+    """The items of ``submit_many`` as ``(args, kwargs)`` pairs, checked."""
+    calls: list[tuple[Sequence[Any], dict[str, Any]]] = []
+    for item in items:
+        if isinstance(item, dict):
+            calls.append(((), item))
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+            calls.append((item[0], item[1]))
+        else:
+            raise InvalidArgument(
+                f"each item of submit_many is a dict of keyword arguments or an "
+                f"(args, kwargs) pair, got {item!r}"
+            )
+    return calls
+
+
 class Submitter(Generic[P, R]):
     """``task.with_options(...)``: per-submission overrides (a TaskFunction is one with none)."""
 
@@ -96,8 +113,23 @@ class Submitter(Generic[P, R]):
         self.overrides = overrides
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> RunHandle:
-        """Submit one run with these arguments (policy once); durable on return."""
+        """Submit one run with these arguments (policy once); durable on return (with
+        ``connection=``: when the caller commits)."""
         return self.task._submit(args, kwargs, **self.overrides)
+
+    def submit_many(self, items: Sequence[Any]) -> list[RunHandle]:
+        """Submit one run per item in one transaction, each with these overrides: each
+        item a dict of keyword arguments, or an ``(args, kwargs)`` pair. Every item is
+        checked before anything is written."""
+        task, ov = self.task, self.overrides
+        calls = calls_of(items)
+        ctx = context_now()
+        connection = caller_connection(ov.get("connection"), ctx is not None, "a submission")
+        reqs = [task.request(a, k, Policy(kind="once"), **ov) for a, k in calls]  # (all first)
+        if ctx is not None:
+            return [task._submit(a, k, **ov) for a, k in calls]
+        subs = task.app.engine.submit_many(reqs, connection=connection)
+        return [RunHandle(task.app, s.run_ids[0], s.task_id) for s in subs]
 
     def repeat(
         self,
@@ -209,15 +241,20 @@ class TaskFunction(Submitter[P, R]):
         debounce: float | timedelta | None = None,
         debounce_key: str | None = None,
         debounce_max: float | timedelta | None = None,
+        connection: Any = None,
     ) -> Submitter[P, R]:
-        """Per-submission overrides; returns an object with submit/repeat/schedule.
+        """Per-submission overrides; returns an object with submit/submit_many/repeat/
+        schedule.
 
         ``deadline`` (seconds or a timedelta from now, or an aware datetime): a run not
         terminal when it passes is canceled with reason ``deadline`` (a workflow's
         children with it). ``debounce`` (seconds) with ``debounce_key``: submissions of
         this task with the same key collapse into one run, due ``debounce`` seconds after
         the last of them (at most ``debounce_max`` after the first), with the last one's
-        arguments; each returns that run's handle."""
+        arguments; each returns that run's handle. ``connection``: the caller's DB-API
+        connection (``sqlite3`` or psycopg 3) to the store's own database: the submission
+        is written inside the caller's open transaction on it, and exists only if that
+        commits (docs/transactions.md)."""
         return Submitter(
             self,
             idempotency_key=idempotency_key,
@@ -232,6 +269,7 @@ class TaskFunction(Submitter[P, R]):
             debounce=debounce,
             debounce_key=debounce_key,
             debounce_max=debounce_max,
+            connection=connection,
         )
 
     # -- building requests ----------------------------------------------------------------------
@@ -353,10 +391,11 @@ class TaskFunction(Submitter[P, R]):
         )
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:
-        req = self.request(args, kwargs, Policy(kind="once"), **ov)
         ctx = context_now()
+        connection = caller_connection(ov.get("connection"), ctx is not None, "a submission")
+        req = self.request(args, kwargs, Policy(kind="once"), **ov)
         if ctx is None:
-            sub = self.app.engine.submit(req)
+            sub = self.app.engine.submit(req, connection=connection)
             return RunHandle(self.app, sub.run_ids[0], sub.task_id)
         # inside a handler: correlated with the submitting run, and launched by it
         req.correlation_id = req.correlation_id or ctx.correlation_id
@@ -373,23 +412,16 @@ class TaskFunction(Submitter[P, R]):
         """Submit one run per item in one transaction: each item a dict of keyword
         arguments, or an ``(args, kwargs)`` pair. Every item is checked before anything is
         written."""
-        calls: list[tuple[Sequence[Any], dict[str, Any]]] = []
-        for item in items:
-            if isinstance(item, dict):
-                calls.append(((), item))
-            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
-                calls.append((item[0], item[1]))
-            else:
-                raise InvalidArgument(
-                    f"each item of submit_many is a dict of keyword arguments or an "
-                    f"(args, kwargs) pair, got {item!r}"
-                )
-        return self.app.submit_many(self, calls)
+        return self.app.submit_many(self, calls_of(items))
 
     def _submit_task(
         self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any
     ) -> TaskHandle:
-        sub = self.app.engine.submit(self.request(args, kwargs, policy, **ov))
+        in_handler = context_now() is not None
+        connection = caller_connection(ov.get("connection"), in_handler, "a submission")
+        sub = self.app.engine.submit(
+            self.request(args, kwargs, policy, **ov), connection=connection
+        )
         return TaskHandle(self.app, sub.task_id, sub.run_ids)
 
 

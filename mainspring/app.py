@@ -58,7 +58,7 @@ from ._tasks import Submitter, TaskFunction, by_name
 from .bus import Bus
 from .core.clock import Clock, SystemClock, seconds
 from .core.codec import to_plain
-from .core.errors import InvalidArgument, InvalidSchedule
+from .core.errors import InvalidArgument, InvalidSchedule, LogCompacted
 from .core.model import Backoff, Policy, RateLimit, TaskOptions
 from .core.states import RunState
 from .engine import Engine
@@ -500,10 +500,25 @@ class App(Messaging, Operations):
         return explanation(*self.engine.why(run_id))
 
     def log(self, since: int = 0, run_id: str | None = None, limit: int = 1000) -> list[LogEvent]:
-        """Log events with seq > ``since`` (optionally of one run), in commit order."""
+        """Log events with seq > ``since`` (optionally of one run), in commit order.
+
+        LogCompacted when compaction removed events after ``since`` (its ``first_seq``
+        says where the log now starts)."""
         check_limit(limit)
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise InvalidArgument(f"since must be an int >= 0 (a seq), got {since!r}")
         with self.store.read() as tx:
-            return [log_event(e) for e in tx.events(since, run_id, limit)]
+            found = tx.events(since, run_id, limit)
+            if not found or found[0].seq > since + 1:  # (something before what was found?)
+                first = tx.first_seq()
+                if first > since + 1:
+                    raise LogCompacted(
+                        f"events {since + 1}..{first - 1} were removed from the log by "
+                        f"compaction; it now starts at seq {first} (read from since="
+                        f"{first - 1}, or from an export taken before compacting)",
+                        first_seq=first,
+                    )
+        return [log_event(e) for e in found]
 
     def stats(self) -> dict[str, int]:
         """The number of runs in each state."""

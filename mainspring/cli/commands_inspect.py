@@ -84,8 +84,8 @@ def run(
     g = globals_of(ctx, store, json_out)
     with open_app(g, create=False) as app:
         info = app.get_run(run_id)
-        history = app.log(run_id=run_id, limit=1_000_000)
-        steps = app.run(run_id).steps()
+        handle = app.run(run_id)
+        history, steps = handle.history(), handle.steps()
         # (no public query lists a run's waits and children: the engine's own reads)
         waits = app.engine.waits(run_id)
         children = list(app.engine.get_run(run_id).children)

@@ -1,5 +1,5 @@
 """The commands that change the store: ``submit``, ``cancel``, ``resume``, ``rerun``,
-``signal``, ``pause``, ``migrate``.
+``signal``, ``pause``, ``migrate`` (``prune``: commands_upkeep.py).
 
 Each opens the store (migrating its schema, as opening a store does), makes its one
 change through ``ms.App`` and prints what came of it. Those that name a run or a task
@@ -406,62 +406,6 @@ def pause(
 
     --json: {"paused": true, "changed": bool[, "queue": Q]}."""
     _set_paused(globals_of(ctx, store, json_out), True, queue)
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def _duration(text: str) -> float:
-    """``30d``, ``12h``, ``15m``, ``90s``, ``2w`` or a number of seconds."""
-    t = text.strip().lower()
-    try:
-        return float(t[:-1]) * _UNITS[t[-1]] if t and t[-1] in _UNITS else float(t)
-    except ValueError:
-        raise CliError(
-            f"--older-than {text!r} is not a duration: use e.g. 30d, 12h, 15m, 90s or seconds"
-        ) from None
-
-
-@handle_errors
-def prune(
-    ctx: typer.Context,
-    older_than: Annotated[
-        str,
-        typer.Option(
-            "--older-than",
-            metavar="AGE",
-            help="Remove the runs that ended more than AGE ago: 30d, 12h, 15m, 90s or seconds.",
-        ),
-    ],
-    state: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--state",
-            metavar="STATE",
-            help="Only runs that ended so (repeatable); default completed, failed and canceled.",
-        ),
-    ] = None,
-    task: TaskOpt = None,
-    dry_run: Annotated[
-        bool, flag("--dry-run", help="Print how many runs would go; change nothing.")
-    ] = False,
-    store: StoreOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Remove runs that ended more than AGE ago, and the tasks left with no run, through
-    events (run.pruned, task.pruned): the log keeps their history and verify still holds.
-
-    Works a page of runs per transaction, with progress on a terminal. --json: {"pruned": N} (or {"would_prune": N} with --dry-run)."""
-    g = globals_of(ctx, store, json_out)
-    age = _duration(older_than)
-    states = state or ["completed", "failed", "canceled"]
-    with open_app(g, create=False) as app, out.progress("pruning", "runs") as bar:
-        n = app.prune(age, states, task, dry_run=dry_run, progress=bar)
-    key = "would_prune" if dry_run else "pruned"
-    if g.json:
-        out.emit_json({key: n})
-    else:
-        typer.echo(f"{'would prune' if dry_run else 'pruned'} {n} run(s)")
 
 
 @handle_errors

@@ -4,6 +4,7 @@ Thin on purpose: every command parses its options, calls the public API of ``ms.
 and prints. This module builds the typer app (the global options, the commands in the
 order ``--help`` lists them) and runs it; the commands live in ``commands_inspect``
 (those that only read), ``commands_operate`` (those that change the store),
+``commands_upkeep`` (retention, export and compaction: prune, export, compact),
 ``commands_messages`` (durable messages: publish, messages, receipts) and
 ``commands_worker`` (those that run handler code). ``_options`` holds the global options,
 ``_app`` opens the App, ``_errors`` turns errors into one line and an exit code, and
@@ -25,7 +26,13 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from . import commands_inspect, commands_messages, commands_operate, commands_worker
+from . import (
+    commands_inspect,
+    commands_messages,
+    commands_operate,
+    commands_upkeep,
+    commands_worker,
+)
 from ._errors import (
     EXIT_NOT_DONE,
     EXIT_OK,
@@ -126,7 +133,9 @@ for _command in (
     commands_inspect.log,
     commands_inspect.stats,
     commands_operate.pause,
-    commands_operate.prune,
+    commands_upkeep.prune,
+    commands_upkeep.export,
+    commands_upkeep.compact,
     commands_inspect.verify,
     commands_operate.migrate,
 ):

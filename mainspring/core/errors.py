@@ -78,3 +78,14 @@ class NonDeterminism(MainspringError):
 
 class UnknownExecution(MainspringError, LookupError):
     """No workflow execution (or run) has this id in the store."""
+
+
+class LogCompacted(MainspringError, LookupError):
+    """The events asked for were removed from the log by compaction (``app.compact``).
+
+    ``first_seq`` is the seq of the first event still in the log (or of the next one to be
+    written): read from ``since=first_seq - 1`` on, or from an export taken before."""
+
+    def __init__(self, message: str, *, first_seq: int):
+        super().__init__(message)
+        self.first_seq = first_seq

@@ -62,6 +62,7 @@ SIGNAL_RECEIVED = "signal.received"
 MESSAGE_PUBLISHED = "message.published"
 TRANSACTION_RECORDED = "transaction.recorded"
 RECEIPT_RECORDED = "receipt.recorded"
+LOG_COMPACTED = "log.compacted"
 
 
 # -- the shapes of ``data`` ------------------------------------------------------------------
@@ -565,9 +566,20 @@ def transaction_recorded(
 
 
 # -- retention ---------------------------------------------------------------------------------
-def run_pruned(run: Run, at: float) -> Event:
-    """A terminal run removed from the state (retention); its events stay in the log."""
-    return _about(run, RUN_PRUNED, at, None, {"state": run.state})
+def log_compacted(at: float, snapshot_seq: int) -> Event:
+    """A snapshot of the whole state at ``snapshot_seq`` is complete: the log up to it may
+    go (engine/compaction.py). The state does not change."""
+    return event(LOG_COMPACTED, at, data={"snapshot_seq": snapshot_seq})
+
+
+def run_pruned(run: Run, at: float, records: dict[str, list[str]] | None = None) -> Event:
+    """A terminal run removed from the state (retention), with the records that were its
+    own (``records``: keys by kind: its steps, waits, signals, calls, receipt, execution);
+    its events stay in the log."""
+    data: dict[str, Any] = {"state": run.state}
+    if records:
+        data["records"] = records
+    return _about(run, RUN_PRUNED, at, None, data)
 
 
 def task_pruned(task: Task, at: float) -> Event:

@@ -425,6 +425,10 @@ def _on_resumed(state: State, ev: Event) -> None:
     state.dirty_engine = True
 
 
+def _on_log_compacted(state: State, ev: Event) -> None:
+    """The log, not the state, changed: nothing to apply."""
+
+
 def _on_run_debounced(state: State, ev: Event) -> None:
     run = _run(state, ev)
     if run.state != RunState.SCHEDULED:
@@ -444,6 +448,9 @@ def _on_run_pruned(state: State, ev: Event) -> None:
     del state.runs[run.run_id]
     state.dirty_runs.discard(run.run_id)
     state.pruned_runs.add(run.run_id)
+    for kind, keys in ev.data.get("records", {}).items():
+        for key in keys:
+            state.drop(kind, key)
 
 
 def _on_task_pruned(state: State, ev: Event) -> None:
@@ -719,6 +726,7 @@ _HANDLERS = {
     E.ENGINE_RESUMED: _on_resumed,
     E.RUN_DEBOUNCED: _on_run_debounced,
     E.RUN_PRUNED: _on_run_pruned,
+    E.LOG_COMPACTED: _on_log_compacted,
     E.TASK_PRUNED: _on_task_pruned,
     E.QUEUE_PAUSED: _on_queue_flag,
     E.QUEUE_RESUMED: _on_queue_flag,

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 
 from ..core import events as E
 from ..core.ids import uuid7
-from ..core.model import Policy, Run
+from ..core.model import Policy, Run, receipt_key
+from ..core.reducer import CALLS, EXECUTIONS, RECEIPTS, SIGNALS, STEPS, WAITS
 from ..core.states import TERMINAL, RunState
 from ..store.base import WriteTx
 from .batch import Batch
@@ -46,6 +47,27 @@ def rerun_in(tx: WriteTx, b: Batch, old: Run) -> Submitted:
     )
     b.wake = True
     return Submitted(task_id, [b.derive(b.state.tasks[task_id], b.now, rerun_of=old.run_id)])
+
+
+def _records_of(tx: WriteTx, b: Batch, runs: list[Run]) -> dict[str, dict[str, list[str]]]:
+    """The records that go with each of ``runs`` when it is pruned, keys by kind: a
+    workflow's steps, waits and signals, a run's ``@app.transaction`` calls, a delivery's
+    receipt and a workflow's execution id."""
+    owned: dict[str, dict[str, list[str]]] = {}
+    for kind in (STEPS, WAITS, SIGNALS, CALLS):
+        for key in tx.keys_under(kind, [f"{r.run_id}/" for r in runs]):
+            owned.setdefault(key.split("/", 1)[0], {}).setdefault(kind, []).append(key)
+    for kind, key_of in (
+        (RECEIPTS, lambda r: receipt_key(r.task_name, r.delivery) if r.delivery else None),
+        (EXECUTIONS, lambda r: r.execution_id),
+    ):
+        keys = {r.run_id: k for r in runs if (k := key_of(r)) is not None}
+        tx.load_records(kind, sorted(set(keys.values())), b.state)
+        found = b.state.kind(kind)
+        for rid, key in keys.items():
+            if key in found and found[key].run_id == rid:
+                owned.setdefault(rid, {})[kind] = [key]
+    return owned
 
 
 class BulkCommands(Transactor):
@@ -89,15 +111,19 @@ class BulkCommands(Transactor):
     @staticmethod
     def _prune_page(tx: WriteTx, b: Batch, *, ids: list[str], cutoff: float) -> int:
         tx.load_runs(ids, b.state)
+        runs = [
+            run
+            for rid in ids
+            if (run := b.state.runs.get(rid)) is not None
+            and RunState(run.state) in TERMINAL
+            and run.updated_at <= cutoff  # (else it changed since it was read)
+        ]
+        owned = _records_of(tx, b, runs)
         tasks: set[str] = set()
-        pruned = 0
-        for rid in ids:
-            run = b.state.runs.get(rid)
-            if run is None or RunState(run.state) not in TERMINAL or run.updated_at > cutoff:
-                continue  # (it changed since it was read)
-            b.emit(E.run_pruned(run, b.now))
+        for run in runs:
+            b.emit(E.run_pruned(run, b.now, owned.get(run.run_id)))
             tasks.add(run.task_id)
-            pruned += 1
+        pruned = len(runs)
         tx.load_tasks(sorted(tasks), b.state, lock=True)
         for tid in sorted(tasks):
             t = b.state.tasks.get(tid)

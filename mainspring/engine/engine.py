@@ -29,6 +29,7 @@ from ..core.states import TERMINAL, RunState
 from ..store.base import WriteTx
 from .batch import Batch
 from .bulk import BulkCommands, rerun_in
+from .compaction import CompactionCommands
 from .messages import SubmitRequest, Submitted, TaskView
 from .submission import submit_one
 from .turn import WorkerTurns
@@ -36,7 +37,7 @@ from .verify import verify
 from .why import Why, explain
 
 
-class Engine(WorkerTurns, BulkCommands):
+class Engine(WorkerTurns, BulkCommands, CompactionCommands):
     """Submission, operator commands and queries; the worker's commands come from
     ``WorkerTurns`` (engine/turn.py)."""
 
@@ -59,10 +60,14 @@ class Engine(WorkerTurns, BulkCommands):
             return tx.definition(name)
 
     # -- submission -----------------------------------------------------------------------
-    def submit(self, req: SubmitRequest) -> Submitted:
-        return self.submit_many([req])[0]
+    def submit(self, req: SubmitRequest, *, connection: Any = None) -> Submitted:
+        return self.submit_many([req], connection=connection)[0]
 
-    def submit_many(self, reqs: Sequence[SubmitRequest]) -> list[Submitted]:
+    def submit_many(
+        self, reqs: Sequence[SubmitRequest], *, connection: Any = None
+    ) -> list[Submitted]:
+        """Submit in one transaction; with ``connection``, inside the caller's open
+        transaction on it (``Transactor.transact``)."""
         for req in reqs:
             validate_policy(req.policy)
             if req.options.max_attempts < 1:
@@ -74,7 +79,7 @@ class Engine(WorkerTurns, BulkCommands):
             b.wake = bool(b.events)  # new runs, or a new next-due time for sleeping workers
             return out
 
-        return self.transact(body)[0]
+        return self.transact(body, connection=connection)[0]
 
     def rerun(self, run_id: str) -> Submitted:
         """A new once-run of the task and arguments of ``run_id`` (in any state): a new
@@ -236,6 +241,6 @@ class Engine(WorkerTurns, BulkCommands):
             return tx.paused() or tx.is_idle(self.clock.now(), names, queues)
 
     def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
-        """Replay the whole log from empty and compare with the stored projection
-        (engine/verify.py)."""
+        """Replay the log from the latest snapshot (or from empty) and compare with the
+        stored projection (engine/verify.py)."""
         return verify(self.store, progress)

@@ -57,12 +57,15 @@ def message_doc(msg: MessageRecord) -> dict[str, Any]:
 
 
 class TopicCommands(CallCommands):
-    def publish(self, req: PublishRequest) -> MessageRecord:
+    def publish(self, req: PublishRequest, *, connection: Any = None) -> MessageRecord:
         """Publish one message (and create its deliveries) in one transaction."""
-        return self.publish_many([req])[0]
+        return self.publish_many([req], connection=connection)[0]
 
-    def publish_many(self, reqs: Sequence[PublishRequest]) -> list[MessageRecord]:
-        """Publish messages (and create their deliveries) in one transaction, in order."""
+    def publish_many(
+        self, reqs: Sequence[PublishRequest], *, connection: Any = None
+    ) -> list[MessageRecord]:
+        """Publish messages (and create their deliveries) in one transaction, in order;
+        with ``connection``, inside the caller's open transaction on it."""
 
         def body(tx: WriteTx, b: Batch) -> list[MessageRecord]:
             seen: Seen = {}
@@ -70,7 +73,7 @@ class TopicCommands(CallCommands):
             subscribers = self._subscribers(tx)
             return [self.publish_in(tx, b, req, seen, subscribers=subscribers) for req in reqs]
 
-        return self.transact(body)[0]
+        return self.transact(body, connection=connection)[0]
 
     @staticmethod
     def _subscribers(tx: WriteTx) -> list[tuple[str, tuple[str, ...], TaskOptions]]:

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..core.clock import Clock, SystemClock
 from ..core.model import Event
@@ -17,6 +17,9 @@ from .batch import Batch
 
 #: How often a command is re-run when a concurrent transaction conflicted with it.
 MAX_CONFLICT_RETRIES = 30
+#: ... inside a caller's transaction (in a new savepoint: the caller's locks stay held
+#: meanwhile, so only a few times)
+MAX_CALLER_CONFLICT_RETRIES = 3
 
 T = TypeVar("T")
 
@@ -50,6 +53,8 @@ class Transactor:
         self,
         body: Callable[[WriteTx, Batch], T],
         prepare: Callable[[Batch], None] | None = None,
+        *,
+        connection: Any = None,
     ) -> tuple[T, Batch]:
         """Run ``body`` in one write transaction and save what it decided.
 
@@ -61,7 +66,13 @@ class Transactor:
 
         ``prepare`` decides on records known ahead before the write transaction begins
         (``cycle``: attempts that ended); ``body`` then checks that they are unchanged.
+
+        With ``connection``, ``body`` runs inside the caller's open transaction on it
+        (``_transact_in``).
         """
+        if connection is not None:
+            assert prepare is None
+            return self._transact_in(connection, body)
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             b = Batch(State(), self.clock.now())
             if prepare is not None:
@@ -71,14 +82,7 @@ class Transactor:
             try:
                 with self._feed_order if feeding else contextlib.nullcontext():
                     with self.store.write() as tx:
-                        out = body(tx, b)
-                        if b.ended:
-                            self._settle(tx, b)
-                        b.flush(tx)
-                        if b.wake:
-                            tx.wake_on_commit()
-                        if b.ended:
-                            tx.ended_on_commit(b.ended)
+                        out = self._decide(tx, b, body)
                     if feeding and b.events:
                         assert feed is not None
                         feed.put(b.events)
@@ -90,6 +94,39 @@ class Transactor:
                     continue  # no one to wait for: body now decides under the lock
                 time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
         raise AssertionError("unreachable")
+
+    def _transact_in(self, connection: Any, body: Callable[[WriteTx, Batch], T]) -> tuple[T, Batch]:
+        """Run ``body`` inside the caller's open transaction on ``connection``
+        (``Store.write_in``): what it decides is written there and commits, or not, with
+        the caller's own writes; workers are woken after that commit.
+
+        A conflict with a concurrent transaction (two submitters of one idempotency key)
+        undid only our savepoint: ``body`` runs again in a new one, a few times, then the
+        ``Conflict`` (a StoreError) reaches the caller. The events do not go on the App's
+        log feed: whether they commit is the caller's to say, and after we return."""
+        for attempt in range(MAX_CALLER_CONFLICT_RETRIES + 1):
+            b = Batch(State(), self.clock.now())
+            try:
+                with self.store.write_in(connection) as tx:
+                    out = self._decide(tx, b, body)
+                return out, b
+            except Conflict:
+                if attempt == MAX_CALLER_CONFLICT_RETRIES:
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def _decide(self, tx: WriteTx, b: Batch, body: Callable[[WriteTx, Batch], T]) -> T:
+        """Run ``body`` in ``tx`` and write what it decided, with what follows from it."""
+        out = body(tx, b)
+        if b.ended:
+            self._settle(tx, b)
+        b.flush(tx)
+        if b.wake:
+            tx.wake_on_commit()
+        if b.ended:
+            tx.ended_on_commit(b.ended)
+        return out
 
     def _settle(self, tx: WriteTx, b: Batch) -> None:
         """What follows, in the same transaction, from the runs ``b`` ended (workflows:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..core.errors import StoreError
+from ..core.errors import InvalidArgument, StoreError
 from ..core.model import Event, Run, Task
 from ..core.reducer import State
 
@@ -170,6 +170,10 @@ class ReadTx(ABC):
         with ``where=(column, value)``, those whose column is that value; with
         ``after=(column, value)``, those whose column is greater, in that column's order.; ``order``: the column to order by instead of the key."""
 
+    @abstractmethod
+    def keys_under(self, kind: str, prefixes: Sequence[str]) -> list[str]:
+        """The keys of ``kind`` that start with one of ``prefixes``, in key order."""
+
     # -- the log and the whole projection ---------------------------------------------
     @abstractmethod
     def events(self, since: int, run_id: str | None, limit: int) -> list[Event]: ...
@@ -178,9 +182,21 @@ class ReadTx(ABC):
     def last_seq(self) -> int:
         """The ``seq`` of the log's last event (0: the log is empty)."""
 
-    def iter_all_events(self, batch: int = 5000) -> Iterator[Event]:
-        """The whole log in seq order, read ``batch`` events at a time."""
-        since = 0
+    @abstractmethod
+    def first_seq(self) -> int:
+        """The seq of the log's first event (compaction removed those before it); on an
+        empty log, the seq the next event gets."""
+
+    @abstractmethod
+    def snapshot_seq(self, *, lock: bool = False) -> int:
+        """The seq of the latest complete snapshot (0: none); with ``lock``, for changing it."""
+
+    @abstractmethod
+    def snapshot_parts(self, seq: int) -> Iterator[bytes]:
+        """The parts of the snapshot taken at ``seq`` (store/snapshots.py), in order."""
+
+    def iter_all_events(self, batch: int = 5000, since: int = 0) -> Iterator[Event]:
+        """The log after ``since`` in seq order, read ``batch`` events at a time."""
         while True:
             evs = self.events(since, None, batch)
             if not evs:
@@ -252,6 +268,20 @@ class WriteTx(ReadTx):
         ``fenced_updates`` implement it."""
         raise NotImplementedError
 
+    # -- compaction (engine/compaction.py) -----------------------------------------------
+    @abstractmethod
+    def put_snapshot_part(self, seq: int, part: int, body: bytes) -> None: ...
+
+    @abstractmethod
+    def complete_snapshot(self, seq: int) -> bool:
+        """Make the snapshot taken at ``seq`` the latest, dropping older ones; False (and
+        its parts dropped) when a later one completed first."""
+
+    @abstractmethod
+    def delete_compacted(self, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest log records the latest snapshot covers
+        (never the last record); how many events they held."""
+
     @abstractmethod
     def wake_on_commit(self) -> None:
         """Wake waiting workers (this process and others) once this transaction commits."""
@@ -317,6 +347,19 @@ class Store(ABC):
 
     @abstractmethod
     def write(self) -> AbstractContextManager[WriteTx]: ...
+
+    def write_in(self, connection: Any) -> AbstractContextManager[WriteTx]:
+        """A write transaction inside the caller's open transaction on ``connection`` (a
+        DB-API connection to the store's own database), which it never commits.
+
+        Its work runs in a savepoint: when it fails, the caller's transaction is as it was.
+        It appends its log record but leaves the commit, or the rollback, to the caller;
+        waiting workers are woken once the caller commits (docs/transactions.md). A
+        connection that does not reach this store is refused with ``InvalidArgument``."""
+        raise InvalidArgument(
+            f"the store {self.display_url!r} cannot write inside your own transaction "
+            "(connection=): submit without it"
+        )
 
     @abstractmethod
     def read(self, *, snapshot: bool = False) -> AbstractContextManager[ReadTx]:

@@ -252,6 +252,20 @@ class KindTx:
             if gone:
                 self._write_many(f"DELETE FROM {k.table} WHERE {k.key} = {p}", gone)
 
+    def keys_under(self, kind: str, prefixes: Sequence[str]) -> list[str]:
+        """The keys of ``kind`` that start with one of ``prefixes``, in key order: a
+        run's steps, waits, signals and calls, all keyed ``"<run_id>/..."``."""
+        k, p = BY_NAME[kind], self.DIALECT.placeholder
+        out: list[str] = []
+        for i in range(0, len(prefixes), 100):
+            chunk = prefixes[i : i + 100]
+            # (a range per prefix: up to the prefix with its last character incremented)
+            cond = " OR ".join([f"({k.key} >= {p} AND {k.key} < {p})"] * len(chunk))
+            params = [v for x in chunk for v in (x, x[:-1] + chr(ord(x[-1]) + 1))]
+            q = f"SELECT {k.key} FROM {k.table} WHERE {cond} ORDER BY {k.key}"
+            out += [str(key) for (key,) in self._rows(q, params)]
+        return out
+
     def snapshot_records(self, state: State) -> None:
         """Every record of every kind into ``state`` (verify)."""
         for k in KINDS:

@@ -173,6 +173,44 @@ def _gone(con: Any) -> bool:
     return bool(readable)
 
 
+class CallerConnection:
+    """The caller's psycopg connection as ``PostgresTx`` uses one (``write_in``): rows as
+    tuples whatever its ``row_factory``, and statements never prepared, so that neither
+    its prepared-statement cache nor its settings are ours to disturb (a statement that
+    failed in a pipeline can leave psycopg's cache out of step with the server's,
+    ``PostgresStore._rollback``, and only a full rollback, which is the caller's to
+    make, puts it right)."""
+
+    def __init__(self, con: Any, tuple_row: Any) -> None:
+        self.raw = con
+        self._tuple_row = tuple_row
+
+    def execute(self, query: str, params: Sequence[Any] | None = None) -> Any:
+        return self.raw.cursor(row_factory=self._tuple_row).execute(query, params, prepare=False)
+
+    def cursor(self) -> Any:
+        return self.raw.cursor(row_factory=self._tuple_row)
+
+    def pipeline(self) -> Any:
+        return self.raw.pipeline()
+
+    @property
+    def pgconn(self) -> Any:
+        return self.raw.pgconn
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.raw.closed)
+
+    @property
+    def broken(self) -> bool:
+        return bool(self.raw.broken)
+
+
+#: How a store's own write transaction ends.
+COMMIT: tuple[tuple[str, Sequence[Any] | None], ...] = (("COMMIT", None),)
+
+
 class _LostBeforeCommit(Exception):
     """The connection was found gone before the final round trip: nothing was committed."""
 
@@ -258,18 +296,22 @@ class PostgresTx(SqlWriteTx):
     def _doc(self, doc: bytes) -> Any:
         return doc.decode()
 
-    def finish(self) -> None:
-        """Append the buffered events, NOTIFY if asked, and COMMIT: one round trip."""
+    def finish(self, end: Sequence[tuple[str, Sequence[Any] | None]] = COMMIT) -> None:
+        """Append the buffered events, NOTIFY if asked, and COMMIT (or the statements
+        ``end``: in a caller's transaction, release our savepoint): one round trip. The
+        NOTIFY is delivered only if the transaction commits."""
         if self.begin and not self.pending and not self.deferred:  # nothing happened here
             return
-        if _gone(self.con):  # ended by the server since our last statement: a clean loss
+        # (a caller's connection lost is the caller's transaction lost: theirs to see)
+        if end is COMMIT and _gone(self.con):  # ended by the server since: a clean loss
             raise _LostBeforeCommit("the server closed the connection")
         with self.con.pipeline():
             self._send_queued()
             self.append_log()
             if self.wake:
                 self.con.execute("SELECT pg_notify(%s, '')", (self.store.channel,))
-            self.con.execute("COMMIT")
+            for statement, params in end:
+                self.con.execute(statement, params)
         if self._appended is not None:
             cur, evs = self._appended
             first = cur.fetchone()[0]

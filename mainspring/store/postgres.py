@@ -27,6 +27,11 @@ apart, because PostgreSQL (unlike SQLite) runs write transactions side by side:
   ``NOTIFY`` sent inside the transaction it announces (so it is delivered only if that
   commits): a waiting worker holds one idle connection and costs the server nothing until
   a commit wakes it.
+* **Inside the caller's transaction** (``write_in``, docs/transactions.md) a command runs
+  on the caller's connection, in a savepoint, with ``search_path`` set to the store's
+  schema for its statements only; its log record is appended (the counter row stays
+  locked until the caller's transaction ends) and its ``NOTIFY`` sent, but the commit is
+  the caller's.
 
 A transaction that loses a race (deadlock, serialization failure, a duplicate idempotency
 key from a concurrent submitter) or its connection before the commit raises ``Conflict``,
@@ -50,10 +55,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..core.errors import StoreError
+from ..core.errors import InvalidArgument, StoreError
 from . import schema
 from .base import Conflict, Store, Waiter
-from .pg_tx import DIALECT, PostgresReadTx, PostgresTx, _gone, _LostBeforeCommit
+from .caller_tx import SAVEPOINT, not_this_store
+from .pg_tx import (
+    DIALECT,
+    CallerConnection,
+    PostgresReadTx,
+    PostgresTx,
+    _gone,
+    _LostBeforeCommit,
+)
 from .pg_url import _redact, _scrub, parse_url
 from .rows import (
     records_of_v1_rows,
@@ -63,6 +76,7 @@ from .schema import APP_ID, SCHEMA_VERSION, migration
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg.rows import tuple_row
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as _exc:  # pragma: no cover - the extra is not installed
     psycopg = None  # type: ignore[assignment]
@@ -358,6 +372,126 @@ class PostgresStore(Store):
                 if isinstance(exc, _RETRYABLE):
                     raise Conflict(f"concurrent transaction conflict: {exc}") from exc
                 raise StoreError(f"write to {self.display_url!r} failed: {exc}") from exc
+
+    @contextmanager
+    def write_in(self, connection: Any) -> Iterator[PostgresTx]:
+        """A write transaction inside the caller's transaction on ``connection`` (a psycopg 3
+        connection to this store's database), in a savepoint; never committed here.
+
+        Its statements see the store's schema (``search_path``, set for them and put back
+        after). A connection not in autocommit mode with no transaction open begins one (it
+        commits when the caller commits). The log's counter row stays locked until the
+        caller's transaction ends: other writers of the store wait for it meanwhile. The
+        ``NOTIFY`` that wakes workers is delivered if it commits."""
+        con, began = self._caller(connection)
+        previous = self._enter(con, began)
+        tx = PostgresTx(con, self)
+        try:
+            yield tx
+            tx.finish(
+                end=(
+                    ("SELECT set_config('search_path', %s, true)", (previous,)),
+                    (f"RELEASE SAVEPOINT {SAVEPOINT}", None),
+                )
+            )
+        except BaseException as exc:
+            self._leave(con, began)
+            if isinstance(exc, _RETRYABLE):
+                raise Conflict(f"concurrent transaction conflict: {exc}") from exc
+            if isinstance(exc, psycopg.Error):
+                raise StoreError(self._caller_failed(con, exc)) from exc
+            raise
+
+    def _caller(self, connection: Any) -> tuple[CallerConnection, bool]:
+        """The caller's connection, checked: a psycopg connection in a transaction (or one
+        to begin). And whether we begin it."""
+        if psycopg is None or not isinstance(connection, psycopg.Connection):
+            raise not_this_store(self.display_url, f"got {type(connection).__name__}", "psycopg 3")
+        if self._closed:
+            raise StoreError(f"the store {self.display_url!r} is closed")
+        if connection.closed or connection.broken:
+            raise InvalidArgument("connection= is closed: pass an open connection")
+        status = connection.info.transaction_status
+        states = psycopg.pq.TransactionStatus
+        if status == states.INERROR:
+            raise InvalidArgument(
+                "the transaction on connection= has failed (a statement of it raised): roll "
+                "it back, and submit in the next one"
+            )
+        if status == states.IDLE and connection.autocommit:
+            raise InvalidArgument(
+                "connection= has no transaction open (it is in autocommit mode): open one, "
+                "`with conn.transaction():`, and submit inside it"
+            )
+        if status not in (states.IDLE, states.INTRANS):
+            raise InvalidArgument(
+                f"connection= is busy ({status.name}: a query or a pipeline in progress): "
+                "submit between your statements"
+            )
+        return CallerConnection(connection, tuple_row), status == states.IDLE
+
+    def _enter(self, con: CallerConnection, began: bool) -> str:
+        """Open our savepoint, point ``search_path`` at the store's schema, and check the
+        store's id through the connection, in one round trip. Returns the caller's
+        ``search_path``, to put back."""
+        try:
+            with con.pipeline():
+                con.execute(f"SAVEPOINT {SAVEPOINT}")
+                path = con.execute(
+                    "SELECT current_setting('search_path'), "
+                    "current_setting('transaction_isolation'), "
+                    "set_config('search_path', %s, true)",
+                    (self.schema,),
+                )
+                ident = con.execute("SELECT value FROM ms_meta WHERE key = 'store_id'")
+            previous, isolation, _ = path.fetchone()
+            row = ident.fetchone()
+        except pg_errors.UndefinedTable:
+            self._leave(con, began)
+            raise not_this_store(
+                self.display_url, f"it has no mainspring store in schema {self.schema!r}", "psycopg"
+            ) from None
+        except psycopg.Error as exc:
+            self._leave(con, began)
+            raise StoreError(self._caller_failed(con, exc)) from exc
+        if row is None or row[0] != self.store_id:
+            self._leave(con, began)
+            raise not_this_store(
+                self.display_url,
+                f"schema {self.schema!r} there holds another mainspring store",
+                "psycopg",
+            )
+        if isolation != "read committed":
+            # Every write updates the log's counter row; under a snapshot older than another
+            # writer's commit, that update fails to serialize: with workers about, nearly always.
+            self._leave(con, began)
+            raise InvalidArgument(
+                f"connection= is in a {isolation.upper()} transaction: writing in it needs READ "
+                "COMMITTED (PostgreSQL's default), since every write of the store updates the "
+                "log's counter row, which other writers update too"
+            )
+        return str(previous)
+
+    @staticmethod
+    def _leave(con: CallerConnection, began: bool) -> None:
+        """Undo our part of the caller's transaction: back to our savepoint (which also
+        puts ``search_path`` back), or, when we began the transaction, all of it."""
+        try:
+            if began:
+                con.execute("ROLLBACK")
+            else:
+                con.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+                con.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
+        except psycopg.Error:
+            pass  # the connection is gone, and the caller's transaction with it
+
+    def _caller_failed(self, con: CallerConnection, exc: BaseException) -> str:
+        if con.broken or con.closed:
+            return (
+                f"the connection to {self.display_url!r} was lost, and your transaction "
+                f"with it: {exc}"
+            )
+        return f"write to {self.display_url!r} in your transaction failed: {exc}"
 
     @contextmanager
     def read(self, *, snapshot: bool = False) -> Iterator[PostgresReadTx]:

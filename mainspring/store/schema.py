@@ -128,6 +128,7 @@ _VERSIONS: dict[int, str] = {
         PRIMARY KEY (seq, part)
     );
     INSERT INTO ms_meta (key, value) VALUES ('store_id', {random_id});
+    INSERT INTO ms_meta (key, value) VALUES ('snapshot', '0');
     """,
 }
 

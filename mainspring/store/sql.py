@@ -28,12 +28,13 @@ from ..core.states import TERMINAL, RunState
 from .base import ReadTx, WriteTx
 from .dialect import DUE, Dialect
 from .kinds import KindTx
-from .rows import any_decoder, decode_record, decode_task, encoder, row_run, row_task
+from .log_tx import LogTx
+from .rows import any_decoder, decode_task, encoder, row_run, row_task
 
 _TERMINAL = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
 
 
-class SqlReadTx(KindTx, ReadTx):
+class SqlReadTx(KindTx, LogTx, ReadTx):
     """The queries both stores run, in their dialect."""
 
     DIALECT: Dialect
@@ -312,42 +313,6 @@ class SqlReadTx(KindTx, ReadTx):
             (*params, now, now, now, now),
         )[0]
         return bool(row[0]), _smaller(*row[1:])
-
-    # -- the log ----------------------------------------------------------------------------------
-    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
-        # from the record that holds event since + 1 (or ends before it), a page of
-        # records at a time; each holds at least one event wanted, so `limit` are enough
-        p = self.DIALECT.placeholder
-        start = f"(SELECT coalesce(max(seq), 0) FROM ms_log WHERE seq <= {p})"
-        if run_id is None:
-            # (and no record that starts past the last event wanted: records can be large)
-            q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq <= {p} "
-            q += f"AND seq > {p} ORDER BY seq LIMIT {p}"
-            params: tuple[Any, ...] = (since + 1, since + limit)
-        else:
-            q = (
-                "SELECT l.seq, l.events FROM ms_log_runs r JOIN ms_log l ON l.seq = r.seq "
-                f"WHERE r.run_id = {p} AND r.seq >= {start} AND r.seq > {p} "
-                f"ORDER BY r.seq LIMIT {p}"
-            )
-            params = (run_id, since + 1)
-        out: list[Event] = []
-        page = min(limit, 100)
-        after = -1  # the last record read
-        while len(out) < limit:
-            rows = self._rows(q, (*params, after, page))
-            for seq, body in rows:
-                out.extend(e for e in decode_record(seq, body, run_id) if e.seq > since)
-                if len(out) >= limit:
-                    break  # (the page's other records are not needed)
-            if len(rows) < page:
-                break
-            after = rows[-1][0]
-        return out[:limit]
-
-    def last_seq(self) -> int:
-        rows = self._rows("SELECT last_seq FROM ms_log ORDER BY seq DESC LIMIT 1")
-        return int(rows[0][0]) if rows else 0
 
     # -- the whole projection, for verify -----------------------------------------------------------
     def snapshot(self) -> State:

@@ -3,7 +3,8 @@
 Write transactions are ``BEGIN IMMEDIATE``, so writers are serialized by SQLite itself:
 each appends its log record numbered after the last one, so ``seq`` is strictly
 increasing in commit order, and a decision made inside a write transaction sees every
-earlier commit.
+earlier commit. A write inside the caller's own transaction (``write_in``) takes the same
+lock before it decides, and holds it until the caller commits.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
-from ..core.errors import StoreError
+from ..core.errors import InvalidArgument, StoreError
 from ..core.model import Run, Task
 from .base import Store, Waiter
+from .caller_tx import SAVEPOINT, CommitWatcher, SQLiteCaller, Written, not_this_store
 from .checkpoint import Checkpointer
 from .dialect import Dialect
 from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify_dir
@@ -111,11 +113,25 @@ def _run_update(r: Run) -> tuple[Any, ...]:
     return (r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, doc, r.run_id)
 
 
+# Any write takes SQLite's write lock (RESERVED) when it starts, even one that changes no
+# row: what a caller's transaction that has only read so far needs before we decide.
+_TAKE_WRITE_LOCK = "UPDATE ms_engine SET paused = paused WHERE 0"
+
+
+class _Executes(Protocol):
+    """What a transaction runs its statements on: a ``sqlite3.Connection``, or the
+    caller's behind ``SQLiteCaller``."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> sqlite3.Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor: ...
+
+
 class _Connection:
     """How a SQLite transaction runs its statements: at once, on its connection."""
 
     DIALECT = DIALECT
-    con: sqlite3.Connection
+    con: _Executes
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(query, params).fetchall()
@@ -132,16 +148,20 @@ class SQLiteReadTx(_Connection, SqlReadTx):
 class SQLiteTx(_Connection, SqlWriteTx):
     """A write transaction; SQLite serializes them, so nothing here locks or skips rows."""
 
-    def __init__(self, con: sqlite3.Connection) -> None:
+    con: sqlite3.Connection | SQLiteCaller
+
+    def __init__(self, con: sqlite3.Connection | SQLiteCaller) -> None:
         super().__init__()
         self.con = con
         self.written = 0  # events and run rows saved: what the checkpointer counts
+        self.appended: tuple[int, bytes] | None = None  # its log record: first seq, events
 
     def _saved(self, rows: int) -> None:
         self.written += rows
 
     def connection(self) -> sqlite3.Connection:
-        return self.con
+        con = self.con
+        return con.raw if isinstance(con, SQLiteCaller) else con
 
     def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
         self.con.executemany(_UPSERT_TASKS, [(*task_columns(t), encoder.encode(t)) for t in tasks])
@@ -163,8 +183,10 @@ class SQLiteTx(_Connection, SqlWriteTx):
         evs = self.pending
         if not evs:
             return
-        row = self.con.execute(_APPEND_RECORD, (len(evs), encode_record(evs))).fetchone()
+        record = encode_record(evs)
+        row = self.con.execute(_APPEND_RECORD, (len(evs), record)).fetchone()
         first = row[0]
+        self.appended = (first, record)
         for i, ev in enumerate(evs):
             ev.seq = first + i  # (the events as committed: the App's log feed reads them)
         self.con.executemany(
@@ -200,6 +222,7 @@ class SQLiteStore(Store):
         self._checkpointer = Checkpointer(self._connect)
         self._lock_path = os.path.join(notify_dir(self.path), "write.lock")
         self._lock_fds: list[int] = []
+        self._watcher = CommitWatcher(self._connect, self._caller_committed)
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -367,6 +390,95 @@ class SQLiteStore(Store):
             self._checkpointer.committed(tx.written)
 
     @contextmanager
+    def write_in(self, connection: Any) -> Iterator[SQLiteTx]:
+        """A write transaction inside the caller's transaction on ``connection`` (a
+        ``sqlite3.Connection`` to this store's file), in a savepoint; never committed here.
+
+        If no transaction is open on it, one is begun (``BEGIN IMMEDIATE``): it commits
+        when the caller commits. Either way the write lock is taken before anything is
+        decided, as in every write transaction, and the caller's transaction holds it until
+        it ends: other writers of the store wait until then. Workers are woken once it
+        commits (``CommitWatcher``)."""
+        if not isinstance(connection, sqlite3.Connection):
+            raise not_this_store(self.display_url, f"got {type(connection).__name__}", "sqlite3")
+        if self._closed:
+            raise StoreError(f"the store {self.url!r} is closed")
+        con = SQLiteCaller(connection)
+        text_factory = connection.text_factory
+        try:
+            connection.text_factory = str  # (our TEXT columns as str, whatever the caller's)
+            self._check_caller(con)
+            began = not connection.in_transaction
+            if began and getattr(connection, "autocommit", None) is True:
+                # (Python 3.12's autocommit mode: commit() would not commit what we begin)
+                raise InvalidArgument(
+                    "connection= is in autocommit mode with no transaction open: begin one "
+                    "first (conn.execute('BEGIN')), and commit it when done"
+                )
+            try:
+                con.execute("BEGIN IMMEDIATE" if began else _TAKE_WRITE_LOCK)
+                con.execute(f"SAVEPOINT {SAVEPOINT}")
+            except sqlite3.Error as exc:
+                if began:
+                    with contextlib.suppress(sqlite3.Error):
+                        con.execute("ROLLBACK")
+                raise StoreError(self._lock_refused(exc)) from exc
+            tx = SQLiteTx(con)
+            try:
+                yield tx
+                tx.append_log()
+                con.execute(f"RELEASE {SAVEPOINT}")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if began:  # the caller had no transaction: leave none, and no lock
+                        con.execute("ROLLBACK")
+                    else:
+                        con.execute(f"ROLLBACK TO {SAVEPOINT}")
+                        con.execute(f"RELEASE {SAVEPOINT}")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"write to {self.path!r} failed: {exc}") from exc
+                raise
+        finally:
+            connection.text_factory = text_factory
+        if tx.appended is not None and (tx.wake or tx.ended or tx.written):
+            seq, record = tx.appended
+            self._watcher.watch(Written(seq, record, tx.wake, list(tx.ended), tx.written))
+
+    def _check_caller(self, con: SQLiteCaller) -> None:
+        """Refuse a connection that is not to this store's file (its ``store_id``)."""
+        try:
+            row = con.execute("SELECT value FROM ms_meta WHERE key = 'store_id'").fetchone()
+        except sqlite3.ProgrammingError as exc:  # closed, or another thread's
+            raise InvalidArgument(f"connection= cannot be used here: {exc}") from None
+        except sqlite3.Error:
+            row = None  # not a mainspring store at all
+        if row is None or row[0] != self.store_id:
+            why = "it is a connection to another database" + (
+                "" if row is None else " (another mainspring store)"
+            )
+            raise not_this_store(self.display_url, why, "sqlite3")
+
+    def _lock_refused(self, exc: sqlite3.Error) -> str:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY_SNAPSHOT":
+            return (
+                f"cannot write to {self.path!r} in your transaction: another writer committed "
+                "since it first read, so it cannot write any more; roll it back and run it "
+                "again (or submit before reading)"
+            )
+        return f"cannot write to {self.path!r} in your transaction: {exc}"
+
+    def _caller_committed(self, written: list[Written]) -> None:
+        """Callers' transactions that wrote to the store committed (``CommitWatcher``)."""
+        if any(w.wake for w in written):
+            self.notify()
+        ids = [r for w in written for r in w.ended]
+        if ids:
+            self._ended.notify(b"*" if len(ids) > MAX_NAMED else ",".join(ids).encode())
+        rows = sum(w.rows for w in written)
+        if rows:
+            self._checkpointer.committed(rows)
+
+    @contextmanager
     def read(self, *, snapshot: bool = False) -> Iterator[SQLiteReadTx]:
         con = self._con()
         try:
@@ -405,6 +517,7 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self._closed = True
+        self._watcher.close()
         self._checkpointer.close()
         with self._all_lock:
             for w in self._ended_waiters:

@@ -87,3 +87,67 @@ def test_a_retention_that_is_not_positive_is_refused() -> None:
     for bad in (0, -5):
         with pytest.raises(ms.InvalidArgument):
             ms.App("sqlite:///unused.db", retention=bad)
+
+
+def test_prune_takes_a_runs_own_records_with_it(make_app: Make) -> None:
+    """A pruned workflow's steps, waits, signals and execution id, a run's transaction
+    receipts and a delivery's receipt go with it; what other runs own stays."""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+
+    @app.transaction()
+    def note(con: object, x: int) -> int:
+        return x
+
+    @app.step()
+    def double(x: int) -> int:
+        return 2 * x
+
+    @app.workflow
+    def flow(x: int) -> list[object]:
+        ms.sleep(1)
+        return [double(x), ms.wait_for("go"), note(x)]
+
+    @app.subscriber("orders.*", name="billing")
+    def billing(msg: ms.Message) -> None:
+        pass
+
+    old = flow.with_options(execution_id="order-1").submit(1)
+    app.signal("order-1", "go", "yes")
+    app.publish("orders.created", {"n": 1})
+    with app.worker() as w:
+        w.run_until_idle()
+        clock.advance(2)
+        assert old.result(timeout=30) == [2, "yes", 1]
+        clock.advance(timedelta(days=2))
+        kept = flow.submit(5)  # a recent one: pruned with nothing of it
+        app.signal(kept.run_id, "go", "no")
+        w.run_until_idle()
+        clock.advance(2)
+        assert kept.result(timeout=30) == [10, "no", 5]
+        w.run_until_idle()
+
+    def owned(run_id: str) -> dict[str, int]:
+        kinds = ("steps", "waits", "signals", "calls")
+        with app.store.read() as tx:
+            counts = {k: len(tx.keys_under(k, [f"{run_id}/"])) for k in kinds}
+            counts["receipts"] = len(tx.records("receipts"))
+            counts["executions"] = sum(e.run_id == run_id for e in tx.records("executions"))
+        return counts
+
+    assert owned(old.run_id) == {
+        "steps": 1, "waits": 2, "signals": 1, "calls": 1, "receipts": 1, "executions": 1
+    }  # fmt: skip
+    assert app.prune(timedelta(days=1)) == 2  # the workflow and the delivery
+    assert owned(old.run_id) == {
+        "steps": 0, "waits": 0, "signals": 0, "calls": 0, "receipts": 0, "executions": 0
+    }  # fmt: skip
+    assert owned(kept.run_id)["steps"] == 1
+    pruned = [e for e in old.history() if e.type == "run.pruned"]
+    assert set(pruned[0].data["records"]) == {"steps", "waits", "signals", "calls", "executions"}
+    with pytest.raises(ms.UnknownExecution):
+        app.get_execution("order-1")
+    again = flow.with_options(execution_id="order-1").submit(3)  # the id is free again
+    assert again.run_id != old.run_id
+    report = app.verify()
+    assert report.ok, report.problems

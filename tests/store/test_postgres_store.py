@@ -142,6 +142,7 @@ def test_first_open_creates_and_migrates_the_schema(
     found = meta(admin, schema)
     assert len(found.pop("store_id")) == 32 and found == {
         "app": "mainspring",
+        "snapshot": "0",
         "schema_version": str(pg.SCHEMA_VERSION),
     }
     q = sql.SQL("SELECT * FROM {}.{}")

@@ -19,7 +19,7 @@ from mainspring.engine import Batch, Engine, Finished
 from mainspring.engine import transact as engine_mod
 from mainspring.engine.submission import submit_one
 from mainspring.engine.transact import MAX_CONFLICT_RETRIES
-from mainspring.store import open_store, rows, sql
+from mainspring.store import log_tx, open_store, rows
 from mainspring.store.base import Conflict, Store, WriteTx
 
 from .helpers import in_processes, make_store, raw_execute, req
@@ -161,7 +161,7 @@ def test_a_window_of_the_log_decodes_only_the_records_it_needs(
         decoded.append(len(events))
         return events
 
-    monkeypatch.setattr(sql, "decode_record", counting)
+    monkeypatch.setattr(log_tx, "decode_record", counting)
     with store.read() as tx:
         assert [e.seq for e in tx.events(250, None, 10)] == list(range(251, 261))
         assert decoded == [300]  # the one record that holds them
@@ -190,7 +190,7 @@ def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
         "CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL",
         # (and without what schemas 3, 4 and 5 added)
         "DROP TABLE ms_snapshots",
-        "DELETE FROM ms_meta WHERE key = 'store_id'",
+        "DELETE FROM ms_meta WHERE key IN ('store_id', 'snapshot')",
         *(f"DROP TABLE {t}" for t in ("ms_steps", "ms_waits", "ms_signals", "ms_executions")),
         *(f"DROP TABLE {t}" for t in ("ms_messages", "ms_topics", "ms_receipts", "ms_subscribers")),
         "DROP TABLE ms_calls",

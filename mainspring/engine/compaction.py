@@ -1,0 +1,58 @@
+"""Compaction: a snapshot of the whole state at one seq, then the log up to it deleted.
+
+Nothing here stops the workers. The state is read in one read transaction (a snapshot of
+the store: on SQLite a WAL reader, on PostgreSQL REPEATABLE READ), which is the state
+after the log's last event at that moment, ``seq``. Its parts are written a transaction
+each; the transaction that makes the snapshot the latest records ``log.compacted``;
+then the log records it covers are deleted a batch per transaction, oldest first. A crash
+at any point leaves a store that opens and verifies: a snapshot whose ``log.compacted``
+did not commit is never read (its parts go with the next compaction), and the log is
+always whole from its first record on (docs/operations.md, "Compaction").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..core import events as E
+from ..store.base import WriteTx
+from ..store.snapshots import encode_parts
+from .batch import Batch
+from .transact import Transactor
+
+#: log records deleted per transaction
+DELETE_BATCH = 1000
+
+Progress = Callable[[int, int], None]
+
+
+class CompactionCommands(Transactor):
+    def compact(self, progress: Progress | None = None) -> tuple[int, int]:
+        """Snapshot the state and delete the log up to it: (the snapshot's seq, how many
+        events were deleted). ``progress(done, total)`` hears the events deleted."""
+        with self.store.read(snapshot=True) as tx:
+            state = tx.snapshot()
+            latest = tx.snapshot_seq()
+            first = tx.first_seq()
+        seq = state.last_seq
+        if seq > latest:
+            for part, body in enumerate(encode_parts(state)):
+                with self.store.write() as w:
+                    w.put_snapshot_part(seq, part, body)
+            self.transact(lambda w, b: self._complete(w, b, seq))
+        del state
+        total = max(0, seq - first + 1)
+        removed = 0
+        while True:
+            with self.store.write() as w:
+                n = w.delete_compacted(DELETE_BATCH)
+            removed += n
+            if progress is not None:
+                progress(min(removed, total), total)
+            if n == 0:
+                return seq, removed
+
+    @staticmethod
+    def _complete(tx: WriteTx, b: Batch, seq: int) -> None:
+        if tx.complete_snapshot(seq):
+            b.emit(E.log_compacted(b.now, seq))

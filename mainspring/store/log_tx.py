@@ -1,0 +1,162 @@
+"""The log's reads and compaction's writes, shared by the stores' transactions.
+
+The log is one record per write transaction (store/rows.py), ``ms_log_runs`` indexes
+the records by run. Compaction (engine/compaction.py) keeps a snapshot of the whole
+state in ``ms_snapshots`` (store/snapshots.py), and the seq of the latest complete one in
+``ms_meta`` (key ``snapshot``), then deletes the records up to that seq. It never deletes
+the last record: the next record is numbered after it (SQLite), and ``first_seq`` then
+still says where the log starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..core.model import Event
+from .dialect import Dialect
+from .rows import decode_record, record_run_ids
+
+#: snapshot parts read per query
+_PARTS_PER_READ = 8
+
+
+class LogTx:
+    """Reads of the log and snapshots, and compaction's writes (the hooks of ``KindTx``)."""
+
+    DIALECT: Dialect
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def _lock(self, skip: bool = False) -> str:
+        return ""
+
+    def meta(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
+        # from the record that holds event since + 1 (or ends before it), a page of
+        # records at a time; each holds at least one event wanted, so `limit` are enough
+        p = self.DIALECT.placeholder
+        start = f"(SELECT coalesce(max(seq), 0) FROM ms_log WHERE seq <= {p})"
+        if run_id is None:
+            # (and no record that starts past the last event wanted: records can be large)
+            q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq <= {p} "
+            q += f"AND seq > {p} ORDER BY seq LIMIT {p}"
+            params: tuple[Any, ...] = (since + 1, since + limit)
+        else:
+            q = (
+                "SELECT l.seq, l.events FROM ms_log_runs r JOIN ms_log l ON l.seq = r.seq "
+                f"WHERE r.run_id = {p} AND r.seq >= {start} AND r.seq > {p} "
+                f"ORDER BY r.seq LIMIT {p}"
+            )
+            params = (run_id, since + 1)
+        out: list[Event] = []
+        page = min(limit, 100)
+        after = -1  # the last record read
+        while len(out) < limit:
+            rows = self._rows(q, (*params, after, page))
+            for seq, body in rows:
+                out.extend(e for e in decode_record(seq, body, run_id) if e.seq > since)
+                if len(out) >= limit:
+                    break  # (the page's other records are not needed)
+            if len(rows) < page:
+                break
+            after = rows[-1][0]
+        return out[:limit]
+
+    def last_seq(self) -> int:
+        rows = self._rows("SELECT last_seq FROM ms_log ORDER BY seq DESC LIMIT 1")
+        return int(rows[0][0]) if rows else 0
+
+    def first_seq(self) -> int:
+        """The seq of the log's first event (compaction removed those before it); on an
+        empty log, the seq the next event gets."""
+        rows = self._rows("SELECT min(seq) FROM ms_log")
+        if rows and rows[0][0] is not None:
+            return int(rows[0][0])
+        return self.last_seq() + 1
+
+    # -- snapshots and compaction ------------------------------------------------------------
+    def snapshot_seq(self, *, lock: bool = False) -> int:
+        """The seq of the latest complete snapshot (0: none); with ``lock``, for changing it."""
+        p = self.DIALECT.placeholder
+        rows = self._rows(
+            f"SELECT value FROM ms_meta WHERE key = {p}" + (self._lock() if lock else ""),
+            ("snapshot",),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def snapshot_parts(self, seq: int) -> Iterator[bytes]:
+        """The parts of the snapshot taken at ``seq``, in order, a few at a time."""
+        p = self.DIALECT.placeholder
+        after = -1
+        while True:
+            rows = self._rows(
+                f"SELECT part, body FROM ms_snapshots WHERE seq = {p} AND part > {p} "
+                f"ORDER BY part LIMIT {_PARTS_PER_READ}",
+                (seq, after),
+            )
+            for _, body in rows:
+                yield bytes(body)
+            if len(rows) < _PARTS_PER_READ:
+                return
+            after = rows[-1][0]
+
+    def put_snapshot_part(self, seq: int, part: int, body: bytes) -> None:
+        # over a part an earlier compaction at the same seq wrote (it crashed, or runs at
+        # the same time): the same state, cut the same way, so the same part
+        p = self.DIALECT.placeholder
+        self._write_many(
+            f"INSERT INTO ms_snapshots (seq, part, body) VALUES ({p}, {p}, {p}) "
+            "ON CONFLICT (seq, part) DO UPDATE SET body = excluded.body",
+            [(seq, part, body)],
+        )
+
+    def complete_snapshot(self, seq: int) -> bool:
+        """Make the snapshot taken at ``seq`` the latest, dropping older ones; False (and
+        its parts dropped) when a later one completed first."""
+        p = self.DIALECT.placeholder
+        if seq <= self.snapshot_seq(lock=True):
+            self._write_many(f"DELETE FROM ms_snapshots WHERE seq = {p}", [(seq,)])
+            return False
+        self._write_many(
+            f"UPDATE ms_meta SET value = {p} WHERE key = {p}", [(str(seq), "snapshot")]
+        )
+        self._write_many(f"DELETE FROM ms_snapshots WHERE seq < {p}", [(seq,)])
+        return True
+
+    def delete_compacted(self, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest log records the latest snapshot covers
+        (never the last record); how many events they held."""
+        p = self.DIALECT.placeholder
+        through = self.snapshot_seq()
+        rows = self._rows(
+            f"SELECT seq, events FROM ms_log WHERE last_seq <= {p} "
+            f"AND seq < (SELECT max(seq) FROM ms_log) ORDER BY seq LIMIT {p}",
+            (through, limit),
+        )
+        if not rows:
+            return 0
+        runs: list[tuple[str, int]] = []
+        removed = 0
+        for seq, body in rows:
+            evs = decode_record(seq, body)
+            removed += len(evs)
+            runs += [(r, seq) for r in record_run_ids(evs)]
+        self._write_many(
+            f"DELETE FROM ms_log WHERE seq >= {p} AND seq <= {p}", [(rows[0][0], rows[-1][0])]
+        )
+        if self.DIALECT.arrays:  # (one statement, not one per row)
+            self._write_many(
+                "DELETE FROM ms_log_runs WHERE (run_id, seq) IN "
+                f"(SELECT * FROM unnest({p}::text[], {p}::bigint[]))",
+                [([r for r, _ in runs], [s for _, s in runs])],
+            )
+        else:
+            self._write_many(f"DELETE FROM ms_log_runs WHERE run_id = {p} AND seq = {p}", runs)
+        return removed

@@ -1,0 +1,122 @@
+"""``kill -9`` during compaction, on both stores: while the snapshot's parts are being
+written, and while the log is being deleted. The store opens and verifies afterwards, the
+log reads on from where it starts, and the next compaction finishes the job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from e2e.helpers import wait_for  # tests/ is on sys.path (pytest's rootdir-based import)
+
+import mainspring as ms
+
+pytestmark = pytest.mark.crash
+
+# The compacting process: small parts and batches so that there are many of each, and a
+# line in a file (with a pause) after each one so the test knows where it is when it kills.
+COMPACTOR = textwrap.dedent(
+    """
+    import os
+    import sys
+    import time
+
+    import mainspring as ms
+    from mainspring.engine import compaction
+    from mainspring.store import snapshots
+
+    snapshots.PART_SIZE = 50
+    compaction.DELETE_BATCH = 10
+    marks = open(sys.argv[2], "a", buffering=1)
+    parts = compaction.encode_parts
+
+    def marked_parts(state):
+        for i, body in enumerate(parts(state)):
+            yield body
+            marks.write(f"part {i}\\n")
+            time.sleep(0.01)
+
+    batches = 0
+
+    def deleted(done, total):
+        global batches
+        batches += 1
+        marks.write(f"batch {batches}\\n")
+        time.sleep(0.01)
+
+    compaction.encode_parts = marked_parts
+    app = ms.App(sys.argv[1])
+    app.compact(progress=deleted)
+    marks.write("done\\n")
+    """
+)
+
+
+def _fill(url: str) -> tuple[list[str], list[str]]:
+    """A store with finished runs (their log to compact) and runs still to come."""
+    app = ms.App(url)
+
+    @app.task(name="crash.job")
+    def job(i: int) -> int:
+        return i
+
+    done = job.submit_many([{"i": i} for i in range(600)])
+    with app.worker(concurrency=4) as w:
+        w.run_until_idle()
+    later = job.with_options(delay=3600).submit_many([{"i": i} for i in range(20)])
+    app.close()
+    return [h.run_id for h in done], [h.run_id for h in later]
+
+
+@pytest.mark.parametrize("at", ["part 3", "batch 4"])
+def test_kill9_during_compaction_leaves_a_store_that_opens_and_verifies(
+    store_url: str, tmp_path: Path, at: str
+) -> None:
+    done, later = _fill(store_url)
+    (tmp_path / "compactor.py").write_text(COMPACTOR)
+    marks = tmp_path / "marks.txt"
+    marks.touch()
+    proc = subprocess.Popen(
+        [sys.executable, "compactor.py", store_url, str(marks)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: at in marks.read_text().splitlines(), 60, f"the compactor to reach {at!r}")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = marks.read_text().splitlines()
+    assert "done" not in lines, "the compactor finished before it was killed"
+
+    app = ms.App(url := store_url)
+    try:
+        report = app.verify()
+        assert report.ok, report.problems
+        with app.store.read() as tx:
+            snapshot, first = tx.snapshot_seq(), tx.first_seq()
+        if at.startswith("part"):
+            assert snapshot == 0 and first == 1  # the unfinished snapshot is not one
+        else:
+            assert 1 < first <= snapshot  # killed halfway through deleting the log
+        app.log(since=first - 1, limit=10)  # the log reads on from where it starts
+        assert app.get_run(done[0]).state == "completed"
+        assert app.get_run(later[0]).state == "scheduled"
+        seq = app.compact()  # the next compaction finishes the job
+        assert seq > snapshot
+        with app.store.read() as tx:
+            assert tx.first_seq() > seq - 1 and tx.snapshot_seq() == seq
+            assert list(tx.snapshot_parts(snapshot)) == []  # no part of an older one left
+        report = app.verify()
+        assert report.ok, report.problems
+    finally:
+        app.close()
+    assert url == store_url
