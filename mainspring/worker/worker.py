@@ -62,6 +62,7 @@ from ..core.errors import MainspringError
 from ..core.ids import uuid7
 from ..core.states import AttemptResult
 from ..engine import Engine, Finished, Leased, Registration
+from ..engine.bulk import PAGE
 from .execute import Attempt, call_async, call_sync, make_context, timed_out
 from .pool import ThreadPool
 from .timers import Timers
@@ -374,18 +375,23 @@ class Worker:
         return True
 
     def _prune(self) -> None:
-        """Retention in the background: when due, prune one page of old terminal runs."""
+        """Retention in the background: when due, prune one page of old terminal runs;
+        while pages come back full, the next one at the next turn (a backlog is worked off
+        between turns, a page at a time, never in one long transaction)."""
         assert self.retention is not None
         now = self.engine.clock.now()
         if now < self._next_prune:
             return
         self._next_prune = now + min(self.retention / 10, 60.0)
         try:
-            self.engine.prune(
+            pruned = self.engine.prune(
                 now - self.retention, ("completed", "failed", "canceled"), max_pages=1
             )
         except Exception as exc:
             log.warning("worker %s: retention: %s", self.id, exc)
+            return
+        if pruned >= PAGE:
+            self._next_prune = now
 
     def _sleep(self, waiter: Waiter, timers: Timers) -> None:
         """Sleep until the earliest timer, a result or heartbeat of a handler (the loop's
