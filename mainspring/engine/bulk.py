@@ -5,6 +5,7 @@ transaction holding the writers up (docs/operations.md, "Bulk operations")."""
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..core import events as E
@@ -125,6 +126,10 @@ class BulkCommands(Transactor):
             tasks.add(run.task_id)
         pruned = len(runs)
         tx.load_tasks(sorted(tasks), b.state, lock=True)
+        # runs each task has left: those stored, less those pruned here (one query a page)
+        stored = tx.task_run_counts(sorted(tasks))
+        gone = Counter(r.task_id for r in runs)
+        kept = {r.task_id for r in b.state.runs.values()}
         for tid in sorted(tasks):
             t = b.state.tasks.get(tid)
             if t is None:
@@ -134,8 +139,8 @@ class BulkCommands(Transactor):
                 or t.policy.kind == "once"
                 or (t.policy.kind == "repeat" and t.derived >= (t.policy.count or 0))
             )
-            left = [r for r in tx.run_ids_of_task(tid) if r not in b.state.pruned_runs]
-            if done and not left and not any(r.task_id == tid for r in b.state.runs.values()):
+            left = sum(stored[tid].values()) - gone[tid]
+            if done and not left and tid not in kept:
                 b.emit(E.task_pruned(t, b.now))
         return pruned
 

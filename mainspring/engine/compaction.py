@@ -4,7 +4,8 @@ Nothing here stops the workers. The state is read in one read transaction (a sna
 the store: on SQLite a WAL reader, on PostgreSQL REPEATABLE READ), which is the state
 after the log's last event at that moment, ``seq``. Its parts are written a transaction
 each; the transaction that makes the snapshot the latest records ``log.compacted``;
-then the log records it covers are deleted a batch per transaction, oldest first. A crash
+then the log records it covers are deleted a batch per transaction, oldest first (read
+and decoded before the write transaction, which only deletes). A crash
 at any point leaves a store that opens and verifies: a snapshot whose ``log.compacted``
 did not commit is never read (its parts go with the next compaction), and the log is
 always whole from its first record on (docs/operations.md, "Compaction").
@@ -21,7 +22,7 @@ from .batch import Batch
 from .transact import Transactor
 
 #: log records deleted per transaction
-DELETE_BATCH = 1000
+DELETE_BATCH = 500
 
 Progress = Callable[[int, int], None]
 
@@ -44,13 +45,17 @@ class CompactionCommands(Transactor):
         total = max(0, seq - first + 1)
         removed = 0
         while True:
+            with self.store.read() as r:  # (read and decoded outside the write lock)
+                batch = r.compacted_records(DELETE_BATCH)
+            if not batch:
+                return seq, removed
             with self.store.write() as w:
-                n = w.delete_compacted(DELETE_BATCH)
-            removed += n
+                w.delete_log_records(
+                    batch[0][0], batch[-1][0], [(rid, s) for s, _, rids in batch for rid in rids]
+                )
+            removed += sum(n for _, n, _ in batch)
             if progress is not None:
                 progress(min(removed, total), total)
-            if n == 0:
-                return seq, removed
 
     @staticmethod
     def _complete(tx: WriteTx, b: Batch, seq: int) -> None:

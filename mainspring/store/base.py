@@ -77,6 +77,11 @@ class ReadTx(ABC):
         """Runs per queue and state, and per queue the scheduled time of its oldest ready run."""
 
     @abstractmethod
+    def run_counts(self) -> list[tuple[str, str, str, int]]:
+        """``(state, task name, queue, runs)`` for each combination that has runs (the
+        service's ``mainspring_runs`` gauge)."""
+
+    @abstractmethod
     def definitions(self) -> dict[str, dict[str, Any]]:
         """Every task definition recorded in the store, by name."""
 
@@ -90,8 +95,16 @@ class ReadTx(ABC):
 
     @abstractmethod
     def query_runs(
-        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
-    ) -> list[Run]: ...
+        self,
+        state: str | None,
+        task: str | None,
+        limit: int,
+        task_id: str | None = None,
+        *,
+        queue: str | None = None,
+        after: tuple[float, str] | None = None,
+    ) -> list[Run]:
+        """Runs by (scheduled_at, run_id); ``after``: only those past that pair (a page)."""
 
     @abstractmethod
     def stats(self) -> dict[str, int]: ...
@@ -192,6 +205,11 @@ class ReadTx(ABC):
         """The seq of the latest complete snapshot (0: none); with ``lock``, for changing it."""
 
     @abstractmethod
+    def compacted_records(self, limit: int) -> list[tuple[int, int, list[str]]]:
+        """Up to ``limit`` of the oldest log records the latest snapshot covers (never the
+        last record): each one's seq, number of events and the runs they are about."""
+
+    @abstractmethod
     def snapshot_parts(self, seq: int) -> Iterator[bytes]:
         """The parts of the snapshot taken at ``seq`` (store/snapshots.py), in order."""
 
@@ -278,9 +296,9 @@ class WriteTx(ReadTx):
         its parts dropped) when a later one completed first."""
 
     @abstractmethod
-    def delete_compacted(self, limit: int) -> int:
-        """Delete up to ``limit`` of the oldest log records the latest snapshot covers
-        (never the last record); how many events they held."""
+    def delete_log_records(self, first: int, last: int, runs: Sequence[tuple[str, int]]) -> None:
+        """Delete the log records from seq ``first`` to ``last`` and their ``(run_id,
+        seq)`` index entries ``runs`` (found by ``compacted_records``)."""
 
     @abstractmethod
     def wake_on_commit(self) -> None:

@@ -130,27 +130,28 @@ class LogTx:
         self._write_many(f"DELETE FROM ms_snapshots WHERE seq < {p}", [(seq,)])
         return True
 
-    def delete_compacted(self, limit: int) -> int:
-        """Delete up to ``limit`` of the oldest log records the latest snapshot covers
-        (never the last record); how many events they held."""
+    def compacted_records(self, limit: int) -> list[tuple[int, int, list[str]]]:
+        """Up to ``limit`` of the oldest log records the latest snapshot covers (never the
+        last record): for each, its seq, how many events it holds and the runs they are
+        about (what ``delete_log_records`` needs). Records never change, so a write
+        transaction can delete what a read found."""
         p = self.DIALECT.placeholder
-        through = self.snapshot_seq()
         rows = self._rows(
             f"SELECT seq, events FROM ms_log WHERE last_seq <= {p} "
             f"AND seq < (SELECT max(seq) FROM ms_log) ORDER BY seq LIMIT {p}",
-            (through, limit),
+            (self.snapshot_seq(), limit),
         )
-        if not rows:
-            return 0
-        runs: list[tuple[str, int]] = []
-        removed = 0
+        out: list[tuple[int, int, list[str]]] = []
         for seq, body in rows:
             evs = decode_record(seq, body)
-            removed += len(evs)
-            runs += [(r, seq) for r in record_run_ids(evs)]
-        self._write_many(
-            f"DELETE FROM ms_log WHERE seq >= {p} AND seq <= {p}", [(rows[0][0], rows[-1][0])]
-        )
+            out.append((int(seq), len(evs), record_run_ids(evs)))
+        return out
+
+    def delete_log_records(self, first: int, last: int, runs: Sequence[tuple[str, int]]) -> None:
+        """Delete the log records from seq ``first`` to ``last`` and their ``(run_id,
+        seq)`` index entries ``runs``."""
+        p = self.DIALECT.placeholder
+        self._write_many(f"DELETE FROM ms_log WHERE seq >= {p} AND seq <= {p}", [(first, last)])
         if self.DIALECT.arrays:  # (one statement, not one per row)
             self._write_many(
                 "DELETE FROM ms_log_runs WHERE (run_id, seq) IN "
@@ -159,4 +160,3 @@ class LogTx:
             )
         else:
             self._write_many(f"DELETE FROM ms_log_runs WHERE run_id = {p} AND seq = {p}", runs)
-        return removed

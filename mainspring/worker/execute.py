@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..core.failures import FailureClass, RetryClass
 from ..core.outcomes import Outcome, Recorded, outcome_of, outcome_of_return
 from ..core.states import AttemptResult
 from ..engine import Finished, Leased
+from ..telemetry import span
 from .context import Context, reset_current, set_current
 
 
@@ -84,12 +86,29 @@ def timed_out(att: Attempt) -> Finished:
     )
 
 
+def _attempt_span(lz: Leased) -> AbstractContextManager[Any]:
+    """The attempt's OpenTelemetry span (mainspring/telemetry.py); a workflow suspending or
+    recording its own end (``Recorded``) is not an error."""
+    return span(
+        f"attempt {lz.task_name}",
+        kind="consumer",
+        link_run=lz.run_id,
+        ok=(Recorded,),
+        run_id=lz.run_id,
+        task=lz.task_name,
+        correlation_id=lz.correlation_id,
+        attempt=lz.attempt,
+        execution_id=lz.execution_id,
+    )
+
+
 def call_sync(att: Attempt) -> Finished | None:
     """Run a ``def`` handler to its end (in the calling thread) and report how it ended;
     None when a workflow recorded its attempt's end itself (``Recorded``)."""
     token = set_current(att.ctx)
     try:
-        value = att.fn(*att.leased.args, **att.leased.kwargs)
+        with _attempt_span(att.leased):
+            value = att.fn(*att.leased.args, **att.leased.kwargs)
         outcome = outcome_of_return(value, att.leased.task_name)
     except Recorded:
         return None
@@ -106,7 +125,8 @@ async def call_async(att: Attempt) -> Finished | None:
     attempt's end itself (nothing is left to report)."""
     token = set_current(att.ctx)
     try:
-        value = await att.fn(*att.leased.args, **att.leased.kwargs)
+        with _attempt_span(att.leased):
+            value = await att.fn(*att.leased.args, **att.leased.kwargs)
         outcome = outcome_of_return(value, att.leased.task_name)
     except Recorded:
         return None

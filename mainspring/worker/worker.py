@@ -62,9 +62,9 @@ from ..core.errors import MainspringError
 from ..core.ids import uuid7
 from ..core.states import AttemptResult
 from ..engine import Engine, Finished, Leased, Registration
-from ..engine.bulk import PAGE
 from .execute import Attempt, call_async, call_sync, make_context, timed_out
 from .pool import ThreadPool
+from .retention import Retention
 from .timers import Timers
 
 if TYPE_CHECKING:
@@ -118,10 +118,10 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid7()[-12:]}"
         self.on_attempt = on_attempt
         self.failure_overrides = failure_overrides or {}
-        #: ``App(retention=...)``: prune runs that ended longer ago than this, a page at a
-        #: time, every ``retention / 10`` (at most a minute) of the engine's clock
+        #: ``App(retention=...)``: prune runs that ended longer ago than this, in a thread
+        #: of its own (worker/retention.py)
         self.retention = retention
-        self._next_prune = 0.0
+        self._retention = None if retention is None else Retention(self.engine, retention, self.id)
         self.registration = Registration(
             worker_id=self.id,
             host=socket.gethostname(),
@@ -163,6 +163,8 @@ class Worker:
             target=self._main, name=f"mainspring-worker-{self.id}", daemon=True
         )
         self._thread.start()
+        if self._retention is not None:
+            self._retention.start()
         return self
 
     def stop(self, grace_seconds: float | None = None) -> None:
@@ -171,6 +173,8 @@ class Worker:
             self.grace_seconds = grace_seconds
         self._stop.set()
         self._wake()
+        if self._retention is not None:
+            self._retention.stop()
         if self._thread is not None:
             self._thread.join()
         self._pool.shutdown()
@@ -283,8 +287,6 @@ class Worker:
                 if self._renew():
                     timers.slots_freed()
                 timers.renewed()
-            if self.retention is not None:
-                self._prune()
             with self._lock:
                 pending = bool(self._done) or self.engine.group.pending > 0
                 free = self.concurrency - len(self._inflight)
@@ -373,25 +375,6 @@ class Worker:
         if freed:
             timers.slots_freed()
         return True
-
-    def _prune(self) -> None:
-        """Retention in the background: when due, prune one page of old terminal runs;
-        while pages come back full, the next one at the next turn (a backlog is worked off
-        between turns, a page at a time, never in one long transaction)."""
-        assert self.retention is not None
-        now = self.engine.clock.now()
-        if now < self._next_prune:
-            return
-        self._next_prune = now + min(self.retention / 10, 60.0)
-        try:
-            pruned = self.engine.prune(
-                now - self.retention, ("completed", "failed", "canceled"), max_pages=1
-            )
-        except Exception as exc:
-            log.warning("worker %s: retention: %s", self.id, exc)
-            return
-        if pruned >= PAGE:
-            self._next_prune = now
 
     def _sleep(self, waiter: Waiter, timers: Timers) -> None:
         """Sleep until the earliest timer, a result or heartbeat of a handler (the loop's
