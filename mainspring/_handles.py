@@ -25,10 +25,20 @@ class RunHandle:
     ``ms.PreconditionFailed("origin-committed")`` (a handler cannot wait on what it
     launched; a workflow waits durably)."""
 
-    def __init__(self, app: App, run_id: str, task_id: str, origin: str | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        run_id: str,
+        task_id: str,
+        origin: str | None = None,
+        *,
+        replayed: bool = False,
+    ) -> None:
         self.app = app
         self.run_id = run_id
         self.task_id = task_id
+        #: True when ``submit`` wrote nothing: an idempotent replay returned an existing run
+        self.replayed = replayed
         self._origin = origin  # the attempt that launched it, while it may not be written
 
     def _committed(self) -> None:

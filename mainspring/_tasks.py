@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
-from . import workflow
+from . import telemetry, workflow
 from ._handles import RunHandle, TaskHandle
 from ._task_options import (
     FailureOverrides,
@@ -36,6 +36,7 @@ from .core.errors import InvalidArgument
 from .core.ids import uuid7
 from .core.model import MISFIRE_GRACE_SECONDS, Policy, TaskOptions
 from .engine import SubmitRequest
+from .worker.context import Context
 from .worker.context import current as context_now
 
 if TYPE_CHECKING:
@@ -128,7 +129,9 @@ class Submitter(Generic[P, R]):
         reqs = [task.request(a, k, Policy(kind="once"), **ov) for a, k in calls]  # (all first)
         if ctx is not None:
             return [task._submit(a, k, **ov) for a, k in calls]
-        subs = task.app.engine.submit_many(reqs, connection=connection)
+        with telemetry.span(f"submit {task.name}", kind="producer", task=task.name) as span:
+            subs = task.app.engine.submit_many(reqs, connection=connection)
+            telemetry.submitted(span, [s.run_ids[0] for s in subs], ov.get("correlation_id"))
         return [RunHandle(task.app, s.run_ids[0], s.task_id) for s in subs]
 
     def repeat(
@@ -392,11 +395,22 @@ class TaskFunction(Submitter[P, R]):
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:
         ctx = context_now()
+        if ctx is not None and workflow.current() is not None:
+            return self._submit_now(ctx, args, kwargs, **ov)  # (its span: once, start_child's)
+        with telemetry.span(f"submit {self.name}", kind="producer", task=self.name) as s:
+            h = self._submit_now(ctx, args, kwargs, **ov)
+            correlation = ov.get("correlation_id") or (ctx.correlation_id if ctx else None)
+            telemetry.submitted(s, [h.run_id], correlation)
+            return h
+
+    def _submit_now(
+        self, ctx: Context | None, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any
+    ) -> RunHandle:
         connection = caller_connection(ov.get("connection"), ctx is not None, "a submission")
         req = self.request(args, kwargs, Policy(kind="once"), **ov)
         if ctx is None:
             sub = self.app.engine.submit(req, connection=connection)
-            return RunHandle(self.app, sub.run_ids[0], sub.task_id)
+            return RunHandle(self.app, sub.run_ids[0], sub.task_id, replayed=sub.replayed)
         # inside a handler: correlated with the submitting run, and launched by it
         req.correlation_id = req.correlation_id or ctx.correlation_id
         req.caused_by = ctx.run_id
@@ -419,9 +433,10 @@ class TaskFunction(Submitter[P, R]):
     ) -> TaskHandle:
         in_handler = context_now() is not None
         connection = caller_connection(ov.get("connection"), in_handler, "a submission")
-        sub = self.app.engine.submit(
-            self.request(args, kwargs, policy, **ov), connection=connection
-        )
+        req = self.request(args, kwargs, policy, **ov)
+        with telemetry.span(f"submit {self.name}", kind="producer", task=self.name) as span:
+            sub = self.app.engine.submit(req, connection=connection)
+            telemetry.submitted(span, sub.run_ids, req.correlation_id)
         return TaskHandle(self.app, sub.task_id, sub.run_ids)
 
 

@@ -18,6 +18,7 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 import msgspec
 
+from . import telemetry
 from ._app_messages import Messaging
 from ._app_operations import Operations
 from ._feed import LogFeed
@@ -453,7 +454,9 @@ class App(Messaging, Operations):
         reqs = [tf.request(a, k, Policy(kind="once")) for a, k in calls]  # (all checked first)
         if context_now() is not None:
             return [tf._submit(a, k) for a, k in calls]
-        subs = self.engine.submit_many(reqs)
+        with telemetry.span(f"submit {tf.name}", kind="producer", task=tf.name) as span:
+            subs = self.engine.submit_many(reqs)
+            telemetry.submitted(span, [s.run_ids[0] for s in subs])
         return [RunHandle(self, s.run_ids[0], s.task_id) for s in subs]
 
     # -- queries ----------------------------------------------------------------------------------
@@ -472,13 +475,25 @@ class App(Messaging, Operations):
         return TaskHandle(self, task_id)
 
     def runs(
-        self, state: RunState | str | None = None, task: str | None = None, limit: int = 100
+        self,
+        state: RunState | str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        *,
+        queue: str | None = None,
+        after: str | None = None,
     ) -> list[RunInfo]:
-        """Runs, optionally of one state and/or task name, by scheduled time."""
+        """Runs, optionally of one state, task name and/or queue, by scheduled time (then
+        id). ``after``: the id of the last run of the previous page, to page on from it
+        (keyset pagination); UnknownRun if there is no such run."""
         st = None if state is None else run_state_of(state).value
         check_limit(limit)
+        anchor = None
+        if after is not None:
+            r = self.engine.get_run(after)
+            anchor = (r.scheduled_at, r.run_id)
         with self.store.read() as tx:
-            return [run_info(r) for r in tx.query_runs(st, task, limit)]
+            return [run_info(r) for r in tx.query_runs(st, task, limit, queue=queue, after=anchor)]
 
     def tasks(self, active: bool = True, limit: int = 100) -> list[TaskInfo]:
         """Tasks in creation order with their policy, next occurrence and run counts

@@ -19,12 +19,14 @@ import importlib
 import inspect
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
+from . import telemetry
 from .core.clock import from_datetime, seconds
 from .core.codec import to_plain
 from .core.errors import (
@@ -290,6 +292,22 @@ def _replay(rec: StepRecord) -> Any:
 
 
 # -- steps -------------------------------------------------------------------------------------
+def _step_span(wf: WorkflowRun, n: int, name: str, tries: int) -> AbstractContextManager[Any]:
+    """One try of step ``n``: an OpenTelemetry span (mainspring/telemetry.py), a child of
+    the attempt's. A replayed step runs nothing and has none."""
+    ctx = wf.ctx
+    return telemetry.span(
+        f"step {name}",
+        run_id=ctx.run_id,
+        task=ctx.task_name,
+        correlation_id=ctx.correlation_id,
+        attempt=ctx.attempt,
+        step=n,
+        step_name=name,
+        step_try=tries,
+    )
+
+
 def _run_step(
     wf: WorkflowRun,
     name: str,
@@ -306,7 +324,8 @@ def _run_step(
         tries += 1
         wf.ctx.step = n
         try:
-            value = fn(*args, **kwargs)
+            with _step_span(wf, n, name, tries):
+                value = fn(*args, **kwargs)
         except Exception as exc:
             delay = wf.failed_try(n, name, started, tries, exc, policy, mark)
             if delay is None:
@@ -334,7 +353,8 @@ async def _run_step_async(
         tries += 1
         wf.ctx.step = n
         try:
-            value = await fn(*args, **kwargs)
+            with _step_span(wf, n, name, tries):
+                value = await fn(*args, **kwargs)
         except Exception as exc:
             delay = await asyncio.to_thread(
                 wf.failed_try, n, name, started, tries, exc, policy, mark
@@ -420,9 +440,11 @@ def start_child(wf: WorkflowRun, req: SubmitRequest) -> tuple[str, str]:
         return child.run_id, child.task_id
     req.parent_run_id = wf.ctx.run_id
     try:
-        run_id, task_id = wf.engine.start_child(
-            wf.ctx.worker, wf.ctx.attempt_id, wf.ctx.run_id, n, req
-        )
+        with telemetry.span(f"submit {req.name}", kind="producer", task=req.name) as span:
+            run_id, task_id = wf.engine.start_child(
+                wf.ctx.worker, wf.ctx.attempt_id, wf.ctx.run_id, n, req
+            )
+            telemetry.submitted(span, [run_id], req.correlation_id)
     except Fenced:
         raise wf._fenced() from None
     wf.children.add(run_id)

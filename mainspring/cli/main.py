@@ -6,7 +6,8 @@ order ``--help`` lists them) and runs it; the commands live in ``commands_inspec
 (those that only read), ``commands_operate`` (those that change the store),
 ``commands_upkeep`` (retention, export and compaction: prune, export, compact),
 ``commands_messages`` (durable messages: publish, messages, receipts) and
-``commands_worker`` (those that run handler code). ``_options`` holds the global options,
+``commands_worker`` (those that run handler code) and ``commands_serve`` (the HTTP
+service). ``_options`` holds the global options,
 ``_app`` opens the App, ``_errors`` turns errors into one line and an exit code, and
 ``_render`` prints tables and JSON.
 
@@ -30,6 +31,7 @@ from . import (
     commands_inspect,
     commands_messages,
     commands_operate,
+    commands_serve,
     commands_upkeep,
     commands_worker,
 )
@@ -116,6 +118,7 @@ def root(
 for _command in (
     commands_worker.demo,
     commands_worker.worker,
+    commands_serve.serve,
     commands_operate.submit,
     commands_inspect.runs,
     commands_inspect.run,

@@ -45,9 +45,11 @@ class LogTx:
         start = f"(SELECT coalesce(max(seq), 0) FROM ms_log WHERE seq <= {p})"
         if run_id is None:
             # (and no record that starts past the last event wanted: records can be large)
+            # (nor the record that ends at or before since: following the log's end would
+            # decode that record, however large, at every look)
             q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq <= {p} "
-            q += f"AND seq > {p} ORDER BY seq LIMIT {p}"
-            params: tuple[Any, ...] = (since + 1, since + limit)
+            q += f"AND last_seq > {p} AND seq > {p} ORDER BY seq LIMIT {p}"
+            params: tuple[Any, ...] = (since + 1, since + limit, since)
         else:
             q = (
                 "SELECT l.seq, l.events FROM ms_log_runs r JOIN ms_log l ON l.seq = r.seq "

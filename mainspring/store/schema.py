@@ -118,9 +118,11 @@ _VERSIONS: dict[int, str] = {
     CREATE INDEX ms_runs_due ON ms_runs (due_at)
         WHERE state IN ('scheduled', 'retry_wait', 'suspended');
     """,
-    # compaction's snapshots (store/snapshots.py), each in parts, and the store's own id
-    # (what ``connection=`` checks a caller's connection against)
+    # compaction's snapshots (store/snapshots.py), each in parts, the store's own id (what
+    # ``connection=`` checks a caller's connection against), and runs by time in every
+    # state (a page of ``app.runs`` without a state, the service's run list)
     5: """
+    CREATE INDEX ms_runs_time ON ms_runs (scheduled_at, run_id);
     CREATE TABLE ms_snapshots (
         seq {seq} NOT NULL,
         part {int} NOT NULL,

@@ -109,6 +109,12 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
         }
         return counts, oldest
 
+    def run_counts(self) -> list[tuple[str, str, str, int]]:
+        sql = (
+            "SELECT state, task_name, queue, count(*) FROM ms_runs GROUP BY state, task_name, queue"
+        )
+        return [(str(s), str(t), str(q), int(n)) for s, t, q, n in self._rows(sql)]
+
     def definitions(self) -> dict[str, dict[str, Any]]:
         q = f"SELECT name, {self.DIALECT.doc} FROM ms_definitions ORDER BY name"
         return {name: dict(any_decoder.decode(doc)) for name, doc in self._rows(q)}
@@ -131,7 +137,14 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
         return [r[0] for r in self._rows(q + " ORDER BY scheduled_at, run_id", params)]
 
     def query_runs(
-        self, state: str | None, task: str | None, limit: int, task_id: str | None = None
+        self,
+        state: str | None,
+        task: str | None,
+        limit: int,
+        task_id: str | None = None,
+        *,
+        queue: str | None = None,
+        after: tuple[float, str] | None = None,
     ) -> list[Run]:
         d, p = self.DIALECT, self.DIALECT.placeholder
         q = f"SELECT {d.run_cols} FROM ms_runs"
@@ -148,6 +161,12 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
         if task_id is not None:
             q += f" AND task_id = {p}"
             params.append(task_id)
+        if queue is not None:
+            q += f" AND queue = {p}"
+            params.append(queue)
+        if after is not None:  # keyset pagination: past the last row of the previous page
+            q += f" AND (scheduled_at, run_id) > ({p}, {p})"
+            params.extend(after)
         q += f" ORDER BY scheduled_at, run_id LIMIT {p}"
         return [row_run(r) for r in self._rows(q, (*params, limit))]
 

@@ -190,6 +190,7 @@ def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
         "CREATE INDEX ms_log_run ON ms_log (run_id, seq) WHERE run_id IS NOT NULL",
         # (and without what schemas 3, 4 and 5 added)
         "DROP TABLE ms_snapshots",
+        "DROP INDEX ms_runs_time",
         "DELETE FROM ms_meta WHERE key IN ('store_id', 'snapshot')",
         *(f"DROP TABLE {t}" for t in ("ms_steps", "ms_waits", "ms_signals", "ms_executions")),
         *(f"DROP TABLE {t}" for t in ("ms_messages", "ms_topics", "ms_receipts", "ms_subscribers")),
