@@ -58,30 +58,9 @@ def frame(event: LogEvent) -> Frame:
 
 
 def head_seq(app: App) -> int:
-    """The seq of the last event in the store's log (0 for an empty log), found with a
-    few one-event reads (an exponential then a binary search): no query reads the tail."""
-
-    def beyond(seq: int) -> bool:  # is there an event after seq?
-        try:
-            return bool(app.log(since=seq, limit=1))
-        except LogCompacted:
-            return True
-
-    low = 0
-    if not beyond(0):
-        return 0
-    step = 1024
-    high = step
-    while beyond(high):
-        low, step = high, step * 4
-        high = low + step
-    while high - low > 1:  # an event after low, none after high
-        mid = (low + high) // 2
-        if beyond(mid):
-            low = mid
-        else:
-            high = mid
-    return high
+    """The seq of the last event in the store's log (0 for an empty log)."""
+    with app.store.read() as tx:
+        return tx.last_seq()
 
 
 class Batch:
