@@ -29,6 +29,9 @@ class Batch:
         self.wake = False
         self.ended: list[str] = []  # runs that reached a terminal state
         self.next_at: float | None = None  # a rate-limited run may start then
+        #: submissions decided in this transaction, by (task name, idempotency key): shared
+        #: by the submits a group commit decides together (engine/submission.py ``Seen``)
+        self.submitted: dict[tuple[str, str], Any] = {}
 
     def emit(self, ev: Event) -> None:
         apply(self.state, ev)  # validates; raises before anything is written

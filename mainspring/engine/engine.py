@@ -30,11 +30,19 @@ from ..store.base import WriteTx
 from .batch import Batch
 from .bulk import BulkCommands, rerun_in
 from .compaction import CompactionCommands
+from .group import GroupCommit
 from .messages import SubmitRequest, Submitted, TaskView
 from .submission import submit_one
 from .turn import WorkerTurns
 from .verify import verify
 from .why import Why, explain
+
+
+def _check(req: SubmitRequest) -> None:
+    """What a submission must be before it is decided (nothing written otherwise)."""
+    validate_policy(req.policy)
+    if req.options.max_attempts < 1:
+        raise InvalidArgument(f"max_attempts must be >= 1, got {req.options.max_attempts}")
 
 
 class Engine(WorkerTurns, BulkCommands, CompactionCommands):
@@ -60,8 +68,26 @@ class Engine(WorkerTurns, BulkCommands, CompactionCommands):
             return tx.definition(name)
 
     # -- submission -----------------------------------------------------------------------
+    _submits: GroupCommit | None = None
+
     def submit(self, req: SubmitRequest, *, connection: Any = None) -> Submitted:
-        return self.submit_many([req], connection=connection)[0]
+        """One submission. Callers submitting at the same time (the threads of a web
+        server) share a commit: the first to find none under way commits every submission
+        queued so far (engine/group.py). Its own group, never a worker loop's: a submit
+        from a loop's thread (an ``on_attempt`` callback) must not wait for that loop."""
+        if connection is not None:
+            return self.submit_many([req], connection=connection)[0]
+        _check(req)
+        group = self._submits
+        if group is None:
+            group = self._submits = GroupCommit(self.transact)
+
+        def body(tx: WriteTx, b: Batch) -> Submitted:
+            out = submit_one(tx, b, req, b.submitted)
+            b.wake = b.wake or bool(b.events)  # (as in submit_many)
+            return out
+
+        return group.run(body)
 
     def submit_many(
         self, reqs: Sequence[SubmitRequest], *, connection: Any = None
@@ -69,9 +95,7 @@ class Engine(WorkerTurns, BulkCommands, CompactionCommands):
         """Submit in one transaction; with ``connection``, inside the caller's open
         transaction on it (``Transactor.transact``)."""
         for req in reqs:
-            validate_policy(req.policy)
-            if req.options.max_attempts < 1:
-                raise InvalidArgument(f"max_attempts must be >= 1, got {req.options.max_attempts}")
+            _check(req)
 
         def body(tx: WriteTx, b: Batch) -> list[Submitted]:
             seen: dict[tuple[str, str], Submitted] = {}

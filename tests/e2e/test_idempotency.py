@@ -169,3 +169,49 @@ def test_two_processes_submitting_the_same_key_make_one_run(
     runs = app.runs()
     assert [r.run_id for r in runs] == list(ids)
     assert sum(1 for e in app.log(limit=100_000) if e.type == "task.created") == 1
+
+
+def test_threads_submitting_at_once_share_commits_and_each_gets_its_own_answer(
+    app: ms.App,
+) -> None:
+    """Submits from many threads are committed together (engine ``submit``'s group): one
+    key used by several of them in one commit is still one run, and a conflicting caller
+    gets its error while the others' submissions stand."""
+
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    out: dict[tuple[int, int], object] = {}
+    start = threading.Barrier(8)
+
+    def submitter(t: int) -> None:
+        start.wait()
+        for n in range(40):
+            try:
+                if n % 4 == 0:  # keyed: ten keys, every thread uses each with the same args
+                    h = job.with_options(idempotency_key=f"k{n % 40}").submit(n)
+                elif t == 7 and n == 1:  # a key another call uses with other arguments
+                    job.with_options(idempotency_key="k0").submit(999)
+                    h = None
+                else:
+                    h = job.submit(1000 * t + n)
+                out[(t, n)] = h.run_id if h is not None else None
+            except ms.IdempotencyConflict as exc:
+                out[(t, n)] = exc
+
+    threads = [threading.Thread(target=submitter, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert isinstance(out.pop((7, 1)), ms.IdempotencyConflict)
+    keyed = {(t, n): r for (t, n), r in out.items() if n % 4 == 0}
+    plain = [r for (t, n), r in out.items() if n % 4 != 0]
+    assert all(isinstance(r, str) for r in out.values())
+    by_key: dict[int, set[object]] = {}
+    for (_, n), r in keyed.items():
+        by_key.setdefault(n, set()).add(r)
+    assert len(by_key) == 10 and all(len(ids) == 1 for ids in by_key.values())
+    assert len(set(plain)) == len(plain) == 8 * 30 - 1
+    assert app.stats()["ready"] == 10 + len(plain)
