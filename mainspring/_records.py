@@ -296,3 +296,19 @@ def times_of(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("policy"), dict):
         out["policy"] = convert(out["policy"])
     return out
+
+
+def _iso_times(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _iso_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_iso_times(v) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Records (Structs), enums and datetimes as JSON-ready builtins, times as
+    ``isoformat()`` (``+00:00``): the JSON of the CLI's ``--json`` and of the service."""
+    return _iso_times(msgspec.to_builtins(value, builtin_types=(datetime,)))

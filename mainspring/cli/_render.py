@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._messages import Message, Receipt
+from .._records import plain as plain  # (re-exported: the commands render with out.plain)
 from ..app import Explanation, LogEvent, QueueInfo, RunInfo, StepInfo, TaskInfo, WorkerInfo
 from ..core.clock import to_datetime
 from ..core.model import WaitRecord
@@ -50,21 +51,6 @@ RESULT_STYLES = {
 
 
 # -- JSON ------------------------------------------------------------------------------------
-def _times(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _times(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_times(v) for v in value]
-    return value
-
-
-def plain(value: Any) -> Any:
-    """Structs, enums and datetimes as JSON-ready builtins (times with ``+00:00``)."""
-    return _times(msgspec.to_builtins(value, builtin_types=(datetime,)))
-
-
 def run_json(run: RunInfo, **extra: Any) -> dict[str, Any]:
     doc: dict[str, Any] = plain(run)
     doc.update(plain(extra))

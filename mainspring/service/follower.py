@@ -20,13 +20,11 @@ import select
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
-from typing import Any
 
 import anyio.to_thread
 import msgspec
 
-from .._records import LogEvent
+from .._records import LogEvent, plain
 from ..app import App
 from ..core.errors import LogCompacted, MainspringError
 from ..store.base import EndedWaiter, Waiter
@@ -37,19 +35,9 @@ log = logging.getLogger("mainspring.service")
 Frame = tuple[int, bytes]
 
 
-def _times(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _times(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_times(v) for v in value]
-    return value
-
-
 def event_json(event: LogEvent) -> bytes:
-    """An event as ``mainspring log --json`` prints it (times as ``isoformat()``)."""
-    return msgspec.json.encode(_times(msgspec.to_builtins(event, builtin_types=(datetime,))))
+    """An event as ``mainspring log --json`` prints it."""
+    return msgspec.json.encode(plain(event))
 
 
 def frame(event: LogEvent) -> Frame:
