@@ -140,12 +140,14 @@ def run_config(
     phase_timeout: float,
     timeout: float,
     after: Callable[[int], None] | None = None,
+    env_extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one driver (all workloads of one peer in one configuration).
 
     ``base`` starts the result; ``extra`` are the driver's group-specific arguments;
     ``phase_timeout`` bounds each workload, ``timeout`` the whole driver;
-    ``after(driver_pid)`` runs once the driver and its workers are gone.
+    ``after(driver_pid)`` runs once the driver and its workers are gone; ``env_extra``
+    goes into the environment of the driver and its workers.
     """
     workdir.mkdir(parents=True)
     out = workdir / "result.json"
@@ -160,7 +162,7 @@ def run_config(
         "--n", str(args.n), "--rounds", str(args.rounds), "--concurrency", str(args.concurrency),
         "--phase-timeout", str(phase_timeout), "--repeat", str(args.repeat), *extra,
     ]  # fmt: skip
-    env = dict(os.environ)
+    env = dict(os.environ, **(env_extra or {}))
     env["PYTHONPATH"] = os.pathsep.join([str(BENCH), *extra_path])
     env.pop("PYTHONHOME", None)
     env.setdefault("PYTHONUNBUFFERED", "1")

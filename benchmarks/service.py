@@ -36,6 +36,7 @@ sys.path.insert(0, ROOT)
 import mainspring as ms  # noqa: E402
 
 TASK = "bench.noop"
+SERVE = (sys.executable, "-m", "mainspring.cli.main", "serve")
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -190,6 +191,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=5.0, help="per measure")
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--processes", type=int, default=1, help="server processes (serve --processes)")
     ap.add_argument("--sse-clients", type=int, default=10)
     ap.add_argument("--rate", type=float, default=50.0, help="submits/s during the lag measure")
     ap.add_argument("--quick", action="store_true", help="10,000 runs, 2 s per measure")
@@ -199,13 +201,14 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="mainspring-svc-bench-")
     url = args.store or f"sqlite:///{tmp}/bench.db"
     print(
-        f"store {url}, {args.runs:,} runs, {args.clients} clients, {args.seconds:g} s per measure"
+        f"store {url}, {args.runs:,} runs, {args.clients} clients, {args.seconds:g} s per measure, "
+        f"{args.processes} server process(es)"
     )
     fill(url, args.runs)
     port = free_port()
     env = dict(os.environ, MAINSPRING_STORE=url, PYTHONPATH=ROOT)
     server = subprocess.Popen(
-        [sys.executable, "-m", "mainspring.cli.main", "serve", "--port", str(port)],
+        [*SERVE, "--port", str(port), "--processes", str(args.processes)],
         env=env,
         stderr=subprocess.DEVNULL,
     )
@@ -246,7 +249,7 @@ def main() -> None:
             f"| same, `state=ready` | p50 {lst['list-ready']['p50']:.1f} ms, p99 {lst['list-ready']['p99']:.1f} ms | |"
         )
         print(
-            f"| submit over HTTP, {args.clients} clients | {lst['submit']['rps']:.0f}/s, p99 {lst['submit']['p99']:.1f} ms | 1,000/s |"
+            f"| submit over HTTP, {args.clients} clients, {args.processes} server process(es) | {lst['submit']['rps']:.0f}/s, p99 {lst['submit']['p99']:.1f} ms | 1,000/s |"
         )
         print(
             f"| stream lag, {args.sse_clients} clients | p50 {lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms | p99 < 50 ms |"

@@ -567,9 +567,12 @@ class App(Messaging, Operations):
         queues: Sequence[str] | None,
         grace_seconds: float,
         on_attempt: Callable[[AttemptDone], None] | None = None,
+        prefetch: int = 0,
     ) -> Worker:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgument(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise InvalidArgument(f"prefetch must be an int >= 0, got {prefetch!r}")
         if queues is None:
             queues = sorted({tf.options.queue for tf in self.declared.values()})
         return Worker(
@@ -582,6 +585,7 @@ class App(Messaging, Operations):
             on_attempt=on_attempt,
             failure_overrides={n: tf.failure_overrides for n, tf in self.declared.items()},
             retention=self.retention,
+            prefetch=prefetch,
         )
 
     @contextlib.contextmanager
@@ -591,12 +595,15 @@ class App(Messaging, Operations):
         queues: Sequence[str] | None = None,
         grace_seconds: float = 10.0,
         on_attempt: Callable[[AttemptDone], None] | None = None,
+        prefetch: int = 0,
     ) -> Iterator[Worker]:
         """A worker running in background threads of this process while the block runs.
 
         ``on_attempt`` hears of each attempt whose end was recorded (from the worker's
-        loop thread: keep it short)."""
-        w = self._worker(concurrency, queues, grace_seconds, on_attempt).start()
+        loop thread: keep it short). ``prefetch``: runs leased and started ahead of the
+        ``concurrency`` handlers, so that a handler that ends is followed at once by the
+        next rather than after the commit of its result (see docs/operations.md, "Prefetch")."""
+        w = self._worker(concurrency, queues, grace_seconds, on_attempt, prefetch).start()
         try:
             yield w
         finally:
@@ -609,13 +616,14 @@ class App(Messaging, Operations):
         queues: Sequence[str] | None = None,
         burst: bool = False,
         on_attempt: Callable[[AttemptDone], None] | None = None,
+        prefetch: int = 0,
     ) -> None:
-        """Run a worker until SIGINT/SIGTERM.
+        """Run a worker until SIGINT/SIGTERM (``prefetch``: as for ``worker``).
 
         With ``burst``, stop once nothing is left that this worker could do (see
         ``Worker.run_until_done``): the store is idle as far as its tasks and queues go,
         or the engine is paused."""
-        w = self._worker(concurrency, queues, grace_seconds, on_attempt)
+        w = self._worker(concurrency, queues, grace_seconds, on_attempt, prefetch)
         stop = threading.Event()
         previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():

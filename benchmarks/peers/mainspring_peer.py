@@ -12,8 +12,8 @@ by default.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -139,9 +139,17 @@ class MainspringPeer(timing.Peer):
                 url += "?synchronous=normal"
         self.app = ms.App(store=url)
 
-        @self.app.task(name="bench.noop")
-        def noop(x: str) -> None:
-            timing.stamp(time.time())
+        if os.environ.get("BENCH_ASYNC"):  # the handler as ``async def`` (benchmarks/scale.py)
+
+            @self.app.task(name="bench.noop")
+            async def noop(x: str) -> None:
+                await timing.handle_async()
+
+        else:
+
+            @self.app.task(name="bench.noop")
+            def noop(x: str) -> None:
+                timing.handle()
 
         @self.app.task(name="bench.ping")
         def ping(x: str) -> str:
@@ -201,7 +209,8 @@ class MainspringPeer(timing.Peer):
 
     def run_worker(self, concurrency: int, started: Callable[[], None]) -> None:
         started()
-        self.app.run_worker(concurrency=concurrency)
+        prefetch = int(os.environ.get("BENCH_PREFETCH", "0"))  # (benchmarks/scale.py)
+        self.app.run_worker(concurrency=concurrency, prefetch=prefetch)
 
     def round_trip(self, x: str, timeout: float) -> None:
         if self.ping.submit(x).result(timeout=timeout) != x:

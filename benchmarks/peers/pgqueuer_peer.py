@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +38,9 @@ from . import timing
 
 MODULE = "peers.pgqueuer_peer"
 NOOP, PING = "bench.noop", "bench.ping"
-BATCH_SIZE = 4  # dequeue batch; with max_concurrent_tasks = 2 * 4 = 8 jobs in flight
+# dequeue batch; with max_concurrent_tasks = 2 * 4 = 8 jobs in flight (benchmarks/scale.py
+# sets its own, BENCH_PGQ_BATCH, for many jobs in flight)
+BATCH_SIZE = int(os.environ.get("BENCH_PGQ_BATCH", "4"))
 
 T = TypeVar("T")
 
@@ -128,7 +130,7 @@ class PgqueuerPeer(timing.Peer):
 
             @qm.entrypoint(NOOP)
             async def noop(job: Job) -> None:
-                timing.stamp(time.time())
+                await timing.handle_async()
 
             @qm.entrypoint(PING)
             async def ping(job: Job) -> None:

@@ -80,7 +80,7 @@ class ProcrastinatePeer(timing.Peer):
 
         @self.app.task(name=NOOP)
         async def noop(x: str) -> None:
-            timing.stamp(time.time())
+            await timing.handle_async()
 
         @self.app.task(name=PING)
         async def ping(x: str) -> str:

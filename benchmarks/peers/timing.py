@@ -26,6 +26,7 @@ Timing rules (see ``benchmarks/README.md``):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -50,6 +51,27 @@ READY_TIMEOUT = 60.0
 
 _stamp_fd: int | None = None
 _stamp_lock = threading.Lock()
+
+
+#: The handler's stand-in for I/O, the same for every peer (``BENCH_HANDLER_MS``, set by
+#: benchmarks/scale.py; 0: the no-op of every other workload).
+HANDLER_SECONDS = float(os.environ.get("BENCH_HANDLER_MS", "0") or 0) / 1000
+
+
+def handle() -> None:
+    """The task's body in a thread: wait ``HANDLER_SECONDS`` (if any), then stamp."""
+    started = time.time()
+    if HANDLER_SECONDS:
+        time.sleep(HANDLER_SECONDS)
+    stamp(started)
+
+
+async def handle_async() -> None:
+    """The task's body on an event loop: the same, awaiting the wait."""
+    started = time.time()
+    if HANDLER_SECONDS:
+        await asyncio.sleep(HANDLER_SECONDS)
+    stamp(started)
 
 
 class Unsupported(Exception):

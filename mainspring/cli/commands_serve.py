@@ -4,8 +4,15 @@ workers of an App in the same process when one is given."""
 from __future__ import annotations
 
 import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
 import sys
-from typing import Annotated
+import threading
+import time
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +20,10 @@ from ..app import App
 from ._app import load_app
 from ._errors import CliError, handle_errors
 from ._options import JsonOpt, StoreOpt, globals_of
+
+#: How long ``--processes`` waits for the other server processes to accept requests.
+PEER_START_SECONDS = 60.0
+PEER_COMMAND = (sys.executable, "-m", "mainspring.cli.main", "serve")
 
 
 @handle_errors
@@ -56,6 +67,22 @@ def serve(
             help="Handlers run at once by the APP's workers (with APP).",
         ),
     ] = 8,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            "-p",
+            metavar="N",
+            min=1,
+            help="Server processes sharing the port, each with its own connection to the store (requests are spread over them; the APP's workers run in the first only).",
+        ),
+    ] = 1,
+    listen_fd: Annotated[
+        int | None, typer.Option("--listen-fd", hidden=True, help="(a peer of --processes)")
+    ] = None,
+    ready_fd: Annotated[
+        int | None, typer.Option("--ready-fd", hidden=True, help="(a peer of --processes)")
+    ] = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -89,30 +116,123 @@ def serve(
     app = load_app(app_spec) if app_spec is not None else App(g.store)
     if app_spec is not None and g.store:
         app.set_store(g.store)
+    if listen_fd is not None:  # a peer process of --processes: serve the shared socket
+        if app_spec is not None:
+            app.set_store(os.environ["MAINSPRING_STORE"])
+        _serve_as_peer(app, tokens, listen_fd, ready_fd)
+        return
+    peers: list[subprocess.Popen[bytes]] = []
     try:
         app.open()
         try:
             server = BackgroundServer(create_app(app, tokens), host, port)
         except OSError as exc:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        workers = (
-            app.worker(concurrency=concurrency)
-            if app_spec is not None and app.declared
-            else contextlib.nullcontext()
-        )
-        with workers:
+        peer_args = [*([app_spec] if app_spec else [])]
+        if token_file is not None:
+            peer_args += ["--token-file", token_file]
+        peers = _start_peers(processes - 1, server.sock, peer_args, app.store.url)
+        with_workers = app_spec is not None and bool(app.declared)
+        with app.worker(concurrency=concurrency) if with_workers else contextlib.nullcontext():
             sys.stderr.write(
                 f"mainspring serve: {server.url} (API {server.url}/api/v1, docs "
                 f"{server.url}/api/docs), store {app.store.display_url}, "
                 f"{f'tokens from {token_file}' if tokens else 'no tokens: loopback only'}"
+                + (f", {processes} processes" if processes > 1 else "")
                 + (
                     f", workers for {len(app.declared)} task(s), concurrency {concurrency}"
-                    if app_spec is not None and app.declared
+                    if with_workers
                     else ""
                 )
                 + "\n"
             )
             sys.stderr.flush()
             server.run()
+    finally:
+        _stop_peers(peers)
+        app.close()
+
+
+def _start_peers(
+    n: int, sock: socket.socket, args: list[str], store: str
+) -> list[subprocess.Popen[bytes]]:
+    """``n`` more processes serving the same listening socket (its descriptor inherited)
+    over the same store (its URL in the environment, where no other user can read it);
+    returns once each of them accepts requests."""
+    if n == 0:
+        return []
+    fd = sock.fileno()
+    ready_r, ready_w = os.pipe()
+    peers: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(n):
+            peers.append(
+                subprocess.Popen(
+                    [*PEER_COMMAND, *args, "--listen-fd", str(fd), "--ready-fd", str(ready_w)],
+                    pass_fds=[fd, ready_w],
+                    env=dict(os.environ, MAINSPRING_STORE=store),
+                )
+            )
+        os.close(ready_w)
+        ready_w = -1
+        started = 0
+        deadline = time.monotonic() + PEER_START_SECONDS
+        while started < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([ready_r], [], [], left)[0]:
+                raise CliError(
+                    f"the other server processes did not start in {PEER_START_SECONDS:g} s"
+                )
+            got = os.read(ready_r, n)
+            if not got:
+                raise CliError("a server process stopped as it started (its error is above)")
+            started += len(got)
+        return peers
+    except BaseException:
+        _stop_peers(peers)
+        raise
+    finally:
+        os.close(ready_r)
+        if ready_w >= 0:
+            os.close(ready_w)
+
+
+def _stop_peers(peers: list[subprocess.Popen[bytes]]) -> None:
+    for p in peers:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in peers:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _serve_as_peer(app: App, tokens: Any, fd: int, ready_fd: int | None) -> None:
+    """Serve the first process's socket until told to stop, or until that process is gone
+    (even killed: the peer then stops by itself rather than serve on, unsupervised); one
+    byte on ``ready_fd`` says it accepts requests."""
+    from ..service import BackgroundServer, create_app
+
+    parent = os.getppid()
+    try:
+        app.open()
+        server = BackgroundServer(create_app(app, tokens), sock=socket.socket(fileno=fd))
+
+        def watch() -> None:
+            while not (server.server.started or server.server.should_exit):
+                time.sleep(0.02)
+            if ready_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.write(ready_fd, b"!")
+                    os.close(ready_fd)
+            while not server.server.should_exit:
+                if os.getppid() != parent:
+                    server.server.should_exit = True
+                time.sleep(0.5)
+
+        threading.Thread(target=watch, name="mainspring-serve-parent", daemon=True).start()
+        server.run()
     finally:
         app.close()

@@ -53,6 +53,15 @@ def worker(
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", metavar="N", min=1, help="Handlers run at once.")
     ] = 8,
+    prefetch: Annotated[
+        int,
+        typer.Option(
+            "--prefetch",
+            metavar="N",
+            min=0,
+            help="Runs leased and started ahead of the handlers, so that a handler that ends is followed at once (see docs/operations.md, 'Prefetch'). A run started ahead that never ran when the worker dies or stops ends its attempt as lost.",
+        ),
+    ] = 0,
     queue: Annotated[
         list[str] | None,
         typer.Option(
@@ -105,11 +114,12 @@ def worker(
             sys.stderr.write(
                 f"mainspring worker: {len(app.declared)} task(s) from {app_spec}, store "
                 f"{app.store.display_url}, queues: {shown}, concurrency {concurrency}"
-                f"{', burst' if burst else ''}\n"
+                f"{f', prefetch {prefetch}' if prefetch else ''}{', burst' if burst else ''}\n"
             )
             sys.stderr.flush()
         app.run_worker(
             concurrency=concurrency,
+            prefetch=prefetch,
             grace_seconds=grace,
             queues=queues,
             burst=burst,

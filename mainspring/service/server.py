@@ -162,16 +162,21 @@ class BackgroundServer:
     """uvicorn serving an ASGI app in a thread of this process (tests, benchmarks, and
     ``mainspring serve`` alike); ``port=0`` takes a free port (``.port`` says which)."""
 
-    def __init__(self, asgi: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, asgi: Any, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None
+    ) -> None:
+        """Listen on ``host:port``, or serve ``sock``, a socket listening already (one that
+        several processes share: ``mainspring serve --processes``)."""
         import uvicorn
 
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(2048)
-        self.host = host
-        self.port: int = self.sock.getsockname()[1]
+        if sock is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(2048)
+        self.sock = sock
+        self.host, self.port = sock.getsockname()[:2]
         config = uvicorn.Config(
             asgi, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
         )

@@ -32,6 +32,7 @@ class Attempt:
     lease_until: float  # monotonic: past it, without a renewal, the lease is not ours
     started: float = field(default_factory=time.monotonic)
     abandoned: bool = False  # timed out or lease lost: its outcome is discarded
+    running: bool = False  # its handler holds one of the worker's slots
     future: Any = None  # the asyncio future of an async handler
     retry_on: tuple[type[BaseException], ...] = ()  # the task's overrides of the classifier
     never_retry: tuple[type[BaseException], ...] = ()

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import inspect
 import logging
@@ -104,15 +105,21 @@ class Worker:
         on_attempt: Callable[[AttemptDone], None] | None = None,
         failure_overrides: dict[str, FailureOverrides] | None = None,
         retention: float | None = None,
+        prefetch: int = 0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
         self.engine = engine
         self.handlers = dict(handlers)
         self._is_async = {n: inspect.iscoroutinefunction(fn) for n, fn in self.handlers.items()}
         self.names = sorted(self.handlers)
         self.queues = list(queues) if queues is not None else None
         self.concurrency = concurrency
+        #: runs leased and started ahead, beyond the handlers running, so that a handler
+        #: that ends is followed at once by the next (``_queued``), not after a commit
+        self.prefetch = prefetch
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid7()[-12:]}"
@@ -130,7 +137,9 @@ class Worker:
             tasks=self.names,
             concurrency=concurrency,
         )
-        self._inflight: dict[str, Attempt] = {}
+        self._inflight: dict[str, Attempt] = {}  # every run this worker holds
+        self._queued: collections.deque[Attempt] = collections.deque()  # started ahead
+        self._running = 0  # handlers running (at most ``concurrency``)
         self._done: collections.deque[tuple[Attempt, Finished]] = collections.deque()
         self._renew_now: set[str] = set()
         self._lock = threading.Lock()
@@ -289,7 +298,7 @@ class Worker:
                 timers.renewed()
             with self._lock:
                 pending = bool(self._done) or self.engine.group.pending > 0
-                free = self.concurrency - len(self._inflight)
+                free = self._capacity - len(self._inflight)
             if not timers.must_turn(pending, free):
                 self._sleep(waiter, timers)
 
@@ -308,8 +317,10 @@ class Worker:
         with self._lock:
             finished = list(self._done)
             self._done.clear()
-            free = self.concurrency - len(self._inflight)
+            free = self._capacity - len(self._inflight)
         stopping = timers.stopping
+        if stopping:
+            self._release_queued()
         if stopping and not finished:
             with self._lock:
                 remaining = [rid for rid, it in self._inflight.items() if not it.abandoned]
@@ -410,13 +421,13 @@ class Worker:
         the loop looks again after each quiet period rather than at every result."""
         group = self.engine.group
         with self._lock:
-            count, running = len(self._done) + group.pending, len(self._inflight)
+            count, running = len(self._done) + group.pending, self._begun
         if count == 0 or count >= running:
             return
         deadline = time.monotonic() + GATHER_SECONDS
         while True:
             with self._lock:
-                if len(self._done) + group.pending >= len(self._inflight):
+                if len(self._done) + group.pending >= self._begun:
                     return
                 self._waiting = True
             try:
@@ -474,6 +485,8 @@ class Worker:
             fin = timed_out(it)
             with self._lock:
                 self._done.append((it, fin))
+            if not self._handler_ended(it):
+                continue
             fut = it.future
             if fut is not None:
                 fut.cancel()
@@ -535,9 +548,11 @@ class Worker:
 
     def _abandon(self, att: Attempt) -> None:
         """Tell a handler its attempt is over and discard its outcome; a thread stuck in it
-        is replaced, so the pool keeps its capacity."""
+        is replaced, so the pool keeps its capacity. (One started ahead never runs.)"""
         att.abandoned = True
         att.ctx.cancel()
+        if not self._handler_ended(att):
+            return
         if att.future is not None:
             att.future.cancel()
         else:
@@ -549,11 +564,22 @@ class Worker:
         self._wake()
 
     # -- starting handlers (worker/execute.py runs them) ---------------------------------------
+    @property
+    def _capacity(self) -> int:
+        """How many runs this worker holds at most: its handlers and those started ahead."""
+        return self.concurrency + self.prefetch
+
+    @property
+    def _begun(self) -> int:
+        """Attempts whose handlers run or ended, not yet recorded (under ``_lock``)."""
+        return len(self._inflight) - len(self._queued)
+
     def _dispatch(self, lz: Leased) -> None:
+        """A run this turn leased and started: run its handler now if a handler slot is
+        free, else queue it to follow the next handler that ends."""
         ctx = make_context(lz, functools.partial(self.heartbeat, lz.run_id), self.id)
-        deadline = time.monotonic() + lz.timeout if lz.timeout is not None else None
         lease_until = time.monotonic() + (lz.lease_expires_at - self.engine.clock.now())
-        att = Attempt(lz, self.handlers[lz.task_name], ctx, deadline, lease_until)
+        att = Attempt(lz, self.handlers[lz.task_name], ctx, None, lease_until)
         att.retry_on, att.never_retry = self.failure_overrides.get(lz.task_name, ((), ()))
         with self._lock:
             previous = self._inflight.get(lz.run_id)
@@ -562,11 +588,61 @@ class Worker:
             # this worker held the run before: its lease expired (the worker stalled, or a
             # ManualClock jumped past it) and the same turn gave the run back to it
             self._abandon(previous)
+        with self._lock:
+            now = self._running < self.concurrency and not self._queued
+            if now:
+                self._running += 1
+                att.running = True
+            else:
+                self._queued.append(att)
+        if now:
+            self._start(att)
+
+    def _start(self, att: Attempt) -> None:
+        """Run the handler of ``att`` (its slot taken already): in the pool, or on the loop."""
+        lz = att.leased
+        att.started = time.monotonic()
+        att.deadline = att.started + lz.timeout if lz.timeout is not None else None
         if self._is_async[lz.task_name]:
             loop = self._async_loop()
             att.future = asyncio.run_coroutine_threadsafe(self._run_async(att), loop)
         else:
             self._pool.submit(lambda: self._complete(att, call_sync(att)))
+
+    def _handler_ended(self, att: Attempt) -> bool:
+        """The handler of ``att`` ended (or was abandoned): its slot goes to the next run
+        started ahead, if any. False if it was not running (ended before, or never ran)."""
+        follow: Attempt | None = None
+        with self._lock:
+            if not att.running:
+                with contextlib.suppress(ValueError):
+                    self._queued.remove(att)
+                return False
+            att.running = False
+            self._running -= 1
+            while self._queued and not self._stop.is_set():
+                nxt = self._queued.popleft()
+                if not nxt.abandoned:
+                    nxt.running = True
+                    self._running += 1
+                    follow = nxt
+                    break
+        if follow is not None:
+            self._start(follow)
+        return True
+
+    def _release_queued(self) -> None:
+        """Stopping: the runs started ahead whose handlers never ran go back to the store
+        (their attempts end as ``lost``; lost attempts do not count toward max_attempts)."""
+        with self._lock:
+            queued = [a for a in self._queued if not a.abandoned]
+            self._queued.clear()
+            for a in queued:
+                del self._inflight[a.leased.run_id]
+        if queued:
+            self.engine.release(
+                self.id, [a.leased.run_id for a in queued], "worker stopped before the handler ran"
+            )
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         if self._aloop is None:
@@ -585,6 +661,7 @@ class Worker:
         ``fin`` None: a workflow recorded its attempt's end itself (it suspended to sleep
         or wait), so its slot is free at once."""
         self.executed += 1
+        self._handler_ended(att)
         with self._lock:
             if att.abandoned or self._inflight.get(att.leased.run_id) is not att:
                 return  # timed out or lease lost: this late outcome is discarded
@@ -600,8 +677,6 @@ class Worker:
                 fin = timed_out(att)
             self._done.append((att, fin))
             # the first result wakes the loop; while it gathers, only the last one does
-            wake = len(self._done) == 1 or (
-                self._waiting and len(self._done) >= len(self._inflight)
-            )
+            wake = len(self._done) == 1 or (self._waiting and len(self._done) >= self._begun)
         if wake:
             self._wake()

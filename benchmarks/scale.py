@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""The drain at scale: many jobs in flight, and handlers that wait on I/O, side by side.
+
+    python benchmarks/scale.py                    # SQLite: mainspring (threads, async) vs Huey
+    python benchmarks/scale.py --backend postgres # mainspring-pg vs PgQueuer vs procrastinate
+    python benchmarks/scale.py --quick            # fewer tasks per cell
+    python benchmarks/scale.py --inflight 8 64 --handler-ms 0
+
+One worker process per peer and cell, preloaded with the tasks (as W2 of run.py: the
+workers boot, are released together, and the drain runs from the first handler start to
+the last handler end, as the tasks stamp them). Two axes:
+
+- in flight: how many handlers may run at once in the process (mainspring
+  ``run_worker(concurrency=N)``, threads for ``def`` and one event loop for ``async def``,
+  and with ``prefetch=N``: N more runs leased and started ahead, so that a handler that
+  ends is followed at once by the next; Huey ``workers=N`` threads; PgQueuer ``max_concurrent_tasks=N`` with its dequeue batch
+  at its best, ``min(N // 2, 50)``; procrastinate ``concurrency=N``);
+- handler time: 0 (the no-op) or a wait standing in for I/O (``time.sleep`` in a thread,
+  ``asyncio.sleep`` on a loop), the same for every peer (peers/timing.py ``handle``). The
+  ideal rate of a waiting handler is in-flight / handler time.
+
+SQLite at WAL + ``synchronous=FULL`` for every peer; PostgreSQL with the server's settings
+(``MAINSPRING_BENCH_PG``). Writes ``results-scale.md`` / ``results-scale-pg.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import run as R  # benchmarks/run.py: the drivers, environments and reporting helpers
+
+RESULTS = {"sqlite": R.BENCH / "results-scale.md", "postgres": R.BENCH / "results-scale-pg.md"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str  # --only
+    label: str
+    spec: R.PeerSpec
+    handler: str = "def"  # mainspring: "async" declares the task ``async def``
+    prefetch: bool = False  # mainspring: ``run_worker(prefetch=N)``, one run ahead per slot
+
+    def environment(self, inflight: int, handler_ms: float) -> dict[str, str]:
+        env = {"BENCH_HANDLER_MS": f"{handler_ms:g}"}
+        if self.handler == "async":
+            env["BENCH_ASYNC"] = "1"
+        if self.prefetch:
+            env["BENCH_PREFETCH"] = str(inflight)
+        if self.key == "pgqueuer":  # its best dequeue batch for this many in flight
+            env["BENCH_PGQ_BATCH"] = str(max(1, min(inflight // 2, 50)))
+        return env
+
+
+def _mainspring(spec: R.PeerSpec, name: str) -> list[Variant]:
+    return [
+        Variant("mainspring", f"{name} (def)", spec),
+        Variant("mainspring-prefetch", f"{name} (def, prefetch=N)", spec, prefetch=True),
+        Variant(
+            "mainspring-async", f"{name} (async def, prefetch=N)", spec, "async", prefetch=True
+        ),
+    ]
+
+
+VARIANTS = {
+    "sqlite": [
+        *_mainspring(R.PEERS["mainspring"], "mainspring"),
+        Variant("huey", "huey (N threads)", R.PEERS["huey"]),
+    ],
+    "postgres": [
+        *_mainspring(R.PG_PEERS["mainspring"], "mainspring-pg"),
+        Variant("pgqueuer", "pgqueuer (batch min(N/2, 50))", R.PG_PEERS["pgqueuer"]),
+        Variant("procrastinate", "procrastinate", R.PG_PEERS["procrastinate"]),
+    ],
+}
+
+
+def tasks_for(inflight: int, handler_ms: float, quick: bool) -> int:
+    """Enough tasks for a drain of a few seconds at the ideal rate."""
+    if handler_ms <= 0:
+        return 3000 if quick else 10_000
+    ideal = inflight * 1000 / handler_ms
+    return int(min(10_000, max(1000 if quick else 2000, ideal * (1.5 if quick else 4))))
+
+
+def cell(
+    v: Variant, backend: str, inflight: int, handler_ms: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    n = tasks_for(inflight, handler_ms, args.quick)
+    ns = argparse.Namespace(n=n, rounds=1, concurrency=inflight, repeat=1)
+    extra = ["--phases", "w2_1", "--drain-procs", "1"]
+    if backend == "postgres":
+        extra += ["--backend", "postgres", "--sync", "server", "--pg-url", args.pg_url]
+    else:
+        extra += ["--sync", "full"]
+    work = R.WORK / "scale" / f"{backend}-{v.key}-{inflight}-{handler_ms:g}"
+    phase_timeout = 120.0
+
+    def cleanup(pid: int) -> None:
+        if backend == "postgres":
+            R.timing.drop_bench_databases(args.pg_url, pid)
+
+    result = R.run_config(
+        v.spec,
+        work,
+        {"peer": v.key},
+        extra,
+        ns,
+        phase_timeout,
+        phase_timeout + 120,
+        cleanup,
+        v.environment(inflight, handler_ms),
+    )
+    found: dict[str, Any] = result.get("w2_1") or {"error": result.get("error", "no result")}
+    return {**found, "n": n}
+
+
+def fmt(c: dict[str, Any], inflight: int, handler_ms: float) -> str:
+    if "rate" not in c:
+        return f"error: {str(c.get('error', c.get('na', '?')))[:60]}"
+    text = f"{c['rate']:,.0f}"
+    if handler_ms > 0:
+        text += f" ({100 * c['rate'] / (inflight * 1000 / handler_ms):.0f}%)"
+    return text
+
+
+def render(
+    backend: str,
+    table: dict[tuple[str, float, int], dict[str, Any]],
+    args: argparse.Namespace,
+    started: str,
+    load_start: str,
+) -> str:
+    title = "SQLite (WAL + synchronous=FULL)" if backend == "sqlite" else "PostgreSQL"
+    cmd = " ".join(["python benchmarks/scale.py", *sys.argv[1:]])
+    out = [
+        f"# The drain at scale: {title}",
+        "",
+        f"Run {started} UTC on {R._host()}. Command: `{cmd}`.",
+        f"Load average (1 min) at start {load_start}, at end {R._load()}.",
+        "One worker process per cell, tasks preloaded; drained tasks/s from the first handler "
+        "start to the last handler end. With a handler time, the share of the ideal rate "
+        "(in flight / handler time) in brackets.",
+        "",
+    ]
+    header = "| peer | handler | " + " | ".join(f"{k} in flight" for k in args.inflight) + " |"
+    out += [header, "| --- | --- |" + " ---: |" * len(args.inflight)]
+    for v in chosen(backend, args):
+        for h in args.handler_ms:
+            cells = [fmt(table[(v.key, h, k)], k, h) for k in args.inflight]
+            out.append(f"| {v.label} | {h:g} ms | " + " | ".join(cells) + " |")
+    out += ["", "Worker CPU seconds per 1,000 tasks (from `/proc/<pid>/stat`, since release):", ""]
+    out += [header, "| --- | --- |" + " ---: |" * len(args.inflight)]
+    for v in chosen(backend, args):
+        for h in args.handler_ms:
+            cpu = [table[(v.key, h, k)].get("cpu_s_per_1k") for k in args.inflight]
+            text = [f"{c:.2f}" if c is not None else "n/a" for c in cpu]
+            out.append(f"| {v.label} | {h:g} ms | " + " | ".join(text) + " |")
+    out += ["", "Tasks per cell: " + ", ".join(
+        f"{h:g} ms at {k}: {table[(chosen(backend, args)[0].key, h, k)]['n']:,}"
+        for h in args.handler_ms
+        for k in args.inflight
+    ) + "."]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def chosen(backend: str, args: argparse.Namespace) -> list[Variant]:
+    return [v for v in VARIANTS[backend] if not args.only or v.key in args.only]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--inflight", type=int, nargs="+", default=[8, 32, 64, 200])
+    p.add_argument("--handler-ms", type=float, nargs="+", default=[0.0, 20.0])
+    p.add_argument("--only", action="append", help="a peer variant (repeatable)")
+    p.add_argument("--quick", action="store_true", help="fewer tasks per cell")
+    p.add_argument("--pg-url", default=R.timing.PG_DEFAULT_URL)
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args()
+    if not chosen(args.backend, args):
+        p.error(f"no variant selected; known: {[v.key for v in VARIANTS[args.backend]]}")
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    load_start = R._load()
+    shutil.rmtree(R.WORK / "scale", ignore_errors=True)
+    table: dict[tuple[str, float, int], dict[str, Any]] = {}
+    for v in chosen(args.backend, args):
+        for h in args.handler_ms:
+            for k in args.inflight:
+                R.log(f"== {v.label}, {h:g} ms, {k} in flight")
+                c = table[(v.key, h, k)] = cell(v, args.backend, k, h, args)
+                R.log(f"   {fmt(c, k, h)}")
+    report = render(args.backend, table, args, started, load_start)
+    print(report)
+    if not args.no_write:
+        RESULTS[args.backend].write_text(report)
+        R.log(f"written to {RESULTS[args.backend].relative_to(R.REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

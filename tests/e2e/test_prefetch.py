@@ -1,0 +1,125 @@
+"""``app.worker(prefetch=N)``: runs leased and started ahead of the handlers. Never more
+handlers at once than ``concurrency``, never more runs held than ``concurrency +
+prefetch``; a run started ahead is timed, renewed and released like any other, and one
+whose handler never ran is lost, never run twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import mainspring as ms
+
+from .helpers import wait_for
+
+
+def test_handlers_at_once_stay_within_concurrency_and_runs_held_within_the_sum(
+    make_app: Callable[..., ms.App],
+) -> None:
+    app = make_app()
+    lock = threading.Lock()
+    running, most = [0], [0]
+    held: list[int] = []
+
+    @app.task
+    def job(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return i
+
+    handles = app.submit_many(job, [((i,), {}) for i in range(30)])
+    with app.worker(concurrency=2, prefetch=3) as w:
+        while not all(h.info().state == ms.RunState.COMPLETED for h in handles[-3:]):
+            stats = app.stats()
+            held.append(stats.get("running", 0) + stats.get("leased", 0))
+            time.sleep(0.01)
+        w.run_until_idle(timeout=30)
+    assert [h.result(timeout=5) for h in handles] == list(range(30))
+    assert most[0] == 2
+    assert max(held) == 5  # 2 handlers and 3 started ahead
+    for h in handles:  # each ran once, in one attempt
+        assert [a.result for a in h.info().attempts] == [ms.AttemptResult.SUCCESS]
+
+
+def test_a_run_started_ahead_is_timed_from_its_handlers_start(
+    make_app: Callable[..., ms.App],
+) -> None:
+    app = make_app()
+
+    @app.task(timeout=0.6, max_attempts=1)
+    def job(i: int) -> int:
+        time.sleep(0.25)
+        return i
+
+    handles = app.submit_many(job, [((i,), {}) for i in range(5)])
+    with app.worker(concurrency=1, prefetch=4) as w:
+        w.run_until_idle(timeout=30)
+    # the last one waited about 1 s ahead of its handler: more than its timeout
+    assert [h.result(timeout=5) for h in handles] == list(range(5))
+
+
+def test_runs_started_ahead_keep_their_leases(make_app: Callable[..., ms.App]) -> None:
+    app = make_app(lease_seconds=1.0)
+
+    @app.task
+    def job(i: int) -> int:
+        time.sleep(0.3)
+        return i
+
+    handles = app.submit_many(job, [((i,), {}) for i in range(8)])
+    with app.worker(concurrency=1, prefetch=7) as w:
+        w.run_until_idle(timeout=30)
+    # the last one was held for over 2 s, twice its lease, before its handler ran
+    for h in handles:
+        assert [a.result for a in h.info().attempts] == [ms.AttemptResult.SUCCESS]
+        assert "lease.expired" not in [e.type for e in h.history()]
+
+
+def test_a_stopping_worker_releases_the_runs_it_started_ahead(
+    make_app: Callable[..., ms.App],
+) -> None:
+    app = make_app()
+    calls: list[int] = []
+    gate = threading.Event()
+
+    @app.task
+    def job(i: int) -> int:
+        calls.append(i)
+        gate.wait(10)
+        return i
+
+    handles = app.submit_many(job, [((i,), {}) for i in range(6)])
+    with app.worker(concurrency=2, prefetch=3, grace_seconds=10) as w:
+        wait_for(lambda: len(calls) == 2, 10, "two handlers running")
+        wait_for(lambda: app.stats().get("running", 0) == 5, 10, "three runs started ahead")
+        threading.Timer(0.3, gate.set).start()
+        w.stop()  # the two running finish in the grace period; the three ahead go back
+    assert sorted(calls) == [0, 1]
+    ahead = [h for h in handles[2:5]]
+    for h in ahead:
+        attempts = h.info().attempts
+        assert [a.result for a in attempts] == [ms.AttemptResult.LOST]
+        assert attempts[0].error is not None and "before the handler ran" in attempts[0].error
+    with app.worker(concurrency=4) as w:
+        w.run_until_idle(timeout=30)
+    assert [h.result(timeout=5) for h in handles] == list(range(6))
+    assert sorted(calls) == list(range(6))  # each handler ran once
+
+
+@pytest.mark.parametrize("prefetch", [-1, 1.5, True])
+def test_a_bad_prefetch_is_refused(make_app: Callable[..., ms.App], prefetch: object) -> None:
+    app = make_app()
+
+    @app.task
+    def job() -> None:
+        return None
+
+    with pytest.raises(ms.InvalidArgument, match="prefetch"), app.worker(prefetch=prefetch):  # type: ignore[arg-type]
+        pass

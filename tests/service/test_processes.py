@@ -1,0 +1,146 @@
+"""``mainspring serve --processes N``: several server processes share one port and one
+store; they stop with the first, even when it is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+import mainspring as ms
+
+API = "/api/v1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def _sockets(pid: int) -> set[str]:
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def served(store_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``serve --processes 2`` with an operator token, and its base URL."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("op operator\n")
+    port = _free_port()
+    env = dict(os.environ, MAINSPRING_STORE=store_url)
+    cmd = [sys.executable, "-m", "mainspring.cli.main", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--processes", "2", "--token-file", str(tokens)],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(proc.pid)) < 1 or not _ready(base):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            assert time.monotonic() < deadline, "serve --processes 2 did not start"
+            time.sleep(0.1)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_both_processes_take_connections_and_submit_to_one_store(
+    served: tuple[subprocess.Popen[bytes], str], store_url: str
+) -> None:
+    proc, base = served
+    (peer,) = _children(proc.pid)
+    before = {pid: _sockets(pid) for pid in (proc.pid, peer)}
+    h = {"Authorization": "Bearer op"}
+    clients = [httpx.Client(base_url=base, headers=h, timeout=30) for _ in range(16)]
+    try:
+
+        def submit(i: int) -> int:
+            body = {"args": [i], "idempotency_key": f"k{i}"}
+            r = clients[i].post(f"{API}/tasks/t.proc/runs", json=body)
+            assert r.status_code == 201, r.text
+            run_id: str = r.json()["run_id"]
+            # the run as the other connection (often the other process) sees it
+            seen = clients[(i + 1) % 16].get(f"{API}/runs/{run_id}").json()
+            assert seen["idempotency_key"] == f"k{i}"
+            return i
+
+        with ThreadPoolExecutor(16) as pool:
+            assert sorted(pool.map(submit, range(16))) == list(range(16))
+        # each process holds some of the 16 keep-alive connections
+        opened = {pid: len(_sockets(pid) - before[pid]) for pid in before}
+        assert all(n >= 1 for n in opened.values()), opened
+        assert sum(opened.values()) >= 16, opened
+    finally:
+        for c in clients:
+            c.close()
+    app = ms.App(store_url)
+    try:
+        runs = app.runs(task="t.proc", limit=100)
+        assert sorted(r.idempotency_key or "" for r in runs) == sorted(f"k{i}" for i in range(16))
+    finally:
+        app.close()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) in (0, -15)
+    deadline = time.monotonic() + 20
+    while _alive(peer):
+        assert time.monotonic() < deadline, "the peer outlived the first process"
+        time.sleep(0.1)
+
+
+def test_a_peer_stops_by_itself_when_the_first_process_is_killed(
+    served: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    proc, _ = served
+    (peer,) = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 20
+    while _alive(peer):
+        assert time.monotonic() < deadline, "the peer served on after the first process died"
+        time.sleep(0.1)
