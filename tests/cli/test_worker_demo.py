@@ -69,6 +69,26 @@ ATTEMPT_LINE = re.compile(
 )
 
 
+def test_worker_prefetch_runs_each_once_and_refuses_a_negative_count(
+    spawn: Spawn, cli: Invoke, store: str, app_module: str
+) -> None:
+    ids = []
+    for i in range(6):
+        r = spawn("submit", "calc.add", "--args", f"[{i}, 1]", "--store", store)
+        assert r.returncode == 0, r.stderr
+        ids.append(r.stdout.strip())
+    r = spawn("worker", app_module, "--burst", "-c", "2", "--prefetch", "3", "--store", store)
+    assert r.returncode == 0, r.stderr
+    assert "concurrency 2, prefetch 3" in r.stderr
+    assert len(r.stdout.strip().splitlines()) == 6  # one attempt line per run
+    for i, run_id in enumerate(ids):
+        run = json.loads(spawn("run", run_id, "--json", "--store", store).stdout)
+        assert run["state"] == "completed" and run["output"] == {"sum": i + 1}
+        assert len(run["attempts"]) == 1
+    r = cli("worker", app_module, "--burst", "--prefetch", "-1", "--store", store)
+    assert r.exit_code == 2 and "prefetch" in r.output
+
+
 def test_worker_prints_one_line_per_finished_attempt(
     spawn: Spawn, store: str, app_module: str
 ) -> None:
