@@ -59,7 +59,7 @@ def worker(
             "--prefetch",
             metavar="N",
             min=0,
-            help="Runs leased and started ahead of the handlers, so that a handler that ends is followed at once (see docs/operations.md, 'Prefetch'). A run started ahead that never ran when the worker dies or stops ends its attempt as lost.",
+            help="Runs leased and started ahead of the handlers, so that a handler that ends is followed at once (see docs/operations.md, 'Prefetch'). On SIGINT/SIGTERM they run within the grace period too; if the worker dies, their attempts end as lost and they run elsewhere.",
         ),
     ] = 0,
     queue: Annotated[

@@ -319,8 +319,6 @@ class Worker:
             self._done.clear()
             free = self._capacity - len(self._inflight)
         stopping = timers.stopping
-        if stopping:
-            self._release_queued()
         if stopping and not finished:
             with self._lock:
                 remaining = [rid for rid, it in self._inflight.items() if not it.abandoned]
@@ -620,7 +618,7 @@ class Worker:
                 return False
             att.running = False
             self._running -= 1
-            while self._queued and not self._stop.is_set():
+            while self._queued:  # (stopping too: runs started ahead finish in the grace period)
                 nxt = self._queued.popleft()
                 if not nxt.abandoned:
                     nxt.running = True
@@ -630,19 +628,6 @@ class Worker:
         if follow is not None:
             self._start(follow)
         return True
-
-    def _release_queued(self) -> None:
-        """Stopping: the runs started ahead whose handlers never ran go back to the store
-        (their attempts end as ``lost``; lost attempts do not count toward max_attempts)."""
-        with self._lock:
-            queued = [a for a in self._queued if not a.abandoned]
-            self._queued.clear()
-            for a in queued:
-                del self._inflight[a.leased.run_id]
-        if queued:
-            self.engine.release(
-                self.id, [a.leased.run_id for a in queued], "worker stopped before the handler ran"
-            )
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         if self._aloop is None:

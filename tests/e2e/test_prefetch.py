@@ -5,6 +5,7 @@ whose handler never ran is lost, never run twice."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,27 @@ def test_handlers_at_once_stay_within_concurrency_and_runs_held_within_the_sum(
         assert [a.result for a in h.info().attempts] == [ms.AttemptResult.SUCCESS]
 
 
+def test_async_handlers_follow_each_other_within_concurrency(
+    make_app: Callable[..., ms.App],
+) -> None:
+    app = make_app()
+    running, most = [0], [0]
+
+    @app.task
+    async def job(i: int) -> int:
+        running[0] += 1  # (one event loop: no lock needed)
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.03)
+        running[0] -= 1
+        return i
+
+    handles = app.submit_many(job, [((i,), {}) for i in range(20)])
+    with app.worker(concurrency=3, prefetch=3) as w:
+        w.run_until_idle(timeout=30)
+    assert [h.result(timeout=5) for h in handles] == list(range(20))
+    assert most[0] == 3
+
+
 def test_a_run_started_ahead_is_timed_from_its_handlers_start(
     make_app: Callable[..., ms.App],
 ) -> None:
@@ -82,7 +104,7 @@ def test_runs_started_ahead_keep_their_leases(make_app: Callable[..., ms.App]) -
         assert "lease.expired" not in [e.type for e in h.history()]
 
 
-def test_a_stopping_worker_releases_the_runs_it_started_ahead(
+def test_a_stopping_worker_runs_what_it_started_ahead_in_its_grace_period(
     make_app: Callable[..., ms.App],
 ) -> None:
     app = make_app()
@@ -95,22 +117,50 @@ def test_a_stopping_worker_releases_the_runs_it_started_ahead(
         gate.wait(10)
         return i
 
-    handles = app.submit_many(job, [((i,), {}) for i in range(6)])
+    handles = app.submit_many(job, [((i,), {}) for i in range(7)])
     with app.worker(concurrency=2, prefetch=3, grace_seconds=10) as w:
         wait_for(lambda: len(calls) == 2, 10, "two handlers running")
         wait_for(lambda: app.stats().get("running", 0) == 5, 10, "three runs started ahead")
         threading.Timer(0.3, gate.set).start()
-        w.stop()  # the two running finish in the grace period; the three ahead go back
+        w.stop()  # it leases no more, and finishes the five it holds
+    assert sorted(calls) == [0, 1, 2, 3, 4]
+    assert [h.info().state for h in handles] == [ms.RunState.COMPLETED] * 5 + [
+        ms.RunState.READY
+    ] * 2
+    for h in handles[:5]:
+        assert [a.result for a in h.info().attempts] == [ms.AttemptResult.SUCCESS]
+    with app.worker() as w:
+        w.run_until_idle(timeout=30)
+
+
+def test_at_the_end_of_the_grace_period_runs_started_ahead_are_released(
+    make_app: Callable[..., ms.App],
+) -> None:
+    app = make_app()
+    calls: list[int] = []
+    gate = threading.Event()
+
+    @app.task
+    def job(i: int) -> int:
+        calls.append(i)
+        gate.wait(10)
+        return i
+
+    handles = app.submit_many(job, [((i,), {}) for i in range(5)])
+    try:
+        with app.worker(concurrency=2, prefetch=3, grace_seconds=0.3) as w:
+            wait_for(lambda: len(calls) == 2, 10, "two handlers running")
+            wait_for(lambda: app.stats().get("running", 0) == 5, 10, "three runs started ahead")
+            w.stop()
+    finally:
+        gate.set()
     assert sorted(calls) == [0, 1]
-    ahead = [h for h in handles[2:5]]
-    for h in ahead:
-        attempts = h.info().attempts
-        assert [a.result for a in attempts] == [ms.AttemptResult.LOST]
-        assert attempts[0].error is not None and "before the handler ran" in attempts[0].error
+    for h in handles:  # the running two and the three ahead: all given back
+        assert [a.result for a in h.info().attempts] == [ms.AttemptResult.LOST]
     with app.worker(concurrency=4) as w:
         w.run_until_idle(timeout=30)
-    assert [h.result(timeout=5) for h in handles] == list(range(6))
-    assert sorted(calls) == list(range(6))  # each handler ran once
+    assert [h.result(timeout=5) for h in handles] == list(range(5))
+    assert sorted(calls) == [0, 0, 1, 1, 2, 3, 4]  # those started ahead ran once
 
 
 @pytest.mark.parametrize("prefetch", [-1, 1.5, True])
