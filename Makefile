@@ -27,9 +27,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/scale.py
 
 bench-pg: $(STAMP)
 	$(BIN)/python benchmarks/run.py --group pg
+	$(BIN)/python benchmarks/scale.py --backend postgres
 
 clean:
 	rm -rf $(VENV) build *.egg-info

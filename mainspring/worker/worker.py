@@ -151,6 +151,7 @@ class Worker:
         self._stopped = threading.Event()
         self._pool = ThreadPool(concurrency, "mainspring")
         self._aloop: asyncio.AbstractEventLoop | None = None
+        self._aloop_thread = 0  # the ident of the thread running ``_aloop``
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._waiting = False
@@ -412,7 +413,8 @@ class Worker:
 
         The wait ends when every running attempt has finished, when none finished for
         GATHER_QUIET_SECONDS (the rest are busy: their results will not come at once), or
-        at GATHER_SECONDS in all. Handlers that do I/O release the GIL, so the loop often
+        at GATHER_SECONDS in all; while runs started ahead (``prefetch``) still wait for a
+        slot, no slot is idle for want of a turn, so only the last two end it. Handlers that do I/O release the GIL, so the loop often
         wakes at the first of a burst of completions; without this, it would record them
         a few at a time, one commit (and at synchronous=FULL one sync) for each few.
         While the loop waits here, a finishing handler wakes it only if it is the last:
@@ -436,7 +438,8 @@ class Worker:
             self._drain_pipe()
             with self._lock:
                 finished = len(self._done) + group.pending
-            if finished == count or time.monotonic() >= deadline:
+                fed = bool(self._queued)  # every slot has a run to go on with meanwhile
+            if (finished == count and not fed) or time.monotonic() >= deadline:
                 return  # none came in a quiet period (or the time is up)
             count = finished
 
@@ -485,9 +488,8 @@ class Worker:
                 self._done.append((it, fin))
             if not self._handler_ended(it):
                 continue
-            fut = it.future
-            if fut is not None:
-                fut.cancel()
+            if it.future is not None:
+                self._cancel(it)
             else:
                 self._pool.grow()
         return freed
@@ -552,7 +554,7 @@ class Worker:
         if not self._handler_ended(att):
             return
         if att.future is not None:
-            att.future.cancel()
+            self._cancel(att)
         else:
             self._pool.grow()
 
@@ -603,9 +605,20 @@ class Worker:
         att.deadline = att.started + lz.timeout if lz.timeout is not None else None
         if self._is_async[lz.task_name]:
             loop = self._async_loop()
-            att.future = asyncio.run_coroutine_threadsafe(self._run_async(att), loop)
+            if threading.get_ident() == self._aloop_thread:  # following a handler that ended
+                att.future = loop.create_task(self._run_async(att))
+            else:
+                att.future = asyncio.run_coroutine_threadsafe(self._run_async(att), loop)
         else:
             self._pool.submit(lambda: self._complete(att, call_sync(att)))
+
+    def _cancel(self, att: Attempt) -> None:
+        """Cancel the task of an ``async def`` handler, from any thread."""
+        fut = att.future
+        if isinstance(fut, asyncio.Future) and self._aloop is not None:  # (a Task)
+            self._aloop.call_soon_threadsafe(fut.cancel)
+        elif fut is not None:
+            fut.cancel()
 
     def _handler_ended(self, att: Attempt) -> bool:
         """The handler of ``att`` ended (or was abandoned): its slot goes to the next run
@@ -632,7 +645,15 @@ class Worker:
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         if self._aloop is None:
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="mainspring-async", daemon=True).start()
+            started = threading.Event()
+
+            def run() -> None:
+                self._aloop_thread = threading.get_ident()
+                started.set()
+                loop.run_forever()
+
+            threading.Thread(target=run, name="mainspring-async", daemon=True).start()
+            started.wait()
             self._aloop = loop
         return self._aloop
 
