@@ -15,6 +15,7 @@ from .worker.context import current as context_now
 
 if TYPE_CHECKING:
     from .app import App
+    from .core.model import Run
 
 
 class RunHandle:
@@ -39,6 +40,8 @@ class RunHandle:
         self.task_id = task_id
         #: True when ``submit`` wrote nothing: an idempotent replay returned an existing run
         self.replayed = replayed
+        #: the run as ``submit`` created it (internal: the service answers with it)
+        self.created: Run | None = None
         self._origin = origin  # the attempt that launched it, while it may not be written
 
     def _committed(self) -> None:

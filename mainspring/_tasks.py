@@ -410,7 +410,9 @@ class TaskFunction(Submitter[P, R]):
         req = self.request(args, kwargs, Policy(kind="once"), **ov)
         if ctx is None:
             sub = self.app.engine.submit(req, connection=connection)
-            return RunHandle(self.app, sub.run_ids[0], sub.task_id, replayed=sub.replayed)
+            h = RunHandle(self.app, sub.run_ids[0], sub.task_id, replayed=sub.replayed)
+            h.created = sub.first
+            return h
         # inside a handler: correlated with the submitting run, and launched by it
         req.correlation_id = req.correlation_id or ctx.correlation_id
         req.caused_by = ctx.run_id

@@ -40,6 +40,9 @@ class Submitted:
     task_id: str
     run_ids: list[str]
     replayed: bool = False
+    #: the first run as this submission created it (None for a replay): what a caller
+    #: that shows the new run (the service's 201) needs without reading it back
+    first: Run | None = None
 
 
 @dataclass

@@ -70,7 +70,7 @@ def submit_one(
     )
     task = b.state.tasks[task_id]
     run_ids = [b.derive(task, at, run_id=req.run_id) for at in occurrences]
-    sub = Submitted(task_id, run_ids)
+    sub = Submitted(task_id, run_ids, first=b.state.runs[run_ids[0]])
     if req.idempotency_key is not None:
         seen[(req.name, req.idempotency_key)] = sub
     return sub

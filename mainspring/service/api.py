@@ -13,7 +13,15 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from litestar.response import Stream
 
 from .._messages import Message, Receipt
-from .._records import Explanation, LogEvent, QueueInfo, RunInfo, TaskInfo, WorkerInfo
+from .._records import (
+    Explanation,
+    LogEvent,
+    QueueInfo,
+    RunInfo,
+    TaskInfo,
+    WorkerInfo,
+    run_info,
+)
 from ..app import App
 from ..core.states import RunState
 from . import cursor as cursors
@@ -116,6 +124,8 @@ def api_router(app: App, follower: LogFollower) -> Router:
             if k not in ("args", "kwargs") and v is not None
         }
         handle = app.submit(name, data.args, data.kwargs, **overrides)
+        if handle.created is not None:  # the run as created: no need to read it back
+            return Response(run_info(handle.created), status_code=201)
         return run_response(handle.run_id, 200 if handle.replayed else 201)
 
     @post(

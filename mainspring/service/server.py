@@ -178,7 +178,13 @@ class BackgroundServer:
         self.sock = sock
         self.host, self.port = sock.getsockname()[:2]
         config = uvicorn.Config(
-            asgi, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
+            asgi,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            proxy_headers=False,
+            server_header=False,
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

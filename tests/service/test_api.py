@@ -25,6 +25,8 @@ def test_submit_replay_conflict_and_the_run_with_its_history(served: Served) -> 
     run = submit(s, args=[2, 3], idempotency_key="k1", correlation_id="c1")
     assert run["task_name"] == "svc.add" and run["state"] == "ready"
     assert run["idempotency_key"] == "k1" and run["correlation_id"] == "c1"
+    stored = s.client.get(f"{API}/runs/{run['run_id']}").json()
+    assert run == {k: v for k, v in stored.items() if k in run}  # the 201 is the run as stored
     again = s.client.post(
         f"{API}/tasks/svc.add/runs", json={"args": [2, 3], "idempotency_key": "k1"}
     )
