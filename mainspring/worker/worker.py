@@ -414,9 +414,10 @@ class Worker:
         The wait ends when every running attempt has finished, when none finished for
         GATHER_QUIET_SECONDS (the rest are busy: their results will not come at once), or
         at GATHER_SECONDS in all; while runs started ahead (``prefetch``) still wait for a
-        slot, no slot is idle for want of a turn, so only the last two end it. Handlers that do I/O release the GIL, so the loop often
-        wakes at the first of a burst of completions; without this, it would record them
-        a few at a time, one commit (and at synchronous=FULL one sync) for each few.
+        slot, no slot is idle for want of a turn, so only the last two end it. Handlers
+        that do I/O release the GIL, so the loop often wakes at the first of a burst of
+        completions; without this, it would record them a few at a time, one commit (and
+        at synchronous=FULL one sync) for each few.
         While the loop waits here, a finishing handler wakes it only if it is the last:
         the loop looks again after each quiet period rather than at every result."""
         group = self.engine.group
