@@ -482,18 +482,25 @@ class App(Messaging, Operations):
         *,
         queue: str | None = None,
         after: str | None = None,
+        order: str = "asc",
     ) -> list[RunInfo]:
         """Runs, optionally of one state, task name and/or queue, by scheduled time (then
-        id). ``after``: the id of the last run of the previous page, to page on from it
-        (keyset pagination); UnknownRun if there is no such run."""
+        id); ``order="desc"``: the latest first. ``after``: the id of the last run of the
+        previous page, to page on from it (keyset pagination); UnknownRun if there is no
+        such run."""
         st = None if state is None else run_state_of(state).value
         check_limit(limit)
+        if order not in ("asc", "desc"):
+            raise InvalidArgument(f"order must be 'asc' or 'desc', got {order!r}")
         anchor = None
         if after is not None:
             r = self.engine.get_run(after)
             anchor = (r.scheduled_at, r.run_id)
         with self.store.read() as tx:
-            return [run_info(r) for r in tx.query_runs(st, task, limit, queue=queue, after=anchor)]
+            found = tx.query_runs(
+                st, task, limit, queue=queue, after=anchor, newest_first=order == "desc"
+            )
+            return [run_info(r) for r in found]
 
     def tasks(self, active: bool = True, limit: int = 100) -> list[TaskInfo]:
         """Tasks in creation order with their policy, next occurrence and run counts

@@ -4,7 +4,7 @@ API only. Handlers that touch the store are plain functions run on the thread po
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -146,7 +146,7 @@ def api_router(app: App, follower: LogFollower) -> Router:
     @get(
         "/runs",
         sync_to_thread=True,
-        opt=_query("state", "task", "queue", "limit", "cursor"),
+        opt=_query("state", "task", "queue", "limit", "cursor", "order"),
         responses=_errors(400),
     )
     def list_runs(
@@ -155,19 +155,24 @@ def api_router(app: App, follower: LogFollower) -> Router:
         queue: Text = None,
         limit: Limit = 50,
         cursor: Annotated[str | None, QueryParameter(description="a page's next_cursor")] = None,
+        order: Annotated[
+            Literal["asc", "desc"], QueryParameter(description="desc: the latest first")
+        ] = "asc",
     ) -> RunPage:
-        """Runs by scheduled time (then id), a page at a time: pass ``next_cursor`` back
-        as ``cursor`` for the next page (keyset pagination: stable under inserts)."""
+        """Runs by scheduled time (then id), or the latest first with ``order=desc``, a
+        page at a time: pass ``next_cursor`` back as ``cursor`` for the next page (keyset
+        pagination: stable under inserts)."""
         task, queue = task or None, queue or None  # (an empty form field: no filter)
         filters: list[str | None] = [
             None if run_state is None else run_state.value,
             task,
             queue,
+            order,
         ]
         store_id = app.store.store_id
         after = None if cursor is None else cursors.decode(store_id, filters, cursor)
         try:
-            items = app.runs(run_state, task, limit + 1, queue=queue, after=after)
+            items = app.runs(run_state, task, limit + 1, queue=queue, after=after, order=order)
         except LookupError:  # the cursor's run was pruned since
             raise ApiError(
                 400, "invalid_cursor", "the run this cursor points after no longer exists"

@@ -103,8 +103,10 @@ class ReadTx(ABC):
         *,
         queue: str | None = None,
         after: tuple[float, str] | None = None,
+        newest_first: bool = False,
     ) -> list[Run]:
-        """Runs by (scheduled_at, run_id); ``after``: only those past that pair (a page)."""
+        """Runs by (scheduled_at, run_id), or the reverse; ``after``: only those past that
+        pair in that order (a page)."""
 
     @abstractmethod
     def stats(self) -> dict[str, int]: ...

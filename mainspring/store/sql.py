@@ -145,6 +145,7 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
         *,
         queue: str | None = None,
         after: tuple[float, str] | None = None,
+        newest_first: bool = False,
     ) -> list[Run]:
         d, p = self.DIALECT, self.DIALECT.placeholder
         q = f"SELECT {d.run_cols} FROM ms_runs"
@@ -164,10 +165,11 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
         if queue is not None:
             q += f" AND queue = {p}"
             params.append(queue)
+        past, order = ("<", " DESC") if newest_first else (">", "")
         if after is not None:  # keyset pagination: past the last row of the previous page
-            q += f" AND (scheduled_at, run_id) > ({p}, {p})"
+            q += f" AND (scheduled_at, run_id) {past} ({p}, {p})"
             params.extend(after)
-        q += f" ORDER BY scheduled_at, run_id LIMIT {p}"
+        q += f" ORDER BY scheduled_at{order}, run_id{order} LIMIT {p}"
         return [row_run(r) for r in self._rows(q, (*params, limit))]
 
     def run_ids_matching(

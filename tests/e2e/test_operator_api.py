@@ -292,3 +292,17 @@ def test_why_explains_each_state(app: ms.App) -> None:
     with pytest.raises(ms.UnknownRun):
         app.why("01900000-0000-7000-8000-000000000000")
     assert app.why(other.run_id).state == ms.RunState.READY
+
+
+def test_runs_are_listed_the_latest_first_on_request(app: ms.App) -> None:
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    handles = [job.with_options(delay=i).submit(i) for i in range(5)]  # scheduled in order
+    ids = [h.run_id for h in handles]
+    assert [r.run_id for r in app.runs()] == ids
+    assert [r.run_id for r in app.runs(order="desc")] == ids[::-1]
+    assert [r.run_id for r in app.runs(order="desc", after=ids[3], limit=2)] == [ids[2], ids[1]]
+    with pytest.raises(ms.InvalidArgument, match="order"):
+        app.runs(order="newest")

@@ -68,6 +68,23 @@ def test_runs_are_paged_by_an_opaque_cursor_with_their_filters(served: Served) -
             break
     assert pages == 5 and len(seen) == 24 == len(set(seen))
     assert seen == [r.run_id for r in s.app.runs(limit=100)]
+    # the latest first: the same runs, reversed, page by page too
+    latest: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 7, "order": "desc", **({"cursor": cursor} if cursor else {})}
+        page = s.client.get(f"{API}/runs", params=params).json()
+        latest += [r["run_id"] for r in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert latest == seen[::-1]
+    assert latest == [r.run_id for r in s.app.runs(limit=100, order="desc")]
+    first_desc = s.client.get(f"{API}/runs", params={"limit": 5, "order": "desc"}).json()
+    mixed = s.client.get(f"{API}/runs", params={"cursor": first_desc["next_cursor"]})
+    assert mixed.status_code == 400 and mixed.json()["error"]["code"] == "invalid_cursor"
+    wrong = s.client.get(f"{API}/runs", params={"order": "newest"})
+    assert wrong.status_code == 400 and "error" in wrong.json()
     # filters: state, task, queue; a cursor belongs to its filters
     ready = s.client.get(f"{API}/runs", params={"state": "ready", "task": "svc.add", "limit": 20})
     body = ready.json()

@@ -292,6 +292,7 @@ def test_runs_are_paged_with_the_apis_cursor(page: tuple[Any, PageErrors], serve
     p.locator("tbody tr").nth(24).wait_for()
     assert p.locator("tbody tr").count() == 25
     first_page = p.locator("tbody tr").first.get_attribute("data-run-id")
+    assert first_page == served.app.runs(limit=1, order="desc")[0].run_id  # the latest first
     p.get_by_role("link", name="Next →").click()
     p.wait_for_url("**/runs?cursor=*")
     p.get_by_role("link", name="← Previous").wait_for()

@@ -1,4 +1,5 @@
-// Runs: filtered by state, task and queue, a page at a time (keyset: the API's next_cursor).
+// Runs: filtered by state, task and queue, the latest first, a page at a time (keyset: the
+// API's next_cursor).
 
 import { api, items, query } from "../api.js";
 import { h, fill, table, time, badge, runLink, json, throttle, STATES } from "../dom.js";
@@ -65,7 +66,7 @@ export function render(main, { query: q, navigate }) {
 
   const load = async () => {
     try {
-      const doc = await api(`/runs${query({ ...filters, limit: LIMIT, cursor })}`);
+      const doc = await api(`/runs${query({ ...filters, order: "desc", limit: LIMIT, cursor })}`);
       const list = items(doc);
       const pager = h("nav", { class: "pager", "aria-label": "Pages" });
       if (cursor) {
