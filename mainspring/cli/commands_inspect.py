@@ -58,16 +58,22 @@ def runs(
     limit: Annotated[
         int,
         typer.Option(
-            "--limit", metavar="N", min=1, help="At most N runs (oldest scheduled first)."
+            "--limit",
+            metavar="N",
+            min=1,
+            help="At most N runs (the earliest scheduled first; --latest: the latest).",
         ),
     ] = 100,
+    latest: Annotated[
+        bool, flag("--latest", help="The latest scheduled first (the most recent runs).")
+    ] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List runs as a table (--json: an array of runs)."""
     g = globals_of(ctx, store, json_out)
     with open_app(g, create=False) as app:
-        found = app.runs(state=state, task=task, limit=limit)
+        found = app.runs(state=state, task=task, limit=limit, order="desc" if latest else "asc")
     _show_list(g, found, out.run_json, out.runs_table, "no runs")
 
 

@@ -101,6 +101,9 @@ def test_runs_filters_and_table(cli: Invoke, store: str) -> None:
     assert a in r.stdout and "t.b" in r.stdout
     r = cli("runs", "--state", "nonsense", "--store", store)
     assert r.exit_code == 2
+    every = [x["run_id"] for x in json.loads(cli("runs", "--json", "--store", store).stdout)]
+    r = cli("runs", "--latest", "--limit", "2", "--json", "--store", store)
+    assert [x["run_id"] for x in json.loads(r.stdout)] == every[::-1][:2]
 
 
 def test_run_json_has_history(cli: Invoke, store: str) -> None:
