@@ -42,6 +42,9 @@ from .sqlite_file import check_existing, newer, parse_url
 #: The safety valve: a commit that finds this many pages in the WAL checkpoints inline
 #: (SQLite's own automatic checkpoint), should the background copy fall behind.
 WAL_AUTOCHECKPOINT_PAGES = 10000
+#: A WAL that grew past this while a long reader held it back (a compaction's snapshot, a
+#: backup) is cut back to it when it next starts over, rather than stay that large.
+WAL_SIZE_LIMIT = WAL_AUTOCHECKPOINT_PAGES * 4096
 
 log = logging.getLogger("mainspring.store")
 
@@ -232,6 +235,7 @@ class SQLiteStore(Store):
         con.execute("PRAGMA cache_size = -32000")
         con.execute("PRAGMA temp_store = MEMORY")
         con.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        con.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         return con
 
     def _con(self) -> sqlite3.Connection:

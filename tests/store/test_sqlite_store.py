@@ -397,6 +397,34 @@ def test_background_checkpoint_copies_the_wal_into_the_file(
     assert Engine(open_store(url_of(store_path))).verify() == []
 
 
+def test_a_wal_a_long_reader_made_grow_is_cut_back_when_it_starts_over(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sq, "WAL_SIZE_LIMIT", 64 * 1024)
+    s = open_store(url_of(store_path))
+    wal = Path(f"{store_path}-wal")
+    try:
+        eng = Engine(s)
+        reader = raw(store_path)  # a long read (a compaction's snapshot, a backup)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM ms_runs").fetchone()
+        for i in range(20):
+            eng.submit_many([req(i * 50 + k) for k in range(50)])
+        grown = wal.stat().st_size
+        assert grown > 1024 * 1024  # the reader kept the WAL from starting over
+        reader.execute("COMMIT")
+        reader.close()
+        deadline = time.monotonic() + 10  # (the background checkpointer may be at it)
+        while raw(store_path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0] != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        eng.submit(req(10_000))  # the next write starts the WAL over, and cuts it back
+        assert wal.stat().st_size <= 64 * 1024
+        assert eng.verify() == []
+    finally:
+        s.close()
+
+
 def test_below_the_threshold_no_checkpoint_thread_starts(store: Store, store_path: Path) -> None:
     Engine(store).submit(req())
     assert store._checkpointer._thread is None  # type: ignore[attr-defined]
