@@ -128,7 +128,7 @@ def serve(
             server = BackgroundServer(create_app(app, tokens), host, port)
         except OSError as exc:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        peer_args = [*([app_spec] if app_spec else [])]
+        peer_args = [app_spec] if app_spec else []
         if token_file is not None:
             peer_args += ["--token-file", token_file]
         peers = _start_peers(processes - 1, server.sock, peer_args, app.store.url)
