@@ -48,6 +48,8 @@ class CompactionCommands(Transactor):
             with self.store.read() as r:  # (read and decoded outside the write lock)
                 batch = r.compacted_records(DELETE_BATCH)
             if not batch:
+                if removed:
+                    self.store.reclaim_log()
                 return seq, removed
             with self.store.write() as w:
                 w.delete_log_records(

@@ -396,6 +396,11 @@ class Store(ABC):
         """This thread's waiter for runs that end, or None (``RunHandle.result`` polls)."""
         return None
 
+    def reclaim_log(self) -> None:
+        """After a compaction deleted log records: make the space they held reusable now,
+        where the store does not do so as it deletes."""
+        return None  # (SQLite: the pages it frees are reused by the next writes at once)
+
     @abstractmethod
     def close(self) -> None: ...
 

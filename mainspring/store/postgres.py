@@ -527,6 +527,13 @@ class PostgresStore(Store):
 
         return PostgresWaiter(self)
 
+    def reclaim_log(self) -> None:
+        """VACUUM the log's tables (and the snapshots'), so that the next records reuse the
+        pages of those a compaction deleted rather than extend the tables until autovacuum
+        gets to them (a pool connection is in autocommit mode: VACUUM needs one)."""
+        with self._connection() as con:
+            con.execute("VACUUM (ANALYZE) ms_log, ms_log_runs, ms_snapshots")
+
     def close(self) -> None:
         if self._closed:
             return

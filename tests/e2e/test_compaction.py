@@ -216,3 +216,35 @@ def test_verify_reports_a_log_that_does_not_reach_its_snapshot(make_app: Make) -
     assert not report.ok
     assert "the log starts at seq " in report.problems[0]
     assert "but the latest snapshot is at seq 0" in report.problems[0]
+
+
+def test_on_postgresql_a_compaction_vacuums_the_log_it_shortened(
+    make_app: Make, store_kind: str
+) -> None:
+    if store_kind != "postgres":
+        pytest.skip("PostgreSQL reuses a deleted row's space only once it is vacuumed")
+    app = make_app(check=False)
+
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    job.submit_many([{"i": i} for i in range(20)])
+    with app.worker() as w:
+        w.run_until_idle()
+    schema = app.store.schema  # type: ignore[attr-defined]
+
+    def vacuums() -> int:
+        with app.store.read() as tx:
+            conn = tx.con  # type: ignore[attr-defined]
+            row = conn.execute(
+                "SELECT vacuum_count FROM pg_stat_user_tables "
+                "WHERE schemaname = %s AND relname = 'ms_log'",
+                (schema,),
+            ).fetchone()
+        return int(row[0])
+
+    before = vacuums()
+    app.compact()
+    wait_for(lambda: vacuums() > before, 10, "a VACUUM of ms_log after the compaction")
+    _ok(app)
