@@ -98,12 +98,15 @@ class LogFollower:
         *,
         poll_seconds: float = 0.25,
         coalesce_seconds: float = 0.004,
+        unwatched_seconds: float = 0.1,
         start: int | None = None,
     ) -> None:
         self.app = app
         self.poll_seconds = poll_seconds
-        # after a wake-up, wait this long so that a burst of commits is read in one go
+        # after a wake-up, wait this long so that a burst of commits is read in one go;
+        # longer while no stream client follows (only the metrics read the events then)
         self.coalesce_seconds = coalesce_seconds
+        self.unwatched_seconds = max(coalesce_seconds, unwatched_seconds)
         self._start = start
         self._last = 0
         self._lock = threading.Lock()
@@ -178,7 +181,7 @@ class LogFollower:
                 if self._stop.is_set():
                     break
                 if woken and self.coalesce_seconds > 0:
-                    self._stop.wait(self.coalesce_seconds)
+                    self._stop.wait(self.coalesce_seconds if self._subs else self.unwatched_seconds)
                 # consume the wake-ups before reading: one arriving during the read rounds again
                 with contextlib.suppress(OSError):
                     while os.read(self._r, 4096):
