@@ -40,8 +40,7 @@ class RunHandle:
         self.task_id = task_id
         #: True when ``submit`` wrote nothing: an idempotent replay returned an existing run
         self.replayed = replayed
-        #: the run as ``submit`` created it (internal: the service answers with it)
-        self.created: Run | None = None
+        self._created: Run | None = None  # as ``submit`` created it (the service's 201)
         self._origin = origin  # the attempt that launched it, while it may not be written
 
     def _committed(self) -> None:

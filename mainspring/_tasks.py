@@ -411,7 +411,7 @@ class TaskFunction(Submitter[P, R]):
         if ctx is None:
             sub = self.app.engine.submit(req, connection=connection)
             h = RunHandle(self.app, sub.run_ids[0], sub.task_id, replayed=sub.replayed)
-            h.created = sub.first
+            h._created = sub.first
             return h
         # inside a handler: correlated with the submitting run, and launched by it
         req.correlation_id = req.correlation_id or ctx.correlation_id

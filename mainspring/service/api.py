@@ -124,8 +124,9 @@ def api_router(app: App, follower: LogFollower) -> Router:
             if k not in ("args", "kwargs") and v is not None
         }
         handle = app.submit(name, data.args, data.kwargs, **overrides)
-        if handle.created is not None:  # the run as created: no need to read it back
-            return Response(run_info(handle.created), status_code=201)
+        created = handle._created  # the run as created: no need to read it back
+        if created is not None:
+            return Response(run_info(created), status_code=201)
         return run_response(handle.run_id, 200 if handle.replayed else 201)
 
     @post(
