@@ -9,6 +9,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -104,10 +105,8 @@ def test_runs_started_ahead_keep_their_leases(make_app: Callable[..., ms.App]) -
         assert "lease.expired" not in [e.type for e in h.history()]
 
 
-def test_a_stopping_worker_runs_what_it_started_ahead_in_its_grace_period(
-    make_app: Callable[..., ms.App],
-) -> None:
-    app = make_app()
+def _gated(app: ms.App) -> tuple[Any, list[int], threading.Event]:
+    """A task whose handlers record their argument and wait for the gate."""
     calls: list[int] = []
     gate = threading.Event()
 
@@ -117,10 +116,22 @@ def test_a_stopping_worker_runs_what_it_started_ahead_in_its_grace_period(
         gate.wait(10)
         return i
 
+    return job, calls, gate
+
+
+def _two_running_three_ahead(app: ms.App, calls: list[int]) -> None:
+    wait_for(lambda: len(calls) == 2, 10, "two handlers running")
+    wait_for(lambda: app.stats().get("running", 0) == 5, 10, "three runs started ahead")
+
+
+def test_a_stopping_worker_runs_what_it_started_ahead_in_its_grace_period(
+    make_app: Callable[..., ms.App],
+) -> None:
+    app = make_app()
+    job, calls, gate = _gated(app)
     handles = app.submit_many(job, [((i,), {}) for i in range(7)])
     with app.worker(concurrency=2, prefetch=3, grace_seconds=10) as w:
-        wait_for(lambda: len(calls) == 2, 10, "two handlers running")
-        wait_for(lambda: app.stats().get("running", 0) == 5, 10, "three runs started ahead")
+        _two_running_three_ahead(app, calls)
         threading.Timer(0.3, gate.set).start()
         w.stop()  # it leases no more, and finishes the five it holds
     assert sorted(calls) == [0, 1, 2, 3, 4]
@@ -137,20 +148,11 @@ def test_at_the_end_of_the_grace_period_runs_started_ahead_are_released(
     make_app: Callable[..., ms.App],
 ) -> None:
     app = make_app()
-    calls: list[int] = []
-    gate = threading.Event()
-
-    @app.task
-    def job(i: int) -> int:
-        calls.append(i)
-        gate.wait(10)
-        return i
-
+    job, calls, gate = _gated(app)
     handles = app.submit_many(job, [((i,), {}) for i in range(5)])
     try:
         with app.worker(concurrency=2, prefetch=3, grace_seconds=0.3) as w:
-            wait_for(lambda: len(calls) == 2, 10, "two handlers running")
-            wait_for(lambda: app.stats().get("running", 0) == 5, 10, "three runs started ahead")
+            _two_running_three_ahead(app, calls)
             w.stop()
     finally:
         gate.set()
