@@ -1,6 +1,6 @@
-"""The worker: one loop thread per worker that talks to the engine, and the handlers it
-runs (``worker/execute.py``) in a thread pool for ``def`` (``worker/pool.py``) and an event
-loop for ``async def``.
+"""The worker: one loop thread per worker that talks to the engine, and hands the runs it
+leases to its handler slots (``worker/slots.py``), which run the handlers
+(``worker/execute.py``) in a thread pool for ``def`` and an event loop for ``async def``.
 
 Each turn of the loop reports finished attempts, and leases and starts as many new runs as
 it has free slots, in one transaction (``Engine.cycle``). The loop renews its leases,
@@ -43,9 +43,7 @@ Which clock times what (the engine's clock is the App's: ``SystemClock``, or the
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import functools
 import inspect
 import logging
@@ -63,9 +61,9 @@ from ..core.errors import MainspringError
 from ..core.ids import uuid7
 from ..core.states import AttemptResult
 from ..engine import Engine, Finished, Leased, Registration
-from .execute import Attempt, call_async, call_sync, make_context, timed_out
-from .pool import ThreadPool
+from .execute import Attempt, make_context, timed_out
 from .retention import Retention
+from .slots import Slots
 from .timers import Timers
 
 if TYPE_CHECKING:
@@ -113,12 +111,11 @@ class Worker:
             raise ValueError(f"prefetch must be >= 0, got {prefetch}")
         self.engine = engine
         self.handlers = dict(handlers)
-        self._is_async = {n: inspect.iscoroutinefunction(fn) for n, fn in self.handlers.items()}
         self.names = sorted(self.handlers)
         self.queues = list(queues) if queues is not None else None
         self.concurrency = concurrency
         #: runs leased and started ahead, beyond the handlers running, so that a handler
-        #: that ends is followed at once by the next (``_queued``), not after a commit
+        #: that ends is followed at once by the next (worker/slots.py), not after a commit
         self.prefetch = prefetch
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
@@ -138,8 +135,6 @@ class Worker:
             concurrency=concurrency,
         )
         self._inflight: dict[str, Attempt] = {}  # every run this worker holds
-        self._queued: collections.deque[Attempt] = collections.deque()  # started ahead
-        self._running = 0  # handlers running (at most ``concurrency``)
         self._done: collections.deque[tuple[Attempt, Finished]] = collections.deque()
         self._renew_now: set[str] = set()
         self._lock = threading.Lock()
@@ -149,9 +144,8 @@ class Worker:
         os.set_blocking(self._wpipe, False)
         self._stop = threading.Event()
         self._stopped = threading.Event()
-        self._pool = ThreadPool(concurrency, "mainspring")
-        self._aloop: asyncio.AbstractEventLoop | None = None
-        self._aloop_thread = 0  # the ident of the thread running ``_aloop``
+        is_async = {n: inspect.iscoroutinefunction(fn) for n, fn in self.handlers.items()}
+        self._slots = Slots(concurrency, is_async, self._lock, self._complete)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._waiting = False
@@ -187,9 +181,7 @@ class Worker:
             self._retention.stop()
         if self._thread is not None:
             self._thread.join()
-        self._pool.shutdown()
-        if self._aloop is not None:
-            self._aloop.call_soon_threadsafe(self._aloop.stop)
+        self._slots.shutdown()
         with self._pipe_lock:
             for fd in (self._rpipe, self._wpipe):
                 try:
@@ -439,7 +431,7 @@ class Worker:
             self._drain_pipe()
             with self._lock:
                 finished = len(self._done) + group.pending
-                fed = bool(self._queued)  # every slot has a run to go on with meanwhile
+                fed = self._slots.waiting > 0  # every slot has a run to go on with meanwhile
             if (finished == count and not fed) or time.monotonic() >= deadline:
                 return  # none came in a quiet period (or the time is up)
             count = finished
@@ -487,12 +479,7 @@ class Worker:
             fin = timed_out(it)
             with self._lock:
                 self._done.append((it, fin))
-            if not self._handler_ended(it):
-                continue
-            if it.future is not None:
-                self._cancel(it)
-            else:
-                self._pool.grow()
+            self._slots.interrupt(it)
         return freed
 
     def _report(
@@ -552,19 +539,14 @@ class Worker:
         is replaced, so the pool keeps its capacity. (One started ahead never runs.)"""
         att.abandoned = True
         att.ctx.cancel()
-        if not self._handler_ended(att):
-            return
-        if att.future is not None:
-            self._cancel(att)
-        else:
-            self._pool.grow()
+        self._slots.interrupt(att)
 
     def heartbeat(self, run_id: str) -> None:
         with self._lock:
             self._renew_now.add(run_id)
         self._wake()
 
-    # -- starting handlers (worker/execute.py runs them) ---------------------------------------
+    # -- handing runs to the slots (worker/slots.py) ----------------------------------------
     @property
     def _capacity(self) -> int:
         """How many runs this worker holds at most: its handlers and those started ahead."""
@@ -573,11 +555,10 @@ class Worker:
     @property
     def _begun(self) -> int:
         """Attempts whose handlers run or ended, not yet recorded (under ``_lock``)."""
-        return len(self._inflight) - len(self._queued)
+        return len(self._inflight) - self._slots.waiting
 
     def _dispatch(self, lz: Leased) -> None:
-        """A run this turn leased and started: run its handler now if a handler slot is
-        free, else queue it to follow the next handler that ends."""
+        """A run this turn leased and started: hold it, and hand it to the slots."""
         ctx = make_context(lz, functools.partial(self.heartbeat, lz.run_id), self.id)
         lease_until = time.monotonic() + (lz.lease_expires_at - self.engine.clock.now())
         att = Attempt(lz, self.handlers[lz.task_name], ctx, None, lease_until)
@@ -589,86 +570,13 @@ class Worker:
             # this worker held the run before: its lease expired (the worker stalled, or a
             # ManualClock jumped past it) and the same turn gave the run back to it
             self._abandon(previous)
-        with self._lock:
-            now = self._running < self.concurrency and not self._queued
-            if now:
-                self._running += 1
-                att.running = True
-            else:
-                self._queued.append(att)
-        if now:
-            self._start(att)
-
-    def _start(self, att: Attempt) -> None:
-        """Run the handler of ``att`` (its slot taken already): in the pool, or on the loop."""
-        lz = att.leased
-        att.started = time.monotonic()
-        att.deadline = att.started + lz.timeout if lz.timeout is not None else None
-        if self._is_async[lz.task_name]:
-            loop = self._async_loop()
-            if threading.get_ident() == self._aloop_thread:  # following a handler that ended
-                att.future = loop.create_task(self._run_async(att))
-            else:
-                att.future = asyncio.run_coroutine_threadsafe(self._run_async(att), loop)
-        else:
-            self._pool.submit(lambda: self._complete(att, call_sync(att)))
-
-    def _cancel(self, att: Attempt) -> None:
-        """Cancel the task of an ``async def`` handler, from any thread."""
-        fut = att.future
-        if isinstance(fut, asyncio.Future) and self._aloop is not None:  # (a Task)
-            self._aloop.call_soon_threadsafe(fut.cancel)
-        elif fut is not None:
-            fut.cancel()
-
-    def _handler_ended(self, att: Attempt) -> bool:
-        """The handler of ``att`` ended (or was abandoned): its slot goes to the next run
-        started ahead, if any. False if it was not running (ended before, or never ran)."""
-        follow: Attempt | None = None
-        with self._lock:
-            if not att.running:
-                with contextlib.suppress(ValueError):
-                    self._queued.remove(att)
-                return False
-            att.running = False
-            self._running -= 1
-            while self._queued:  # (stopping too: runs started ahead finish in the grace period)
-                nxt = self._queued.popleft()
-                if not nxt.abandoned:
-                    nxt.running = True
-                    self._running += 1
-                    follow = nxt
-                    break
-        if follow is not None:
-            self._start(follow)
-        return True
-
-    def _async_loop(self) -> asyncio.AbstractEventLoop:
-        if self._aloop is None:
-            loop = asyncio.new_event_loop()
-            started = threading.Event()
-
-            def run() -> None:
-                self._aloop_thread = threading.get_ident()
-                started.set()
-                loop.run_forever()
-
-            threading.Thread(target=run, name="mainspring-async", daemon=True).start()
-            started.wait()
-            self._aloop = loop
-        return self._aloop
-
-    async def _run_async(self, att: Attempt) -> None:
-        fin = await call_async(att)
-        if fin is not None or not att.abandoned:
-            self._complete(att, fin)
+        self._slots.place(att)
 
     def _complete(self, att: Attempt, fin: Finished | None) -> None:
-        """A handler ended: queue its report for the loop's next turn (and wake the loop).
-        ``fin`` None: a workflow recorded its attempt's end itself (it suspended to sleep
-        or wait), so its slot is free at once."""
+        """A handler ended (its slot went on already): queue its report for the loop's next
+        turn (and wake the loop). ``fin`` None: a workflow recorded its attempt's end
+        itself (it suspended to sleep or wait), so its run is no longer held at once."""
         self.executed += 1
-        self._handler_ended(att)
         with self._lock:
             if att.abandoned or self._inflight.get(att.leased.run_id) is not att:
                 return  # timed out or lease lost: this late outcome is discarded
