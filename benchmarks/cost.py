@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""What one run costs a worker, measured three ways, for mainspring and Huey on SQLite.
+"""What one run costs, measured three ways, for mainspring and Huey on SQLite: the worker
+that drains it, and the single submit that enqueued it.
 
     python benchmarks/cost.py                 # 3,000 no-op tasks per measure
     python benchmarks/cost.py --n 1000 --no-callgrind
@@ -20,6 +21,13 @@ own stamps count N and the store agrees). Per run:
 The worker is the peer's own (peers/*_peer.py ``run_worker``, in the peer's environment:
 benchmarks/.venvs/<peer>, made by run.py), the handler the same no-op (peers/timing.py).
 Under valgrind threads run one at a time, so instruction counts are exact but not timings.
+
+The submit (the producer's ``enqueue``, one call per task into a fresh store, after 200
+to warm up): wall time and CPU per submit, and, from a second run under ``strace`` (less
+the same process submitting none), the WAL pages it writes (4 KiB ``pwrite`` calls to the
+``-wal`` file) and its syncs. Then the disk's floor for that many pages: commits per
+second of a bare loop (``sqlite3``, WAL + FULL, no engine) whose every commit rewrites
+that many pages, the rate no code writing those pages could beat on this disk.
 Writes ``results-cost.md``.
 """
 
@@ -43,6 +51,8 @@ import run as R  # benchmarks/run.py: environments and the report's preamble hel
 RESULTS = R.BENCH / "results-cost.md"
 PAGE = 4096
 
+WARM_UP = 200  # submits before the measured ones
+SUBMITTERS = [("mainspring", "mainspring"), ("huey", "huey")]  # (label, run.py peer key)
 PEERS = [  # (label, run.py peer key, extra environment)
     ("mainspring (def)", "mainspring", {}),
     ("mainspring (def, prefetch=8)", "mainspring", {"BENCH_PREFETCH": "8"}),
@@ -88,6 +98,63 @@ def worker(args: argparse.Namespace) -> None:
     os._exit(0)  # (the peer's worker threads never return)
 
 
+def submitter(args: argparse.Namespace) -> None:
+    """Enqueue ``args.n`` tasks one call each into a fresh store (after a warm-up of 200);
+    print the wall time, CPU and bytes written over them as one JSON line."""
+    from peers import timing
+
+    module = __import__(f"peers.{args.peer}_peer", fromlist=["x"])
+    peer_class = next(
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, timing.Peer) and v is not timing.Peer
+    )
+    peer = peer_class()
+    peer.backend = "sqlite"
+    peer.open(args.db, "full", "producer")
+    for i in range(WARM_UP):
+        peer.enqueue(timing.payload(i))
+    t0, cpu0, io0 = time.perf_counter(), time.process_time(), _wchar()
+    for i in range(args.n):
+        peer.enqueue(timing.payload(WARM_UP + i))
+    wall, cpu, wrote = time.perf_counter() - t0, time.process_time() - cpu0, _wchar() - io0
+    print(json.dumps({"wall": wall, "cpu": cpu, "wchar": wrote}), flush=True)
+    peer.close()
+
+
+def floor_rate(pages: float, seconds: float = 3.0) -> float:
+    """Commits per second of a bare loop whose commits rewrite ``pages`` 4 KiB pages on
+    average (WAL + synchronous=FULL): each row is a 3,000-byte blob, one per page."""
+    import sqlite3
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=R.WORK) as tmp:
+        con = sqlite3.connect(os.path.join(tmp, "floor.db"), isolation_level=None)
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = FULL")
+        con.execute("CREATE TABLE p (id INTEGER PRIMARY KEY, b BLOB)")
+        rows = 5000
+        con.execute("BEGIN")
+        con.executemany("INSERT INTO p VALUES (?, ?)", ((i, bytes(3000)) for i in range(rows)))
+        con.execute("COMMIT")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        commits, written, at = 0, 0, 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            k = (
+                int((commits + 1) * pages) - written
+            )  # (a fractional average: some commits one more)
+            con.execute("BEGIN")
+            for _ in range(k):
+                con.execute("UPDATE p SET b = ? WHERE id = ?", (os.urandom(8) * 375, at))
+                at = (at + 1) % rows
+            con.execute("COMMIT")
+            commits, written = commits + 1, written + k
+        rate = commits / (time.perf_counter() - t0)
+        con.close()
+    return rate
+
+
 def _wchar() -> int:
     with open("/proc/self/io") as f:
         return int(next(line for line in f if line.startswith("wchar:")).split()[1])
@@ -108,13 +175,62 @@ def preload(python: Path, env: dict[str, str], peer: str, db: Path, n: int) -> N
     subprocess.run([str(python), "-c", code, str(db), str(n)], env=env, check=True)
 
 
+def _peer_env(key: str, extra: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """The peer's interpreter (run.py's environments) and the environment to run it in."""
+    python, extra_path = R.interpreter(R.PEERS[key])
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(R.BENCH), *extra_path])
+    return python, env
+
+
+def measure_submit(label: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
+    python, env = _peer_env(key, {})
+    work = R.WORK / "cost" / f"submit-{key}"
+    shutil.rmtree(work, ignore_errors=True)
+
+    def submit(n: int, wrap: list[str], tag: str) -> str:
+        folder = work / f"{tag}-{n}"
+        folder.mkdir(parents=True)
+        cmd = [*wrap, str(python), str(Path(__file__).resolve()), "--role", "submit"]
+        cmd += ["--peer", key, "--db", str(folder / "store.db"), "--n", str(n)]
+        done = subprocess.run(
+            cmd, env=env, cwd=folder, capture_output=True, text=True, timeout=3600
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{label} {tag}: exit {done.returncode}: {done.stderr[-500:]}")
+        return done.stdout
+
+    n = args.n
+    plain = json.loads(submit(n, [], "plain").strip().splitlines()[-1])
+    counts = []
+    for k in (0, n):  # (less the same process submitting none: its warm-up, open and close)
+        trace = work / f"strace-{k}.txt"
+        submit(
+            k,
+            ["strace", "-f", "-y", "-e", "trace=pwrite64,fdatasync,fsync", "-o", str(trace)],
+            "strace",
+        )
+        text = trace.read_text(errors="replace")
+        pages = len(re.findall(r"pwrite64\(\d+<[^>]*-wal>, .*, 4096, \d+\)", text))
+        syncs = len(re.findall(r"\bf(?:data)?sync\(", text))
+        counts.append((pages, syncs))
+    out: dict[str, Any] = {
+        "label": label,
+        "submit": True,
+        "rate": n / plain["wall"],
+        "wall_us": plain["wall"] / n * 1e6,
+        "cpu_us": plain["cpu"] / n * 1e6,
+        "pages": (counts[1][0] - counts[0][0]) / n,
+        "syncs": (counts[1][1] - counts[0][1]) / n,
+    }
+    out["floor"] = floor_rate(out["pages"])
+    return out
+
+
 def measure(
     label: str, key: str, extra: dict[str, str], args: argparse.Namespace
 ) -> dict[str, Any]:
-    spec = R.PEERS[key]
-    python, extra_path = R.interpreter(spec)
-    env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(R.BENCH), *extra_path])
+    python, env = _peer_env(key, extra)
     work = R.WORK / "cost" / re.sub(r"\W+", "-", label).strip("-")
     shutil.rmtree(work, ignore_errors=True)
     out: dict[str, Any] = {"label": label}
@@ -170,6 +286,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, started: str, l
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
+        if r.get("submit"):
+            continue
         if "error" in r:
             lines.append(f"| {r['label']} | error: {r['error'][:80]} | | | | |")
             continue
@@ -177,6 +295,24 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, started: str, l
         lines.append(
             f"| {r['label']} | {ins} | {r['cpu_us']:.0f} | {r['bytes']:,.0f} | "
             f"{r['bytes'] / PAGE:.1f} | {r['syncs']:.3f} |"
+        )
+    submits = [r for r in rows if r.get("submit")]
+    if submits:
+        lines += [
+            "",
+            f"## The single submit ({args.n:,} calls, one task each, after {WARM_UP} to warm up)",
+            "",
+            "| submitter | submits/s | µs per submit | CPU µs | WAL pages | syncs | disk floor for those "
+            "pages (commits/s) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+    for r in submits:
+        if "error" in r:
+            lines.append(f"| {r['label']} | error: {r['error'][:80]} | | | | | |")
+            continue
+        lines.append(
+            f"| {r['label']} | {r['rate']:,.0f} | {r['wall_us']:.0f} | {r['cpu_us']:.0f} | "
+            f"{r['pages']:.1f} | {r['syncs']:.2f} | {r['floor']:,.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -187,7 +323,7 @@ def main() -> int:
     p.add_argument("--no-callgrind", dest="callgrind", action="store_false")
     p.add_argument("--only", action="append", help="a row's label prefix (repeatable)")
     p.add_argument("--no-write", action="store_true")
-    p.add_argument("--role", choices=["worker"], help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=["worker", "submit"], help=argparse.SUPPRESS)
     p.add_argument("--peer", help=argparse.SUPPRESS)
     p.add_argument("--db", help=argparse.SUPPRESS)
     p.add_argument("--stamps", help=argparse.SUPPRESS)
@@ -195,9 +331,12 @@ def main() -> int:
     if args.role == "worker":
         worker(args)
         return 0
+    if args.role == "submit":
+        submitter(args)
+        return 0
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
     load = R._load()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, key, extra in PEERS:
         if args.only and not any(label.startswith(o) for o in args.only):
             continue
@@ -206,6 +345,15 @@ def main() -> int:
             rows.append(measure(label, key, extra, args))
         except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
             rows.append({"label": label, "error": str(exc)})
+        R.log(f"   {rows[-1]}")
+    for label, key in SUBMITTERS:
+        if args.only and not any(label.startswith(o) for o in args.only):
+            continue
+        R.log(f"== {label}: the single submit")
+        try:
+            rows.append(measure_submit(label, key, args))
+        except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+            rows.append({"label": label, "submit": True, "error": str(exc)})
         R.log(f"   {rows[-1]}")
     report = render(rows, args, started, load)
     print(report)

@@ -4,8 +4,11 @@ that prunes runs which ended longer ago than the retention, a page per transacti
 A thread, not a step of the worker's loop: a page takes a transaction of its own (longer on
 PostgreSQL, with a round trip per statement), and the loop must keep recording ended
 attempts and leasing meanwhile. While pages come back full it prunes the next one at once,
-so a backlog is worked off; then it looks again every tenth of the retention (at most
-every minute) of the engine's clock.
+so a backlog is worked off; then it looks again every hundredth of the retention (at least
+every second, at most every minute) of the engine's clock. Looking often keeps what is
+kept close to rate x retention: runs that ended more than the retention ago wait at most
+a hundredth of it, so the tables, and the snapshots a compaction writes of them, stay the
+same size from one look to the next.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class Retention:
         now = self.engine.clock.now()
         if now < self._next:
             return False
-        self._next = now + min(self.retention / 10, 60.0)
+        self._next = now + min(max(self.retention / 100, 1.0), 60.0)
         try:
             pruned = self.engine.prune(
                 now - self.retention, ("completed", "failed", "canceled"), max_pages=1
