@@ -153,13 +153,25 @@ def render(
         for h in args.handler_ms:
             cells = [fmt(table[(v.key, h, k)], k, h) for k in args.inflight]
             out.append(f"| {v.label} | {h:g} ms | " + " | ".join(cells) + " |")
-    out += ["", "Worker CPU seconds per 1,000 tasks (from `/proc/<pid>/stat`, since release):", ""]
-    out += [header, "| --- | --- |" + " ---: |" * len(args.inflight)]
-    for v in chosen(backend, args):
-        for h in args.handler_ms:
-            cpu = [table[(v.key, h, k)].get("cpu_s_per_1k") for k in args.inflight]
-            text = [f"{c:.2f}" if c is not None else "n/a" for c in cpu]
-            out.append(f"| {v.label} | {h:g} ms | " + " | ".join(text) + " |")
+
+    def cpu_table(title: str, key: str) -> None:
+        out.extend(["", title, "", header, "| --- | --- |" + " ---: |" * len(args.inflight)])
+        for v in chosen(backend, args):
+            for h in args.handler_ms:
+                cpu = [table[(v.key, h, k)].get(key) for k in args.inflight]
+                text = [f"{c:.2f}" if c is not None else "n/a" for c in cpu]
+                out.append(f"| {v.label} | {h:g} ms | " + " | ".join(text) + " |")
+
+    cpu_table(
+        "Worker CPU seconds per 1,000 tasks (from `/proc/<pid>/stat`, since release):",
+        "cpu_s_per_1k",
+    )
+    if backend == "postgres":
+        cpu_table(
+            "Server CPU seconds per 1,000 tasks (the PostgreSQL processes on this machine, "
+            "`/proc/<pid>/stat`, since release; the server and the workers share its cores):",
+            "server_cpu_s_per_1k",
+        )
     out += ["", "Tasks per cell: " + ", ".join(
         f"{h:g} ms at {k}: {table[(chosen(backend, args)[0].key, h, k)]['n']:,}"
         for h in args.handler_ms

@@ -148,6 +148,24 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu_seconds() -> float:
+    """User + system CPU seconds of this machine's PostgreSQL processes (the server and
+    its backends, ``postgres`` in ``/proc/<pid>/comm``) alive now: 0 with the server
+    elsewhere. A backend that exits takes its seconds with it, so it is read while the
+    connections that did the work are open."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(entry.path, "comm").read_text().strip() != "postgres":
+                continue
+        except OSError:
+            continue
+        total += cpu_seconds(int(entry.name)) or 0.0
+    return total
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -381,6 +399,7 @@ class Workers:
         self.phase = phase
         self.procs: list[subprocess.Popen[bytes]] = []
         self.cpu_at_go: dict[int, float] = {}
+        self.server_at_go = 0.0  # the PostgreSQL processes' CPU seconds at release
         self.stamps = phase / "stamps"
         self.stamps.mkdir(parents=True, exist_ok=True)
         self.lifetime = lifetime or args.phase_timeout + READY_TIMEOUT
@@ -407,6 +426,7 @@ class Workers:
         self.check_alive()
         for proc in self.procs:
             self.cpu_at_go[proc.pid] = cpu_seconds(proc.pid) or 0.0
+        self.server_at_go = server_cpu_seconds()
         (self.phase / "go").touch()
         started = [self.phase / f"started-{idx}.json" for idx in range(count)]
         if not wait_for(lambda: all(p.exists() for p in started) or self.dead(), READY_TIMEOUT):
@@ -539,6 +559,7 @@ def w2_drain(
             interval=0.1,
         ) and wait_for(lambda: peer.completed(workers.stamps) >= n or workers.dead(), 30.0)
         cpu = workers.cpu_used()
+        server_cpu = server_cpu_seconds() - workers.server_at_go
         workers.check_alive()
         durability = workers.durability()
     finally:
@@ -566,6 +587,8 @@ def w2_drain(
     result.update(rate=n / elapsed, seconds=elapsed)
     if cpu is not None:
         result["cpu_s_per_1k"] = cpu / n * 1000
+    if pg:
+        result["server_cpu_s_per_1k"] = server_cpu / n * 1000
     return result
 
 
