@@ -276,7 +276,7 @@ def measure(
 def render(rows: list[dict[str, Any]], args: argparse.Namespace, started: str, load: str) -> str:
     cmd = " ".join(["python benchmarks/cost.py", *sys.argv[1:]])
     lines = [
-        "# What one run costs a worker (SQLite, WAL + synchronous=FULL)",
+        "# What one run costs: the worker and the submit (SQLite, WAL + synchronous=FULL)",
         "",
         f"Run {started} UTC on {R._host()}. Command: `{cmd}`.",
         f"Load average (1 min) at start {load}, at end {R._load()}.",
