@@ -2,7 +2,9 @@
 
 Nothing here stops the workers. The state is read in one read transaction (a snapshot of
 the store: on SQLite a WAL reader, on PostgreSQL REPEATABLE READ), which is the state
-after the log's last event at that moment, ``seq``. Its parts are written a transaction
+after the log's last event at that moment, ``seq``; its runs and tasks a page of rows at a
+time, encoded into compressed parts as they come (``ReadTx.encode_snapshot``), so that
+the compacting process never holds the whole state. Its parts are written a transaction
 each; the transaction that makes the snapshot the latest records ``log.compacted``;
 then the log records it covers are deleted a batch per transaction, oldest first (read
 and decoded before the write transaction, which only deletes). A crash
@@ -17,7 +19,6 @@ from collections.abc import Callable
 
 from ..core import events as E
 from ..store.base import WriteTx
-from ..store.snapshots import encode_parts
 from .batch import Batch
 from .transact import Transactor
 
@@ -32,16 +33,16 @@ class CompactionCommands(Transactor):
         """Snapshot the state and delete the log up to it: (the snapshot's seq, how many
         events were deleted). ``progress(done, total)`` hears the events deleted."""
         with self.store.read(snapshot=True) as tx:
-            state = tx.snapshot()
             latest = tx.snapshot_seq()
             first = tx.first_seq()
-        seq = state.last_seq
+            seq = tx.last_seq()
+            parts = tx.encode_snapshot()[1] if seq > latest else []
         if seq > latest:
-            for part, body in enumerate(encode_parts(state)):
+            for part, body in enumerate(parts):
                 with self.store.write() as w:
                     w.put_snapshot_part(seq, part, body)
             self.transact(lambda w, b: self._complete(w, b, seq))
-        del state
+        del parts
         total = max(0, seq - first + 1)
         removed = 0
         while True:

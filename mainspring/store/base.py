@@ -227,6 +227,13 @@ class ReadTx(ABC):
     @abstractmethod
     def snapshot(self) -> State: ...
 
+    @abstractmethod
+    def encode_snapshot(self) -> tuple[int, list[bytes]]:
+        """The last seq and the parts of a snapshot of the state as of it
+        (``snapshots.encode_parts`` of ``snapshot()``), read with the runs and tasks a page
+        of rows at a time: only the compressed parts are ever all in memory. Call it in a
+        read transaction that sees one snapshot of the store (``read(snapshot=True)``)."""
+
 
 class WriteTx(ReadTx):
     """A write transaction: what a command loads, claims and saves.

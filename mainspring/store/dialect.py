@@ -25,6 +25,7 @@ class Dialect:
     hints: bool = False  # name the partial index to use (SQLite's INDEXED BY)
     true: str = "true"  # a true boolean column value in a WHERE
     max_list: int = 1 << 30  # values per IN list (SQLite: bound parameters per statement)
+    bytewise: str = ""  # after ORDER BY a text column: order as Python sorts str (PostgreSQL's "C")
     run_cols: str = field(init=False)
     task_cols: str = field(init=False)
 

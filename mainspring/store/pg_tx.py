@@ -9,15 +9,16 @@ for large batches). What it reads and writes is store/sql.py's, in this dialect.
 from __future__ import annotations
 
 import select
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import psycopg
 
 from ..core.model import Event, Run, Task
 from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect
 from .rows import RunDoc, encode_record, encoder, record_run_ids, run_columns, run_doc, task_columns
-from .sql import SqlReadTx, SqlWriteTx
+from .sql import STREAM_ROWS, SqlReadTx, SqlWriteTx
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
@@ -48,6 +49,7 @@ DIALECT = Dialect(
     doc="doc::text",
     doc_in="%s::json",
     arrays=True,
+    bytewise=' COLLATE "C"',
 )
 
 #: From this many rows on, new rows are written with COPY rather than a JSON recordset.
@@ -225,6 +227,15 @@ class PostgresReadTx(SqlReadTx):
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self.con.execute(query, params).fetchall())
+
+    def _stream(self, query: str) -> Iterator[tuple[Any, ...]]:
+        if self.con.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            yield from self._rows(query)  # (a server-side cursor lives in a transaction)
+            return
+        with self.con.cursor(name="ms_stream") as cur:
+            cur.itersize = STREAM_ROWS
+            cur.execute(query)
+            yield from cur
 
 
 class PostgresTx(SqlWriteTx):

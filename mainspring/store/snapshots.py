@@ -42,13 +42,25 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
 def encode_parts(state: State) -> Iterator[bytes]:
     """The parts of a snapshot of ``state``: each kind's items in key order, so that one
     state is always cut into the same parts (compaction relies on it)."""
-    yield from _chunks(_RUNS, [state.runs[k] for k in sorted(state.runs)])
-    yield from _chunks(_TASKS, [state.tasks[k] for k in sorted(state.tasks)])
-    yield from _chunks(_DEFINITIONS, sorted(state.definitions.items()))
-    for kind in sorted(state.records):
-        records = state.records[kind]
+    return encode_stream(
+        (state.runs[k] for k in sorted(state.runs)),
+        (state.tasks[k] for k in sorted(state.tasks)),
+        state,
+    )
+
+
+def encode_stream(runs: Iterable[Run], tasks: Iterable[Task], rest: State) -> Iterator[bytes]:
+    """The parts of a snapshot whose runs and tasks come one at a time, in key order
+    (``ReadTx.encode_snapshot`` reads them a page of rows at a time, so that the whole
+    state is never in memory at once), and the rest from ``rest``: the same parts as
+    ``encode_parts`` of the whole state."""
+    yield from _chunks(_RUNS, runs)
+    yield from _chunks(_TASKS, tasks)
+    yield from _chunks(_DEFINITIONS, sorted(rest.definitions.items()))
+    for kind in sorted(rest.records):
+        records = rest.records[kind]
         yield from _chunks(kind, [records[k] for k in sorted(records)])
-    yield _part(_ENGINE, [state.paused])
+    yield _part(_ENGINE, [rest.paused])
 
 
 def decode_parts(seq: int, parts: Iterable[bytes]) -> State:
@@ -75,9 +87,15 @@ def decode_parts(seq: int, parts: Iterable[bytes]) -> State:
     return st
 
 
-def _chunks(kind: str, items: list[Any]) -> Iterator[bytes]:
-    for start in range(0, len(items), PART_SIZE):
-        yield _part(kind, items[start : start + PART_SIZE])
+def _chunks(kind: str, items: Iterable[Any]) -> Iterator[bytes]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= PART_SIZE:
+            yield _part(kind, chunk)
+            chunk = []
+    if chunk:
+        yield _part(kind, chunk)
 
 
 def _part(kind: str, items: list[Any]) -> bytes:

@@ -19,7 +19,7 @@ finds and stores records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..core.model import NEVER, Event, Run, Task
@@ -30,6 +30,10 @@ from .dialect import DUE, Dialect
 from .kinds import KindTx
 from .log_tx import LogTx
 from .rows import any_decoder, decode_task, encoder, row_run, row_task
+from .snapshots import encode_stream
+
+#: rows a streamed read (``_stream``) holds in memory at a time, where the driver lets it
+STREAM_ROWS = 2000
 
 _TERMINAL = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
 
@@ -41,6 +45,11 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
+
+    def _stream(self, query: str) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``query`` as they come, ``STREAM_ROWS`` or so in memory at a time
+        where the driver can (here: all at once)."""
+        yield from self._rows(query)
 
     def _chunks(self, values: Sequence[Any]) -> list[Sequence[Any]]:
         n = self.DIALECT.max_list
@@ -336,6 +345,17 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
         return bool(row[0]), _smaller(*row[1:])
 
     # -- the whole projection, for verify -----------------------------------------------------------
+    def encode_snapshot(self) -> tuple[int, list[bytes]]:
+        d, rest = self.DIALECT, State()
+        for name, doc in self._rows(f"SELECT name, {d.doc} FROM ms_definitions"):
+            rest.definitions[name] = dict(any_decoder.decode(doc))
+        self.snapshot_records(rest)
+        rest.paused = self.paused()
+        runs = self._stream(f"SELECT {d.run_cols} FROM ms_runs ORDER BY run_id{d.bytewise}")
+        tasks = self._stream(f"SELECT {d.task_cols} FROM ms_tasks ORDER BY task_id{d.bytewise}")
+        parts = list(encode_stream(map(row_run, runs), map(row_task, tasks), rest))
+        return self.last_seq(), parts
+
     def snapshot(self) -> State:
         d, st = self.DIALECT, State()
         for row in self._rows(f"SELECT {d.run_cols} FROM ms_runs"):

@@ -139,6 +139,9 @@ class _Connection:
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(query, params).fetchall()
 
+    def _stream(self, query: str) -> Iterator[tuple[Any, ...]]:
+        yield from self.con.execute(query)  # (sqlite3 steps the statement as it is read)
+
     def _write_many(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         self.con.executemany(query, rows)
 

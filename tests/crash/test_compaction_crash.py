@@ -28,18 +28,23 @@ COMPACTOR = textwrap.dedent(
 
     import mainspring as ms
     from mainspring.engine import compaction
-    from mainspring.store import snapshots
+    from mainspring.store import snapshots, sql
 
     snapshots.PART_SIZE = 50
     compaction.DELETE_BATCH = 10
     marks = open(sys.argv[2], "a", buffering=1)
-    parts = compaction.encode_parts
+    encode = sql.SqlReadTx.encode_snapshot
 
-    def marked_parts(state):
-        for i, body in enumerate(parts(state)):
-            yield body
-            marks.write(f"part {i}\\n")
-            time.sleep(0.01)
+    class MarkedParts(list):
+        def __iter__(self):  # (a mark once the part handed out before is written)
+            for i, body in enumerate(list.__iter__(self)):
+                yield body
+                marks.write(f"part {i}\\n")
+                time.sleep(0.01)
+
+    def marked(self):
+        seq, parts = encode(self)
+        return seq, MarkedParts(parts)
 
     batches = 0
 
@@ -49,7 +54,7 @@ COMPACTOR = textwrap.dedent(
         marks.write(f"batch {batches}\\n")
         time.sleep(0.01)
 
-    compaction.encode_parts = marked_parts
+    sql.SqlReadTx.encode_snapshot = marked
     app = ms.App(sys.argv[1])
     app.compact(progress=deleted)
     marks.write("done\\n")

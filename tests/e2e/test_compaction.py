@@ -248,3 +248,29 @@ def test_on_postgresql_a_compaction_vacuums_the_log_it_shortened(
     app.compact()
     wait_for(lambda: vacuums() > before, 10, "a VACUUM of ms_log after the compaction")
     _ok(app)
+
+
+def test_a_snapshot_read_a_page_at_a_time_is_cut_into_the_same_parts_as_the_whole_state(
+    make_app: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mainspring.store import snapshots
+
+    monkeypatch.setattr(snapshots, "PART_SIZE", 7)  # (several parts of runs and of tasks)
+    app = make_app(check=False)
+
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    job.submit_many([{"i": i} for i in range(40)])
+    with app.worker(concurrency=4) as w:
+        w.run_until_idle()
+    job.submit_many([{"i": i} for i in range(5)])  # (ready runs too)
+    with app.engine.store.read(snapshot=True) as tx:
+        seq, streamed = tx.encode_snapshot()
+        whole = tx.snapshot()
+    assert seq == whole.last_seq == app.log(since=0, limit=100_000)[-1].seq
+    assert streamed == list(snapshots.encode_parts(whole))
+    assert len(streamed) >= 2 * 45 // 7  # runs and tasks, each over several parts
+    decoded = snapshots.decode_parts(seq, streamed)
+    assert decoded.runs == whole.runs and decoded.tasks == whole.tasks
