@@ -344,7 +344,7 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
         )[0]
         return bool(row[0]), _smaller(*row[1:])
 
-    # -- the whole projection, for verify and compaction --------------------------------------------
+    # -- the whole projection, for verify and compaction ----------------------------------------
     def encode_snapshot(self) -> tuple[int, list[bytes]]:
         d, rest = self.DIALECT, State()
         for name, doc in self._rows(f"SELECT name, {d.doc} FROM ms_definitions"):
