@@ -177,6 +177,12 @@ def test_resume_of_a_run_that_is_not_suspended_is_false(app: ms.App) -> None:
     assert len(app.log()) == before
 
 
+def _waiting_after(h: ms.RunHandle, n: int) -> bool:
+    """The run waits for its retry after ``n`` attempts."""
+    info = h.info()
+    return info.state == ms.RunState.RETRY_WAIT and len(info.attempts) == n
+
+
 def test_fixed_backoff_spaces_attempts(make_app: Callable[..., ms.App]) -> None:
     clock = ManualClock(datetime(2027, 1, 1, tzinfo=UTC))  # whole seconds: exact sums
     app = make_app(clock=clock)
@@ -188,15 +194,13 @@ def test_fixed_backoff_spaces_attempts(make_app: Callable[..., ms.App]) -> None:
     h = always_fails.submit()
     with app.worker() as w:
         for n in (1, 2):
-            wait_for(
-                lambda n=n: h.status() == ms.RunState.RETRY_WAIT and len(h.info().attempts) == n,
-                10,
-                f"attempt {n} to fail",
-            )
+            # (one read: the state and the attempts of the same moment; two reads could see
+            # the retry_wait before a promotion and the attempt it then started)
+            wait_for(lambda n=n: _waiting_after(h, n), 10, f"attempt {n} to fail")
             clock.advance(29)
             caught_up(w, clock)
             # not before its backoff
-            assert h.status() == ms.RunState.RETRY_WAIT and len(h.info().attempts) == n
+            assert _waiting_after(h, n)
             clock.advance(1)
         wait_state(h, ms.RunState.FAILED)
         w.run_until_idle(timeout=10)
