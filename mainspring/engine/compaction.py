@@ -36,7 +36,7 @@ class CompactionCommands(Transactor):
             latest = tx.snapshot_seq()
             first = tx.first_seq()
             seq = tx.last_seq()
-            parts = tx.encode_snapshot()[1] if seq > latest else []
+            parts = tx.encode_snapshot() if seq > latest else []
         if seq > latest:
             for part, body in enumerate(parts):
                 with self.store.write() as w:

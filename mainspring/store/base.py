@@ -228,8 +228,8 @@ class ReadTx(ABC):
     def snapshot(self) -> State: ...
 
     @abstractmethod
-    def encode_snapshot(self) -> tuple[int, list[bytes]]:
-        """The last seq and the parts of a snapshot of the state as of it
+    def encode_snapshot(self) -> list[bytes]:
+        """The parts of a snapshot of the state as of ``last_seq()``
         (``snapshots.encode_parts`` of ``snapshot()``), read with the runs and tasks a page
         of rows at a time: only the compressed parts are ever all in memory. Call it in a
         read transaction that sees one snapshot of the store (``read(snapshot=True)``)."""

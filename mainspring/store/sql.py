@@ -345,28 +345,28 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
         return bool(row[0]), _smaller(*row[1:])
 
     # -- the whole projection, for verify and compaction ----------------------------------------
-    def encode_snapshot(self) -> tuple[int, list[bytes]]:
-        d, rest = self.DIALECT, State()
-        for name, doc in self._rows(f"SELECT name, {d.doc} FROM ms_definitions"):
-            rest.definitions[name] = dict(any_decoder.decode(doc))
-        self.snapshot_records(rest)
-        rest.paused = self.paused()
+    def encode_snapshot(self) -> list[bytes]:
+        d, rest = self.DIALECT, self._all_but_runs_and_tasks()
         runs = self._stream(f"SELECT {d.run_cols} FROM ms_runs ORDER BY run_id{d.bytewise}")
         tasks = self._stream(f"SELECT {d.task_cols} FROM ms_tasks ORDER BY task_id{d.bytewise}")
-        parts = list(encode_stream(map(row_run, runs), map(row_task, tasks), rest))
-        return self.last_seq(), parts
+        return list(encode_stream(map(row_run, runs), map(row_task, tasks), rest))
 
     def snapshot(self) -> State:
-        d, st = self.DIALECT, State()
+        d, st = self.DIALECT, self._all_but_runs_and_tasks()
         for row in self._rows(f"SELECT {d.run_cols} FROM ms_runs"):
             st.runs[row[0]] = row_run(row)
         for row in self._rows(f"SELECT {d.task_cols} FROM ms_tasks"):
             st.tasks[row[0]] = row_task(row)
-        for name, doc in self._rows(f"SELECT name, {d.doc} FROM ms_definitions"):
+        st.last_seq = self.last_seq()
+        return st
+
+    def _all_but_runs_and_tasks(self) -> State:
+        """The definitions, every record of every kind and the engine flag."""
+        st = State()
+        for name, doc in self._rows(f"SELECT name, {self.DIALECT.doc} FROM ms_definitions"):
             st.definitions[name] = dict(any_decoder.decode(doc))
         self.snapshot_records(st)
         st.paused = self.paused()
-        st.last_seq = self.last_seq()
         return st
 
 

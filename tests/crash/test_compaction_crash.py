@@ -43,8 +43,7 @@ COMPACTOR = textwrap.dedent(
                 time.sleep(0.01)
 
     def marked(self):
-        seq, parts = encode(self)
-        return seq, MarkedParts(parts)
+        return MarkedParts(encode(self))
 
     batches = 0
 

@@ -267,7 +267,7 @@ def test_a_snapshot_read_a_page_at_a_time_is_cut_into_the_same_parts_as_the_whol
         w.run_until_idle()
     job.submit_many([{"i": i} for i in range(5)])  # (ready runs too)
     with app.engine.store.read(snapshot=True) as tx:
-        seq, streamed = tx.encode_snapshot()
+        seq, streamed = tx.last_seq(), tx.encode_snapshot()
         whole = tx.snapshot()
     assert seq == whole.last_seq == app.log(since=0, limit=100_000)[-1].seq
     assert streamed == list(snapshots.encode_parts(whole))
