@@ -63,17 +63,24 @@ PEERS = [  # (label, run.py peer key, extra environment)
 # --------------------------------------------------------------------------- worker side
 
 
+def _peer_class(peer: str) -> Any:
+    """The driver class of ``peers/<peer>_peer.py`` (in the peer's environment)."""
+    from peers import timing
+
+    module = __import__(f"peers.{peer}_peer", fromlist=["x"])
+    return next(
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, timing.Peer) and v is not timing.Peer
+    )
+
+
 def worker(args: argparse.Namespace) -> None:
     """Drain ``args.n`` preloaded tasks with the peer's own worker, then exit; print the
     CPU and bytes written over the drain as one JSON line."""
     from peers import timing
 
-    module = __import__(f"peers.{args.peer}_peer", fromlist=["x"])
-    peer_class = next(
-        v
-        for v in vars(module).values()
-        if isinstance(v, type) and issubclass(v, timing.Peer) and v is not timing.Peer
-    )
+    peer_class = _peer_class(args.peer)
     stamps = Path(args.stamps)
     os.environ["BENCH_STAMPS"] = str(stamps)
     peer = peer_class()
@@ -103,12 +110,7 @@ def submitter(args: argparse.Namespace) -> None:
     print the wall time, CPU and bytes written over them as one JSON line."""
     from peers import timing
 
-    module = __import__(f"peers.{args.peer}_peer", fromlist=["x"])
-    peer_class = next(
-        v
-        for v in vars(module).values()
-        if isinstance(v, type) and issubclass(v, timing.Peer) and v is not timing.Peer
-    )
+    peer_class = _peer_class(args.peer)
     peer = peer_class()
     peer.backend = "sqlite"
     peer.open(args.db, "full", "producer")
