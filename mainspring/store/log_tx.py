@@ -155,10 +155,10 @@ class LogTx:
         p = self.DIALECT.placeholder
         self._write_many(f"DELETE FROM ms_log WHERE seq >= {p} AND seq <= {p}", [(first, last)])
         if self.DIALECT.arrays:  # (one statement, not one per row)
-            self._write_many(
-                "DELETE FROM ms_log_runs WHERE (run_id, seq) IN "
+            self._write_many(  # (the seq range: only the partitions that hold them)
+                f"DELETE FROM ms_log_runs WHERE seq >= {p} AND seq <= {p} AND (run_id, seq) IN "
                 f"(SELECT * FROM unnest({p}::text[], {p}::bigint[]))",
-                [([r for r, _ in runs], [s for _, s in runs])],
+                [(first, last, [r for r, _ in runs], [s for _, s in runs])],
             )
         else:
             self._write_many(f"DELETE FROM ms_log_runs WHERE run_id = {p} AND seq = {p}", runs)

@@ -251,6 +251,7 @@ class PostgresTx(SqlWriteTx):
         self.begin = begin  # sent with the first statement, in the same round trip
         self.deferred: list[tuple[str, Sequence[Any]]] = []  # writes not sent yet
         self._appended: tuple[Any, list[Event]] | None = None  # the log record's statement
+        self.committed_seq = 0  # once committed: the seq of its last event (0: none)
 
     def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
         if not self.begin and not self.deferred:
@@ -328,6 +329,7 @@ class PostgresTx(SqlWriteTx):
             first = cur.fetchone()[0]
             for i, ev in enumerate(evs):
                 ev.seq = first + i  # (the events as committed: the App's log feed reads them)
+            self.committed_seq = first + len(evs) - 1
 
     def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
         if self.begin or self.deferred:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from ..core.errors import StoreError
 
+#: events per partition of the log by default (store/pg_log_parts.py)
+DEFAULT_LOG_PARTITION = 250_000
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted PostgreSQL names fold to lower case
 # libpq's URL: postgresql://[user[:password]@][host][:port][,...][/database][?param=value&...]
 # (or postgres://). Every part may be empty: postgresql:///db is the database db through the
@@ -15,11 +18,19 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted PostgreSQL names fol
 _URL = re.compile(r"(postgresql|postgres)://([^/?]*)([^?]*)(?:\?(.*))?", re.DOTALL)
 
 
-def parse_url(url: str) -> tuple[str, str, int, bool]:
-    """(libpq conninfo, schema, pool size, auto_migrate) from a ``postgresql://`` URL.
+class PgUrl(NamedTuple):
+    conninfo: str  # libpq's
+    schema: str
+    pool_size: int
+    auto_migrate: bool
+    log_partition: int  # events per partition of the log (store/pg_log_parts.py)
 
-    mainspring's own parameters (``schema``, ``pool_size``, ``auto_migrate``) are taken
-    out; the rest of the URL reaches libpq exactly as written (an empty host included:
+
+def parse_url(url: str) -> PgUrl:
+    """libpq's conninfo and mainspring's own parameters from a ``postgresql://`` URL.
+
+    mainspring's own parameters (``schema``, ``pool_size``, ``auto_migrate``,
+    ``log_partition``) are taken out; the rest of the URL reaches libpq exactly as written (an empty host included:
     the Unix socket), in a ``postgresql://`` URL."""
     m = _URL.fullmatch(url)
     if m is None:
@@ -29,7 +40,7 @@ def parse_url(url: str) -> tuple[str, str, int, bool]:
         )
     _, authority, path, query = m.groups()
     kept: list[str] = []
-    schema, pool_size, auto = "public", 8, True
+    schema, pool_size, auto, log_partition = "public", 8, True, DEFAULT_LOG_PARTITION
     for item in (query or "").split("&"):
         raw_key, _, raw_value = item.partition("=")
         key, value = unquote(raw_key), unquote(raw_value)  # libpq's decoding: "+" is a "+"
@@ -41,6 +52,12 @@ def parse_url(url: str) -> tuple[str, str, int, bool]:
                     f"invalid pool_size={value!r} in {_redact(url)!r}: use a number >= 1"
                 )
             pool_size = int(value)
+        elif key == "log_partition":
+            if not value.isdigit() or int(value) < 1:
+                raise StoreError(
+                    f"invalid log_partition={value!r} in {_redact(url)!r}: use a number >= 1"
+                )
+            log_partition = int(value)
         elif key == "auto_migrate":
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise StoreError(
@@ -55,7 +72,7 @@ def parse_url(url: str) -> tuple[str, str, int, bool]:
             "underscores (at most 63)"
         )
     conninfo = f"postgresql://{authority}{path}" + ("?" + "&".join(kept) if kept else "")
-    return conninfo, schema, pool_size, auto
+    return PgUrl(conninfo, schema, pool_size, auto, log_partition)
 
 
 def _passwords(url: str) -> list[str]:

@@ -59,6 +59,7 @@ from ..core.errors import InvalidArgument, StoreError
 from . import schema
 from .base import Conflict, Store, Waiter
 from .caller_tx import SAVEPOINT, not_this_store
+from .pg_log_parts import LogPartitions, missing_partition, partition_log
 from .pg_tx import (
     DIALECT,
     CallerConnection,
@@ -88,7 +89,7 @@ else:
 TABLES = (*schema.TABLES, "ms_seq")
 
 
-def _migrate_log_v2(con: Any) -> None:
+def _migrate_log_v2(con: Any, store: PostgresStore) -> None:
     try:
         with con.transaction():  # (a savepoint: a server built without lz4 says no)
             con.execute("ALTER TABLE ms_log ALTER COLUMN events SET COMPRESSION lz4")
@@ -109,7 +110,11 @@ def _migrate_log_v2(con: Any) -> None:
     con.execute("DROP TABLE ms_log_v1")
 
 
-_MIGRATE_DATA = {2: _migrate_log_v2}
+def _partition_log_v6(con: Any, store: PostgresStore) -> None:
+    partition_log(con, store.log_parts.size)
+
+
+_MIGRATE_DATA = {2: _migrate_log_v2, 6: _partition_log_v6}
 
 #: How long the server lets one of our transactions sit idle before it ends it.
 IDLE_TX_TIMEOUT_MS = 5000
@@ -174,7 +179,7 @@ class PostgresStore(Store):
                 f"({_IMPORT_ERROR})"
             )
         self.url = url
-        conninfo, self.schema, pool_size, auto = parse_url(url)
+        conninfo, self.schema, pool_size, auto, log_partition = parse_url(url)
         # A transaction left open by a frozen process (SIGSTOP, a debugger, a VM pause) holds
         # its row locks, and the log counter's; the server ends it after this long idle.
         # Our transactions never wait on the client for more than milliseconds. The URL's own
@@ -194,6 +199,7 @@ class PostgresStore(Store):
             digest = hashlib.sha1(self.schema.encode()).hexdigest()[:16]
             self.channel = f"mainspring_{self.schema[:30]}_{digest}"
         self.key_lock_prefix = f"mainspring:{self.schema}:key:"
+        self.log_parts = LogPartitions(log_partition, f"mainspring:{self.schema}:log_parts")
         self.schema_version = self._open_schema(auto if migrate is None else migrate, create)
         self.pool = ConnectionPool(
             self.conninfo,
@@ -224,6 +230,7 @@ class PostgresStore(Store):
         try:
             version = self._installed_version(con)
             if version == SCHEMA_VERSION:
+                self.log_parts.try_make_ahead(con)
                 return version
             if version == 0 and not create:
                 raise StoreError(
@@ -247,12 +254,13 @@ class PostgresStore(Store):
                     for stmt in migration(v, DIALECT):
                         con.execute(stmt)
                     if v in _MIGRATE_DATA:
-                        _MIGRATE_DATA[v](con)
+                        _MIGRATE_DATA[v](con, self)
                 con.execute(
                     "INSERT INTO ms_meta (key, value) VALUES ('app', %s), ('schema_version', %s) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (APP_ID, str(SCHEMA_VERSION)),
                 )
+            self.log_parts.try_make_ahead(con)
             return SCHEMA_VERSION
         except psycopg.Error as exc:
             raise StoreError(f"cannot open {self.display_url!r}: {exc}") from None
@@ -369,9 +377,14 @@ class PostgresStore(Store):
                 # the server refused a statement of the final pipeline: it skips what
                 # follows, COMMIT included, so nothing was written
                 self._rollback(con)
+                if missing_partition(exc):
+                    self.log_parts.try_make_ahead(con)
+                    raise Conflict(f"the log had no partition for the write: {exc}") from exc
                 if isinstance(exc, _RETRYABLE):
                     raise Conflict(f"concurrent transaction conflict: {exc}") from exc
                 raise StoreError(f"write to {self.display_url!r} failed: {exc}") from exc
+            if tx.committed_seq:
+                self.log_parts.committed(con, tx.committed_seq)
 
     @contextmanager
     def write_in(self, connection: Any) -> Iterator[PostgresTx]:
@@ -396,6 +409,10 @@ class PostgresStore(Store):
             )
         except BaseException as exc:
             self._leave(con, began)
+            if missing_partition(exc):
+                with self._connection() as own:
+                    self.log_parts.try_make_ahead(own)
+                raise Conflict(f"the log had no partition for the write: {exc}") from exc
             if isinstance(exc, _RETRYABLE):
                 raise Conflict(f"concurrent transaction conflict: {exc}") from exc
             if isinstance(exc, psycopg.Error):
@@ -527,12 +544,26 @@ class PostgresStore(Store):
 
         return PostgresWaiter(self)
 
+    def drop_compacted_log(self) -> int:
+        """Drop the log's partitions the latest snapshot covers (store/pg_log_parts.py)."""
+        try:
+            with self._connection() as con:
+                return self.log_parts.drop_covered(con)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"dropping log partitions of {self.display_url!r} failed: {exc}"
+            ) from exc
+
     def reclaim_log(self) -> None:
-        """VACUUM the log's tables (and the snapshots'), so that the next records reuse the
-        pages of those a compaction deleted rather than extend the tables until autovacuum
-        gets to them (a pool connection is in autocommit mode: VACUUM needs one)."""
+        """VACUUM the log's first partitions, where compaction deleted records (the rest
+        it dropped whole), and the snapshots, so that their pages are reused now rather
+        than once autovacuum gets to them (a pool connection is in autocommit mode:
+        VACUUM needs one). Without giving empty pages at the end back: that takes a lock
+        that any reader of the log holds off, and VACUUM waits seconds for it; the
+        partition goes whole later."""
         with self._connection() as con:
-            con.execute("VACUUM (ANALYZE) ms_log, ms_log_runs, ms_snapshots")
+            tables = ", ".join([*self.log_parts.first(con), "ms_snapshots"])
+            con.execute(f"VACUUM (ANALYZE, TRUNCATE false) {tables}")
 
     def close(self) -> None:
         if self._closed:

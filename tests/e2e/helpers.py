@@ -26,7 +26,7 @@ def tamper(store_url: str, sql: str, params: tuple[Any, ...]) -> int:
 
     from mainspring.store.postgres import parse_url
 
-    conninfo, schema, _, _ = parse_url(store_url)
+    conninfo, schema = parse_url(store_url)[:2]
     with psycopg.connect(conninfo, autocommit=True) as pg:
         pg.execute(f'SET search_path = "{schema}"')
         return pg.execute(sql.replace("?", "%s"), params).rowcount

@@ -18,6 +18,24 @@ from .helpers import wait_for
 
 Make = Callable[..., ms.App]
 
+#: events per partition of the log on PostgreSQL here: a compaction drops some
+PARTITION = 16
+
+
+@pytest.fixture
+def store_url(store_url: str, store_kind: str) -> str:
+    return f"{store_url}&log_partition={PARTITION}" if store_kind == "postgres" else store_url
+
+
+def partitions(app: ms.App) -> list[tuple[int, int]]:
+    """The ranges of the log's partitions on PostgreSQL, in order."""
+    with app.store.read() as tx:
+        rows = tx.con.execute(  # type: ignore[attr-defined]
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'ms_log'::regclass"
+        ).fetchall()
+    return sorted((int(lo), int(hi)) for lo, hi in (n.rsplit("_", 2)[1:] for (n,) in rows))
+
 
 def _ok(app: ms.App) -> None:
     report = app.verify()
@@ -234,19 +252,85 @@ def test_on_postgresql_a_compaction_vacuums_the_log_it_shortened(
         w.run_until_idle()
     schema = app.store.schema  # type: ignore[attr-defined]
 
-    def vacuums() -> int:
+    def vacuums() -> int:  # of the log's partitions (what was deleted row by row is in one)
         with app.store.read() as tx:
             conn = tx.con  # type: ignore[attr-defined]
             row = conn.execute(
-                "SELECT vacuum_count FROM pg_stat_user_tables "
-                "WHERE schemaname = %s AND relname = 'ms_log'",
+                "SELECT coalesce(sum(vacuum_count), 0) FROM pg_stat_user_tables "
+                "WHERE schemaname = %s AND relname ~ '^ms_log_[0-9]+_[0-9]+$'",
                 (schema,),
             ).fetchone()
         return int(row[0])
 
     before = vacuums()
     app.compact()
-    wait_for(lambda: vacuums() > before, 10, "a VACUUM of ms_log after the compaction")
+    wait_for(lambda: vacuums() > before, 10, "a VACUUM of the log after the compaction")
+    _ok(app)
+
+
+def test_on_postgresql_compaction_drops_the_partitions_its_snapshot_covers(
+    make_app: Make, store_kind: str
+) -> None:
+    if store_kind != "postgres":
+        pytest.skip("the log in partitions is PostgreSQL's")
+    app = make_app(check=False)
+
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    handles = job.submit_many([{"i": i} for i in range(30)])
+    with app.worker(concurrency=4) as w:
+        w.run_until_idle()
+    before = partitions(app)
+    seq = app.compact()
+    after = partitions(app)
+    with app.store.read() as tx:
+        first = tx.first_seq()
+    assert first == seq + 1
+    # gone: every partition that ends at or before the log's first record
+    assert after[0][0] <= first < after[0][1]
+    assert [p for p in before if p[1] <= first] == before[: len(before) - len(after)]
+    assert len(before) - len(after) >= seq // PARTITION - 1
+    assert [h.result() for h in handles] == list(range(30))
+    _ok(app)
+
+
+def test_on_postgresql_a_compaction_that_cannot_lock_the_log_deletes_records_instead(
+    make_app: Make, store_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition is dropped under a lock on the whole log, which a long transaction that
+    read the log holds off: compaction waits a moment for it, then deletes the records a
+    batch at a time as on SQLite, and a later compaction drops the partitions."""
+    if store_kind != "postgres":
+        pytest.skip("the log in partitions is PostgreSQL's")
+    import psycopg
+
+    from mainspring.store import pg_log_parts
+
+    monkeypatch.setattr(pg_log_parts, "LOCK_TIMEOUT", "20ms")
+    app = make_app(check=False)
+
+    @app.task
+    def job(i: int) -> int:
+        return i
+
+    job.submit_many([{"i": i} for i in range(30)])
+    with app.worker(concurrency=4) as w:
+        w.run_until_idle()
+    before = partitions(app)
+    with psycopg.connect(app.store.conninfo) as reader:  # type: ignore[attr-defined]
+        reader.execute("SELECT count(*) FROM ms_log").fetchone()  # (and holds its lock)
+        seq = app.compact()
+        assert partitions(app)[: len(before)] == before  # none dropped
+        with app.store.read() as tx:
+            assert tx.first_seq() == seq + 1  # the records were deleted all the same
+        _ok(app)
+    job.submit(1)
+    app.compact()
+    after = partitions(app)
+    with app.store.read() as tx:
+        assert after[0][0] <= tx.first_seq() < after[0][1]
     _ok(app)
 
 

@@ -39,7 +39,7 @@ class Db:
         else:
             from mainspring.store.pg_url import parse_url
 
-            self.conninfo, self.store_schema, _, _ = parse_url(store_url)
+            self.conninfo, self.store_schema = parse_url(store_url)[:2]
             self.schema = f"app_{uuid.uuid4().hex[:10]}"
         self.tmp_path = tmp_path
 

@@ -48,7 +48,7 @@ def raw_execute(url: str, statement: str) -> None:
 
     from mainspring.store.postgres import parse_url as pg_url
 
-    conninfo, schema, _, _ = pg_url(url)
+    conninfo, schema = pg_url(url)[:2]
     with psycopg.connect(conninfo, autocommit=True) as con:
         con.execute(f'SET search_path TO "{schema}"')
         con.execute(statement)  # type: ignore[arg-type]

@@ -56,7 +56,7 @@ def _check(url: str, results: list[list[str]]) -> None:
     for j in range(KEYS):
         assert len({rs[j] for rs in results}) == 1, f"k{j}: {[rs[j] for rs in results]}"
     assert len({rs[j] for rs in results for j in range(KEYS)}) == KEYS
-    conninfo, schema, _, _ = pg.parse_url(url)
+    conninfo, schema = pg.parse_url(url)[:2]
     with psycopg.connect(conninfo) as con:
         tasks = con.execute(f'SELECT count(*) FROM "{schema}".ms_tasks').fetchone()
         runs = con.execute(f'SELECT count(*) FROM "{schema}".ms_runs').fetchone()

@@ -33,6 +33,7 @@ from mainspring.engine.submission import submit_one
 from mainspring.store import open_store, pg_tx
 from mainspring.store import postgres as pg
 from mainspring.store.base import Conflict, Store, WriteTx
+from mainspring.store.pg_url import DEFAULT_LOG_PARTITION
 from mainspring.store.rows import row_run
 from mainspring.store.sql import ready_query
 
@@ -96,7 +97,23 @@ def relations(admin: Admin, schema: str) -> list[tuple[str, str, str]]:
 
 
 def tables(admin: Admin, schema: str) -> set[str]:
-    return {name for name, kind, _ in relations(admin, schema) if kind == "r"}
+    """The tables of ``schema``, partitioned ones as one (their partitions: ``partitions``)."""
+    rows = admin.execute(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+        (schema,),
+    )
+    return {name for (name,) in rows}
+
+
+def partitions(admin: Admin, schema: str, table: str) -> list[str]:
+    """The partitions of ``table``, in the order of their ranges."""
+    rows = admin.execute(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = %s::regclass ORDER BY pg_get_expr(c.relpartbound, c.oid)",
+        (f"{schema}.{table}",),
+    ).fetchall()
+    return sorted((name for (name,) in rows), key=lambda n: int(n.rsplit("_", 2)[1]))
 
 
 def fingerprint(admin: Admin, schema: str) -> dict[str, Any]:
@@ -139,6 +156,11 @@ def test_first_open_creates_and_migrates_the_schema(
     s = stores()
     assert s.schema_version == pg.SCHEMA_VERSION  # type: ignore[attr-defined]
     assert tables(admin, schema) == set(pg.TABLES)
+    # the log in partitions of DEFAULT_LOG_PARTITION events: the first and two ahead
+    size = DEFAULT_LOG_PARTITION
+    bounds = [(0, size), (size, 2 * size), (2 * size, 3 * size)]
+    for table in ("ms_log", "ms_log_runs"):
+        assert partitions(admin, schema, table) == [f"{table}_{lo}_{hi}" for lo, hi in bounds]
     found = meta(admin, schema)
     assert len(found.pop("store_id")) == 32 and found == {
         "app": "mainspring",
@@ -258,7 +280,7 @@ def test_many_processes_open_a_new_schema_at_once(url: str, admin: Admin) -> Non
     assert len({t for _, t in results}) == n  # each submitted its own task
     # installed once: every relation of the schema was created by the same transaction
     rels = relations(admin, schema)
-    assert {name for name, kind, _ in rels if kind == "r"} == set(pg.TABLES)
+    assert tables(admin, schema) == set(pg.TABLES)
     assert len({xmin for _, _, xmin in rels}) == 1
     assert meta(admin, schema)["schema_version"] == str(pg.SCHEMA_VERSION)
     s = open_store(url)
@@ -301,11 +323,14 @@ def test_an_app_dropped_without_close_closes_its_pool_quietly(url: str) -> None:
 
 
 def test_parse_url() -> None:
-    assert pg.parse_url("postgresql://u@h/db") == ("postgresql://u@h/db", "public", 8, True)
+    default = DEFAULT_LOG_PARTITION
+    assert pg.parse_url("postgresql://u@h/db") == (
+        "postgresql://u@h/db", "public", 8, True, default,
+    )  # fmt: skip
     assert pg.parse_url(
         "postgres://u:pw@h:5433/db?schema=s_1&pool_size=3&auto_migrate=no"
-        "&sslmode=disable&application_name=x"
-    ) == ("postgresql://u:pw@h:5433/db?sslmode=disable&application_name=x", "s_1", 3, False)
+        "&sslmode=disable&log_partition=1000&application_name=x"
+    ) == ("postgresql://u:pw@h:5433/db?sslmode=disable&application_name=x", "s_1", 3, False, 1000)
 
 
 @pytest.mark.parametrize(
@@ -357,18 +382,21 @@ def test_parse_url() -> None:
 )  # fmt: skip
 def test_parse_url_keeps_every_libpq_form(url: str, conninfo: str, libpq: dict[str, str]) -> None:
     """No server needed: what libpq gets, and what it makes of it."""
-    got, _, _, _ = pg.parse_url(url)
+    got = pg.parse_url(url).conninfo
     assert got == conninfo
     assert psycopg.conninfo.conninfo_to_dict(got) == libpq
 
 
 def test_parse_url_takes_out_mainspring_parameters() -> None:
-    assert pg.parse_url("postgresql:///jobs") == ("postgresql:///jobs", "public", 8, True)
+    default = DEFAULT_LOG_PARTITION
+    assert pg.parse_url("postgresql:///jobs") == (
+        "postgresql:///jobs", "public", 8, True, default,
+    )  # fmt: skip
     assert pg.parse_url("postgresql:///jobs?schema=s_1&pool_size=3&auto_migrate=0") == (
-        "postgresql:///jobs", "s_1", 3, False,
+        "postgresql:///jobs", "s_1", 3, False, default,
     )  # fmt: skip
     assert pg.parse_url("postgresql://u@h/db?auto_migrate=YES&schema=a&schema=b")[1:] == (
-        "b", 8, True,
+        "b", 8, True, default,
     )  # fmt: skip
     with pytest.raises(ms.StoreError, match="not a PostgreSQL URL"):
         pg.parse_url("postgresql:/jobs")  # libpq wants the //
@@ -453,6 +481,8 @@ def test_a_store_opens_through_the_local_socket(
         ("schema=", "schema"),
         ("schema=" + "s" * 64, "schema"),
         ("auto_migrate=maybe", "auto_migrate"),
+        ("log_partition=0", "log_partition"),
+        ("log_partition=1e5", "log_partition"),
     ],
 )
 def test_invalid_url_parameters_are_refused_before_touching_anything(

@@ -220,7 +220,7 @@ def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
 
     from mainspring.store.postgres import parse_url as pg_url
 
-    conninfo, schema, _, _ = pg_url(url)
+    conninfo, schema = pg_url(url)[:2]
     with psycopg.connect(conninfo) as pg:
         pg.execute(f'SET search_path TO "{schema}"')
         for statement in ddl:
