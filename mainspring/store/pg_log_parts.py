@@ -93,7 +93,7 @@ def partition_log(con: Any, size: int) -> None:
                 "WHERE attrelid = %s::regclass AND attname = 'events'",
                 (first,),
             ).fetchone()[0]
-            if compression == "l":  # (the server has lz4: store/postgres.py, version 2)
+            if compression == "l":  # (the server has lz4: store/pg_schema.py, version 2)
                 con.execute("ALTER TABLE ms_log ALTER COLUMN events SET COMPRESSION lz4")
         con.execute(f"ALTER TABLE {table} ATTACH PARTITION {first} FOR VALUES FROM (0) TO ({hi})")
     while hi <= last + AHEAD * size:

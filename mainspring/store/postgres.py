@@ -56,12 +56,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.errors import InvalidArgument, StoreError
-from . import schema
 from .base import Conflict, Store, Waiter
 from .caller_tx import SAVEPOINT, not_this_store
-from .pg_log_parts import LogPartitions, missing_partition, partition_log
+from .pg_log_parts import LogPartitions, missing_partition
+from .pg_schema import open_schema
 from .pg_tx import (
-    DIALECT,
     CallerConnection,
     PostgresReadTx,
     PostgresTx,
@@ -69,10 +68,6 @@ from .pg_tx import (
     _LostBeforeCommit,
 )
 from .pg_url import _redact, _scrub, parse_url
-from .rows import (
-    records_of_v1_rows,
-)
-from .schema import APP_ID, SCHEMA_VERSION, migration
 
 try:
     import psycopg
@@ -84,37 +79,6 @@ except ImportError as _exc:  # pragma: no cover - the extra is not installed
     _IMPORT_ERROR: ImportError | None = _exc
 else:
     _IMPORT_ERROR = None
-
-#: the tables of a store here: the schema's, and the log's counter
-TABLES = (*schema.TABLES, "ms_seq")
-
-
-def _migrate_log_v2(con: Any, store: PostgresStore) -> None:
-    try:
-        with con.transaction():  # (a savepoint: a server built without lz4 says no)
-            con.execute("ALTER TABLE ms_log ALTER COLUMN events SET COMPRESSION lz4")
-    except psycopg.errors.FeatureNotSupported:
-        pass
-    with con.cursor(name="ms_migrate_v2") as cur:
-        cur.execute(
-            "SELECT seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, "
-            "execution_id, data::text FROM ms_log_v1 ORDER BY seq"
-        )
-        while rows := cur.fetchmany(5000):
-            records, runs = records_of_v1_rows(rows)
-            with con.cursor() as w:
-                w.executemany(
-                    "INSERT INTO ms_log (seq, last_seq, events) VALUES (%s, %s, %s)", records
-                )
-                w.executemany("INSERT INTO ms_log_runs (run_id, seq) VALUES (%s, %s)", runs)
-    con.execute("DROP TABLE ms_log_v1")
-
-
-def _partition_log_v6(con: Any, store: PostgresStore) -> None:
-    partition_log(con, store.log_parts.size)
-
-
-_MIGRATE_DATA = {2: _migrate_log_v2, 6: _partition_log_v6}
 
 #: How long the server lets one of our transactions sit idle before it ends it.
 IDLE_TX_TIMEOUT_MS = 5000
@@ -200,7 +164,7 @@ class PostgresStore(Store):
             self.channel = f"mainspring_{self.schema[:30]}_{digest}"
         self.key_lock_prefix = f"mainspring:{self.schema}:key:"
         self.log_parts = LogPartitions(log_partition, f"mainspring:{self.schema}:log_parts")
-        self.schema_version = self._open_schema(auto if migrate is None else migrate, create)
+        self.schema_version = open_schema(self, auto if migrate is None else migrate, create)
         self.pool = ConnectionPool(
             self.conninfo,
             min_size=1,
@@ -220,83 +184,6 @@ class PostgresStore(Store):
     @property
     def display_url(self) -> str:
         return _redact(self.url)
-
-    # -- schema -----------------------------------------------------------------------------
-    def _open_schema(self, migrate: bool, create: bool = True) -> int:
-        try:
-            con = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to {self.display_url!r}: {exc}".strip()) from None
-        try:
-            version = self._installed_version(con)
-            if version == SCHEMA_VERSION:
-                self.log_parts.try_make_ahead(con)
-                return version
-            if version == 0 and not create:
-                raise StoreError(
-                    f"no mainspring store in {self.display_url!r} (schema {self.schema!r}); "
-                    "commands that only read never create one: check --store / MAINSPRING_STORE"
-                )
-            if not migrate:
-                raise StoreError(
-                    f"{self.display_url!r} has mainspring schema version {version or 'none'}, "
-                    f"this version needs {SCHEMA_VERSION}; run `mainspring migrate --store URL` "
-                    "(or open it without auto_migrate=false)"
-                )
-            with con.transaction():
-                # one migrator at a time when a whole fleet starts at once
-                con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (
-                    f"mainspring:{self.schema}:migrate",
-                ))  # fmt: skip
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                current = self._installed_version(con)
-                for v in range(current + 1, SCHEMA_VERSION + 1):
-                    for stmt in migration(v, DIALECT):
-                        con.execute(stmt)
-                    if v in _MIGRATE_DATA:
-                        _MIGRATE_DATA[v](con, self)
-                con.execute(
-                    "INSERT INTO ms_meta (key, value) VALUES ('app', %s), ('schema_version', %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (APP_ID, str(SCHEMA_VERSION)),
-                )
-            self.log_parts.try_make_ahead(con)
-            return SCHEMA_VERSION
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot open {self.display_url!r}: {exc}") from None
-        finally:
-            con.close()
-
-    def _installed_version(self, con: Any) -> int:
-        """The schema version in the store's schema (0: none), refusing what is not ours."""
-        found = {
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-                "AND table_name = ANY(%s)",
-                (self.schema, list(TABLES)),
-            )
-        }
-        if not found:
-            return 0
-        where = f"{self.display_url!r} (schema {self.schema!r})"
-        if "ms_meta" not in found:
-            raise StoreError(
-                f"{where} has tables named like mainspring's ({', '.join(sorted(found))}) "
-                "but is not a mainspring store; use another database or ?schema="
-            )
-        meta = dict(con.execute(f'SELECT key, value FROM "{self.schema}".ms_meta').fetchall())
-        if meta.get("app") != APP_ID:
-            raise StoreError(
-                f"{where} is not a mainspring store (ms_meta.app = {meta.get('app')!r})"
-            )
-        version = int(meta.get("schema_version", "0"))
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{where} was written by a newer mainspring (schema {version}; this version "
-                f"understands up to {SCHEMA_VERSION}); upgrade mainspring to open it"
-            )
-        return version
 
     # -- transactions ---------------------------------------------------------------------------
     @contextmanager

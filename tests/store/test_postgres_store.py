@@ -30,7 +30,7 @@ from mainspring.core.model import Event, Policy, TaskOptions
 from mainspring.core.reducer import State
 from mainspring.engine import Batch, Engine
 from mainspring.engine.submission import submit_one
-from mainspring.store import open_store, pg_tx
+from mainspring.store import open_store, pg_schema, pg_tx
 from mainspring.store import postgres as pg
 from mainspring.store.base import Conflict, Store, WriteTx
 from mainspring.store.pg_url import DEFAULT_LOG_PARTITION
@@ -154,8 +154,8 @@ def test_first_open_creates_and_migrates_the_schema(
     schema = schema_of(url)
     assert schema not in schemas(admin)
     s = stores()
-    assert s.schema_version == pg.SCHEMA_VERSION  # type: ignore[attr-defined]
-    assert tables(admin, schema) == set(pg.TABLES)
+    assert s.schema_version == pg_schema.SCHEMA_VERSION  # type: ignore[attr-defined]
+    assert tables(admin, schema) == set(pg_schema.TABLES)
     # the log in partitions of DEFAULT_LOG_PARTITION events: the first and two ahead
     size = DEFAULT_LOG_PARTITION
     bounds = [(0, size), (size, 2 * size), (2 * size, 3 * size)]
@@ -165,7 +165,7 @@ def test_first_open_creates_and_migrates_the_schema(
     assert len(found.pop("store_id")) == 32 and found == {
         "app": "mainspring",
         "snapshot": "0",
-        "schema_version": str(pg.SCHEMA_VERSION),
+        "schema_version": str(pg_schema.SCHEMA_VERSION),
     }
     q = sql.SQL("SELECT * FROM {}.{}")
     seq_row = admin.execute(q.format(sql.Identifier(schema), sql.Identifier("ms_seq"))).fetchall()
@@ -173,7 +173,7 @@ def test_first_open_creates_and_migrates_the_schema(
     eng_row = admin.execute(q.format(sql.Identifier(schema), sql.Identifier("ms_engine")))
     assert eng_row.fetchall() == [(1, False)]
     # nothing leaked into the default schema
-    assert not tables(admin, "public") & set(pg.TABLES)
+    assert not tables(admin, "public") & set(pg_schema.TABLES)
     Engine(s).submit(req())
     assert [e.seq for e in all_events(s)] == [1, 2, 3]
 
@@ -189,7 +189,7 @@ def test_reopening_a_current_schema_changes_nothing(
         stores(url, migrate=True),
         stores(url, migrate=False),
     ):
-        assert s.schema_version == pg.SCHEMA_VERSION  # type: ignore[attr-defined]
+        assert s.schema_version == pg_schema.SCHEMA_VERSION  # type: ignore[attr-defined]
         with s.read() as tx:
             assert tx.stats()["ready"] == 1
     assert fingerprint(admin, schema_of(url)) == before  # not even ms_meta was rewritten
@@ -213,8 +213,8 @@ def test_auto_migrate_false_refuses_a_new_schema_and_creates_nothing(
         assert relations(admin, schema) == []
     # migrate=True installs it whatever the URL says, and then auto_migrate=false opens it
     s = stores(url + "&auto_migrate=false", migrate=True)
-    assert s.schema_version == pg.SCHEMA_VERSION  # type: ignore[attr-defined]
-    assert tables(admin, schema) == set(pg.TABLES)
+    assert s.schema_version == pg_schema.SCHEMA_VERSION  # type: ignore[attr-defined]
+    assert tables(admin, schema) == set(pg_schema.TABLES)
     Engine(stores(url + "&auto_migrate=false")).submit(req())
 
 
@@ -245,7 +245,7 @@ def newer_schema(admin: Admin, schema: str, url: str) -> None:
         sql.SQL("UPDATE {}.ms_meta SET value = %s WHERE key = 'schema_version'").format(
             sql.Identifier(schema)
         ),
-        (str(pg.SCHEMA_VERSION + 1),),
+        (str(pg_schema.SCHEMA_VERSION + 1),),
     )
 
 
@@ -276,13 +276,13 @@ def test_many_processes_open_a_new_schema_at_once(url: str, admin: Admin) -> Non
     n = 6
     results = in_processes(n, _open_and_submit, url)
     schema = schema_of(url)
-    assert [v for v, _ in results] == [pg.SCHEMA_VERSION] * n
+    assert [v for v, _ in results] == [pg_schema.SCHEMA_VERSION] * n
     assert len({t for _, t in results}) == n  # each submitted its own task
     # installed once: every relation of the schema was created by the same transaction
     rels = relations(admin, schema)
-    assert tables(admin, schema) == set(pg.TABLES)
+    assert tables(admin, schema) == set(pg_schema.TABLES)
     assert len({xmin for _, _, xmin in rels}) == 1
-    assert meta(admin, schema)["schema_version"] == str(pg.SCHEMA_VERSION)
+    assert meta(admin, schema)["schema_version"] == str(pg_schema.SCHEMA_VERSION)
     s = open_store(url)
     try:
         events = all_events(s)
@@ -1123,7 +1123,7 @@ def test_the_run_update_finds_its_rows_by_key_on_a_table_of_short_rows(
     admin.execute(sql.SQL("ANALYZE {}.ms_runs").format(sql.Identifier(schema)))
     with admin.transaction():
         admin.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
-        rows = admin.execute(f"SELECT {pg.DIALECT.run_cols} FROM ms_runs LIMIT 8").fetchall()
+        rows = admin.execute(f"SELECT {pg_tx.DIALECT.run_cols} FROM ms_runs LIMIT 8").fetchall()
         runs = [row_run(r) for r in rows]
         plan = "\n".join(
             r[0]
@@ -1163,9 +1163,9 @@ def test_write_transactions_run_generic_plans_that_use_the_indexes(
         admin.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
         for statement in pg._BEGIN_WRITE[1:]:
             admin.execute(statement)  # type: ignore[arg-type]
-        rows = admin.execute(f"SELECT {pg.DIALECT.run_cols} FROM ms_runs LIMIT 8").fetchall()
+        rows = admin.execute(f"SELECT {pg_tx.DIALECT.run_cols} FROM ms_runs LIMIT 8").fetchall()
         runs = [row_run(r) for r in rows]
-        query, _ = ready_query(pg.DIALECT, ["job"], None, " FOR UPDATE OF r SKIP LOCKED")
+        query, _ = ready_query(pg_tx.DIALECT, ["job"], None, " FOR UPDATE OF r SKIP LOCKED")
         claim = generic_plan(query, ("{job}", 8, 0))
         update = generic_plan(pg_tx._UPDATE_RUNS, (pg_tx._changes_json(runs), len(runs)))
     assert "Custom" not in claim and "Seq Scan on ms_runs" not in claim, claim
