@@ -14,6 +14,7 @@ submitted its run also gets a link to that submit's span.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -93,6 +94,10 @@ def span(
 
 
 _cached: tuple[Any, Any] = (None, None)  # (provider, its tracer)
+# No provider set in code, and none named in the environment (which OpenTelemetry loads
+# at its first use): then there is none, without the environment lookup that
+# ``get_tracer_provider`` makes at every call. (Its global, read where it is found.)
+_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _tracer() -> Any:
@@ -100,6 +105,8 @@ def _tracer() -> Any:
     (the API alone: its spans would be no-ops, at about 10 us each)."""
     global _cached
     assert _trace is not None
+    if not _FROM_ENV and getattr(_trace, "_TRACER_PROVIDER", False) is None:
+        return None
     provider = _trace.get_tracer_provider()
     if isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider):
         return None

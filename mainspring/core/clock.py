@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, cast
 
+from .errors import InvalidSchedule
+
 
 class Clock(Protocol):
     def now(self) -> float:
@@ -101,8 +103,6 @@ def from_datetime(dt: datetime) -> float:
 def seconds(value: float | int | timedelta | None, what: str) -> float | None:
     """Accept seconds as a number or a timedelta; reject negatives and NaN
     (``InvalidSchedule``: every duration is a time option)."""
-    from .errors import InvalidSchedule
-
     if value is None:
         return None
     if isinstance(value, timedelta):
