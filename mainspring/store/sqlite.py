@@ -30,14 +30,14 @@ from .rows import (
     encode_record,
     encoder,
     record_run_ids,
-    records_of_v1_rows,
     run_columns,
     run_doc,
     task_columns,
 )
-from .schema import APP_ID, SCHEMA_VERSION, migration
+from .schema import SCHEMA_VERSION
 from .sql import SqlReadTx, SqlWriteTx
-from .sqlite_file import check_existing, newer, parse_url
+from .sqlite_file import parse_url
+from .sqlite_schema import open_schema
 
 #: The safety valve: a commit that finds this many pages in the WAL checkpoints inline
 #: (SQLite's own automatic checkpoint), should the background copy fall behind.
@@ -68,20 +68,6 @@ DIALECT = Dialect(
     max_list=500,
 )
 
-
-def _migrate_log_v2(con: sqlite3.Connection) -> None:
-    cur = con.execute(
-        "SELECT seq, event_id, type, at, task_id, run_id, attempt_id, correlation_id, "
-        "execution_id, data FROM ms_log_v1 ORDER BY seq"
-    )
-    while rows := cur.fetchmany(5000):
-        records, runs = records_of_v1_rows(rows)
-        con.executemany("INSERT INTO ms_log (seq, last_seq, events) VALUES (?, ?, ?)", records)
-        con.executemany("INSERT INTO ms_log_runs (run_id, seq) VALUES (?, ?)", runs)
-    con.execute("DROP TABLE ms_log_v1")
-
-
-_MIGRATE_DATA = {2: _migrate_log_v2}
 
 _INSERT_RUNS = f"INSERT INTO ms_runs ({DIALECT.run_cols}) VALUES ({', '.join('?' * 13)})"
 _UPSERT_TASKS = (
@@ -220,7 +206,7 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
-        self._open_schema()
+        open_schema(self, DIALECT)
         self.schema_version = SCHEMA_VERSION
         self._notifier = Notifier(notify_dir(self.path))
         self._ended = Notifier(os.path.join(notify_dir(self.path), "ended"))
@@ -251,89 +237,6 @@ class SQLiteStore(Store):
             with self._all_lock:
                 self._all.append(con)
         return con
-
-    def _open_schema(self) -> None:
-        if self._version() == SCHEMA_VERSION:
-            self._con()  # validate we can connect
-            return
-        # Creating or migrating: one process at a time, and each looks again once it holds
-        # the lock (two processes opening a new file at once: one creates, the other finds
-        # it made; SQLite alone would have the second fail switching to WAL, "locked").
-        with self._opening():
-            if self._version() == SCHEMA_VERSION:
-                self._con()
-                return
-            self._migrate()
-
-    def _version(self) -> int:
-        """The schema version of the file at the store's path (0: none yet), refusing
-        what is not ours to open or create."""
-        directory = os.path.dirname(self.path) or "."
-        if os.path.isdir(self.path):
-            raise StoreError(f"{self.path!r} is a directory, not a mainspring store file")
-        if os.path.exists(self.path):
-            return check_existing(self.path)
-        if not self.create:
-            raise StoreError(
-                f"no mainspring store at {self.path!r}: the file does not exist (check "
-                "--store / MAINSPRING_STORE; commands that only read never create a store)"
-            )
-        if not os.path.isdir(directory):
-            raise StoreError(
-                f"cannot create store {self.path!r}: directory {directory!r} does not exist"
-            )
-        return 0
-
-    @contextmanager
-    def _opening(self) -> Iterator[None]:
-        """Hold the store's creation lock (an exclusive flock on a file beside the
-        notification sockets) for as long as the block runs."""
-        directory = notify_dir(self.path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(
-            os.path.join(directory, "open.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # (closing releases the lock)
-
-    def _migrate(self) -> None:
-        con = self._con()
-        try:
-            con.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {self.path!r}: {exc}") from None
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            tables = {
-                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            current = 0
-            if "ms_meta" in tables:
-                row = con.execute(
-                    "SELECT value FROM ms_meta WHERE key = 'schema_version'"
-                ).fetchone()
-                current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:  # written since we looked (never mark it down)
-                    raise StoreError(newer(self.path, current))
-            elif tables:
-                raise StoreError(f"{self.path!r} is not a mainspring store")
-            for v in range(current + 1, SCHEMA_VERSION + 1):
-                for stmt in migration(v, DIALECT):
-                    con.execute(stmt)
-                if v in _MIGRATE_DATA:
-                    _MIGRATE_DATA[v](con)
-            con.execute("INSERT OR REPLACE INTO ms_meta (key, value) VALUES ('app', ?)", (APP_ID,))
-            con.execute(
-                "INSERT OR REPLACE INTO ms_meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     # -- transactions -----------------------------------------------------------------------
     def _write_lock(self) -> int | None:

@@ -21,7 +21,7 @@ import mainspring as ms
 from mainspring.core.model import TaskOptions
 from mainspring.core.states import AttemptResult
 from mainspring.engine import Engine, Finished
-from mainspring.store import checkpoint, open_store, resolve_url
+from mainspring.store import checkpoint, open_store, resolve_url, sqlite_schema
 from mainspring.store import sqlite as sq
 from mainspring.store.base import Store
 
@@ -210,7 +210,7 @@ def test_a_store_made_newer_after_the_first_look_is_refused_not_marked_down(
     the write transaction that would create it: the transaction looks again."""
     p = tmp_path / "raced.db"
     newer_store(p)
-    monkeypatch.setattr(sq, "check_existing", lambda path: 0)  # "it was empty a moment ago"
+    monkeypatch.setattr(sqlite_schema, "check_existing", lambda path: 0)  # "empty a moment ago"
     with pytest.raises(ms.StoreError, match="newer"):
         open_store(url_of(p))
     con = sqlite3.connect(p)
