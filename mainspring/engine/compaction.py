@@ -6,9 +6,10 @@ after the log's last event at that moment, ``seq``; its runs and tasks a page of
 time, encoded into compressed parts as they come (``ReadTx.encode_snapshot``), so that
 the compacting process never holds the whole state. Its parts are written a transaction
 each; the transaction that makes the snapshot the latest records ``log.compacted``;
-then the log records it covers are removed: first what the store can drop whole
-(PostgreSQL's partitions, store/pg_log_parts.py), then the rest a batch per transaction,
-oldest first (read and decoded before the write transaction, which only deletes). A crash
+then the log records it covers are removed, oldest first: what the store can remove in
+bulk (PostgreSQL's partitions, dropped whole, then deleted by seq range:
+store/pg_log_parts.py), then the rest a batch of records per transaction (read and
+decoded before the write transaction, which only deletes). A crash
 at any point leaves a store that opens and verifies: a snapshot whose ``log.compacted``
 did not commit is never read (its parts go with the next compaction), and the log is
 always whole from its first record on (docs/operations.md, "Compaction").
@@ -45,9 +46,11 @@ class CompactionCommands(Transactor):
             self.transact(lambda w, b: self._complete(w, b, seq))
         del parts
         total = max(0, seq - first + 1)
-        removed = self.store.drop_compacted_log()
-        if progress is not None and removed:
-            progress(min(removed, total), total)
+        removed = 0
+        for n in self.store.remove_compacted_log():
+            removed += n
+            if progress is not None:
+                progress(min(removed, total), total)
         while True:
             with self.store.read() as r:  # (read and decoded outside the write lock)
                 batch = r.compacted_records(DELETE_BATCH)

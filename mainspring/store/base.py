@@ -403,11 +403,12 @@ class Store(ABC):
         """This thread's waiter for runs that end, or None (``RunHandle.result`` polls)."""
         return None
 
-    def drop_compacted_log(self) -> int:
-        """Drop at once what the log holds before the latest snapshot, where the store
-        can do so whole (PostgreSQL's partitions); how many events that removed. Compaction
-        deletes the rest of what the snapshot covers a batch at a time."""
-        return 0  # (SQLite: one table, deleted a batch at a time)
+    def remove_compacted_log(self) -> Iterator[int]:
+        """Remove what the log holds before the latest snapshot where the store can do so
+        in bulk (PostgreSQL: partitions dropped whole, the rest deleted by seq range,
+        oldest first), a step at a time; yields how many events each step removed. What
+        is left, compaction deletes a batch of records at a time."""
+        return iter(())  # (SQLite: one table, deleted a batch at a time)
 
     def reclaim_log(self) -> None:
         """After a compaction deleted log records: make the space they held reusable now,

@@ -16,17 +16,19 @@ partitions a snapshot does not cover yet.
   for timed out), it is rolled back, the partitions are made, and the engine runs the
   command again (``Conflict``).
 * **Dropped whole.** A compaction drops the partitions its snapshot covers entirely, the
-  last record excepted (it says where the log goes on, ``LogTx``); the records of the
-  partition the snapshot ends in are deleted a batch at a time as on SQLite.
+  last record excepted (it says where the log goes on, ``LogTx``), then deletes the
+  covered records of the partition the snapshot ends in by seq range (both tables are
+  partitioned alike, so nothing is read or decoded to find a record's runs).
   ``DROP TABLE`` of a partition locks the whole log for the moment it takes: it waits
   at most ``LOCK_TIMEOUT`` for the transactions that read or write it, and, failing
-  that, leaves the partition to the row deletes.
+  that, leaves the partition to the row deletes, a transaction per partition.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -142,30 +144,49 @@ class LogPartitions:
                 hi += self.size
         self.until = hi
 
-    def drop_covered(self, con: Any) -> int:
-        """Drop the partitions the latest snapshot covers entirely, all but the last
-        record's; how many events they held (0 when the lock was not had in time)."""
+    def remove_covered(self, con: Any) -> Iterator[int]:
+        """Remove what the latest snapshot covers, all but the last record, a step at a
+        time: the partitions it covers entirely, dropped in one transaction (skipped when
+        the lock on the log was not had in time), then the covered records of each
+        partition left, deleted by seq range, a transaction per partition, oldest first.
+        Yields how many events each step removed."""
         for attempt in range(3):
             try:
                 with con.transaction():
                     con.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
-                    return self._drop_covered(con)
+                    dropped = self._drop_covered(con)
+                break
             except Exception as exc:
                 if getattr(exc, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                     raise
                 time.sleep(0.1 * (attempt + 1))
-        return 0
+        else:
+            dropped = 0
+        if dropped:
+            yield dropped
+        snapshot, top = _bounds(con)
+        for lo, hi in _ranges(con):
+            if top is None or lo > min(snapshot, top - 1):
+                return
+            with con.transaction():
+                # (no decoding: ms_log_runs is in the same partitions, found by seq)
+                removed, upto = con.execute(
+                    "WITH d AS (DELETE FROM ms_log WHERE seq >= %s AND seq < %s "
+                    "AND last_seq <= %s AND seq < %s RETURNING seq, last_seq) "
+                    "SELECT coalesce(sum(last_seq - seq + 1), 0), max(seq) FROM d",
+                    (lo, hi, snapshot, top),
+                ).fetchone()
+                if upto is not None:
+                    con.execute("DELETE FROM ms_log_runs WHERE seq >= %s AND seq <= %s", (lo, upto))
+            if removed:
+                yield int(removed)
 
     @staticmethod
     def _drop_covered(con: Any) -> int:
-        row = con.execute(
-            "SELECT (SELECT value FROM ms_meta WHERE key = 'snapshot')::bigint, "
-            "(SELECT max(seq) FROM ms_log)"
-        ).fetchone()
-        snapshot, top = int(row[0]), row[1]
+        snapshot, top = _bounds(con)
         if top is None:
             return 0
-        covered = [(lo, hi) for lo, hi in _ranges(con) if hi <= min(snapshot + 1, int(top))]
+        covered = [(lo, hi) for lo, hi in _ranges(con) if hi <= min(snapshot + 1, top)]
         if not covered:
             return 0
         end = covered[-1][1]
@@ -184,6 +205,15 @@ class LogPartitions:
         space in)."""
         ranges = _ranges(con)
         return [_name(t, *ranges[0]) for t in ("ms_log", "ms_log_runs")] if ranges else []
+
+
+def _bounds(con: Any) -> tuple[int, int | None]:
+    """The latest snapshot's seq, and the seq of the log's last record (None: no log)."""
+    snapshot, top = con.execute(
+        "SELECT (SELECT value FROM ms_meta WHERE key = 'snapshot')::bigint, "
+        "(SELECT max(seq) FROM ms_log)"
+    ).fetchone()
+    return int(snapshot), None if top is None else int(top)
 
 
 def missing_partition(exc: BaseException) -> bool:

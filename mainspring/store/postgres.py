@@ -431,15 +431,14 @@ class PostgresStore(Store):
 
         return PostgresWaiter(self)
 
-    def drop_compacted_log(self) -> int:
-        """Drop the log's partitions the latest snapshot covers (store/pg_log_parts.py)."""
+    def remove_compacted_log(self) -> Iterator[int]:
+        """Drop the log's partitions the latest snapshot covers, and delete the rest of
+        what it covers by seq range (store/pg_log_parts.py)."""
         try:
             with self._connection() as con:
-                return self.log_parts.drop_covered(con)
+                yield from self.log_parts.remove_covered(con)
         except psycopg.Error as exc:
-            raise StoreError(
-                f"dropping log partitions of {self.display_url!r} failed: {exc}"
-            ) from exc
+            raise StoreError(f"compacting the log of {self.display_url!r} failed: {exc}") from exc
 
     def reclaim_log(self) -> None:
         """VACUUM the log's first partitions, where compaction deleted records (the rest

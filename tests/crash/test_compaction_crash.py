@@ -82,14 +82,16 @@ def _fill(url: str) -> tuple[list[str], list[str]]:
 def store_url(store_url: str, store_kind: str) -> str:
     """On PostgreSQL, the log in partitions of 4,000 events: of the about 6,000 that
     ``_fill`` writes, the first batch a compaction reports is the first partition, dropped,
-    the next ones the records of the second, deleted."""
+    the second (and last) the covered records of the second, deleted by seq range."""
     return f"{store_url}&log_partition=4000" if store_kind == "postgres" else store_url
 
 
 @pytest.mark.parametrize("at", ["part 3", "batch 1", "batch 4"])
 def test_kill9_during_compaction_leaves_a_store_that_opens_and_verifies(
-    store_url: str, tmp_path: Path, at: str
+    store_url: str, store_kind: str, tmp_path: Path, at: str
 ) -> None:
+    if at == "batch 4" and store_kind == "postgres":
+        pytest.skip("on PostgreSQL the log goes in two batches (store_url above)")
     done, later = _fill(store_url)
     (tmp_path / "compactor.py").write_text(COMPACTOR)
     marks = tmp_path / "marks.txt"

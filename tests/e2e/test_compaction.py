@@ -300,8 +300,8 @@ def test_on_postgresql_a_compaction_that_cannot_lock_the_log_deletes_records_ins
     make_app: Make, store_kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A partition is dropped under a lock on the whole log, which a long transaction that
-    read the log holds off: compaction waits a moment for it, then deletes the records a
-    batch at a time as on SQLite, and a later compaction drops the partitions."""
+    read the log holds off: compaction waits a moment for it, then deletes the records by
+    seq range, a partition at a time, and a later compaction drops the partitions."""
     if store_kind != "postgres":
         pytest.skip("the log in partitions is PostgreSQL's")
     import psycopg
