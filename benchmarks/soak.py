@@ -8,7 +8,8 @@ the drain rate must hold while pruning and compaction run.
 Per store, three kinds of process (this file, ``--role ...``):
 
 - submit: ``task.submit_many`` every 100 ms, paced by the wall clock (after a stall it
-  submits what is due, at most 2,000 per call), so the offered rate is ``--rate`` on average;
+  submits what is due at once, in calls of the usual size, so that a stall does not
+  change what one call holds in memory), so the offered rate is ``--rate`` on average;
 - work: ``app.run_worker`` (``--workers`` processes of ``--concurrency`` slots) with a no-op
   handler; ``ms.App(url, retention=...)``, so the workers prune in the background. Each
   attempt's end is counted per second (``on_attempt``); each background prune that removed
@@ -42,6 +43,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import math
 import os
 import platform
 import shlex
@@ -60,7 +62,6 @@ import mainspring as ms  # noqa: E402
 
 PG_URL = os.environ.get("MAINSPRING_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TICK = 0.1  # the submitter's pace: one submit_many every 100 ms
-MAX_BATCH = 2000  # at most this many runs per submit_many (catching up after a stall)
 START_DELAY = 3.0  # seconds for the processes to boot before the clock starts
 TASK = "soak.noop"
 
@@ -149,6 +150,7 @@ def role_submit(args: argparse.Namespace) -> None:
             )
 
     tick, next_report = 1, t0 + 1.0
+    batch = max(1, math.ceil(args.rate * TICK))  # runs per call at the usual pace
     while not stop.is_set():
         now = time.time()
         if now >= end:
@@ -156,7 +158,7 @@ def role_submit(args: argparse.Namespace) -> None:
         due = int(args.rate * (now - t0))
         behind = due - done
         if behind > 0:
-            n = min(behind, MAX_BATCH)
+            n = min(behind, batch)
             c = time.perf_counter()
             noop.submit_many([{"i": done + k} for k in range(n)])
             call = time.perf_counter() - c
@@ -168,6 +170,8 @@ def role_submit(args: argparse.Namespace) -> None:
         if time.time() >= next_report:
             report(False)
             next_report += 1.0
+        if behind > batch:
+            continue  # (catching up: the next call at once)
         at = t0 + tick * TICK
         tick = max(tick + 1, int((time.time() - t0) / TICK) + 1)  # (skip ticks missed)
         stop.wait(max(0.0, at - time.time()))
