@@ -30,8 +30,8 @@ def parse_url(url: str) -> PgUrl:
     """libpq's conninfo and mainspring's own parameters from a ``postgresql://`` URL.
 
     mainspring's own parameters (``schema``, ``pool_size``, ``auto_migrate``,
-    ``log_partition``) are taken out; the rest of the URL reaches libpq exactly as written (an empty host included:
-    the Unix socket), in a ``postgresql://`` URL."""
+    ``log_partition``) are taken out; the rest of the URL reaches libpq exactly as
+    written (an empty host included: the Unix socket), in a ``postgresql://`` URL."""
     m = _URL.fullmatch(url)
     if m is None:
         raise StoreError(
