@@ -987,7 +987,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--t0", type=float, help=argparse.SUPPRESS)
     p.add_argument("--t_end", type=float, help=argparse.SUPPRESS)
-    return p.parse_args()
+    args = p.parse_args()
+    if args.role is None and not args.no_write:  # (not after an hour: now)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    return args
 
 
 def main() -> int:
