@@ -22,6 +22,7 @@ from collections.abc import Callable
 from ..core import events as E
 from ..store.base import WriteTx
 from .batch import Batch
+from .memory import release_free_memory
 from .transact import Transactor
 
 #: log records deleted per transaction
@@ -57,6 +58,7 @@ class CompactionCommands(Transactor):
             if not batch:
                 if removed:
                     self.store.reclaim_log()
+                release_free_memory()  # (what reading the state took: engine/memory.py)
                 return seq, removed
             with self.store.write() as w:
                 w.delete_log_records(
