@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -66,3 +67,14 @@ def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -
     if store_kind == "sqlite":
         return f"sqlite:///{tmp_path}/s.db"
     return pg_schema_url(request.getfixturevalue("pg_database"))
+
+
+def pg_log_ranges(con: Any, table: str = "ms_log") -> list[tuple[int, int]]:
+    """The seq ranges (from, to) of the partitions of a PostgreSQL store's ``table``, in
+    order, by their names (``ms_log_<from>_<to>``); ``table`` as ``con`` resolves it."""
+    rows = con.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = %s::regclass",
+        (table,),
+    ).fetchall()
+    return sorted((int(lo), int(hi)) for lo, hi in (n.rsplit("_", 2)[1:] for (n,) in rows))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from conftest import pg_log_ranges
 
 import mainspring as ms
 from mainspring.testing import ManualClock
@@ -30,11 +31,7 @@ def store_url(store_url: str, store_kind: str) -> str:
 def partitions(app: ms.App) -> list[tuple[int, int]]:
     """The ranges of the log's partitions on PostgreSQL, in order."""
     with app.store.read() as tx:
-        rows = tx.con.execute(  # type: ignore[attr-defined]
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'ms_log'::regclass"
-        ).fetchall()
-    return sorted((int(lo), int(hi)) for lo, hi in (n.rsplit("_", 2)[1:] for (n,) in rows))
+        return pg_log_ranges(tx.con)  # type: ignore[attr-defined]
 
 
 def _ok(app: ms.App) -> None:

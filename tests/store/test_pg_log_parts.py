@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
-from conftest import pg_schema_url
+from conftest import pg_log_ranges, pg_schema_url
 
 import mainspring as ms
 from mainspring.engine import Engine
@@ -42,17 +42,8 @@ def store(url: str) -> Iterator[Store]:
 
 def ranges(s: Store) -> list[tuple[int, int]]:
     """The log's partitions, checked to be the same for both tables and contiguous from 0."""
-    found = {}
     with s.read() as tx:
-        for table in ("ms_log", "ms_log_runs"):
-            rows = tx.con.execute(  # type: ignore[attr-defined]
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = %s::regclass",
-                (table,),
-            ).fetchall()
-            found[table] = sorted(
-                (int(lo), int(hi)) for lo, hi in (name.rsplit("_", 2)[1:] for (name,) in rows)
-            )
+        found = {t: pg_log_ranges(tx.con, t) for t in ("ms_log", "ms_log_runs")}  # type: ignore[attr-defined]
     assert found["ms_log"] == found["ms_log_runs"]
     got = found["ms_log"]
     assert got[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(got))

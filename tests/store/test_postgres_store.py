@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
-from conftest import pg_schema_url
+from conftest import pg_log_ranges, pg_schema_url
 
 import mainspring as ms
 from mainspring.core.clock import ManualClock
@@ -108,12 +108,7 @@ def tables(admin: Admin, schema: str) -> set[str]:
 
 def partitions(admin: Admin, schema: str, table: str) -> list[str]:
     """The partitions of ``table``, in the order of their ranges."""
-    rows = admin.execute(
-        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = %s::regclass ORDER BY pg_get_expr(c.relpartbound, c.oid)",
-        (f"{schema}.{table}",),
-    ).fetchall()
-    return sorted((name for (name,) in rows), key=lambda n: int(n.rsplit("_", 2)[1]))
+    return [f"{table}_{lo}_{hi}" for lo, hi in pg_log_ranges(admin, f"{schema}.{table}")]
 
 
 def fingerprint(admin: Admin, schema: str) -> dict[str, Any]:
