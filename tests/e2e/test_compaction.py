@@ -21,6 +21,7 @@ Make = Callable[..., ms.App]
 
 #: events per partition of the log on PostgreSQL here: a compaction drops some
 PARTITION = 16
+PARTITIONED = "the log in partitions is PostgreSQL's"
 
 
 @pytest.fixture
@@ -233,20 +234,30 @@ def test_verify_reports_a_log_that_does_not_reach_its_snapshot(make_app: Make) -
     assert "but the latest snapshot is at seq 0" in report.problems[0]
 
 
-def test_on_postgresql_a_compaction_vacuums_the_log_it_shortened(
-    make_app: Make, store_kind: str
-) -> None:
+def _pg_app_with_finished_runs(
+    make_app: Make, store_kind: str, n: int, why: str
+) -> tuple[ms.App, ms.TaskFunction, list[ms.RunHandle]]:
+    """On PostgreSQL only (else skip, saying ``why``): an App whose task ``job`` ran ``n``
+    runs to completion; the App, the task and the runs' handles."""
     if store_kind != "postgres":
-        pytest.skip("PostgreSQL reuses a deleted row's space only once it is vacuumed")
+        pytest.skip(why)
     app = make_app(check=False)
 
     @app.task
     def job(i: int) -> int:
         return i
 
-    job.submit_many([{"i": i} for i in range(20)])
-    with app.worker() as w:
+    handles = job.submit_many([{"i": i} for i in range(n)])
+    with app.worker(concurrency=4) as w:
         w.run_until_idle()
+    return app, job, handles
+
+
+def test_on_postgresql_a_compaction_vacuums_the_log_it_shortened(
+    make_app: Make, store_kind: str
+) -> None:
+    why = "PostgreSQL reuses a deleted row's space only once it is vacuumed"
+    app, _, _ = _pg_app_with_finished_runs(make_app, store_kind, 20, why)
     schema = app.store.schema  # type: ignore[attr-defined]
 
     def vacuums() -> int:  # of the log's partitions (what was deleted row by row is in one)
@@ -268,17 +279,7 @@ def test_on_postgresql_a_compaction_vacuums_the_log_it_shortened(
 def test_on_postgresql_compaction_drops_the_partitions_its_snapshot_covers(
     make_app: Make, store_kind: str
 ) -> None:
-    if store_kind != "postgres":
-        pytest.skip("the log in partitions is PostgreSQL's")
-    app = make_app(check=False)
-
-    @app.task
-    def job(i: int) -> int:
-        return i
-
-    handles = job.submit_many([{"i": i} for i in range(30)])
-    with app.worker(concurrency=4) as w:
-        w.run_until_idle()
+    app, _, handles = _pg_app_with_finished_runs(make_app, store_kind, 30, PARTITIONED)
     before = partitions(app)
     seq = app.compact()
     after = partitions(app)
@@ -299,22 +300,12 @@ def test_on_postgresql_a_compaction_that_cannot_lock_the_log_deletes_records_ins
     """A partition is dropped under a lock on the whole log, which a long transaction that
     read the log holds off: compaction waits a moment for it, then deletes the records by
     seq range, a partition at a time, and a later compaction drops the partitions."""
-    if store_kind != "postgres":
-        pytest.skip("the log in partitions is PostgreSQL's")
     import psycopg
 
     from mainspring.store import pg_log_parts
 
     monkeypatch.setattr(pg_log_parts, "LOCK_TIMEOUT", "20ms")
-    app = make_app(check=False)
-
-    @app.task
-    def job(i: int) -> int:
-        return i
-
-    job.submit_many([{"i": i} for i in range(30)])
-    with app.worker(concurrency=4) as w:
-        w.run_until_idle()
+    app, job, _ = _pg_app_with_finished_runs(make_app, store_kind, 30, PARTITIONED)
     before = partitions(app)
     with psycopg.connect(app.store.conninfo) as reader:  # type: ignore[attr-defined]
         reader.execute("SELECT count(*) FROM ms_log").fetchone()  # (and holds its lock)
