@@ -58,7 +58,8 @@ class CompactionCommands(Transactor):
             if not batch:
                 if removed:
                     self.store.reclaim_log()
-                release_free_memory()  # (what reading the state took: engine/memory.py)
+                self.store.release_memory()  # (the pages it read, then the heap they
+                release_free_memory()  # and the state took: engine/memory.py)
                 return seq, removed
             with self.store.write() as w:
                 w.delete_log_records(

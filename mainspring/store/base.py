@@ -415,6 +415,12 @@ class Store(ABC):
         where the store does not do so as it deletes."""
         return None  # (SQLite: the pages it frees are reused by the next writes at once)
 
+    def release_memory(self) -> None:
+        """Free what this thread's connection caches, after a large piece of work that
+        passes (compaction), so that a long-lived process does not hold it until it
+        closes."""
+        return None  # (PostgreSQL: the server caches, not this process)
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -403,6 +403,14 @@ class SQLiteStore(Store):
             with contextlib.suppress(sqlite3.Error):
                 con.execute("COMMIT")
 
+    def release_memory(self) -> None:
+        """Empty this thread's page cache (up to ``cache_size`` per connection): a
+        compaction reads the whole store through it, and then it would hold those pages
+        until the connection closes."""
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is not None and not self._closed:
+            con.execute("PRAGMA shrink_memory")
+
     def notify(self) -> None:
         self._notifier.notify()
 

@@ -20,7 +20,7 @@ import pytest
 import mainspring as ms
 from mainspring.core.model import TaskOptions
 from mainspring.core.states import AttemptResult
-from mainspring.engine import Engine, Finished
+from mainspring.engine import Engine, Finished, memory
 from mainspring.store import checkpoint, open_store, resolve_url, sqlite_schema
 from mainspring.store import sqlite as sq
 from mainspring.store.base import Store
@@ -552,3 +552,27 @@ def test_closing_the_store_removes_its_waiters_sockets(store_path: Path) -> None
     assert os.path.exists(path)
     s.close()
     assert not os.path.exists(path)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_a_compaction_leaves_no_page_cache_behind(tmp_path: Path) -> None:
+    """A compaction reads the whole store through its connection's page cache (up to 32
+    MB); ``release_memory`` empties it, so a process that compacts now and then does not
+    hold those pages until it closes."""
+    if memory._trim is None:
+        pytest.skip("no glibc malloc_trim here to measure against")
+    url = url_of(tmp_path / "big.db")
+    with ms.App(url) as app:
+        noop = app.task(name="noop")(lambda blob: None)
+        app.submit_many(noop, [((os.urandom(6_000).hex(),), {}) for _ in range(4_000)])
+    assert os.path.getsize(tmp_path / "big.db") > 40e6
+    with ms.App(url) as app:
+        app.stats()  # (the connection opened, before what the compaction reads)
+        memory.release_free_memory()  # (what making the store left in the heap)
+        before = rss_mb()
+        app.compact()
+        assert rss_mb() - before < 12  # (the full cache alone would be 32 MB)
