@@ -1,10 +1,11 @@
-"""Rate-limit accuracy: a task limited to 100 starts per second, drained by 8 worker slots
-(2 processes x 4), with more work queued than the limit lets through. Per second of the
+"""Rate-limit accuracy: a task limited to 100 starts per second, drained by 8 worker
+processes (of 1 slot each, by default), with more work queued than the limit lets through. Per second of the
 run: how many attempts started (the log's ``attempt.started`` times), which should stay
 at or under the limit and, while there is work, close to it.
 
     python benchmarks/ratelimit.py                 # SQLite (synchronous=FULL), 20 s
     python benchmarks/ratelimit.py --store URL     # e.g. a PostgreSQL URL
+    python benchmarks/ratelimit.py --workers 2 --slots 4
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ WORKER = textwrap.dedent(
     def job(i):
         return i
 
-    app.run_worker(concurrency=4)
+    app.run_worker(concurrency=int(sys.argv[2]))
     """
 ).replace("LIMIT", str(LIMIT))
 
@@ -43,6 +44,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="store URL (default: a fresh SQLite file)")
     parser.add_argument("--seconds", type=int, default=20, help="seconds of work queued")
+    parser.add_argument("--workers", type=int, default=8, help="worker processes (8)")
+    parser.add_argument("--slots", type=int, default=1, help="slots per worker process (1)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         url = args.store or f"sqlite:///{d}/rl.db"
@@ -53,15 +56,22 @@ def main() -> int:
             return i
 
         n = LIMIT * args.seconds
-        for i in range(0, n, 1000):
-            job.submit_many([{"i": k} for k in range(i, min(n, i + 1000))])
         script = Path(d) / "rlworker.py"
         script.write_text(WORKER)
         procs = [
-            subprocess.Popen([sys.executable, str(script), url], env=dict(os.environ))
-            for _ in range(2)
+            subprocess.Popen(
+                [sys.executable, str(script), url, str(args.slots)], env=dict(os.environ)
+            )
+            for _ in range(args.workers)
         ]
         try:
+            # the work is queued once every worker is up, so that the count measures the
+            # limit rather than how long processes take to start
+            boot = time.monotonic() + 60
+            while len(app.workers()) < args.workers and time.monotonic() < boot:
+                time.sleep(0.1)
+            for i in range(0, n, 1000):
+                job.submit_many([{"i": k} for k in range(i, min(n, i + 1000))])
             deadline = time.monotonic() + args.seconds * 3 + 30
             while app.stats()["completed"] < n and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -82,7 +92,10 @@ def main() -> int:
     worst = max(
         sum(1 for s in starts[i:] if s < t + 1.0) for i, t in enumerate(starts)
     )  # the fullest one-second window, anywhere
-    print(f"{len(starts)} starts of {n} runs, limit {LIMIT}/s, 8 slots (2 processes x 4)")
+    print(
+        f"{len(starts)} starts of {n} runs, limit {LIMIT}/s, {args.workers} worker processes "
+        f"x {args.slots} slot(s)"
+    )
     print("starts per second:", " ".join(str(c) for c in full))
     print(
         f"whole seconds: min {min(full)}, max {max(full)}, mean {sum(full) / len(full):.1f}; "

@@ -14,6 +14,7 @@ Rules of this module
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from typing import Any
 
@@ -345,8 +346,12 @@ def _on_attempt_started(state: State, ev: Event) -> None:
         account: RateRecord | None = state.kind(RATES).get(run.rate_key)
         if limit is None:
             raise ReplayError(f"attempt.started (seq {ev.seq}): task {run.task_id} is not loaded")
-        starts = [] if account is None else account.starts
-        kept = [*starts, ev.at][-limit.count :]
+        # in time order, the latest ``count`` kept: a writer's clock is read before it waits
+        # for the account's lock, so starts can commit out of time order, and a start
+        # dropped for being committed first while later than one kept would go uncounted
+        kept = [] if account is None else list(account.starts)
+        bisect.insort(kept, ev.at)
+        del kept[: -limit.count]
         state.put(
             RATES, run.rate_key, RateRecord(key=run.rate_key, starts=kept), new=account is None
         )

@@ -4,6 +4,7 @@ rest wait ready and ``why`` says when the next may start; 4 worker processes rac
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -80,3 +81,33 @@ def test_a_malformed_rate_limit_is_refused(app: ms.App, bad: object) -> None:
 
         @app.task(rate_limit=bad)  # type: ignore[arg-type]
         def job() -> None: ...
+
+
+def test_a_start_committed_after_a_later_one_still_counts_in_time_order(make_app: Make) -> None:
+    """A writer reads its clock before it waits for the store, so a start can commit after
+    one that is later in time. The account must still count the latest starts by time:
+    here, had it kept the last two committed, the fourth start below would have gone
+    through with three starts in one second."""
+    t0 = datetime.now(UTC)
+    early, late = ManualClock(t0), ManualClock(t0 + timedelta(seconds=0.02))
+    app_early, app_late = make_app(clock=early), make_app(clock=late)
+
+    @app_early.task(name="rl.t", rate_limit=ms.RateLimit(2, per=1.0))
+    def job(i: int) -> None: ...
+
+    job.submit_many([{"i": i} for i in range(4)])
+
+    def start_one(app: ms.App) -> int:
+        return len(app.engine.cycle("w", ["rl.t"], None, [], 1, 30.0).leased)
+
+    assert start_one(app_late) == 1  # at t0 + 0.02
+    assert start_one(app_early) == 1  # at t0, committed after it: 2 in the window
+    late.advance(0.985)
+    assert start_one(app_late) == 1  # at t0 + 1.005: the one at t0 has left the window
+    late.advance(0.01)
+    assert start_one(app_late) == 0  # at t0 + 1.015: t0 + 0.02 and t0 + 1.005 are in it
+    starts = sorted(
+        e.at.timestamp() for e in app_late.log(limit=100) if e.type == "attempt.started"
+    )
+    assert len(starts) == 3
+    assert all(len([s for s in starts if t <= s < t + 1.0]) <= 2 for t in starts)
