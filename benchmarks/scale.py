@@ -154,23 +154,41 @@ def render(
             cells = [fmt(table[(v.key, h, k)], k, h) for k in args.inflight]
             out.append(f"| {v.label} | {h:g} ms | " + " | ".join(cells) + " |")
 
-    def cpu_table(title: str, key: str) -> None:
+    def per_task_table(title: str, key: str, spec: str = ".2f") -> None:
         out.extend(["", title, "", header, "| --- | --- |" + " ---: |" * len(args.inflight)])
         for v in chosen(backend, args):
             for h in args.handler_ms:
                 cpu = [table[(v.key, h, k)].get(key) for k in args.inflight]
-                text = [f"{c:.2f}" if c is not None else "n/a" for c in cpu]
+                text = [format(c, spec) if c is not None else "n/a" for c in cpu]
                 out.append(f"| {v.label} | {h:g} ms | " + " | ".join(text) + " |")
 
-    cpu_table(
+    per_task_table(
         "Worker CPU seconds per 1,000 tasks (from `/proc/<pid>/stat`, since release):",
         "cpu_s_per_1k",
     )
     if backend == "postgres":
-        cpu_table(
+        per_task_table(
             "Server CPU seconds per 1,000 tasks (the PostgreSQL processes on this machine, "
             "`/proc/<pid>/stat`, since release; the server and the workers share its cores):",
             "server_cpu_s_per_1k",
+        )
+        per_task_table(
+            "Server transactions per task (`pg_stat_database` commits and rollbacks of the "
+            "peer's database, from the workers' start to their exit: boot and the "
+            "harness's completion checks included):",
+            "tx_per_task",
+        )
+        per_task_table(
+            "Rows written per task (`pg_stat_database` inserted + updated + deleted, the "
+            "same window):",
+            "rows_per_task",
+            ".1f",
+        )
+        per_task_table(
+            "WAL bytes per task (`pg_current_wal_lsn`, the same window; the whole server's, "
+            "so run nothing else beside it):",
+            "wal_bytes_per_task",
+            ",.0f",
         )
     out += ["", "Tasks per cell: " + ", ".join(
         f"{h:g} ms at {k}: {table[(chosen(backend, args)[0].key, h, k)]['n']:,}"

@@ -284,6 +284,19 @@ def pg_xacts(server: str, name: str) -> int:
     return int(psql(server, sql) or 0)
 
 
+def pg_writes(server: str, name: str) -> tuple[int, int]:
+    """Rows written in database ``name`` (inserted + updated + deleted, as the server
+    counts them: ``pg_stat_database``) and the server's WAL position in bytes (the whole
+    cluster's: nothing else should write while it is measured)."""
+    sql = (
+        "SELECT (SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database "
+        f"WHERE datname = {pg_literal(name)}) || ' ' || "
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+    )
+    rows, wal = (psql(server, sql) or "0 0").split()
+    return int(rows), int(wal)
+
+
 def pg_connections(server: str, name: str) -> int:
     """Client connections to database ``name`` right now."""
     sql = (
@@ -548,6 +561,7 @@ def w2_drain(
     preload_s = time.perf_counter() - t0
     pg = args.backend == "postgres"
     xacts = pg_xacts(args.pg_url, pg_dbname(db)) if pg else 0
+    writes = pg_writes(args.pg_url, pg_dbname(db)) if pg else (0, 0)
     workers = Workers(module, args, phase, db)
     try:
         workers.start(procs)
@@ -577,7 +591,15 @@ def w2_drain(
         # counters when it ends): boot, draining and the harness's completion checks.
         time.sleep(0.5)
         xacts = pg_xacts(args.pg_url, pg_dbname(db)) - xacts
-        result.update(transactions=xacts, tx_per_task=xacts / max(count, 1))
+        after = pg_writes(args.pg_url, pg_dbname(db))
+        rows, wal = (b - a for a, b in zip(writes, after, strict=True))
+        per = max(count, 1)
+        result.update(
+            transactions=xacts,
+            tx_per_task=xacts / per,
+            rows_per_task=rows / per,
+            wal_bytes_per_task=wal / per,
+        )
     if not finished or count < n:
         result["error"] = f"timeout: {count}/{n} done in {args.phase_timeout:.0f}s"
         if count > 1:
