@@ -69,6 +69,12 @@ def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -
     return pg_schema_url(request.getfixturevalue("pg_database"))
 
 
+def rss_mb() -> float:
+    """This process's resident set size (Linux ``/proc``), in MiB."""
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+
+
 def pg_log_ranges(con: Any, table: str = "ms_log") -> list[tuple[int, int]]:
     """The seq ranges (from, to) of the partitions of a PostgreSQL store's ``table``, in
     order, by their names (``ms_log_<from>_<to>``); ``table`` as ``con`` resolves it."""

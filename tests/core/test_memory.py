@@ -4,13 +4,9 @@ allocated and freed goes back to the OS, where the C allocator can (glibc)."""
 from __future__ import annotations
 
 import pytest
+from conftest import rss_mb
 
 from mainspring.engine import memory
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
 
 
 def test_the_free_pages_of_the_heap_go_back_to_the_os() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from conftest import rss_mb
 
 import mainspring as ms
 from mainspring.core.model import TaskOptions
@@ -552,11 +553,6 @@ def test_closing_the_store_removes_its_waiters_sockets(store_path: Path) -> None
     assert os.path.exists(path)
     s.close()
     assert not os.path.exists(path)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
 
 
 def test_a_compaction_leaves_no_page_cache_behind(tmp_path: Path) -> None:
