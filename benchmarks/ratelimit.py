@@ -1,7 +1,8 @@
 """Rate-limit accuracy: a task limited to 100 starts per second, drained by 8 worker
-processes (of 1 slot each, by default), with more work queued than the limit lets through. Per second of the
-run: how many attempts started (the log's ``attempt.started`` times), which should stay
-at or under the limit and, while there is work, close to it.
+processes (of 1 slot each, by default), with more work queued than the limit lets
+through, once every worker is up. Per second of the run: how many attempts started (the
+log's ``attempt.started`` times), which should stay at or under the limit and, while
+there is work, close to it.
 
     python benchmarks/ratelimit.py                 # SQLite (synchronous=FULL), 20 s
     python benchmarks/ratelimit.py --store URL     # e.g. a PostgreSQL URL

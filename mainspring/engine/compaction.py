@@ -58,8 +58,10 @@ class CompactionCommands(Transactor):
             if not batch:
                 if removed:
                     self.store.reclaim_log()
-                self.store.release_memory()  # (the pages it read, then the heap they
-                release_free_memory()  # and the state took: engine/memory.py)
+                # what reading the state took: the connection's cached pages, then the
+                # heap's free pages (engine/memory.py)
+                self.store.release_memory()
+                release_free_memory()
                 return seq, removed
             with self.store.write() as w:
                 w.delete_log_records(
