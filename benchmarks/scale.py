@@ -8,7 +8,10 @@
 
 One worker process per peer and cell, preloaded with the tasks (as W2 of run.py: the
 workers boot, are released together, and the drain runs from the first handler start to
-the last handler end, as the tasks stamp them). Two axes:
+the last handler end, as the tasks stamp them); and mainspring once more with the in-flight
+count split over several processes (2 on SQLite, 4 on PostgreSQL), so that every core is in
+use: what this design drains when the machine, not one process's loop, is the limit. Two
+axes:
 
 - in flight: how many handlers may run at once in the process (mainspring
   ``run_worker(concurrency=N)``, threads for ``def`` and one event loop for ``async def``,
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -44,35 +48,47 @@ class Variant:
     spec: R.PeerSpec
     handler: str = "def"  # mainspring: "async" declares the task ``async def``
     prefetch: bool = False  # mainspring: ``run_worker(prefetch=N)``, one run ahead per slot
+    procs: int = 1  # worker processes, the in-flight count split evenly among them
+
+    def per_process(self, inflight: int) -> int:
+        return max(1, inflight // self.procs)
 
     def environment(self, inflight: int, handler_ms: float) -> dict[str, str]:
         env = {"BENCH_HANDLER_MS": f"{handler_ms:g}"}
         if self.handler == "async":
             env["BENCH_ASYNC"] = "1"
         if self.prefetch:
-            env["BENCH_PREFETCH"] = str(inflight)
+            env["BENCH_PREFETCH"] = str(self.per_process(inflight))
         if self.key == "pgqueuer":  # its best dequeue batch for this many in flight
             env["BENCH_PGQ_BATCH"] = str(max(1, min(inflight // 2, 50)))
         return env
 
 
-def _mainspring(spec: R.PeerSpec, name: str) -> list[Variant]:
+def _mainspring(spec: R.PeerSpec, name: str, procs: int) -> list[Variant]:
     return [
         Variant("mainspring", f"{name} (def)", spec),
         Variant("mainspring-prefetch", f"{name} (def, prefetch=N)", spec, prefetch=True),
         Variant(
             "mainspring-async", f"{name} (async def, prefetch=N)", spec, "async", prefetch=True
         ),
+        # every core in use: the design's ceiling on this machine, not one process's
+        Variant(
+            "mainspring-procs",
+            f"{name} (def, prefetch, {procs} processes of N/{procs})",
+            spec,
+            prefetch=True,
+            procs=procs,
+        ),
     ]
 
 
 VARIANTS = {
     "sqlite": [
-        *_mainspring(R.PEERS["mainspring"], "mainspring"),
+        *_mainspring(R.PEERS["mainspring"], "mainspring", 2),
         Variant("huey", "huey (N threads)", R.PEERS["huey"]),
     ],
     "postgres": [
-        *_mainspring(R.PG_PEERS["mainspring"], "mainspring-pg"),
+        *_mainspring(R.PG_PEERS["mainspring"], "mainspring-pg", 4),
         Variant("pgqueuer", "pgqueuer (batch min(N/2, 50))", R.PG_PEERS["pgqueuer"]),
         Variant("procrastinate", "procrastinate", R.PG_PEERS["procrastinate"]),
     ],
@@ -91,8 +107,8 @@ def cell(
     v: Variant, backend: str, inflight: int, handler_ms: float, args: argparse.Namespace
 ) -> dict[str, Any]:
     n = tasks_for(inflight, handler_ms, args.quick)
-    ns = argparse.Namespace(n=n, rounds=1, concurrency=inflight, repeat=1)
-    extra = ["--phases", "w2_1", "--drain-procs", "1"]
+    ns = argparse.Namespace(n=n, rounds=1, concurrency=v.per_process(inflight), repeat=1)
+    extra = ["--phases", f"w2_{v.procs}", "--drain-procs", str(v.procs)]
     if backend == "postgres":
         extra += ["--backend", "postgres", "--sync", "server", "--pg-url", args.pg_url]
     else:
@@ -115,7 +131,9 @@ def cell(
         cleanup,
         v.environment(inflight, handler_ms),
     )
-    found: dict[str, Any] = result.get("w2_1") or {"error": result.get("error", "no result")}
+    found: dict[str, Any] = result.get(f"w2_{v.procs}") or {
+        "error": result.get("error", "no result")
+    }
     return {**found, "n": n}
 
 
@@ -142,7 +160,8 @@ def render(
         "",
         f"Run {started} UTC on {R._host()}. Command: `{cmd}`.",
         f"Load average (1 min) at start {load_start}, at end {R._load()}.",
-        "One worker process per cell, tasks preloaded; drained tasks/s from the first handler "
+        "One worker process per cell (the `processes` row: N split over them), tasks "
+        "preloaded; drained tasks/s from the first handler "
         "start to the last handler end. With a handler time, the share of the ideal rate "
         "(in flight / handler time) in brackets.",
         "",
@@ -172,6 +191,25 @@ def render(
             "`/proc/<pid>/stat`, since release; the server and the workers share its cores):",
             "server_cpu_s_per_1k",
         )
+    cores = os.cpu_count() or 1
+    for c in table.values():
+        if c.get("cpu_s_per_1k"):  # (SQLite's engine runs in the worker: no server)
+            c["total_cpu_ms"] = c["cpu_s_per_1k"] + c.get("server_cpu_s_per_1k", 0.0)
+            c["ceiling"] = cores * 1000 / c["total_cpu_ms"]
+    per_task_table(
+        "CPU per task in all (ms), the workers' and the server's: what the machine spends "
+        "on one task",
+        "total_cpu_ms",
+        ".3f",
+    )
+    per_task_table(
+        f"The drain that this CPU per task allows on this machine's {cores} cores, every "
+        "one of them busy with nothing else (tasks/s): a ceiling, reached only when the "
+        "work keeps every core busy",
+        "ceiling",
+        ",.0f",
+    )
+    if backend == "postgres":
         per_task_table(
             "Server transactions per task (`pg_stat_database` commits and rollbacks of the "
             "peer's database, from the workers' start to their exit: boot and the "

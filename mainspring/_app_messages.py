@@ -30,7 +30,7 @@ from ._task_options import (
 )
 from ._tasks import TaskFunction
 from ._transactions import TransactionFunction
-from .core.errors import InvalidArgument
+from .core.errors import InvalidArgument, refusing_bad_calls
 from .core.ids import uuid7
 from .engine.topics import PublishRequest
 from .worker.context import current as context_now
@@ -46,6 +46,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@refusing_bad_calls
 class Messaging:
     """``app.publish``, ``publish_many``, ``subscriber``, ``messages``, ``receipts``,
     ``transaction``."""

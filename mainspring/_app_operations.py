@@ -11,7 +11,7 @@ from ._handles import RunHandle
 from ._records import QueueInfo
 from ._task_options import queue_name, run_state_of
 from .core.clock import seconds
-from .core.errors import InvalidArgument
+from .core.errors import InvalidArgument, refusing_bad_calls
 from .core.states import TERMINAL, RunState
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
+@refusing_bad_calls
 class Operations:
     """``app.pause`` / ``resume`` (engine or queue), ``queues``, ``matching_runs``,
     ``cancel_runs``, ``rerun_runs``, ``prune``, ``compact``."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import workflow
 from ._records import LogEvent, RunInfo, StepInfo, log_event, run_info, step_info
-from .core.errors import RunCanceled, RunFailed
+from .core.errors import RunCanceled, RunFailed, refusing_bad_calls
 from .core.failures import PreconditionFailed
 from .core.states import RunState
 from .worker.context import current as context_now
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .core.model import Run
 
 
+@refusing_bad_calls
 class RunHandle:
     """A submitted run.
 
@@ -141,6 +142,7 @@ class RunHandle:
             return [log_event(e) for e in tx.events(0, self.run_id, 1_000_000)]
 
 
+@refusing_bad_calls
 class TaskHandle:
     """A submitted task (its runs are derived from its policy)."""
 

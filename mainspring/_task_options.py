@@ -12,7 +12,7 @@ from typing import Any, Literal, TypedDict
 import msgspec
 
 from .core.clock import from_datetime, seconds
-from .core.errors import InvalidArgument, InvalidSchedule
+from .core.errors import InvalidArgument, InvalidSchedule, refuses_bad_calls
 from .core.model import Backoff, Policy, RateLimit, TaskOptions
 from .core.states import RunState
 
@@ -116,6 +116,7 @@ def rate_limit_of(value: Any) -> RateLimit | None:
     return RateLimit(value.count, per, key)
 
 
+@refuses_bad_calls
 def options(
     *,
     max_attempts: int = 1,

@@ -32,7 +32,7 @@ from ._task_options import (
 )
 from .core.clock import seconds
 from .core.codec import to_plain
-from .core.errors import InvalidArgument
+from .core.errors import InvalidArgument, refusing_bad_calls
 from .core.ids import uuid7
 from .core.model import MISFIRE_GRACE_SECONDS, Policy, TaskOptions
 from .engine import SubmitRequest
@@ -106,6 +106,7 @@ def calls_of(items: Sequence[Any]) -> list[tuple[Sequence[Any], dict[str, Any]]]
     return calls
 
 
+@refusing_bad_calls
 class Submitter(Generic[P, R]):
     """``task.with_options(...)``: per-submission overrides (a TaskFunction is one with none)."""
 
@@ -169,6 +170,7 @@ class Submitter(Generic[P, R]):
         return self.task._submit_task(args, kwargs or {}, policy, **self.overrides)
 
 
+@refusing_bad_calls
 class TaskFunction(Submitter[P, R]):
     """A handler registered with ``@app.task``. Call it to run it inline; ``submit`` to queue.
 
@@ -440,6 +442,14 @@ class TaskFunction(Submitter[P, R]):
             sub = self.app.engine.submit(req, connection=connection)
             telemetry.submitted(span, sub.run_ids, req.correlation_id)
         return TaskHandle(self.app, sub.task_id, sub.run_ids)
+
+
+def undeclared(name: str) -> str:
+    """The warning of a submission by a name no App has declared in the store."""
+    return (
+        f"no App has declared {name!r} in this store yet: the run has the default options "
+        "and waits for a worker that declares it"
+    )
 
 
 def by_name(app: App, name: str, definition: dict[str, Any] | None) -> TaskFunction[..., Any]:

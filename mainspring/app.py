@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
@@ -55,11 +56,17 @@ from ._task_options import (
     run_state_of,
     task_name,
 )
-from ._tasks import Submitter, TaskFunction, by_name
+from ._tasks import Submitter, TaskFunction, by_name, undeclared
 from .bus import Bus
 from .core.clock import Clock, SystemClock, seconds
 from .core.codec import to_plain
-from .core.errors import InvalidArgument, InvalidSchedule, LogCompacted
+from .core.errors import (
+    InvalidArgument,
+    InvalidSchedule,
+    LogCompacted,
+    refuses_bad_calls,
+    refusing_bad_calls,
+)
 from .core.model import Backoff, Policy, RateLimit, TaskOptions
 from .core.states import RunState
 from .engine import Engine
@@ -90,6 +97,7 @@ __all__ = [
 ]
 
 
+@refusing_bad_calls
 class App(Messaging, Operations):
     """A mainspring application: a store, the tasks it declares, workers and queries."""
 
@@ -370,7 +378,7 @@ class App(Messaging, Operations):
 
     def signal(
         self,
-        execution_id: str,
+        execution_id_or_run_id: str,
         name: str,
         payload: Any = None,
         *,
@@ -379,7 +387,8 @@ class App(Messaging, Operations):
         """Send the signal ``name`` to a workflow (by execution id or run id): durable, and
         received once by an ``ms.wait_for(name)``, in the order sent; kept until the
         workflow waits for it. With ``idempotency_key``, sending again is a no-op.
-        Raises UnknownExecution for an unknown id."""
+        Raises UnknownExecution for an unknown id, or a run that is not a workflow's."""
+        execution_id = execution_id_or_run_id
         for what, value in (("execution id", execution_id), ("signal name", name)):
             if not isinstance(value, str) or not value:
                 raise InvalidArgument(f"the {what} must be a non-empty string, got {value!r}")
@@ -416,7 +425,8 @@ class App(Messaging, Operations):
         """Submit a run of task ``name`` without its handler code (CLI, other services).
 
         Uses the options and parameters the declaring App recorded in the store; a name no
-        App declared is accepted with the default options (its arguments are not checked).
+        App declared is accepted with the default options (its arguments are not checked),
+        with a ``UserWarning`` saying so.
         """
         unknown = set(overrides) - set(OVERRIDES)
         if unknown:
@@ -435,6 +445,8 @@ class App(Messaging, Operations):
                     "explicitly (concurrency_key=..., CLI: --concurrency-key K)"
                 )
             tf = by_name(self, name, definition)
+            if definition is None:
+                warnings.warn(undeclared(name), UserWarning, stacklevel=3)  # (the caller)
         return tf._submit(list(args), kwargs if kwargs is not None else {}, **overrides)
 
     def declares(self, name: str) -> bool:
@@ -506,7 +518,9 @@ class App(Messaging, Operations):
         """Tasks in creation order with their policy, next occurrence and run counts
         (``active=False``: canceled ones too)."""
         check_limit(limit)
-        return [task_info(v) for v in self.engine.tasks(active=bool(active), limit=limit)]
+        if not isinstance(active, bool):
+            raise InvalidArgument(f"active must be True or False, got {active!r}")
+        return [task_info(v) for v in self.engine.tasks(active=active, limit=limit)]
 
     def get_task(self, task_id: str) -> TaskInfo:
         """The task with this id; raises UnknownTask."""
@@ -596,6 +610,7 @@ class App(Messaging, Operations):
         )
 
     @contextlib.contextmanager
+    @refuses_bad_calls  # (inside: the context manager calls it only later)
     def worker(
         self,
         concurrency: int = 8,

@@ -69,6 +69,9 @@ class WorkflowRun:
         self.next_wait = 1
         self.children: set[str] = set()
         self.diverged: str | None = None  # the NonDeterminism raised, if any
+        #: steps that failed for good in an earlier attempt and run again in this one
+        #: (``runs_again``), with the tries they had then
+        self.again: dict[int, int] = {}
 
     @classmethod
     def begin(cls, app: App) -> WorkflowRun:
@@ -94,7 +97,12 @@ class WorkflowRun:
     ) -> None:
         try:
             self.engine.record_step(
-                self.ctx.worker, self.ctx.attempt_id, step, will_retry, launches
+                self.ctx.worker,
+                self.ctx.attempt_id,
+                step,
+                will_retry,
+                launches,
+                again=step.number in self.again,
             )
         except Fenced:
             raise self._fenced() from None
@@ -112,7 +120,22 @@ class WorkflowRun:
         rec = self.history.steps.get(n)
         if rec is not None and rec.name != name:
             self._diverge("step", n, rec.name, name)
+        if rec is not None and self.runs_again(rec):
+            self.again[n] = rec.attempts
+            return n, None
         return n, rec
+
+    def runs_again(self, rec: StepRecord) -> bool:
+        """Whether a recorded step runs again rather than replaying: it failed for good and
+        nothing was recorded after it (no later step, no later wait), so its error ended
+        that attempt uncaught, and the workflow's retry (or resume) must try it anew. A
+        failure the workflow caught and went on from replays, so that the replay takes
+        the path it took."""
+        if rec.state != "failed" or any(k > rec.number for k in self.history.steps):
+            return False
+        if rec.waits_before is None:  # (recorded before waits were counted)
+            return not self.history.waits
+        return not any(w > rec.waits_before for w in self.history.waits)
 
     def step_record(
         self,
@@ -132,11 +155,12 @@ class WorkflowRun:
             name=name,
             state="completed" if exc is None else "failed",
             output=output,
-            attempts=tries,
+            attempts=self.again.get(n, 0) + tries,  # (the tries of earlier attempts too)
             started_at=started,
             finished_at=self.engine.clock.now(),
         )
         if exc is not None:
+            rec.waits_before = self.next_wait - 1
             rec.error = f"{type(exc).__name__}: {exc}"
             rec.error_type = f"{type(exc).__module__}:{type(exc).__qualname__}"
             try:

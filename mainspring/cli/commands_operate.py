@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from typing import Annotated, Any
 
 import msgspec
@@ -115,7 +116,8 @@ def submit(
     g = globals_of(ctx, store, json_out)
     a = _parse_json(args, "--args", list)
     k = _parse_json(kwargs, "--kwargs", dict)
-    with open_app(g, create=True) as app:
+    with open_app(g, create=True) as app, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", UserWarning)
         handle = app.submit(
             task_name,
             a or [],
@@ -128,11 +130,8 @@ def submit(
             queue=queue,
             concurrency_key=concurrency_key,
         )
-        if not app.declares(task_name):
-            sys.stderr.write(
-                f"mainspring submit: no App has declared {task_name!r} in this store yet: the "
-                "run has the default options and waits for a worker that declares it\n"
-            )
+        for warning in said:  # (one line each, not Python's two-line warning format)
+            sys.stderr.write(f"mainspring submit: {warning.message}\n")
         if g.json:
             out.emit_json(out.run_json(app.get_run(handle.run_id)))
         else:

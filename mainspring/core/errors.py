@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
 
 class MainspringError(Exception):
     """Base class of every error mainspring raises on purpose."""
@@ -89,3 +97,29 @@ class LogCompacted(MainspringError, LookupError):
     def __init__(self, message: str, *, first_seq: int):
         super().__init__(message)
         self.first_seq = first_seq
+
+
+def refuses_bad_calls(fn: F) -> F:
+    """``fn`` with a call whose arguments do not fit its parameters (an unknown keyword,
+    one too many) raising InvalidArgument, as every invalid option or argument does,
+    rather than Python's TypeError. A TypeError raised inside ``fn`` passes as it is."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TypeError as exc:
+            tb = exc.__traceback__
+            if tb is not None and tb.tb_next is None and not isinstance(exc, MainspringError):
+                raise InvalidArgument(str(exc)) from None  # (raised by the call itself)
+            raise
+
+    return call  # type: ignore[return-value]
+
+
+def refusing_bad_calls(cls: C) -> C:
+    """``refuses_bad_calls`` on the public methods ``cls`` defines (and its ``__init__``)."""
+    for name, value in list(vars(cls).items()):
+        if inspect.isfunction(value) and (name == "__init__" or not name.startswith("_")):
+            setattr(cls, name, refuses_bad_calls(value))
+    return cls

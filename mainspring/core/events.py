@@ -175,6 +175,7 @@ class StepFailed(TypedDict):
     will_retry: bool
     attempts: int
     started_at: float
+    waits: NotRequired[int]  # the workflow's waits begun by then (StepRecord.waits_before)
 
 
 class SleepStarted(TypedDict):
@@ -485,6 +486,8 @@ def step_ended(run: Run, at: float, step: StepRecord, will_retry: bool = False) 
     )
     if step.error_args is not None:
         failed["error_args"] = step.error_args
+    if step.waits_before is not None:
+        failed["waits"] = step.waits_before
     return _about(run, STEP_FAILED, at, None, failed)
 
 

@@ -231,6 +231,9 @@ class StepRecord(msgspec.Struct, kw_only=True):
     attempts: int = 1
     started_at: float = 0.0
     finished_at: float = 0.0
+    #: of a failed step: how many waits (sleeps, signal and child waits) its workflow had
+    #: begun by then; a later wait means the workflow went on past the failure
+    waits_before: int | None = None
 
 
 class WaitRecord(msgspec.Struct, kw_only=True):

@@ -537,7 +537,10 @@ def _on_step_ended(state: State, ev: Event) -> None:
     if failed and d["will_retry"]:
         return  # a try of the step: the step itself goes on
     key = step_key(run.run_id, d["number"])
-    if key in state.kind(STEPS):
+    was: StepRecord | None = state.kind(STEPS).get(key)
+    # a step that failed for good as the last thing its workflow recorded may run again in
+    # a later attempt (workflow.py ``WorkflowRun.may_rerun``); a completed step never does
+    if was is not None and (was.state != "failed" or was.name != d["name"]):
         raise ReplayError(
             f"{ev.type} (seq {ev.seq}): step {d['number']} of {run.run_id} is recorded"
         )
@@ -554,11 +557,12 @@ def _on_step_ended(state: State, ev: Event) -> None:
             error=d["error"] if failed else None,
             error_type=d["error_type"] if failed else None,
             error_args=d.get("error_args") if failed else None,
+            waits_before=d.get("waits") if failed else None,
             attempts=d["attempts"],
             started_at=d["started_at"],
             finished_at=ev.at,
         ),
-        new=True,
+        new=was is None,
     )
 
 

@@ -111,13 +111,17 @@ class WorkflowCommands(TopicCommands):
         step: StepRecord,
         will_retry: bool = False,
         launches: Sequence[Any] = (),
+        again: bool = False,
     ) -> None:
         """Record a step's end (or, ``will_retry``, one failed try of it) with its start,
-        and what a completed step launched (its submissions and messages)."""
+        and what a completed step launched (its submissions and messages). ``again``: the
+        step failed for good in an earlier attempt and ran again (its record is replaced)."""
 
         def body(tx: WriteTx, b: Batch) -> None:
-            # (a step recorded twice is refused by its create-only row: no read for it)
             run = self._holding(tx, b, worker, step.run_id, attempt_id)
+            if again:  # the reducer replaces only a record it sees failed
+                tx.load_records(STEPS, [step.step_id], b.state)
+            # (otherwise a step recorded twice is refused by its create-only row: no read)
             b.emit(E.step_started(run, b.now, step.number, step.name))
             b.emit(E.step_ended(run, b.now, step, will_retry))
             if launches and step.state == "completed":
@@ -281,6 +285,11 @@ class WorkflowCommands(TopicCommands):
             raise UnknownExecution(
                 f"no workflow execution or run {target!r} in this store; list runs with "
                 "`mainspring runs`"
+            )
+        if not run.workflow:  # (a plain task's run would keep a signal no one receives)
+            raise UnknownExecution(
+                f"run {target!r} is a run of task {run.task_name!r}, not of a workflow: "
+                "only workflows receive signals"
             )
         return run
 

@@ -104,6 +104,8 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
             return status, code, str(exc)
     if isinstance(exc, MainspringError):
         return 500, "internal_error", str(exc)
+    if isinstance(exc, RecursionError) and "deserializ" in str(exc):  # (msgspec's words)
+        return 400, "bad_request", "the JSON body is nested too deeply to read"
     if isinstance(exc, HTTPException):
         status = exc.status_code
         message = str(exc.detail)

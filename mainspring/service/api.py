@@ -4,6 +4,7 @@ API only. Handlers that touch the store are plain functions run on the thread po
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -28,6 +29,7 @@ from . import cursor as cursors
 from ._errors import ApiError, ErrorBody
 from .follower import LogFollower
 from .models import (
+    Answer,
     EngineState,
     PublishBody,
     RunDetail,
@@ -35,6 +37,7 @@ from .models import (
     SignalBody,
     SignalSent,
     SubmitBody,
+    SubmittedRun,
 )
 
 MAX_LIMIT = 1000
@@ -88,9 +91,6 @@ Path = Annotated[str, PathParameter()]
 def api_router(app: App, follower: LogFollower) -> Router:
     """The ``/api/v1`` routes over ``app``; ``follower`` feeds ``/log/stream``."""
 
-    def run_response(run_id: str, status: int) -> Response[RunInfo]:
-        return Response(app.get_run(run_id), status_code=status)
-
     # -- tasks ---------------------------------------------------------------------------------
     @get("/tasks", sync_to_thread=True, opt=_query("active", "limit"), responses=_errors(400))
     def list_tasks(
@@ -110,24 +110,29 @@ def api_router(app: App, follower: LogFollower) -> Router:
         status_code=201,
         opt=_query(),
         responses={
-            200: ResponseSpec(RunInfo, description="an idempotent replay: the existing run"),
+            200: ResponseSpec(SubmittedRun, description="an idempotent replay: the existing run"),
             **_errors(400, 409, 413),
         },
     )
-    def submit(name: Path, data: JSONBody[SubmitBody]) -> Response[RunInfo]:
+    def submit(name: Path, data: JSONBody[SubmitBody]) -> Response[SubmittedRun]:
         """Submit a run of task ``name`` (``app.submit``): 201 with the new run, 200 with
         the existing one when the ``idempotency_key`` (or workflow ``execution_id``) was
-        submitted before with the same arguments; 409 when with other arguments."""
+        submitted before with the same arguments; 409 when with other arguments. Its
+        ``warnings`` say when no App has declared ``name`` in the store."""
         overrides = {
             k: v
             for k, v in msgspec.structs.asdict(data).items()
             if k not in ("args", "kwargs") and v is not None
         }
-        handle = app.submit(name, data.args, data.kwargs, **overrides)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", UserWarning)
+            handle = app.submit(name, data.args, data.kwargs, **overrides)
         created = handle._created  # the run as created: no need to read it back
-        if created is not None:
-            return Response(run_info(created), status_code=201)
-        return run_response(handle.run_id, 200 if handle.replayed else 201)
+        info = run_info(created) if created is not None else app.get_run(handle.run_id)
+        answer = SubmittedRun(
+            **msgspec.structs.asdict(info), warnings=[str(w.message) for w in said]
+        )
+        return Answer(answer, status_code=200 if created is None and handle.replayed else 201)
 
     @post(
         "/tasks/{task_id:str}/cancel",

@@ -8,8 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
+from litestar import Response
+from litestar.serialization import default_serializer
+from litestar.types import Serializer
 
-from .._records import LogEvent, RunInfo, StepInfo
+from .._records import LogEvent, RunInfo, StepInfo, plain
 
 #: the longest ``delay`` accepted, in seconds (a thousand years)
 MAX_DELAY = 1000 * 366 * 86400.0
@@ -52,6 +55,14 @@ class RunPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
+class SubmittedRun(RunInfo, frozen=True, kw_only=True):
+    """``POST /tasks/{name}/runs``: the run, and what the submission warns of (a name no
+    App has declared in the store: accepted with the default options, its arguments not
+    checked); empty when nothing."""
+
+    warnings: list[str] = []
+
+
 class RunDetail(RunInfo, frozen=True, kw_only=True):
     """``GET /runs/{run_id}``: the run with its attempts, its workflow steps and its
     history (every log event of the run still in the log, in order)."""
@@ -80,3 +91,16 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     """``/healthz`` and ``/readyz``."""
 
     status: str
+
+
+class Answer(Response[Any]):
+    """The service's JSON answers, with times as the CLI's ``--json`` and the log stream
+    write them (``isoformat()``: ``+00:00``) rather than msgspec's ``Z``: one body, one
+    form of a time."""
+
+    def render(
+        self, content: Any, media_type: str, enc_hook: Serializer = default_serializer
+    ) -> bytes:
+        if isinstance(content, bytes) or not media_type.startswith("application/json"):
+            return super().render(content, media_type, enc_hook)
+        return msgspec.json.encode(plain(content))

@@ -25,7 +25,7 @@ from . import _docs, _errors
 from ._auth import Role, TokenAuth
 from .api import api_router
 from .follower import LogFollower
-from .models import Health
+from .models import Answer, Health
 
 log = logging.getLogger("mainspring.service")
 
@@ -150,6 +150,7 @@ def create_app(
         on_startup=[start],
         on_shutdown=[stop],
         request_max_body_size=limit,
+        response_class=Answer,
         logging_config=None,
         debug=False,
     )

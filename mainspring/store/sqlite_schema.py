@@ -60,7 +60,13 @@ def _version(store: SQLiteStore) -> int:
     if os.path.isdir(store.path):
         raise StoreError(f"{store.path!r} is a directory, not a mainspring store file")
     if os.path.exists(store.path):
-        return check_existing(store.path)
+        version = check_existing(store.path)
+        if version == 0 and not store.create:  # (empty: making it a store is creating one)
+            raise StoreError(
+                f"no mainspring store at {store.path!r}: the file is empty (check --store / "
+                "MAINSPRING_STORE; commands that only read never create a store)"
+            )
+        return version
     if not store.create:
         raise StoreError(
             f"no mainspring store at {store.path!r}: the file does not exist (check "

@@ -68,6 +68,17 @@ def test_read_only_command_on_a_missing_sqlite_file_exits_2_and_creates_nothing(
     assert sorted(tmp_path.iterdir()) == before  # no file, no -wal, no notify directory
 
 
+@pytest.mark.parametrize("argv", READ_ONLY, ids=lambda a: "-".join(a[:1] + a[1:2]).strip("-"))
+def test_read_only_command_on_an_empty_file_exits_2_and_leaves_it_empty(
+    cli: Invoke, tmp_path: Path, argv: list[str]
+) -> None:
+    (tmp_path / "empty.db").touch()
+    r = cli("--store", "sqlite:///empty.db", *argv)
+    assert r.exit_code == 2, (argv, r.stdout, r.stderr)
+    assert "the file is empty" in one_error_line(r.stderr)
+    assert [(p.name, p.stat().st_size) for p in tmp_path.iterdir()] == [("empty.db", 0)]
+
+
 def test_read_only_commands_do_not_create_the_default_store(cli: Invoke, tmp_path: Path) -> None:
     for argv in (["runs"], ["stats"], ["verify"]):
         r = cli(*argv)

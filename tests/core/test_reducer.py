@@ -11,7 +11,7 @@ import pytest
 import mainspring as ms
 from mainspring.core import events as E
 from mainspring.core.errors import ReplayError
-from mainspring.core.model import Event, Policy, TaskOptions
+from mainspring.core.model import Event, Policy, StepRecord, TaskOptions, step_key
 from mainspring.core.reducer import State, apply, replay
 
 S = ms.RunState
@@ -481,3 +481,32 @@ def test_apply_records_what_it_touched() -> None:
     assert st.dirty_runs == {"run-1"}
     assert st.dirty_tasks == set()
     assert not st.dirty_engine
+
+
+def _step(number: int, name: str, state: str) -> StepRecord:
+    return StepRecord(
+        step_id=step_key("run-1", number),
+        run_id="run-1",
+        number=number,
+        name=name,
+        state=state,
+        error=None if state == "completed" else "KeyError: 'x'",
+        waits_before=None if state == "completed" else 0,
+    )
+
+
+def test_a_step_failed_for_good_may_be_recorded_again_but_a_completed_one_may_not() -> None:
+    log = running_log()
+    run = log.state.runs["run-1"]
+    log.add(E.step_ended(run, log.t, _step(1, "fetch", "failed")))
+    (failed,) = log.state.kind("steps").values()
+    assert (failed.state, failed.waits_before) == ("failed", 0)
+    log.add(E.step_ended(run, log.t, _step(1, "fetch", "completed")))  # a later attempt's run
+    (done,) = log.state.kind("steps").values()
+    assert (done.state, done.waits_before) == ("completed", None)
+    assert_rejected(log.state, E.step_ended(run, log.t, _step(1, "fetch", "completed")))
+    assert_rejected(log.state, E.step_ended(run, log.t, _step(1, "fetch", "failed")))
+    log.add(E.step_ended(run, log.t, _step(2, "send", "failed")))
+    # another step at a failed step's number is a divergence, not a new try of it
+    assert_rejected(log.state, E.step_ended(run, log.t, _step(2, "other", "completed")))
+    assert replay(log.events).kind("steps") == log.state.kind("steps")

@@ -139,3 +139,32 @@ def test_unknown_run_id(app: ms.App, job: ms.TaskFunction) -> None:
     _unchanged(app, lambda: app.run(missing), ms.UnknownRun)
     with pytest.raises(LookupError):
         app.get_run("not-even-a-uuid")
+
+
+def test_an_unknown_keyword_anywhere_in_the_api_is_an_invalid_argument(app: ms.App) -> None:
+    @app.task
+    def f(x: int) -> None: ...
+
+    before = app.log()
+    calls = [
+        lambda: f.with_options(bogus=1),
+        lambda: app.task(bogus=1),
+        lambda: app.workflow(bogus=1),
+        lambda: app.step(bogus=1),
+        lambda: f.repeat(2, 1, bogus=1),
+        lambda: f.schedule("* * * * *", bogus=1),
+        lambda: app.worker(bogus=1),
+        lambda: app.runs(bogus=1),
+        lambda: app.prune(bogus=1),
+        lambda: app.tasks(active="no"),
+        lambda: f.submit(1).result(1, 2, 3),
+        lambda: ms.App(bogus=1),
+    ]
+    for call in calls:
+        with pytest.raises(ms.InvalidArgument):
+            call()
+    assert [e.type for e in app.log()[len(before) :]] == [
+        "task.created",
+        "run.created",
+        "run.state_changed",
+    ]  # (only the submit of the handle's line)

@@ -96,7 +96,9 @@ def test_by_name_submissions_bind_defaults_and_var_keywords(
     by_name.submit("ops.flexible", args=[1, 2, 3], kwargs={"flag": True, "z": 9})
     with pytest.raises(ms.InvalidArgument):
         by_name.submit("ops.flexible", kwargs={"flag": True})  # a is missing
-    undeclared = by_name.submit("ops.nobody.declared", args=[1], kwargs={"x": 2})
+    with pytest.warns(UserWarning, match="no App has declared 'ops.nobody.declared'") as said:
+        undeclared = by_name.submit("ops.nobody.declared", args=[1], kwargs={"x": 2})
+    assert said[0].filename == __file__  # (it names the line that submitted)
     assert undeclared.status() == ms.RunState.READY  # accepted, unchecked
 
 

@@ -236,7 +236,8 @@ def test_runs_of_a_task_no_worker_knows_wait_in_ready(make_app: Callable[..., ms
     def known() -> None:
         return None
 
-    h = app.submit("reports.nightly", args=[1], kwargs={"full": True})
+    with pytest.warns(UserWarning, match="no App has declared 'reports.nightly'"):
+        h = app.submit("reports.nightly", args=[1], kwargs={"full": True})
     k = known.submit()
     with app.worker() as w:
         wait_state(k, S.COMPLETED)

@@ -98,28 +98,103 @@ def test_a_step_retries_in_place_then_raises_into_the_workflow(make_app: Make) -
     assert [d["will_retry"] for d in failed] == [True, True, True, False]
 
 
-def test_an_uncaught_step_failure_is_the_attempts_outcome_and_replays_as_the_same_error(
+def test_an_uncaught_step_failure_is_the_attempts_outcome_and_the_retry_runs_the_step_again(
     make_app: Make,
 ) -> None:
     app = make_app()
     calls: list[int] = []
 
     @app.step(max_attempts=1)
-    def boom() -> None:
+    def boom() -> str:
         calls.append(1)
-        raise KeyError("gone")
+        if len(calls) < 3:
+            raise KeyError("gone")
+        return "back"
 
-    @app.workflow(max_attempts=2, backoff=ms.Backoff.fixed(0.01))
-    def flow() -> None:
-        boom()
+    @app.workflow(max_attempts=3, backoff=ms.Backoff.fixed(0.01))
+    def flow() -> str:
+        return boom()
 
     h = flow.submit()
     with app.worker() as w:
         w.run_until_idle()
-    with pytest.raises(ms.RunFailed):
-        h.result()
-    assert calls == [1]  # the second attempt replayed the recorded failure
-    assert [a.error for a in h.info().attempts] == ["KeyError: 'gone'"] * 2
+    assert h.result() == "back"
+    assert calls == [1, 1, 1]  # each retry of the workflow tried the step anew
+    assert [a.error for a in h.info().attempts] == ["KeyError: 'gone'"] * 2 + [None]
+    (step,) = h.steps()
+    assert (step.number, step.state, step.output, step.attempts) == (1, "completed", "back", 3)
+    ends = [(e.type, e.data["number"]) for e in h.history() if e.type.startswith("step.")]
+    assert ends == [("step.started", 1), ("step.failed", 1)] * 2 + [
+        ("step.started", 1),
+        ("step.completed", 1),
+    ]
+
+
+def test_a_failure_the_workflow_caught_and_went_on_from_replays_as_the_same_error(
+    make_app: Make,
+) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    calls: list[str] = []
+
+    @app.step(max_attempts=1)
+    def boom(who: str) -> None:
+        calls.append(who)
+        if calls.count(who) == 1:
+            raise KeyError("gone")
+
+    @app.workflow
+    def flow(waits: bool) -> str:
+        try:
+            boom("sleeper" if waits else "stepper")
+            path = "ok"
+        except KeyError:
+            path = "caught"
+        if waits:
+            ms.sleep(60)  # past the failure: a replay must take the same path
+        else:
+            ms.step("after", lambda: None)
+        return path
+
+    sleeper, stepper = flow.submit(True), flow.submit(False)
+    with app.worker() as w:
+        w.run_until_idle()
+        assert sleeper.status() == ms.RunState.SUSPENDED
+        clock.advance(61)
+        w.run_until_idle()
+    assert sleeper.result() == "caught"
+    assert stepper.result() == "caught"
+    assert sorted(calls) == ["sleeper", "stepper"]  # once each, never again on replay
+
+
+def test_a_step_that_suspended_its_workflow_runs_again_once_resumed(make_app: Make) -> None:
+    app = make_app()
+    fixed: list[bool] = []
+
+    class NotConfigured(Exception):
+        failure_class = "adapter_unavailable"  # retry_after_reconfigure: suspend
+
+    @app.step(max_attempts=1)
+    def connect() -> str:
+        if not fixed:
+            raise NotConfigured("no adapter")
+        return "connected"
+
+    @app.workflow
+    def flow() -> str:
+        return connect()
+
+    h = flow.submit()
+    with app.worker() as w:
+        w.run_until_idle()
+        assert h.status() == ms.RunState.SUSPENDED
+        assert [r.data for r in app.why(h.run_id).reasons] == [
+            {"reason": "retry_after_reconfigure"}
+        ]
+        fixed.append(True)
+        assert h.resume()
+        w.run_until_idle()
+    assert h.result() == "connected"
 
 
 def test_async_workflow_and_async_steps(make_app: Make) -> None:
@@ -481,9 +556,15 @@ def test_bad_input_inside_a_workflow_writes_nothing(make_app: Make) -> None:
 
 
 def test_a_signal_to_an_unknown_id_raises_and_writes_nothing(app: ms.App) -> None:
+    @app.task
+    def plain() -> None: ...
+
+    task_run = plain.submit().run_id
     before = app.log()
     with pytest.raises(ms.UnknownExecution):
         app.signal("nobody", "go")
+    with pytest.raises(ms.UnknownExecution, match="not of a workflow"):
+        app.signal(execution_id_or_run_id=task_run, name="go")
     with pytest.raises(ms.SerializationError):
         app.signal("nobody", "go", object())
     with pytest.raises(ms.InvalidArgument):

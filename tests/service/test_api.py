@@ -8,6 +8,7 @@ import pytest
 from e2e.helpers import wait_for  # tests/ is on sys.path (rootdir import)
 
 import mainspring as ms
+from mainspring._records import plain
 
 from .conftest import Served
 
@@ -20,12 +21,29 @@ def submit(s: Served, name: str = "svc.add", **body: Any) -> Any:
     return r.json()
 
 
+def test_a_submit_by_a_name_no_app_declared_is_accepted_with_a_warning(served: Served) -> None:
+    run = submit(served, "svc.nobody.declared", args=[1])
+    assert run["state"] == "ready"
+    (warning,) = run["warnings"]
+    assert "no App has declared 'svc.nobody.declared'" in warning
+
+
+def test_bodies_write_times_as_the_cli_and_the_log_stream_do(served: Served) -> None:
+    run = submit(served, args=[1, 2])
+    stored = served.app.get_run(run["run_id"])
+    assert run["scheduled_at"] == plain(stored)["scheduled_at"]  # the CLI's --json form
+    assert run["scheduled_at"].endswith("+00:00")
+    (event,) = [e for e in served.client.get(f"{API}/log").json() if e["seq"] == 1]
+    assert event == plain(served.app.log(limit=1)[0])
+
+
 def test_submit_replay_conflict_and_the_run_with_its_history(served: Served) -> None:
     s = served
     run = submit(s, args=[2, 3], idempotency_key="k1", correlation_id="c1")
     assert run["task_name"] == "svc.add" and run["state"] == "ready"
     assert run["idempotency_key"] == "k1" and run["correlation_id"] == "c1"
     stored = s.client.get(f"{API}/runs/{run['run_id']}").json()
+    assert run.pop("warnings") == []  # (a declared task)
     assert run == {k: v for k, v in stored.items() if k in run}  # the 201 is the run as stored
     again = s.client.post(
         f"{API}/tasks/svc.add/runs", json={"args": [2, 3], "idempotency_key": "k1"}

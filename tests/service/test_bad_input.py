@@ -31,6 +31,19 @@ CASES: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/topics/orders.created/messages", {"json": {"payload": 1, "event_id": 5}}, 400),
     ("POST", "/topics/bad topic!/messages", {"json": {"payload": 1}}, 400),
     ("POST", f"/executions/{UNKNOWN}/signals/go", {"content": b"nope"}, 400),
+    # JSON nested deeper than the decoder goes
+    (
+        "POST",
+        "/tasks/svc.add/runs",
+        {"content": b'{"args": ' + b"[" * 3000 + b"]" * 3000 + b"}"},
+        400,
+    ),
+    (
+        "POST",
+        "/topics/deep/messages",
+        {"content": b'{"payload": ' + b"[" * 3000 + b"]" * 3000 + b"}"},
+        400,
+    ),
     # unknown query parameters, wrong types in the query
     ("GET", "/runs", {"params": {"sort": "desc"}}, 400),
     ("GET", "/runs", {"params": {"limit": "many"}}, 400),

@@ -87,6 +87,7 @@ def _race_in_threads(url: str) -> list[list[str]]:
     return results
 
 
+@pytest.mark.filterwarnings("ignore:no App has declared:UserWarning")  # (by name)
 def test_apps_in_threads_submit_the_same_keys_at_once(pg_database: str) -> None:
     for _ in range(ROUNDS):
         url = pg_schema_url(pg_database, prefix="race")

@@ -462,7 +462,7 @@ def test_a_store_opens_through_the_local_socket(
             "postgres", schema_of(url),
         )  # fmt: skip
         assert tx.task_by_idempotency("job", "k").task_id == sub.task_id  # type: ignore[union-attr]
-    with ms.App(url) as app:  # an App the same way
+    with ms.App(url) as app, pytest.warns(UserWarning):  # an App the same way (by name)
         assert app.submit("job", [1], idempotency_key="k").run_id == sub.run_ids[0]
 
 
