@@ -5,6 +5,7 @@
     python benchmarks/scale.py --backend postgres # mainspring-pg vs PgQueuer vs procrastinate
     python benchmarks/scale.py --quick            # fewer tasks per cell
     python benchmarks/scale.py --inflight 8 64 --handler-ms 0
+    python benchmarks/scale.py --backend postgres --only mainspring-procs --procs 2
 
 One worker process per peer and cell, preloaded with the tasks (as W2 of run.py: the
 workers boot, are released together, and the drain runs from the first handler start to
@@ -29,6 +30,7 @@ SQLite at WAL + ``synchronous=FULL`` for every peer; PostgreSQL with the server'
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import shutil
@@ -237,7 +239,16 @@ def render(
 
 
 def chosen(backend: str, args: argparse.Namespace) -> list[Variant]:
-    return [v for v in VARIANTS[backend] if not args.only or v.key in args.only]
+    out = []
+    for v in VARIANTS[backend]:
+        if args.only and v.key not in args.only:
+            continue
+        if v.procs > 1 and args.procs and args.procs != v.procs:
+            split = f"{args.procs} processes of N/{args.procs}"
+            label = v.label.replace(f"{v.procs} processes of N/{v.procs}", split)
+            v = dataclasses.replace(v, label=label, procs=args.procs)
+        out.append(v)
+    return out
 
 
 def main() -> int:
@@ -248,6 +259,7 @@ def main() -> int:
     p.add_argument("--only", action="append", help="a peer variant (repeatable)")
     p.add_argument("--quick", action="store_true", help="fewer tasks per cell")
     p.add_argument("--pg-url", default=R.timing.PG_DEFAULT_URL)
+    p.add_argument("--procs", type=int, help="processes of the processes variant (2 / 4)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
     if not chosen(args.backend, args):

@@ -151,9 +151,15 @@ class App(Messaging, Operations):
         """The URL of the store: the one given, else ``MAINSPRING_STORE``, else the default."""
         return resolve_url(self._url)
 
+    @property
+    def store_given(self) -> str | None:
+        """The store URL given to this App (``App(store)`` or ``set_store``); None when it
+        resolves one from ``MAINSPRING_STORE`` or the default."""
+        return self._url
+
     def set_store(self, url: str) -> None:
-        """Point this App at another store (the CLI's ``--store`` over a URL in code); an
-        open store is closed first, and the new one is opened on next use."""
+        """Point this App at another store; an open store is closed first, and the new
+        one is opened on next use."""
         with self._lock:
             self.close()
             self._url = url

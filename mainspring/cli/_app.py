@@ -88,3 +88,19 @@ def load_app(spec: str) -> App:
         what = "an ms.App instance" if isinstance(obj, type) else "an ms.App"
         raise CliError(f"{spec!r} is {_describe(obj)}, not {what}")
     return obj
+
+
+def use_store(app: App, g: Globals, command: str) -> None:
+    """``--store`` for an App loaded from code: the store resolution order puts a URL given
+    in the code first (``App(store)``), then ``--store``, then ``MAINSPRING_STORE``. A
+    ``--store`` that is not used is said on stderr, so that it does not go unnoticed."""
+    if not g.store:
+        return
+    given = app.store_given
+    if given is None:
+        app.set_store(g.store)
+    elif given != g.store:
+        sys.stderr.write(
+            f"mainspring {command}: the App names its own store ({app.store_url}); "
+            f"--store {g.store} is not used (a URL given in the code comes first)\n"
+        )

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from ..app import App
-from ._app import load_app
+from ._app import load_app, use_store
 from ._errors import CliError, handle_errors
 from ._options import JsonOpt, StoreOpt, globals_of
 
@@ -114,8 +114,8 @@ def serve(
             "listens on loopback only (127.0.0.1, ::1, localhost)"
         )
     app = load_app(app_spec) if app_spec is not None else App(g.store)
-    if app_spec is not None and g.store:
-        app.set_store(g.store)
+    if app_spec is not None:
+        use_store(app, g, "serve")
     if listen_fd is not None:  # a peer process of --processes: serve the shared socket
         if app_spec is not None:
             app.set_store(os.environ["MAINSPRING_STORE"])

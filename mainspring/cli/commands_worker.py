@@ -11,7 +11,7 @@ import typer
 
 from ..worker import AttemptDone
 from . import _render as out
-from ._app import load_app
+from ._app import load_app, use_store
 from ._errors import EXIT_NOT_DONE, CliError, handle_errors
 from ._options import JsonOpt, StoreOpt, flag, globals_of
 
@@ -100,11 +100,10 @@ def worker(
 ) -> None:
     """Run a worker for the tasks of APP until SIGINT/SIGTERM (--burst: until nothing is left for it).
 
-    Prints one line per finished attempt on stdout: task, run id, result, duration, the attempt number and, if any, the error. With --json each line is a JSON object with task_name, run_id, attempt, result, duration (seconds) and error. --quiet prints none. With --store, the App works on that store, whatever store URL its code gives."""
+    Prints one line per finished attempt on stdout: task, run id, result, duration, the attempt number and, if any, the error. With --json each line is a JSON object with task_name, run_id, attempt, result, duration (seconds) and error. --quiet prints none. --store gives the store of an App whose code names none (ms.App()); a URL given in the code comes first (said on stderr when --store differs)."""
     g = globals_of(ctx, store, json_out)
     app = load_app(app_spec)
-    if g.store:
-        app.set_store(g.store)
+    use_store(app, g, "worker")
     if not app.declared:
         raise CliError(f"{app_spec!r} declares no tasks (@app.task); nothing to work on")
     queues = list(queue) if queue else None

@@ -165,17 +165,22 @@ def test_burst_on_a_paused_engine_stops_and_leases_nothing(
     assert json.loads(spawn("run", run_id, "--json", "--store", store).stdout)["state"] == "ready"
 
 
-def test_worker_store_overrides_a_hard_coded_store(
+def test_a_store_given_in_the_code_comes_before_the_store_option(
     spawn: Spawn, store: str, tmp_path: Path
 ) -> None:
+    pinned = f"sqlite:///{tmp_path}/pinned.db"
     (tmp_path / "pinned.py").write_text(
-        APP_MODULE.replace("ms.App(lease_seconds=5)", f"ms.App('sqlite:///{tmp_path}/pinned.db')")
+        APP_MODULE.replace("ms.App(lease_seconds=5)", f"ms.App('{pinned}')")
     )
-    run_id = spawn("submit", "calc.add", "--args", "[1, 1]", "--store", store).stdout.strip()
+    there = spawn("submit", "calc.add", "--args", "[1, 1]", "--store", pinned).stdout.strip()
+    here = spawn("submit", "calc.add", "--args", "[2, 2]", "--store", store).stdout.strip()
     r = spawn("--store", store, "worker", "pinned:app", "--burst", "--queue", "default", timeout=60)
     assert r.returncode == 0, r.stderr
-    run = json.loads(spawn("run", run_id, "--json", "--store", store).stdout)
-    assert run["state"] == "completed" and run["output"] == {"sum": 2}
+    assert f"--store {store} is not used" in r.stderr  # (said, not silently ignored)
+    done = json.loads(spawn("run", there, "--json", "--store", pinned).stdout)
+    assert done["state"] == "completed" and done["output"] == {"sum": 2}
+    waiting = json.loads(spawn("run", here, "--json", "--store", store).stdout)
+    assert waiting["state"] == "ready"
 
 
 @pytest.mark.parametrize(
