@@ -434,6 +434,20 @@ class App(Messaging, Operations):
         App declared is accepted with the default options (its arguments are not checked),
         with a ``UserWarning`` saying so.
         """
+        handle, warning = self._submit_named(name, args, kwargs, **overrides)
+        if warning is not None:
+            warnings.warn(warning, UserWarning, stacklevel=3)  # (the caller's line)
+        return handle
+
+    def _submit_named(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> tuple[RunHandle, str | None]:
+        """``submit``, and its warning as a sentence (None: none), for the CLI and the
+        service to say their own way (``warnings.catch_warnings`` is not thread-safe)."""
         unknown = set(overrides) - set(OVERRIDES)
         if unknown:
             raise InvalidArgument(f"unknown submit options: {', '.join(sorted(unknown))}")
@@ -451,9 +465,10 @@ class App(Messaging, Operations):
                     "explicitly (concurrency_key=..., CLI: --concurrency-key K)"
                 )
             tf = by_name(self, name, definition)
-            if definition is None:
-                warnings.warn(undeclared(name), UserWarning, stacklevel=3)  # (the caller)
-        return tf._submit(list(args), kwargs if kwargs is not None else {}, **overrides)
+            warning = undeclared(name) if definition is None else None
+        else:
+            warning = None
+        return tf._submit(list(args), kwargs if kwargs is not None else {}, **overrides), warning
 
     def declares(self, name: str) -> bool:
         """Has an App declared task ``name`` in the store (this one, or another)?"""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import warnings
 from typing import Annotated, Any
 
 import msgspec
@@ -116,9 +115,8 @@ def submit(
     g = globals_of(ctx, store, json_out)
     a = _parse_json(args, "--args", list)
     k = _parse_json(kwargs, "--kwargs", dict)
-    with open_app(g, create=True) as app, warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always", UserWarning)
-        handle = app.submit(
+    with open_app(g, create=True) as app:
+        handle, warning = app._submit_named(
             task_name,
             a or [],
             k or {},
@@ -130,8 +128,8 @@ def submit(
             queue=queue,
             concurrency_key=concurrency_key,
         )
-        for warning in said:  # (one line each, not Python's two-line warning format)
-            sys.stderr.write(f"mainspring submit: {warning.message}\n")
+        if warning is not None:  # (one line, not Python's two-line warning format)
+            sys.stderr.write(f"mainspring submit: {warning}\n")
         if g.json:
             out.emit_json(out.run_json(app.get_run(handle.run_id)))
         else:

@@ -539,7 +539,7 @@ def _on_step_ended(state: State, ev: Event) -> None:
     key = step_key(run.run_id, d["number"])
     was: StepRecord | None = state.kind(STEPS).get(key)
     # a step that failed for good as the last thing its workflow recorded may run again in
-    # a later attempt (workflow.py ``WorkflowRun.may_rerun``); a completed step never does
+    # a later attempt (workflow.py ``WorkflowRun.runs_again``); a completed step never does
     if was is not None and (was.state != "failed" or was.name != d["name"]):
         raise ReplayError(
             f"{ev.type} (seq {ev.seq}): step {d['number']} of {run.run_id} is recorded"

@@ -4,7 +4,6 @@ API only. Handlers that touch the store are plain functions run on the thread po
 
 from __future__ import annotations
 
-import warnings
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -124,14 +123,10 @@ def api_router(app: App, follower: LogFollower) -> Router:
             for k, v in msgspec.structs.asdict(data).items()
             if k not in ("args", "kwargs") and v is not None
         }
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always", UserWarning)
-            handle = app.submit(name, data.args, data.kwargs, **overrides)
+        handle, warning = app._submit_named(name, data.args, data.kwargs, **overrides)
         created = handle._created  # the run as created: no need to read it back
         info = run_info(created) if created is not None else app.get_run(handle.run_id)
-        answer = SubmittedRun(
-            **msgspec.structs.asdict(info), warnings=[str(w.message) for w in said]
-        )
+        answer = SubmittedRun(**msgspec.structs.asdict(info), warnings=[warning] if warning else [])
         return Answer(answer, status_code=200 if created is None and handle.replayed else 201)
 
     @post(
