@@ -8,7 +8,7 @@ import importlib
 import logging
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -159,9 +159,18 @@ def create_app(
     return litestar
 
 
+def _nothing() -> None:
+    pass
+
+
 class BackgroundServer:
     """uvicorn serving an ASGI app in a thread of this process (tests, benchmarks, and
-    ``mainspring serve`` alike); ``port=0`` takes a free port (``.port`` says which)."""
+    ``mainspring serve`` alike); ``port=0`` takes a free port (``.port`` says which).
+
+    When it starts to stop (SIGINT/SIGTERM, or ``stop``), the open ``/log/stream``
+    responses of a ``create_app`` app end at once: uvicorn waits for open responses before
+    its app shuts down, and would otherwise cancel them, with a traceback each, after its
+    graceful timeout."""
 
     def __init__(
         self, asgi: Any, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None
@@ -187,7 +196,16 @@ class BackgroundServer:
             proxy_headers=False,
             server_header=False,
         )
-        self.server = uvicorn.Server(config)
+        streams = getattr(getattr(asgi, "state", None), "follower", None)
+        end_streams: Callable[[], None] = streams.stop if streams is not None else _nothing
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                super().handle_exit(sig, frame)
+                end_streams()
+
+        self.server = Server(config)
+        self._end_streams = end_streams
         self._thread: threading.Thread | None = None
 
     @property
@@ -221,6 +239,7 @@ class BackgroundServer:
     def stop(self) -> None:
         """Stop serving (open streams are closed) and wait for the thread."""
         self.server.should_exit = True
+        self._end_streams()
         if self._thread is not None:
             self._thread.join(10)
         with contextlib.suppress(OSError):

@@ -1,5 +1,6 @@
-"""``mainspring serve --processes N``: several server processes share one port and one
-store; they stop with the first, even when it is killed."""
+"""``mainspring serve`` as a process: with ``--processes N`` several server processes
+share one port and one store and stop with the first, even when it is killed; a SIGTERM
+ends the open log streams rather than leave them to be cancelled."""
 
 from __future__ import annotations
 
@@ -144,3 +145,37 @@ def test_a_peer_stops_by_itself_when_the_first_process_is_killed(
     while _alive(peer):
         assert time.monotonic() < deadline, "the peer served on after the first process died"
         time.sleep(0.1)
+
+
+def test_sigterm_ends_open_log_streams_cleanly(store_url: str) -> None:
+    port = _free_port()
+    env = dict(os.environ, MAINSPRING_STORE=store_url)
+    cmd = [sys.executable, "-m", "mainspring.cli.main", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(base):
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        ended: list[bool] = []
+
+        def follow() -> None:  # a dashboard's stream, open when the service is stopped
+            with httpx.stream("GET", f"{base}{API}/log/stream", timeout=60) as r:
+                for _ in r.iter_bytes():
+                    pass
+            ended.append(True)
+
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(follow)
+            time.sleep(0.5)  # (the stream is open)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) in (0, -15)
+            reading.result(30)
+        assert ended == [True]  # the stream ended, rather than broke off
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        assert "Traceback" not in err and "Cancel" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
