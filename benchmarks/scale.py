@@ -16,8 +16,8 @@ way a big dequeue batch works; ``--procs``, ``--ahead`` try others). Two axes:
 
 - in flight: how many handlers may run at once in the process (mainspring
   ``run_worker(concurrency=N)``, threads for ``def`` and one event loop for ``async def``,
-  and with ``prefetch=N`` (``--ahead K``: K x N): N more runs leased and started ahead, so that a handler that
-  ends is followed at once by the next; Huey ``workers=N`` threads; PgQueuer ``max_concurrent_tasks=N`` with its dequeue batch
+  and with ``prefetch=N`` (``--ahead K``: K x N): N more runs leased and started ahead,
+  so that a handler that ends is followed at once by the next; Huey ``workers=N`` threads; PgQueuer ``max_concurrent_tasks=N`` with its dequeue batch
   at its best, ``N // 2`` (measured: 32 to 200 drain alike at 64 in flight; at 200, 100
   to 200 drain 12% more than 50); procrastinate ``concurrency=N``);
 - handler time: 0 (the no-op) or a wait standing in for I/O (``time.sleep`` in a thread,
@@ -47,19 +47,31 @@ RESULTS = {"sqlite": R.BENCH / "results-scale.md", "postgres": R.BENCH / "result
 @dataclass(frozen=True)
 class Variant:
     key: str  # --only
-    label: str
+    name: str  # the peer, as its rows say; mainspring's rows add how it runs
     spec: R.PeerSpec
-    handler: str = "def"  # mainspring: "async" declares the task ``async def``
+    handler: str = "def"  # mainspring: "async def" declares the task so
     prefetch: bool = False  # mainspring: ``run_worker(prefetch=N)``, one run ahead per slot
     procs: int = 1  # worker processes, the in-flight count split evenly among them
     ahead: int = 1  # prefetch: this many runs ahead per slot
+    detail: str | None = None  # a peer's setting, where mainspring's come from the fields
+
+    @property
+    def label(self) -> str:
+        if self.detail is not None:
+            return f"{self.name} ({self.detail})" if self.detail else self.name
+        parts = [self.handler]
+        if self.prefetch:
+            parts.append("prefetch=N" if self.ahead == 1 else f"prefetch={self.ahead}N")
+        if self.procs > 1:
+            parts.append(f"{self.procs} processes of N/{self.procs}")
+        return f"{self.name} ({', '.join(parts)})"
 
     def per_process(self, inflight: int) -> int:
         return max(1, inflight // self.procs)
 
     def environment(self, inflight: int, handler_ms: float) -> dict[str, str]:
         env = {"BENCH_HANDLER_MS": f"{handler_ms:g}"}
-        if self.handler == "async":
+        if self.handler == "async def":
             env["BENCH_ASYNC"] = "1"
         if self.prefetch:
             env["BENCH_PREFETCH"] = str(self.per_process(inflight) * self.ahead)
@@ -68,40 +80,26 @@ class Variant:
         return env
 
 
-def _ahead(ahead: int) -> str:
-    """How a label says ``ahead``."""
-    return "prefetch=N" if ahead == 1 else f"prefetch={ahead}N"
-
-
 def _mainspring(spec: R.PeerSpec, name: str, procs: int, ahead: int) -> list[Variant]:
     return [
-        Variant("mainspring", f"{name} (def)", spec),
-        Variant("mainspring-prefetch", f"{name} (def, prefetch=N)", spec, prefetch=True),
-        Variant(
-            "mainspring-async", f"{name} (async def, prefetch=N)", spec, "async", prefetch=True
-        ),
+        Variant("mainspring", name, spec),
+        Variant("mainspring-prefetch", name, spec, prefetch=True),
+        Variant("mainspring-async", name, spec, "async def", prefetch=True),
         # every core in use, and turns made bigger by runs started further ahead: its best
         # setting on this machine (`--procs`, `--ahead` to try others)
-        Variant(
-            "mainspring-procs",
-            f"{name} (def, {_ahead(ahead)}, {procs} processes of N/{procs})",
-            spec,
-            prefetch=True,
-            procs=procs,
-            ahead=ahead,
-        ),
+        Variant("mainspring-procs", name, spec, prefetch=True, procs=procs, ahead=ahead),
     ]
 
 
 VARIANTS = {
     "sqlite": [
         *_mainspring(R.PEERS["mainspring"], "mainspring", 2, 16),
-        Variant("huey", "huey (N threads)", R.PEERS["huey"]),
+        Variant("huey", "huey", R.PEERS["huey"], detail="N threads"),
     ],
     "postgres": [
         *_mainspring(R.PG_PEERS["mainspring"], "mainspring-pg", 2, 16),
-        Variant("pgqueuer", "pgqueuer (batch N/2)", R.PG_PEERS["pgqueuer"]),
-        Variant("procrastinate", "procrastinate", R.PG_PEERS["procrastinate"]),
+        Variant("pgqueuer", "pgqueuer", R.PG_PEERS["pgqueuer"], detail="batch N/2"),
+        Variant("procrastinate", "procrastinate", R.PG_PEERS["procrastinate"], detail=""),
     ],
 }
 
@@ -265,13 +263,10 @@ def chosen(backend: str, args: argparse.Namespace) -> list[Variant]:
     for v in VARIANTS[backend]:
         if args.only and v.key not in args.only:
             continue
-        if v.procs > 1 and args.procs and args.procs != v.procs:
-            split = f"{args.procs} processes of N/{args.procs}"
-            label = v.label.replace(f"{v.procs} processes of N/{v.procs}", split)
-            v = dataclasses.replace(v, label=label, procs=args.procs)
-        if v.prefetch and args.ahead and args.ahead != v.ahead:
-            label = v.label.replace(_ahead(v.ahead), _ahead(args.ahead))
-            v = dataclasses.replace(v, label=label, ahead=args.ahead)
+        if v.procs > 1 and args.procs:
+            v = dataclasses.replace(v, procs=args.procs)
+        if v.prefetch and args.ahead:
+            v = dataclasses.replace(v, ahead=args.ahead)
         out.append(v)
     return out
 

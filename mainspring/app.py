@@ -394,8 +394,8 @@ class App(Messaging, Operations):
         received once by an ``ms.wait_for(name)``, in the order sent; kept until the
         workflow waits for it. With ``idempotency_key``, sending again is a no-op.
         Raises UnknownExecution for an unknown id, or a run that is not a workflow's."""
-        execution_id = execution_id_or_run_id
-        for what, value in (("execution id", execution_id), ("signal name", name)):
+        target = execution_id_or_run_id
+        for what, value in (("execution id", target), ("signal name", name)):
             if not isinstance(value, str) or not value:
                 raise InvalidArgument(f"the {what} must be a non-empty string, got {value!r}")
         if idempotency_key is not None and (
@@ -405,7 +405,7 @@ class App(Messaging, Operations):
                 f"idempotency_key must be a non-empty string, got {idempotency_key!r}"
             )
         plain = to_plain(payload, f"the payload of signal {name!r}")
-        self.engine.signal(execution_id, name, plain, idempotency_key)
+        self.engine.signal(target, name, plain, idempotency_key)
 
     def get_execution(self, execution_id: str) -> RunInfo:
         """The workflow run of this execution id; raises UnknownExecution."""
