@@ -9,9 +9,12 @@ completed in the turn that records it. This builds those events for N ready runs
 of 64 as a worker's group commit makes them, and applies each to the state (the engine's
 own ``Batch``, reducer and event builders), with no store, no SQL, no threads and no
 handler; then again with what the store encodes of them (the run's document at both turns,
-the turn's log record, the worker's snapshot of each started run). It prints the CPU per
-run of each: the part of a worker's CPU per run that the log's design fixes in CPython,
-whatever the store and the worker loop around it cost.
+the turn's log record, the worker's snapshot of each started run); then again with each
+run's no-op handler called as a worker calls it (its ``Leased``, ``ms.context()``, the
+attempt's span and outcome, the ``Finished`` report), in this thread. It prints the CPU per
+run of each: the part of a worker's CPU per run that the log's design (seven events a run,
+contract section 4) and the handler's call fix in CPython, whatever the store, the SQL
+client, the threads and the worker loop around them cost.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from mainspring.core.ids import uuid7
 from mainspring.core.model import Run
 from mainspring.core.reducer import State, replay
 from mainspring.core.states import AttemptResult, RunState
+from mainspring.engine import Leased
 from mainspring.engine.batch import Batch
 from mainspring.engine.messages import snapshot_decoder, snapshot_run
 from mainspring.store.rows import encode_record, encoder, run_doc
+from mainspring.worker.execute import Attempt, call_sync, make_context
 
 TURN = 64  # runs per turn, as a worker with 64 in flight records and starts them
 
@@ -42,8 +47,36 @@ def ready_runs(n: int) -> tuple[State, list[Run]]:
     return state, [r for r in state.runs.values() if r.state == RunState.READY]
 
 
-def cpu_per_run(n: int, encoded: bool) -> float:
-    """Microseconds of CPU per run for its seven worker events (and their encoding)."""
+def noop(x: str) -> None:
+    pass
+
+
+def call(state: State, run: Run, attempt_id: str, expires: float) -> None:
+    """Call the run's handler as a worker does (worker/worker.py ``_dispatch``, execute.py)."""
+    task = state.tasks[run.task_id]
+    lz = Leased(
+        run_id=run.run_id,
+        task_id=run.task_id,
+        task_name=run.task_name,
+        attempt_id=attempt_id,
+        attempt=1,
+        args=task.args,
+        kwargs=task.kwargs,
+        timeout=task.options.timeout,
+        lease_expires_at=expires,
+        execution_id=run.execution_id,
+        correlation_id=run.correlation_id,
+        idempotency_key=run.idempotency_key,
+        options=task.options,
+        snapshot=b"",
+    )
+    ctx = make_context(lz, lambda: None, "worker")
+    call_sync(Attempt(lz, noop, ctx, None, expires))
+
+
+def cpu_per_run(n: int, encoded: bool, called: bool = False) -> float:
+    """Microseconds of CPU per run for its seven worker events (and their encoding, and
+    its handler's call)."""
     state, runs = ready_runs(n)
     began = time.process_time()
     for i in range(0, len(runs), TURN):
@@ -54,7 +87,10 @@ def cpu_per_run(n: int, encoded: bool) -> float:
             start.change(run, RunState.LEASED, "leased")
             start.emit(E.lease(E.LEASE_ACQUIRED, run, now, "worker", now + 30))
             start.change(run, RunState.RUNNING, "started")
-            start.emit(E.attempt_started(run, now, uuid7(), number=1, worker="worker"))
+            attempt_id = uuid7()
+            start.emit(E.attempt_started(run, now, attempt_id, number=1, worker="worker"))
+            if called:
+                call(state, run, attempt_id, now + 30)
         if encoded:
             encoder.encode([run_doc(r) for r in turn])
             encode_record(start.events)
@@ -75,6 +111,7 @@ def main() -> None:
     print(f"{n:,} runs, turns of {TURN}; CPU per run (Python {sys.version.split()[0]}):")
     print(f"  7 worker events built and applied:            {cpu_per_run(n, False):6.1f} us")
     print(f"  ... and encoded as the store writes them:     {cpu_per_run(n, True):6.1f} us")
+    print(f"  ... and each run's handler called:            {cpu_per_run(n, True, True):6.1f} us")
 
 
 if __name__ == "__main__":

@@ -576,8 +576,8 @@ class Worker:
         """A handler ended (its slot went on already): queue its report for the loop's next
         turn (and wake the loop). ``fin`` None: a workflow recorded its attempt's end
         itself (it suspended to sleep or wait), so its run is no longer held at once."""
-        self.executed += 1
         with self._lock:
+            self.executed += 1  # (under the lock: handler threads end at once)
             if att.abandoned or self._inflight.get(att.leased.run_id) is not att:
                 return  # timed out or lease lost: this late outcome is discarded
             if fin is None:
