@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import workflow
 from ._records import LogEvent, RunInfo, StepInfo, log_event, run_info, step_info
-from .core.errors import RunCanceled, RunFailed, refusing_bad_calls
+from .core.errors import InvalidArgument, RunCanceled, RunFailed, refusing_bad_calls
 from .core.failures import PreconditionFailed
 from .core.states import RunState
 from .worker.context import current as context_now
@@ -84,6 +84,10 @@ class RunHandle:
         wf = workflow.current()
         if wf is not None and self.run_id in wf.children:
             return wf.child_outputs([self.run_id])[0]
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float)
+        ):
+            raise InvalidArgument(f"timeout must be a number of seconds or None, got {timeout!r}")
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.0005
         waiter = self.app.store.ended_waiter()  # woken by the commit that ends the run

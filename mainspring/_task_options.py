@@ -254,6 +254,25 @@ def label(what: str, value: Any) -> str | None:
     return value
 
 
+def an_id(what: str, value: Any, optional: bool = False) -> Any:
+    """``value`` as an id or name to look up: a str (or None, if ``optional``)."""
+    if not isinstance(value, str) and not (optional and value is None):
+        raise InvalidArgument(f"{what} must be a str, got {value!r}")
+    return value
+
+
+def arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """A submit's positional and keyword arguments: a list or tuple, and a dict (or None)
+    with str keys."""
+    if not isinstance(args, list | tuple):
+        raise InvalidArgument(f"args must be a list or tuple, got {args!r}")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise InvalidArgument(f"kwargs must be a dict with str keys, got {kwargs!r}")
+    return list(args), kwargs
+
+
 def run_state_of(state: Any) -> RunState:
     try:
         return RunState(state)

@@ -21,6 +21,7 @@ from ._handles import RunHandle, TaskHandle
 from ._task_options import (
     FailureOverrides,
     Misfire,
+    arguments,
     caller_connection,
     deadline_of,
     debounce_of,
@@ -437,6 +438,7 @@ class TaskFunction(Submitter[P, R]):
     ) -> TaskHandle:
         in_handler = context_now() is not None
         connection = caller_connection(ov.get("connection"), in_handler, "a submission")
+        args, kwargs = arguments(args, kwargs)
         req = self.request(args, kwargs, policy, **ov)
         with telemetry.span(f"submit {self.name}", kind="producer", task=self.name) as span:
             sub = self.app.engine.submit(req, connection=connection)

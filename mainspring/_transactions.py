@@ -22,7 +22,8 @@ class TransactionFunction(Generic[P, R]):
     parameter, it runs in one transaction of the store, given that transaction's DB-API
     connection (``sqlite3`` or ``psycopg``; do not commit or roll back in it).
 
-    Inside a handler (or workflow) its calls are numbered in call order per run, and each
+    Inside a handler (or workflow) its calls are numbered in call order per run (a
+    workflow step's within each try of the step, apart from the others), and each
     writes a receipt holding its return value in the same transaction: a call whose
     receipt exists (an earlier attempt got that far, a duplicate committed first) returns
     the stored value without running again, so its writes commit once per run; the same
@@ -47,9 +48,16 @@ class TransactionFunction(Generic[P, R]):
         if ctx is None:
             out: R = self.app.engine.plain_call(run)
             return out
-        ctx.transactions += 1
+        # a workflow's steps number their calls apart: a step that replays its stored result
+        # runs none of them, and a step tried again makes them again
+        if ctx.step is None:
+            ctx.transactions += 1
+            number = ctx.transactions
+        else:
+            ctx.step_transactions += 1
+            number = ctx.step_transactions
         given = to_plain({"args": list(args), "kwargs": kwargs}, f"the arguments of {self.name}")
         stored: R = self.app.engine.call_once(
-            ctx.run_id, ctx.attempt_id, ctx.transactions, self.name, given, run
+            ctx.run_id, ctx.attempt_id, number, self.name, given, run, ctx.step
         )
         return stored

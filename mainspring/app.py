@@ -49,6 +49,8 @@ from ._task_options import (
     FailureOverrides,
     KeyPolicy,
     TaskOptionArgs,
+    an_id,
+    arguments,
     check_limit,
     default_name,
     failure_overrides,
@@ -67,7 +69,7 @@ from .core.errors import (
     refuses_bad_calls,
     refusing_bad_calls,
 )
-from .core.model import Backoff, Policy, RateLimit, TaskOptions
+from .core.model import MAX_SEQ, Backoff, Policy, RateLimit, TaskOptions
 from .core.states import RunState
 from .engine import Engine
 from .store.base import Store, open_store, resolve_url
@@ -468,7 +470,7 @@ class App(Messaging, Operations):
             warning = undeclared(name) if definition is None else None
         else:
             warning = None
-        return tf._submit(list(args), kwargs if kwargs is not None else {}, **overrides), warning
+        return tf._submit(*arguments(args, kwargs), **overrides), warning
 
     def declares(self, name: str) -> bool:
         """Has an App declared task ``name`` in the store (this one, or another)?"""
@@ -495,16 +497,16 @@ class App(Messaging, Operations):
     # -- queries ----------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunInfo:
         """The run with this id as stored now; raises UnknownRun."""
-        return run_info(self.engine.get_run(run_id))
+        return run_info(self.engine.get_run(an_id("run_id", run_id)))
 
     def run(self, run_id: str) -> RunHandle:
         """A RunHandle for an existing run id; raises UnknownRun."""
-        r = self.engine.get_run(run_id)
+        r = self.engine.get_run(an_id("run_id", run_id))
         return RunHandle(self, r.run_id, r.task_id)
 
     def task_handle(self, task_id: str) -> TaskHandle:
         """A TaskHandle for an existing task id; raises UnknownTask."""
-        self.engine.tasks(task_id=task_id)
+        self.engine.tasks(task_id=an_id("task_id", task_id))
         return TaskHandle(self, task_id)
 
     def runs(
@@ -523,6 +525,8 @@ class App(Messaging, Operations):
         such run."""
         st = None if state is None else run_state_of(state).value
         check_limit(limit)
+        for what, value in (("task", task), ("queue", queue), ("after", after)):
+            an_id(what, value, optional=True)
         if order not in ("asc", "desc"):
             raise InvalidArgument(f"order must be 'asc' or 'desc', got {order!r}")
         anchor = None
@@ -545,7 +549,7 @@ class App(Messaging, Operations):
 
     def get_task(self, task_id: str) -> TaskInfo:
         """The task with this id; raises UnknownTask."""
-        return task_info(self.engine.tasks(task_id=task_id)[0])
+        return task_info(self.engine.tasks(task_id=an_id("task_id", task_id))[0])
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers: registered and heartbeating (``lease_seconds`` without a heartbeat
@@ -554,7 +558,7 @@ class App(Messaging, Operations):
 
     def why(self, run_id: str) -> Explanation:
         """Why the run is where it is: its state and the reasons, most decisive first."""
-        return explanation(*self.engine.why(run_id))
+        return explanation(*self.engine.why(an_id("run_id", run_id)))
 
     def log(self, since: int = 0, run_id: str | None = None, limit: int = 1000) -> list[LogEvent]:
         """Log events with seq > ``since`` (optionally of one run), in commit order.
@@ -562,8 +566,11 @@ class App(Messaging, Operations):
         LogCompacted when compaction removed events after ``since`` (its ``first_seq``
         says where the log now starts)."""
         check_limit(limit)
-        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-            raise InvalidArgument(f"since must be an int >= 0 (a seq), got {since!r}")
+        if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= MAX_SEQ:
+            raise InvalidArgument(
+                f"since must be an int from 0 to 2**63 - 1 (a seq), got {since!r}"
+            )
+        an_id("run_id", run_id, optional=True)
         with self.store.read() as tx:
             found = tx.events(since, run_id, limit)
             if not found or found[0].seq > since + 1:  # (something before what was found?)
@@ -615,8 +622,27 @@ class App(Messaging, Operations):
             raise InvalidArgument(f"concurrency must be an int >= 1, got {concurrency!r}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise InvalidArgument(f"prefetch must be an int >= 0, got {prefetch!r}")
-        if queues is None:
-            queues = sorted({tf.options.queue for tf in self.declared.values()})
+        if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int | float):
+            raise InvalidArgument(f"grace_seconds must be a number, got {grace_seconds!r}")
+        if not grace_seconds >= 0:
+            raise InvalidArgument(f"grace_seconds must be >= 0, got {grace_seconds!r}")
+        if on_attempt is not None and not callable(on_attempt):
+            raise InvalidArgument(f"on_attempt must be callable or None, got {on_attempt!r}")
+        if queues is not None and (
+            isinstance(queues, str | bytes)
+            or not isinstance(queues, Sequence | set | frozenset)
+            or not queues
+            or not all(isinstance(q, str) and q for q in queues)
+        ):
+            raise InvalidArgument(
+                f"queues must be None (every queue of the declared tasks) or a non-empty list "
+                f"of queue names, got {queues!r}"
+            )
+        queues = (
+            sorted({tf.options.queue for tf in self.declared.values()})
+            if queues is None
+            else list(queues)
+        )
         return Worker(
             self.engine,
             {n: self._handler(tf) for n, tf in self.declared.items()},

@@ -36,6 +36,7 @@ from .core.errors import (
     NonDeterminism,
     RunCanceled,
     RunFailed,
+    SerializationError,
 )
 from .core.failures import RETRYING, classify
 from .core.model import Backoff, MessageRecord, StepRecord, WaitRecord, step_key, wait_key
@@ -203,7 +204,13 @@ class WorkflowRun:
         launches from ``mark`` on: they are written with the step)."""
         launched = self.ctx.launches[mark:]
         del self.ctx.launches[mark:]
-        output = to_plain(value, f"the result of step {name!r}")  # nothing written if not
+        try:
+            output = to_plain(value, f"the result of step {name!r}")
+        except SerializationError as exc:
+            # failed for good, and recorded so: a replay raises it again rather than
+            # running the step's code (and its effects) once more
+            self._record(self.step_record(n, name, started, tries, exc=exc), will_retry=False)
+            raise
         self._record(self.step_record(n, name, started, tries, output=output), False, launched)
         return output
 
@@ -346,7 +353,7 @@ def _run_step(
     started, tries, mark = wf.engine.clock.now(), 0, len(wf.ctx.launches)
     while True:
         tries += 1
-        wf.ctx.step = n
+        wf.ctx.step, wf.ctx.step_transactions = n, 0
         try:
             with _step_span(wf, n, name, tries):
                 value = fn(*args, **kwargs)
@@ -375,7 +382,7 @@ async def _run_step_async(
     started, tries, mark = wf.engine.clock.now(), 0, len(wf.ctx.launches)
     while True:
         tries += 1
-        wf.ctx.step = n
+        wf.ctx.step, wf.ctx.step_transactions = n, 0
         try:
             with _step_span(wf, n, name, tries):
                 value = await fn(*args, **kwargs)

@@ -227,6 +227,7 @@ class TransactionRecorded(TypedDict):
     name: str
     args: Any
     output: Any
+    step: NotRequired[int]  # the workflow step whose try made the call
 
 
 class SignalReceived(TypedDict):
@@ -562,9 +563,18 @@ def receipt_recorded(run: Run, at: float, receipt: ReceiptRecord) -> Event:
 
 
 def transaction_recorded(
-    run: Run, at: float, attempt_id: str, number: int, name: str, args: Any, output: Any
+    run: Run,
+    at: float,
+    attempt_id: str,
+    number: int,
+    name: str,
+    args: Any,
+    output: Any,
+    step: int | None = None,
 ) -> Event:
     data = TransactionRecorded(number=number, name=name, args=args, output=output)
+    if step is not None:
+        data["step"] = step
     return _about(run, TRANSACTION_RECORDED, at, attempt_id, data)
 
 

@@ -84,6 +84,8 @@ class TaskOptions(msgspec.Struct, kw_only=True):
 #: The ``due_at`` of a suspended run that waits for no time (resumed, signaled or woken by
 #: a child only): later than any clock reading, so promotion never takes it.
 NEVER = 1e18
+#: The largest ``seq`` a store holds (a 64-bit signed integer in both stores).
+MAX_SEQ = 2**63 - 1
 
 #: how late (seconds) the overdue occurrence of a cron task may still run under misfire="skip"
 MISFIRE_GRACE_SECONDS = 1.0
@@ -332,10 +334,13 @@ class CallRecord(msgspec.Struct, kw_only=True):
     """The receipt of one ``@app.transaction`` call of a run (record kind ``calls``):
     written in the transaction of the call's own writes, create-only."""
 
-    call_id: str  # call_key(run_id, number)
+    call_id: str  # call_key(run_id, number, step)
     run_id: str
     number: int
     name: str
+    #: the workflow step whose try made the call (its calls are numbered within the step,
+    #: since a step that replays runs none of them); None: the handler's own calls
+    step: int | None = None
     args: Any = None  # the call's arguments, as plain data (a call with others is refused)
     output: Any = None
     recorded_at: float = 0.0
@@ -370,8 +375,10 @@ class QueueRecord(msgspec.Struct, kw_only=True):
     paused_at: float | None = None
 
 
-def call_key(run_id: str, number: int) -> str:
-    return f"{run_id}/c{number:06d}"
+def call_key(run_id: str, number: int, step: int | None = None) -> str:
+    if step is None:
+        return f"{run_id}/c{number:06d}"
+    return f"{run_id}/s{step:06d}c{number:06d}"
 
 
 def receipt_key(subscriber: str, event_id: str) -> str:

@@ -704,7 +704,8 @@ def _on_receipt_recorded(state: State, ev: Event) -> None:
 def _on_transaction_recorded(state: State, ev: Event) -> None:
     d: E.TransactionRecorded = ev.data  # type: ignore[assignment]  # (a cast, without a call)
     run = _run(state, ev)
-    key = call_key(run.run_id, d["number"])
+    step = d.get("step")
+    key = call_key(run.run_id, d["number"], step)
     if key in state.kind(CALLS):
         raise ReplayError(f"transaction.recorded (seq {ev.seq}): call {key} is recorded")
     rec = CallRecord(
@@ -715,6 +716,7 @@ def _on_transaction_recorded(state: State, ev: Event) -> None:
         args=d["args"],
         output=d["output"],
         recorded_at=ev.at,
+        step=step,
     )
     state.put(CALLS, key, rec, new=True)
 

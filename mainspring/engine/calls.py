@@ -28,11 +28,14 @@ class CallCommands(Transactor):
         name: str,
         args: Any,
         fn: Callable[[Any], Any],
+        step: int | None = None,
     ) -> Any:
-        """Call number ``number`` of ``run_id``: ``fn(connection)`` and its receipt in one
-        transaction; when the receipt exists already, its stored output (``fn`` is not
-        called, or its writes are rolled back when a concurrent duplicate won)."""
-        key = call_key(run_id, number)
+        """Call number ``number`` of ``run_id`` (of its workflow step ``step``, if given):
+        ``fn(connection)`` and its receipt in one transaction; when the receipt exists
+        already, its stored output (``fn`` is not called, or its writes are rolled back when
+        a concurrent duplicate won)."""
+        key = call_key(run_id, number, step)
+        which = f"call {number}" if step is None else f"call {number} of step {step}"
 
         def body(tx: WriteTx, b: Batch) -> Any:
             tx.load_records(CALLS, [key], b.state)
@@ -41,7 +44,7 @@ class CallCommands(Transactor):
                 if (done.name, done.args) != (name, args):
                     raise PreconditionFailed(
                         "receipt-exists",
-                        f"call {number} of run {run_id} was {done.name} with other arguments "
+                        f"{which} of run {run_id} was {done.name} with other arguments "
                         f"({done.args!r}); a retried handler must make its transaction calls "
                         "in the same order with the same arguments",
                     )
@@ -51,7 +54,7 @@ class CallCommands(Transactor):
             if run is None:
                 raise UnknownRun(f"no run {run_id!r} in this store")
             output = to_plain(fn(tx.connection()), f"the return value of transaction {name}")
-            b.emit(E.transaction_recorded(run, b.now, attempt_id, number, name, args, output))
+            b.emit(E.transaction_recorded(run, b.now, attempt_id, number, name, args, output, step))
             return output
 
         return self.transact(body)[0]

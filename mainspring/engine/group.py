@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from ..core.errors import MainspringError
+from ..core.errors import InvalidArgument, MainspringError
 from ..store.base import WriteTx
 from .batch import Batch
 
@@ -151,6 +151,16 @@ class GroupCommit:
         try:
             results = self._transact(lambda tx, b: self.decide(group, tx, b))[0]
         except BaseException as exc:
-            self.finish(group, exc)
+            self.failed(group, exc)
             return
         self.finish(group, results)
+
+    def failed(self, items: Sequence[_Item[Any]], exc: BaseException) -> None:
+        """The transaction of ``items`` failed with ``exc``. When the store refused a value
+        (``InvalidArgument`` at the commit: PostgreSQL and a NUL character, say), it was
+        one command's: each is committed on its own, so that only that one fails."""
+        if isinstance(exc, InvalidArgument) and len(items) > 1:
+            for it in items:
+                self._commit([it])
+        else:
+            self.finish(items, exc)

@@ -139,7 +139,7 @@ class WorkerTurns(WorkflowCommands):
         try:
             out = self.transact(body, prepare)[0]
         except BaseException as exc:
-            self.group.finish(queued, exc)
+            self.group.failed(queued, exc)
             raise
         self.group.finish(queued, decided)
         return out

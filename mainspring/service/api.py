@@ -23,6 +23,7 @@ from .._records import (
     run_info,
 )
 from ..app import App
+from ..core.model import MAX_SEQ
 from ..core.states import RunState
 from . import cursor as cursors
 from ._errors import ApiError, ErrorBody
@@ -78,8 +79,6 @@ def check_query(request: Request[Any, Any, Any]) -> None:
 
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="at most this many items")]
-#: the largest seq or sequence a store holds (a signed 64-bit integer)
-MAX_SEQ = 2**63 - 1
 Since = Annotated[
     int, QueryParameter(ge=0, le=MAX_SEQ, description="only items after this position")
 ]

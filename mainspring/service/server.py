@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -146,7 +145,6 @@ def create_app(
         route_handlers=handlers,
         openapi_config=openapi,
         exception_handlers={404: _errors.handle, 405: _errors.handle, Exception: _errors.handle},
-        middleware=[DefineMiddleware(TokenAuth, tokens=tokens)],
         on_startup=[start],
         on_shutdown=[stop],
         request_max_body_size=limit,
@@ -154,6 +152,9 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    # tokens are checked before routing, so that a path under /api that does not exist
+    # answers 401 to a caller without a token too, not 404 (which would tell it the routes)
+    litestar.asgi_handler = TokenAuth(litestar.asgi_handler, tokens)
     litestar.state.mainspring_app = app
     litestar.state.follower = follower
     return litestar

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..core.model import Event
+from ..core.model import MAX_SEQ, Event
 from .dialect import Dialect
 from .rows import decode_record, record_run_ids
 
@@ -39,6 +39,8 @@ class LogTx:
         raise NotImplementedError
 
     def events(self, since: int, run_id: str | None, limit: int) -> list[Event]:
+        if since >= MAX_SEQ:
+            return []  # (nothing can come after; since + 1 would not fit the column)
         # from the record that holds event since + 1 (or ends before it), a page of
         # records at a time; each holds at least one event wanted, so `limit` are enough
         p = self.DIALECT.placeholder
@@ -49,7 +51,7 @@ class LogTx:
             # decode that record, however large, at every look)
             q = f"SELECT seq, events FROM ms_log WHERE seq >= {start} AND seq <= {p} "
             q += f"AND last_seq > {p} AND seq > {p} ORDER BY seq LIMIT {p}"
-            params: tuple[Any, ...] = (since + 1, since + limit, since)
+            params: tuple[Any, ...] = (since + 1, min(since + limit, MAX_SEQ), since)
         else:
             q = (
                 "SELECT l.seq, l.events FROM ms_log_runs r JOIN ms_log l ON l.seq = r.seq "

@@ -17,7 +17,7 @@ import psycopg
 
 from ..core.model import Event, Run, Task
 from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect
-from .rows import RunDoc, encode_record, encoder, record_run_ids, run_columns, run_doc, task_columns
+from .rows import encode_record, encoder, record_run_ids, run_columns, run_doc, task_columns
 from .sql import STREAM_ROWS, SqlReadTx, SqlWriteTx
 
 if TYPE_CHECKING:
@@ -55,12 +55,28 @@ DIALECT = Dialect(
 #: From this many rows on, new rows are written with COPY rather than a JSON recordset.
 COPY_FROM = 1000
 # Rows travel as one JSON array per statement (encoded by msgspec, unpacked by the server
-# with json_populate_recordset): one parameter instead of a dozen Python-built arrays.
-_INSERT_RUNS = "INSERT INTO ms_runs SELECT * FROM json_populate_recordset(null::ms_runs, %s::json)"
+# with json_to_recordset): one parameter instead of a dozen Python-built arrays. A row's
+# document travels as a JSON string holding its JSON text, cast to json once unpacked: the
+# recordset functions turn every string inside a nested document into text, and text
+# cannot hold a NUL, so a document with "\u0000" in it (a handler's output, an error) would
+# be refused, and with it the whole worker turn, again at every try.
+_RUN_ROW = (
+    "run_id text, task_id text, task_name text, state text, scheduled_at double precision, "
+    "due_at double precision, priority integer, queue text, concurrency_key text, "
+    "holds_key boolean, lease_owner text, lease_expires_at double precision, doc text"
+)  # (the columns of ms_runs, in order: _RunRow)
+_INSERT_RUNS = (
+    f"INSERT INTO ms_runs SELECT {', '.join(RUN_COLUMNS)}, doc::json "
+    f"FROM json_to_recordset(%s::json) AS x({_RUN_ROW})"
+)
+_RUN_CHANGE = (
+    "run_id text, state text, due_at double precision, holds_key boolean, lease_owner text, "
+    "lease_expires_at double precision, doc text"
+)  # (_RunChange)
 _UPDATE_RUNS = (
     "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
-    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc "
-    "FROM (SELECT * FROM json_populate_recordset(null::ms_runs, %s::json) LIMIT %s) AS u "
+    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc::json "
+    f"FROM (SELECT * FROM json_to_recordset(%s::json) AS x({_RUN_CHANGE}) LIMIT %s) AS u "
     "WHERE r.run_id = u.run_id"
 )  # only the columns a run's events can change (_RunChange): less JSON for the server to
 #    read. The LIMIT (the row count) tells the planner how few rows come: without it, it expects
@@ -70,20 +86,20 @@ _UPDATE_RUNS = (
 # looks at the row again), and the caller drops the transaction
 _UPDATE_RUNS_IF_UNCHANGED = (
     "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
-    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc "
-    "FROM (SELECT * FROM json_to_recordset(%s::json) AS x(run_id text, state text, "
-    "due_at double precision, holds_key boolean, lease_owner text, "
-    "lease_expires_at double precision, doc json, was_state text, was_due_at double precision, "
-    "was_holds_key boolean, was_lease_owner text, was_lease_expires_at double precision, "
-    "was_doc json) LIMIT %s) AS u "
+    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc::json "
+    f"FROM (SELECT * FROM json_to_recordset(%s::json) AS x({_RUN_CHANGE}, was_state text, "
+    "was_due_at double precision, was_holds_key boolean, was_lease_owner text, "
+    "was_lease_expires_at double precision, was_doc text) LIMIT %s) AS u "
     "WHERE r.run_id = u.run_id AND r.state = u.was_state AND r.due_at = u.was_due_at "
     "AND r.holds_key = u.was_holds_key "
     "AND r.lease_owner IS NOT DISTINCT FROM u.was_lease_owner "
     "AND r.lease_expires_at IS NOT DISTINCT FROM u.was_lease_expires_at "
-    "AND r.doc::text = u.was_doc::text"
+    "AND r.doc::text = u.was_doc"
 )
 _UPSERT_TASKS = (
-    "INSERT INTO ms_tasks SELECT * FROM json_populate_recordset(null::ms_tasks, %s::json) "
+    f"INSERT INTO ms_tasks SELECT {', '.join(TASK_COLUMNS)}, doc::json "
+    "FROM json_to_recordset(%s::json) AS x(task_id text, name text, idempotency_key text, "
+    "kind text, canceled boolean, cron_next double precision, doc text) "
     "ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, "
     "idempotency_key = excluded.idempotency_key, kind = excluded.kind, "
     "canceled = excluded.canceled, cron_next = excluded.cron_next, doc = excluded.doc"
@@ -100,7 +116,7 @@ _APPEND_RECORD = (
 
 
 class _RunRow(msgspec.Struct):
-    """A run as the JSON object ``json_populate_recordset(null::ms_runs, ...)`` reads."""
+    """A run as the JSON object ``_INSERT_RUNS`` reads (its document as JSON text)."""
 
     run_id: str
     task_id: str
@@ -114,7 +130,7 @@ class _RunRow(msgspec.Struct):
     holds_key: bool
     lease_owner: str | None
     lease_expires_at: float | None
-    doc: RunDoc
+    doc: str
 
 
 class _RunChange(msgspec.Struct):
@@ -126,7 +142,7 @@ class _RunChange(msgspec.Struct):
     holds_key: bool
     lease_owner: str | None
     lease_expires_at: float | None
-    doc: RunDoc
+    doc: str
 
 
 class _FencedChange(_RunChange):
@@ -137,7 +153,7 @@ class _FencedChange(_RunChange):
     was_holds_key: bool
     was_lease_owner: str | None
     was_lease_expires_at: float | None
-    was_doc: RunDoc
+    was_doc: str
 
 
 class _TaskRow(msgspec.Struct):
@@ -147,20 +163,25 @@ class _TaskRow(msgspec.Struct):
     kind: str
     canceled: bool
     cron_next: float | None
-    doc: Task
+    doc: str
+
+
+def _json(doc: Any) -> str:
+    return encoder.encode(doc).decode()
 
 
 def _runs_json(runs: Sequence[Run]) -> str:
-    return encoder.encode([_RunRow(*run_columns(r), run_doc(r)) for r in runs]).decode()
+    return _json([_RunRow(*run_columns(r), _json(run_doc(r))) for r in runs])
 
 
 def _change(r: Run) -> tuple[Any, ...]:
     """The fields of ``_RunChange`` for ``r``."""
-    return (r.run_id, r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, run_doc(r))
+    doc = _json(run_doc(r))
+    return (r.run_id, r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, doc)
 
 
 def _changes_json(runs: Sequence[Run]) -> str:
-    return encoder.encode([_RunChange(*_change(r)) for r in runs]).decode()
+    return _json([_RunChange(*_change(r)) for r in runs])
 
 
 def _gone(con: Any) -> bool:
@@ -344,18 +365,18 @@ class PostgresTx(SqlWriteTx):
             self._copy(
                 "ms_tasks",
                 ", ".join((*TASK_COLUMNS, "doc")),
-                ((*task_columns(t), encoder.encode(t).decode()) for t in tasks),
+                ((*task_columns(t), _json(t)) for t in tasks),
             )
         else:
-            json_rows = [_TaskRow(*task_columns(t), t) for t in tasks]
-            self._defer(_UPSERT_TASKS, (encoder.encode(json_rows).decode(),))
+            json_rows = [_TaskRow(*task_columns(t), _json(t)) for t in tasks]
+            self._defer(_UPSERT_TASKS, (_json(json_rows),))
 
     def _insert_runs(self, runs: Sequence[Run]) -> None:
         if len(runs) >= COPY_FROM:
             self._copy(
                 "ms_runs",
                 ", ".join((*RUN_COLUMNS, "doc")),
-                ((*run_columns(r), encoder.encode(run_doc(r)).decode()) for r in runs),
+                ((*run_columns(r), _json(run_doc(r))) for r in runs),
             )
         else:
             self._defer(_INSERT_RUNS, (_runs_json(runs),))
@@ -366,7 +387,7 @@ class PostgresTx(SqlWriteTx):
     def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
         pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
         rows = [_FencedChange(*_change(a), *_change(b)[1:]) for b, a in pairs]
-        cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (encoder.encode(rows).decode(), len(rows)))
+        cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (_json(rows), len(rows)))
         return int(cur.rowcount) == len(rows)
 
     def append_log(self) -> None:

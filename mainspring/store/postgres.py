@@ -105,6 +105,22 @@ if psycopg is not None:
     )
 
 
+def _refused_value(exc: BaseException) -> InvalidArgument | None:
+    """The user's error when the server (or psycopg, before sending) refused a value the
+    caller gave: a NUL character in text (PostgreSQL's text cannot hold one), a value too
+    large for an index; None for any other error."""
+    if psycopg is None or not isinstance(exc, psycopg.Error):
+        return None
+    state = exc.sqlstate or ""
+    if isinstance(exc, psycopg.DataError) or state.startswith("22") or state == "54000":
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return InvalidArgument(
+            f"PostgreSQL cannot take a value given: {first} (text cannot hold a NUL "
+            "character, and an indexed value such as a key must stay under a few kB)"
+        )
+    return None
+
+
 class _QuietDiscards(logging.Filter):
     """The pool warns when it drops a closed connection. We close the ones the server
     ended (a restart, a failover) on purpose: expected, and not worth a warning each."""
@@ -244,7 +260,9 @@ class PostgresStore(Store):
                 raise Conflict(f"connection to {self.display_url!r} lost: {exc}") from exc
             except psycopg.Error as exc:
                 self._rollback(con)
-                raise StoreError(f"write to {self.display_url!r} failed: {exc}") from exc
+                raise _refused_value(exc) or StoreError(
+                    f"write to {self.display_url!r} failed: {exc}"
+                ) from exc
             except BaseException:
                 self._rollback(con)
                 raise
@@ -269,7 +287,9 @@ class PostgresStore(Store):
                     raise Conflict(f"the log had no partition for the write: {exc}") from exc
                 if isinstance(exc, _RETRYABLE):
                     raise Conflict(f"concurrent transaction conflict: {exc}") from exc
-                raise StoreError(f"write to {self.display_url!r} failed: {exc}") from exc
+                raise _refused_value(exc) or StoreError(
+                    f"write to {self.display_url!r} failed: {exc}"
+                ) from exc
             if tx.committed_seq:
                 self.log_parts.committed(con, tx.committed_seq)
 
@@ -303,7 +323,7 @@ class PostgresStore(Store):
             if isinstance(exc, _RETRYABLE):
                 raise Conflict(f"concurrent transaction conflict: {exc}") from exc
             if isinstance(exc, psycopg.Error):
-                raise StoreError(self._caller_failed(con, exc)) from exc
+                raise _refused_value(exc) or StoreError(self._caller_failed(con, exc)) from exc
             raise
 
     def _caller(self, connection: Any) -> tuple[CallerConnection, bool]:
@@ -408,7 +428,9 @@ class PostgresStore(Store):
             except psycopg.Error as exc:
                 if snapshot:
                     self._rollback(con)
-                raise StoreError(f"read from {self.display_url!r} failed: {exc}") from exc
+                raise _refused_value(exc) or StoreError(
+                    f"read from {self.display_url!r} failed: {exc}"
+                ) from exc
             except BaseException:
                 if snapshot:
                     self._rollback(con)

@@ -47,6 +47,7 @@ class Context:
         self.launches: list[Any] = []
         self.publishes = 0  # messages published so far (numbers their minted event ids)
         self.transactions = 0  # @app.transaction calls so far (numbers their receipts)
+        self.step_transactions = 0  # ... in this try of the current step (numbered apart)
         self._cancelled = False  # a flag only (nothing waits on it): set once, read often
 
     @property

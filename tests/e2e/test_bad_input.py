@@ -168,3 +168,130 @@ def test_an_unknown_keyword_anywhere_in_the_api_is_an_invalid_argument(app: ms.A
         "run.created",
         "run.state_changed",
     ]  # (only the submit of the handle's line)
+
+
+def test_nul_characters_in_outputs_errors_and_arguments_are_stored(app: ms.App) -> None:
+    """A NUL in a handler's output or error, or in a run's arguments, is stored like any
+    character (PostgreSQL's text cannot hold one: the worker's turn was refused there, at
+    every try, and with it every other result of that turn)."""
+
+    @app.task(name="nul.echo")
+    def echo(x: str) -> str:
+        return x + "\x00!"
+
+    @app.task(name="nul.fails", max_attempts=1)
+    def fails() -> None:
+        raise ValueError("bad \x00 value")
+
+    plain = echo.submit("a")
+    odd = echo.with_options(correlation_id="c\x00").submit("b\x00c")
+    failed = fails.submit()
+    with app.worker(concurrency=2) as w:
+        w.run_until_idle(timeout=20)
+    assert plain.result(timeout=5) == "a\x00!"
+    assert odd.result(timeout=5) == "b\x00c\x00!"
+    assert odd.info().correlation_id == "c\x00"
+    info = failed.info()
+    assert info.state == ms.RunState.FAILED
+    assert info.error == "ValueError: bad \x00 value"
+
+
+def test_a_nul_character_the_store_cannot_take_is_a_bad_argument(
+    app: ms.App, job: ms.TaskFunction, store_kind: str
+) -> None:
+    """Where the store cannot hold a NUL in a key or a name (PostgreSQL), the command says
+    so with ``InvalidArgument`` and writes nothing; a lookup by such an id finds nothing
+    there is to find. SQLite takes them."""
+    job.submit(1)
+    cases: list[Callable[[], object]] = [
+        lambda: job.with_options(idempotency_key="k\x00").submit(2),
+        lambda: job.with_options(queue="q\x00").submit(3),
+    ]
+    for case in cases:
+        if store_kind == "postgres":
+            err = _unchanged(app, case, ms.InvalidArgument)
+            assert "NUL" in err
+        else:
+            case()
+    with pytest.raises((ms.InvalidArgument, ms.UnknownRun)):
+        app.get_run("\x00")
+
+
+def test_one_bad_value_among_concurrent_submits_fails_only_its_own(
+    app: ms.App, job: ms.TaskFunction, store_kind: str
+) -> None:
+    """Submits from many threads share a commit; one the store refuses fails alone."""
+    import threading
+
+    if store_kind != "postgres":
+        pytest.skip("SQLite takes a NUL in a key")
+    errors: dict[int, BaseException] = {}
+    barrier = threading.Barrier(8)
+
+    def submit(i: int) -> None:
+        barrier.wait()
+        try:
+            key = f"k{i}\x00" if i == 3 else f"k{i}"
+            job.with_options(idempotency_key=key).submit(i)
+        except BaseException as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert list(errors) == [3]
+    assert isinstance(errors[3], ms.InvalidArgument)
+    assert len(app.runs(limit=100)) == 7
+
+
+def test_bad_worker_options_are_refused_before_anything_starts(
+    app: ms.App, job: ms.TaskFunction
+) -> None:
+    """A str of queues would be read as its letters, an empty list would serve nothing."""
+    for kwargs in (
+        {"queues": "default"},
+        {"queues": []},
+        {"queues": ["default", ""]},
+        {"queues": [1]},
+        {"grace_seconds": -5},
+        {"grace_seconds": "5"},
+        {"on_attempt": 5},
+    ):
+        with pytest.raises(ms.InvalidArgument), app.worker(**kwargs):  # type: ignore[arg-type]
+            pytest.fail(f"a worker started with {kwargs}")
+        with pytest.raises(ms.InvalidArgument):
+            app.run_worker(**kwargs)  # type: ignore[arg-type]
+    assert app.workers() == []
+    h = job.submit(1)
+    with app.worker(queues=("default",)) as w:  # any sequence of names
+        w.run_until_idle(timeout=10)
+    assert h.status() == ms.RunState.COMPLETED
+
+
+def test_lookups_and_arguments_of_the_wrong_type_are_bad_arguments(
+    app: ms.App, job: ms.TaskFunction
+) -> None:
+    h = job.submit(1)
+    calls: list[Callable[[], object]] = [
+        lambda: app.get_task(None),  # type: ignore[arg-type]
+        lambda: app.task_handle(None),  # type: ignore[arg-type]
+        lambda: app.get_run(5),  # type: ignore[arg-type]
+        lambda: app.why(None),  # type: ignore[arg-type]
+        lambda: app.runs(task=5),  # type: ignore[arg-type]
+        lambda: app.log(run_id=5),  # type: ignore[arg-type]
+        lambda: app.log(since=2**63),
+        lambda: h.result(timeout="x"),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(ms.InvalidArgument):
+            call()
+    for submit in (
+        lambda: app.submit("jobs.job", args=5),  # type: ignore[arg-type]
+        lambda: app.submit("jobs.job", kwargs=[1]),  # type: ignore[arg-type]
+        lambda: job.repeat(count=2, every=1, args=5),  # type: ignore[arg-type]
+        lambda: job.schedule(cron="* * * * *", kwargs={1: 2}),  # type: ignore[dict-item]
+    ):
+        _unchanged(app, submit, ms.InvalidArgument)
+    assert app.log(since=2**63 - 1) == []  # the largest seq: nothing after it

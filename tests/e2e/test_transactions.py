@@ -63,6 +63,76 @@ def test_a_transactions_writes_commit_once_per_run_across_retries(app: ms.App) -
     assert [(d["number"], d["output"]) for d in recorded] == [(1, "charged 10"), (2, "charged 11")]
 
 
+def _ledger(app: ms.App) -> Callable[[str], str]:
+    """A transaction that adds a row of ``what`` to the ledger, and the list of its calls."""
+    mark = "%s" if app.store_url.startswith("postgres") else "?"
+
+    @app.transaction(name="ledger_add")
+    def add(conn: Any, what: str) -> str:
+        _table(conn)
+        conn.execute(f"INSERT INTO ledger (run, amount) VALUES ({mark}, 1)", (what,))
+        return what
+
+    return add
+
+
+def test_a_workflow_steps_calls_are_numbered_apart_so_that_a_replay_keeps_each_once(
+    app: ms.App,
+) -> None:
+    """A step that replays its stored result makes none of its transaction calls: the
+    workflow's own calls after it must not take their numbers (they failed the run with
+    receipt-exists, or returned another call's value and lost their write)."""
+    add = _ledger(app)
+
+    @app.step()
+    def charge() -> str:
+        return add("charge")
+
+    @app.workflow(name="tx.shop")
+    def shop() -> list[str]:
+        first = charge()
+        ms.wait_for("go")  # suspends: the next attempt replays the step
+        return [first, add("ship"), add("charge")]
+
+    h = shop.submit()
+    with app.worker() as w:
+        wait_for(lambda: h.status() == ms.RunState.SUSPENDED, 10, "the workflow to wait")
+        app.signal(h.run_id, "go")
+        w.run_until_idle()
+    assert h.result(timeout=5) == ["charge", "ship", "charge"]
+    assert sorted(r[0] for r in _rows(app)) == ["charge", "charge", "ship"]
+    recorded = [e.data for e in h.history() if e.type == "transaction.recorded"]
+    assert [(d.get("step"), d["number"], d["args"]["args"]) for d in recorded] == [
+        (1, 1, ["charge"]),
+        (None, 1, ["ship"]),
+        (None, 2, ["charge"]),
+    ]
+
+
+def test_a_step_tried_again_in_place_commits_its_transaction_once(app: ms.App) -> None:
+    add = _ledger(app)
+    tries: list[int] = []
+
+    @app.step(max_attempts=2, backoff=ms.Backoff.fixed(0))
+    def pay() -> str:
+        tries.append(1)
+        add("pay")
+        if len(tries) == 1:
+            raise ConnectionError("the network failed after the write committed")
+        return "paid"
+
+    @app.workflow(name="tx.pay")
+    def flow() -> str:
+        return pay()
+
+    h = flow.submit()
+    with app.worker() as w:
+        w.run_until_idle()
+    assert h.result(timeout=5) == "paid"
+    assert len(tries) == 2
+    assert [r[0] for r in _rows(app)] == ["pay"]
+
+
 def test_a_call_with_other_arguments_than_recorded_is_refused(app: ms.App) -> None:
     @app.transaction()
     def write(conn: Any, value: int) -> int:

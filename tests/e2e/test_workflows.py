@@ -14,6 +14,8 @@ import pytest
 import mainspring as ms
 from mainspring.testing import ManualClock
 
+from .helpers import wait_for
+
 Make = Callable[..., ms.App]
 
 
@@ -655,3 +657,37 @@ def test_a_signal_does_not_wake_a_workflow_suspended_for_another_reason(app: ms.
         w.run_until_idle()
     assert h.status() == ms.RunState.SUSPENDED
     assert h.info().attempts[-1].error == "Suspend: operator check"
+
+
+def test_a_step_whose_result_cannot_be_stored_fails_and_is_not_run_again(app: ms.App) -> None:
+    """The step's result is not JSON: the step fails for good with SerializationError, and
+    is recorded so; the replay raises it again rather than running its code once more."""
+    calls: list[int] = []
+
+    class Opaque:
+        pass
+
+    @app.step()
+    def make() -> object:
+        calls.append(1)
+        return Opaque()
+
+    @app.workflow(name="wf.opaque")
+    def flow() -> str:
+        try:
+            make()
+        except ms.SerializationError:
+            pass
+        ms.wait_for("go")  # the next attempt replays the failed step
+        return "done"
+
+    h = flow.submit()
+    with app.worker() as w:
+        wait_for(lambda: h.status() == ms.RunState.SUSPENDED, 10, "the workflow to wait")
+        app.signal(h.run_id, "go")
+        w.run_until_idle()
+    assert h.result(timeout=5) == "done"
+    assert calls == [1]
+    [step] = h.steps()
+    assert step.state == "failed" and step.error is not None
+    assert "SerializationError" in step.error

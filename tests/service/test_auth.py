@@ -45,6 +45,8 @@ def test_every_api_request_needs_a_valid_token(guarded: Served) -> None:
         ("GET", "/log"),
         ("POST", "/tasks/svc.add/runs"),
         ("POST", "/engine/pause"),
+        ("GET", "/no-such-route"),  # before routing: a caller without a token learns nothing
+        ("DELETE", "/runs"),
     ]:
         for headers in ({}, bearer("wrong"), {"Authorization": "Basic dj1zZWNyZXQ="}):
             r = c.request(method, API + path, headers=headers)
@@ -52,6 +54,8 @@ def test_every_api_request_needs_a_valid_token(guarded: Served) -> None:
             assert set(r.json()["error"]) == {"code", "message"}
             assert r.headers["www-authenticate"].startswith("Bearer")
     assert not guarded.app.paused()
+    assert c.get(f"{API}/no-such-route", headers=bearer("v-secret")).status_code == 404
+    assert c.get("/api/other", headers={}).status_code == 401
 
 
 def test_a_viewer_reads_and_an_operator_writes(guarded: Served) -> None:
