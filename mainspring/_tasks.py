@@ -306,6 +306,24 @@ class TaskFunction(Submitter[P, R]):
                 bound.update(bound.pop(p.name, {}))
         return bound
 
+    def _same_call(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """``SubmitRequest.same_call`` for these (plain) arguments: another spelling of the
+        same call binds to the same parameters, defaults filled in."""
+        if self.signature is None:
+            return None
+        signature = self.signature
+
+        def call_of(a: list[Any], k: dict[str, Any]) -> dict[str, Any] | None:
+            try:
+                bound = signature.bind(*a, **k)
+            except TypeError:
+                return None
+            bound.apply_defaults()
+            return dict(bound.arguments)
+
+        mine = call_of(args, kwargs)
+        return lambda a, k: mine is not None and call_of(a, k) == mine
+
     def _resolve_key(
         self,
         args: Sequence[Any],
@@ -394,6 +412,7 @@ class TaskFunction(Submitter[P, R]):
             deadline_at=deadline_of(ov.get("deadline"), self.app.clock.now),
             debounce=debounce,
             rate_key=rate_key,
+            same_call=self._same_call(plain_args, plain_kwargs),
         )
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:

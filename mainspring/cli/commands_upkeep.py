@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..core.errors import LogCompacted
 from . import _render as out
 from ._app import open_app
 from ._errors import CliError, handle_errors
@@ -98,11 +99,18 @@ def export(
     prints): archive it before `compact`.
 
     Without --since, from the first event the log still holds; a --since before it (events
-    compaction removed) exits 1 naming where the log starts."""
+    compaction removed), or an --until before it, exits 1 naming where the log starts."""
     g = globals_of(ctx, store, False)
     with open_app(g, create=False) as app:
         with app.store.read() as tx:
             first, last = tx.first_seq(), tx.last_seq()
+        if since is None and until is not None and first > 1 and until < first:
+            # every event asked for is gone: an empty archive would look like a complete one
+            raise LogCompacted(
+                f"events 1..{until} were removed from the log by compaction; it now starts "
+                f"at seq {first}",
+                first_seq=first,
+            )
         after = first - 1 if since is None else since
         end = last if until is None else min(until, last)
         with out.progress("exporting", "events") as bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,10 @@ class SubmitRequest:
     #: debounce: (seconds, key, max seconds or None): submissions with the key collapse
     debounce: tuple[float, str, float | None] | None = None
     rate_key: str | None = None  # the rate limit account of its runs' starts
+    #: whether stored arguments are the same call as this request's, written another way
+    #: (by keyword, or a default given explicitly): the handler's signature binds both
+    #: alike. None: only the same spelling is the same call
+    same_call: Callable[[list[Any], dict[str, Any]], bool] | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..core import events as E
 from ..core.errors import IdempotencyConflict, InvalidArgument, InvalidSchedule
 from ..core.ids import uuid7
-from ..core.model import DebounceRecord, ExecutionRecord, debounce_key_of
+from ..core.model import DebounceRecord, ExecutionRecord, Task, debounce_key_of
 from ..core.reducer import DEBOUNCES, EXECUTIONS
 from ..core.schedule import initial_occurrences
 from ..core.states import RunState
@@ -97,6 +97,13 @@ def _debounced(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | None:
     return Submitted(rec.task_id, [rec.run_id], replayed=True)
 
 
+def same_arguments(task: Task, req: SubmitRequest) -> bool:
+    """Whether ``req`` repeats the arguments ``task`` was submitted with."""
+    if task.args == req.args and task.kwargs == req.kwargs:
+        return True
+    return req.same_call is not None and req.same_call(task.args, task.kwargs)
+
+
 def _by_idempotency_key(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -> Submitted | None:
     assert req.idempotency_key is not None
     ikey = (req.name, req.idempotency_key)
@@ -105,7 +112,7 @@ def _by_idempotency_key(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -
         existing = b.state.tasks[seen[ikey].task_id]
     if existing is None:
         return None
-    if existing.args != req.args or existing.kwargs != req.kwargs:
+    if not same_arguments(existing, req):
         raise IdempotencyConflict(
             f"idempotency key {req.idempotency_key!r} of task {req.name!r} was "
             f"already used with other arguments (task {existing.task_id}); use a "
@@ -131,7 +138,7 @@ def _by_execution_id(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | N
         return None
     tx.load_tasks([ex.task_id], b.state)
     task = b.state.tasks[ex.task_id]
-    if task.name != req.name or task.args != req.args or task.kwargs != req.kwargs:
+    if task.name != req.name or not same_arguments(task, req):
         raise IdempotencyConflict(
             f"execution id {req.execution_id!r} already names an instance of workflow "
             f"{task.name!r} with other arguments (run {ex.run_id}); use a new execution id "

@@ -42,6 +42,8 @@ def test_export_writes_the_log_as_json_lines_then_compact_removes_it(
     assert [e["seq"] for e in _lines(r.stdout)] == [last + 1]
     r = cli("export", "--since", "0", "--store", store)
     assert r.exit_code == 1 and "compaction" in one_error_line(r.stderr)
+    r = cli("export", "--until", str(last - 1), "--store", store)  # all of it removed
+    assert r.exit_code == 1 and r.stdout == "" and "compaction" in one_error_line(r.stderr)
     r = cli("compact", "--store", store)
     assert r.exit_code == 0 and f"snapshot at seq {last + 1}" in r.stdout
     assert cli("runs", "--store", store).exit_code == 0

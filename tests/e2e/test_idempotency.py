@@ -45,6 +45,39 @@ def test_same_key_and_args_returns_the_same_run_and_writes_nothing(app: ms.App) 
     assert len(app.runs()) == 2
 
 
+def test_the_same_arguments_written_another_way_are_the_same_call(app: ms.App) -> None:
+    """By keyword or by position, a default given or left out: the same arguments once
+    bound to the handler's parameters, so the same run (a retry from another call site)."""
+
+    @app.task(name="mail.notify")
+    def notify(to: str, body: str = "", *tags: str, **headers: str) -> str:
+        return to
+
+    h = notify.with_options(idempotency_key="k").submit("a@b.c", body="hi")
+    before = len(app.log())
+    for again in (
+        lambda o: o.submit(to="a@b.c", body="hi"),
+        lambda o: o.submit("a@b.c", "hi"),
+        lambda o: o.submit(body="hi", to="a@b.c"),
+    ):
+        assert again(notify.with_options(idempotency_key="k")).run_id == h.run_id
+    assert len(app.log()) == before
+    d = notify.with_options(idempotency_key="d").submit("x@y.z")
+    assert notify.with_options(idempotency_key="d").submit("x@y.z", body="").run_id == d.run_id
+    for other in (
+        lambda o: o.submit("a@b.c", "hi", "urgent"),
+        lambda o: o.submit("a@b.c", body="hi", cc="c@d.e"),
+        lambda o: o.submit("a@b.c", body="bye"),
+    ):
+        with pytest.raises(ms.IdempotencyConflict):
+            other(notify.with_options(idempotency_key="k"))
+    # by name too, where the declaring App is this one
+    assert (
+        app.submit("mail.notify", kwargs={"to": "a@b.c", "body": "hi"}, idempotency_key="k").run_id
+        == h.run_id
+    )
+
+
 def test_same_key_different_args_is_a_conflict_and_writes_nothing(app: ms.App) -> None:
     @app.task
     def send(to: str, body: str = "") -> None:
