@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from .clock import seconds
 from .codec import to_plain
 from .errors import MainspringError
-from .failures import SUSPENDING, FailureClass, RetryClass, classify
+from .failures import SUSPENDING, FailureClass, RetryClass, classify, default_retry
 from .states import AttemptResult
 
 
@@ -136,5 +136,11 @@ def outcome_of_return(value: Any, task_name: str) -> Outcome:
     try:
         output = to_plain(value, f"the return value of {task_name}")
     except MainspringError as exc:
-        return Outcome(AttemptResult.TERMINAL, error=f"SerializationError: {exc}")
+        fc = FailureClass.PAYLOAD_REJECTED  # the store cannot take it: never retried
+        return Outcome(
+            AttemptResult.TERMINAL,
+            error=f"SerializationError: {exc}",
+            failure_class=fc.value,
+            retry_class=default_retry(fc).value,
+        )
     return Outcome(AttemptResult.SUCCESS, output=output)

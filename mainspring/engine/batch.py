@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import events as E
+from ..core.failures import FailureClass, RetryClass
 from ..core.ids import uuid7
 from ..core.model import Event, Run, Task, TaskOptions
 from ..core.reducer import State, apply
@@ -73,8 +74,13 @@ class Batch:
         replay that diverged) with that reason, until ``due_at`` (None: until woken)."""
         att = run.open_attempt()
         assert att is not None
-        if result == AttemptResult.LOST and error is not None:
-            error = f"lost: {error}"  # a failed run's error then says why it failed
+        if result == AttemptResult.LOST:
+            if error is not None:
+                error = f"lost: {error}"  # a failed run's error then says why it failed
+            # the worker holding it went silent: contact was lost, and trying elsewhere is
+            # safe (its attempts do not count; ``max_lost`` bounds them)
+            failure_class = failure_class or FailureClass.TRANSPORT_ERROR.value
+            retry_class = retry_class or RetryClass.SAFE_RETRY.value
         owner = run.lease_owner
         if lease_event == E.LEASE_EXPIRED and owner is not None:
             self.emit(E.lease(E.LEASE_EXPIRED, run, self.now, owner))

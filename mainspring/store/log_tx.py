@@ -80,10 +80,11 @@ class LogTx:
     def first_seq(self) -> int:
         """The seq of the log's first event (compaction removed those before it); on an
         empty log, the seq the next event gets."""
-        rows = self._rows("SELECT min(seq) FROM ms_log")
-        if rows and rows[0][0] is not None:
-            return int(rows[0][0])
-        return self.last_seq() + 1
+        # compaction keeps the last record, so an empty log has never had an event: 1. (One
+        # statement: reading the last seq after finding none would see an event a writer
+        # committed meanwhile, and call the first event compacted away.)
+        rows = self._rows("SELECT coalesce(min(seq), 1) FROM ms_log")
+        return int(rows[0][0])
 
     # -- snapshots and compaction ------------------------------------------------------------
     def snapshot_seq(self, *, lock: bool = False) -> int:

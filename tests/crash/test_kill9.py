@@ -289,6 +289,10 @@ def test_a_handler_that_kills_its_worker_fails_after_max_lost(
         time.sleep(0.02)
     assert h.status() == ms.RunState.FAILED
     assert [a.result for a in h.info().attempts] == [ms.AttemptResult.LOST] * 2
+    # classed like any failure (section 9): contact with the worker was lost
+    for a in h.info().attempts:
+        assert (a.failure_class, a.retry_class) == ("transport_error", "safe_retry")
+    assert (h.info().failure_class, h.info().retry_class) == ("transport_error", "safe_retry")
     error = h.info().error
     assert error is not None and error.startswith("lost: the lease of worker "), error
     assert len(workers.executions()) == 2

@@ -59,7 +59,14 @@ def test_non_serializable_return_value_does_not_complete_the_run(app: ms.App) ->
     with app.worker() as w:
         w.run_until_idle(timeout=10)
     assert h.status() == ms.RunState.FAILED
-    assert h.info().output is None
+    info = h.info()
+    assert info.output is None
+    # classed like any failure: the store rejects the payload, and trying again would not help
+    assert (info.failure_class, info.retry_class) == ("payload_rejected", "do_not_retry")
+    [attempt] = info.attempts
+    assert (attempt.failure_class, attempt.retry_class) == ("payload_rejected", "do_not_retry")
+    finished = next(e for e in h.history() if e.type == "attempt.finished")
+    assert finished.data["failure_class"] == "payload_rejected"
 
 
 @pytest.mark.parametrize(

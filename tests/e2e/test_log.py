@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
+from typing import Any
 
 import mainspring as ms
 
@@ -187,3 +188,32 @@ def test_verify_reports_its_progress_through_the_log(app: ms.App) -> None:
     assert calls[-1] == (total, total)
     assert len(calls) >= 2 and all(of == total for _, of in calls)
     assert [done for done, _ in calls] == sorted({done for done, _ in calls})
+
+
+def test_a_reader_of_a_new_log_never_sees_its_first_event_as_compacted(
+    make_app: Callable[..., ms.App],
+) -> None:
+    """Another writer commits the first event right after the reader's first statement: the
+    log still starts at 1. (``first_seq`` read the last seq in a second statement, which on
+    PostgreSQL saw that commit, so ``app.log`` raised LogCompacted for events 1..1.)"""
+    app, writer = make_app(), make_app()
+
+    @writer.task(name="log.first")
+    def first() -> None:
+        pass
+
+    with app.store.read() as tx:
+        assert tx.events(0, None, 10) == []
+        read = tx._rows  # type: ignore[attr-defined]
+        submitted: list[object] = []
+
+        def then_a_commit(*args: Any) -> Any:
+            out = read(*args)
+            if not submitted:  # right after the reader's first statement
+                submitted.append(first.submit())
+            return out
+
+        tx._rows = then_a_commit  # type: ignore[attr-defined]
+        assert tx.first_seq() == 1
+        assert submitted
+    assert app.log()[0].seq == 1
