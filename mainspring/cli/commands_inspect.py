@@ -184,8 +184,7 @@ def workers(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = Fals
 
 @handle_errors
 def queues(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """List the queues: paused or not, their runs by state, and how long the oldest ready
-    run has waited (--json: an array of queues)."""
+    """List the queues: paused or not, their runs by state, and how long the oldest ready run has waited (--json: an array of queues)."""
     g = globals_of(ctx, store, json_out)
     with open_app(g, create=False) as app:
         found = app.queues()

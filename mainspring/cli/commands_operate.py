@@ -164,8 +164,7 @@ def cancel(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Cancel a run, a task and its runs that have not ended, or (with --state, --task,
-    --queue instead of ID) every run they select.
+    """Cancel a run, a task and its runs that have not ended, or (with --state, --task, --queue instead of ID) every run they select.
 
     ID is a run id or a task id. Exit 1 when the run already ended or the task is already canceled; exit 2 when no run or task has that id. --json: the run or the task as it is now. In bulk, without --yes: print how many runs would be canceled and change nothing; with --yes: cancel them, with progress on a terminal (--json: {"canceled": N})."""
     g = globals_of(ctx, store, json_out)
@@ -309,8 +308,7 @@ def rerun(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Submit a new run of the same task and arguments as RUN_ID and print its id; or,
-    with --state (e.g. failed), --task, --queue instead, rerun every run they select.
+    """Submit a new run of the same task and arguments as RUN_ID and print its id; or, with --state (e.g. failed), --task, --queue instead, rerun every run they select.
 
     RUN_ID may be in any state. --json: the new run, whose rerun_of is RUN_ID. In bulk, without --yes: print how many runs would be rerun and change nothing; with --yes: rerun them, with progress on a terminal (--json: {"rerun": N, "run_ids": [...]})."""
     g = globals_of(ctx, store, json_out)
@@ -398,8 +396,7 @@ def _set_paused(g: Globals, paused: bool, queue: str | None = None) -> None:
 def pause(
     ctx: typer.Context, queue: QueueOpt = None, store: StoreOpt = None, json_out: JsonOpt = False
 ) -> None:
-    """Pause the engine, or with --queue one queue: no worker leases anything (from it)
-    until `mainspring resume [--queue Q]`.
+    """Pause the engine, or with --queue one queue: no worker leases anything (from it) until `mainspring resume [--queue Q]`.
 
     --json: {"paused": true, "changed": bool[, "queue": Q]}."""
     _set_paused(globals_of(ctx, store, json_out), True, queue)

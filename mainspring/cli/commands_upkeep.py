@@ -57,8 +57,7 @@ def prune(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove runs that ended more than AGE ago, and the tasks left with no run, through
-    events (run.pruned, task.pruned): the log keeps their history and verify still holds.
+    """Remove runs that ended more than AGE ago, and the tasks left with no run, through events (run.pruned, task.pruned): the log keeps their history and verify still holds.
 
     Works a page of runs per transaction, with progress on a terminal. --json: {"pruned": N} (or {"would_prune": N} with --dry-run)."""
     g = globals_of(ctx, store, json_out)
@@ -95,8 +94,7 @@ def export(
     ] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Write the log as JSON lines on stdout, oldest first (the objects `log --json`
-    prints): archive it before `compact`.
+    """Write the log as JSON lines on stdout, oldest first (the objects `log --json` prints): archive it before `compact`.
 
     Without --since, from the first event the log still holds; a --since before it (events
     compaction removed), or an --until before it, exits 1 naming where the log starts."""
@@ -128,9 +126,7 @@ def export(
 
 @handle_errors
 def compact(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """Write a snapshot of the whole state, then delete the log up to it: the store
-    shrinks, `verify` replays from the snapshot, and `log` before it says the events were
-    compacted (export them first to keep them).
+    """Write a snapshot of the whole state, then delete the log up to it: the store shrinks, `verify` replays from the snapshot, and `log` before it says the events were compacted (export them first to keep them).
 
     --json: {"snapshot_seq": N, "first_seq": N}."""
     g = globals_of(ctx, store, json_out)

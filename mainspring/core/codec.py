@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -18,7 +19,7 @@ def to_plain(value: Any, what: str) -> Any:
     Raises SerializationError (and changes nothing) when msgspec cannot encode it.
     """
     try:
-        return _decoder.decode(_encoder.encode(value))
+        encoded = _encoder.encode(value)
     except RecursionError:
         raise SerializationError(
             f"{what} is circular (it contains itself) or nested too deeply to store as JSON"
@@ -26,5 +27,26 @@ def to_plain(value: Any, what: str) -> Any:
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
         raise SerializationError(
             f"{what} must be JSON-serializable (str, int, float, bool, None, list, dict, "
-            f"or what msgspec can encode): {exc}. Convert it to plain data before submitting."
+            f"or what msgspec can encode): {exc}. Convert it to plain data first."
         ) from None
+    if b"null" in encoded and _non_finite(value):
+        raise SerializationError(
+            f"{what} holds a NaN or infinite float, which JSON cannot hold (it would be stored "
+            "as null): convert it first (to None, a string, or a bound)"
+        )
+    try:
+        return _decoder.decode(encoded)
+    except RecursionError:
+        raise SerializationError(f"{what} is nested too deeply to store as JSON") from None
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` holds a NaN or infinite float (msgspec writes those as null),
+    looking through dicts, lists, tuples and sets."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_non_finite(v) for v in value)
+    return False

@@ -302,3 +302,14 @@ def test_lookups_and_arguments_of_the_wrong_type_are_bad_arguments(
     ):
         _unchanged(app, submit, ms.InvalidArgument)
     assert app.log(since=2**63 - 1) == []  # the largest seq: nothing after it
+
+
+def test_nan_and_infinite_floats_are_refused_not_stored_as_null(
+    app: ms.App, job: ms.TaskFunction
+) -> None:
+    """JSON has no NaN: msgspec writes it as null, so the handler would see None."""
+    job.submit(1)
+    for value in (float("nan"), [1.0, float("inf")], {"x": (float("-inf"),)}):
+        err = _unchanged(app, lambda v=value: job.submit(v), ms.SerializationError)
+        assert "NaN or infinite" in err
+    assert job.submit([1.5, None]).info().state  # finite floats and None are fine
