@@ -77,14 +77,26 @@ def recorded_signature(sig: inspect.Signature | None) -> list[list[Any]] | None:
     ]
 
 
+class _Recorded:
+    """A default the definition does not record (only that there is one): shown as ``...``
+    in a recorded signature, and equal to itself only."""
+
+    def __repr__(self) -> str:
+        return "..."
+
+
+_RECORDED = _Recorded()
+
+
 def signature_of(recorded: list[list[Any]]) -> inspect.Signature:
-    """The signature a definition recorded (defaults stand in as None)."""
+    """The signature a definition recorded (a default shows as ``...``: its value is the
+    handler's, in the worker that runs it)."""
     return inspect.Signature(
         [
             inspect.Parameter(
                 name,
                 inspect._ParameterKind(kind),
-                default=None if has_default else inspect.Parameter.empty,
+                default=_RECORDED if has_default else inspect.Parameter.empty,
             )
             for name, kind, has_default in recorded
         ]

@@ -440,7 +440,7 @@ def _on_run_debounced(state: State, ev: Event) -> None:
         raise ReplayError(f"run.debounced (seq {ev.seq}): run {run.run_id} is {run.state!r}")
     task = _task(state, run.task_id, ev)
     task.args, task.kwargs = list(ev.data["args"]), dict(ev.data["kwargs"])
-    run.due_at = ev.data["due_at"]  # (scheduled_at stays the first submission's time)
+    run.due_at = ev.data["due_at"]  # (scheduled_at stays as the first submission set it)
     run.updated_at = ev.at
     state.dirty_tasks.add(task.task_id)
     state.dirty_runs.add(run.run_id)

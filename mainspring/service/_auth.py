@@ -38,6 +38,7 @@ class TokenFileError(ValueError):
 def parse_tokens(text: str, source: str = "the token file") -> dict[str, Role]:
     """The tokens of a token file's text, by token."""
     tokens: dict[str, Role] = {}
+    lines: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -48,6 +49,12 @@ def parse_tokens(text: str, source: str = "the token file") -> dict[str, Role]:
                 f"{source}, line {number}: expected '<token> <role>' with role viewer or operator"
             )
         token, role = parts[0], parts[1]
+        if token in lines:  # (which role would it have? say so rather than pick one)
+            raise TokenFileError(
+                f"{source}, line {number}: the token of line {lines[token]} again: each "
+                "token once, with one role"
+            )
+        lines[token] = number
         tokens[token] = "viewer" if role == "viewer" else "operator"
     if not tokens:
         raise TokenFileError(f"{source} has no tokens ('<token> <role>' lines)")

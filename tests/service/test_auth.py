@@ -97,7 +97,8 @@ def test_token_files() -> None:
         "abc": "viewer",
         "def": "operator",
     }
-    for bad in ("", "# only\n", "abc\n", "abc admin\n", "abc viewer extra\n"):
+    bad_files = ("", "# only\n", "abc\n", "abc admin\n", "abc viewer extra\n")
+    for bad in (*bad_files, "abc viewer\nabc operator\n", "abc viewer\nabc viewer\n"):
         with pytest.raises(TokenFileError):
             parse_tokens(bad)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
