@@ -318,23 +318,23 @@ class TaskFunction(Submitter[P, R]):
                 bound.update(bound.pop(p.name, {}))
         return bound
 
-    def _same_call(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        """``SubmitRequest.same_call`` for these (plain) arguments: another spelling of the
-        same call binds to the same parameters, defaults filled in."""
+    def _same_call(
+        self, args: list[Any], kwargs: dict[str, Any], stored: list[Any], stored_kw: dict[str, Any]
+    ) -> bool:
+        """``SubmitRequest.same_call``: whether the stored arguments are these written another
+        way (bound to the same parameters, defaults filled in). Called only when a key or an
+        execution id was used before with arguments spelled otherwise."""
         if self.signature is None:
-            return None
-        signature = self.signature
-
-        def call_of(a: list[Any], k: dict[str, Any]) -> dict[str, Any] | None:
+            return False
+        calls = []
+        for a, k in ((args, kwargs), (stored, stored_kw)):
             try:
-                bound = signature.bind(*a, **k)
+                bound = self.signature.bind(*a, **k)
             except TypeError:
-                return None
+                return False
             bound.apply_defaults()
-            return dict(bound.arguments)
-
-        mine = call_of(args, kwargs)
-        return lambda a, k: mine is not None and call_of(a, k) == mine
+            calls.append(dict(bound.arguments))
+        return calls[0] == calls[1]
 
     def _resolve_key(
         self,
@@ -424,7 +424,7 @@ class TaskFunction(Submitter[P, R]):
             deadline_at=deadline_of(ov.get("deadline"), self.app.clock.now),
             debounce=debounce,
             rate_key=rate_key,
-            same_call=self._same_call(plain_args, plain_kwargs),
+            same_call=functools.partial(self._same_call, plain_args, plain_kwargs),
         )
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any], **ov: Any) -> RunHandle:
