@@ -57,7 +57,7 @@ class Operations:
         states = (
             [s for s in RunState if s not in TERMINAL] if state is None else [run_state_of(state)]
         )
-        return sorted(r for s in states for r in self.engine.matching(s.value, task, queue))
+        return self.engine.matching([s.value for s in states], task, queue)
 
     def cancel_runs(
         self,

@@ -144,19 +144,28 @@ class BulkCommands(Transactor):
                 b.emit(E.task_pruned(t, b.now))
         return pruned
 
-    def matching(self, state: str, task: str | None = None, queue: str | None = None) -> list[str]:
-        """The ids of every run in ``state`` (of ``task``, in ``queue``), in id order."""
+    def matching(
+        self, states: Sequence[str], task: str | None = None, queue: str | None = None
+    ) -> list[str]:
+        """The ids of every run in one of ``states`` (of ``task``, in ``queue``), in id
+        order, as of one moment (one snapshot: a run that changes state meanwhile is
+        listed once, not twice or not at all)."""
         ids: list[str] = []
         with self.store.read(snapshot=True) as tx:
-            while True:
-                page = tx.run_ids_matching(state, task, queue, ids[-1] if ids else "", PAGE)
-                ids += page
-                if len(page) < PAGE:
-                    return ids
+            for state in states:
+                found: list[str] = []
+                while True:
+                    page = tx.run_ids_matching(state, task, queue, found[-1] if found else "", PAGE)
+                    found += page
+                    if len(page) < PAGE:
+                        break
+                ids += found
+        return sorted(ids)
 
     def cancel_runs(self, run_ids: list[str], progress: Progress | None = None) -> int:
         """Cancel the runs of ``run_ids`` that have not ended, a page per transaction (a
         workflow's children with it); how many were canceled."""
+        run_ids = list(dict.fromkeys(run_ids))  # (each once: a second cancel is refused)
         done = 0
         for i in range(0, len(run_ids), PAGE):
             page = run_ids[i : i + PAGE]

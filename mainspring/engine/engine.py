@@ -165,6 +165,8 @@ class Engine(WorkerTurns, BulkCommands, CompactionCommands):
         """Pause or resume the engine. Returns False when it already was so."""
 
         def body(tx: WriteTx, b: Batch) -> bool:
+            if paused:
+                tx.hold_leasing()  # no lease decided before it commits after it
             b.state.paused = tx.paused(lock=True)
             if b.state.paused == paused:
                 return False
@@ -178,6 +180,8 @@ class Engine(WorkerTurns, BulkCommands, CompactionCommands):
         """Pause or resume leasing from one queue. Returns False when it already was so."""
 
         def body(tx: WriteTx, b: Batch) -> bool:
+            if paused:
+                tx.hold_leasing()  # no lease decided before it commits after it
             tx.load_records(QUEUES, [queue], b.state)
             rec: QueueRecord | None = b.state.kind(QUEUES).get(queue)
             if (rec is not None and rec.paused_at is not None) == paused:

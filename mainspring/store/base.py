@@ -248,6 +248,11 @@ class WriteTx(ReadTx):
     @abstractmethod
     def load_runs(self, run_ids: Sequence[str], state: State) -> None: ...
 
+    def hold_leasing(self) -> None:
+        """Keep every worker from leasing until this transaction ends (a pause): a lease
+        turn in progress commits first, and one that begins after reads what this one
+        wrote. Nothing to do where write transactions run one at a time (SQLite)."""
+
     @abstractmethod
     def connection(self) -> Any:
         """The DB-API connection this transaction runs on, with everything it decided so

@@ -273,6 +273,7 @@ class PostgresTx(SqlWriteTx):
         self.deferred: list[tuple[str, Sequence[Any]]] = []  # writes not sent yet
         self._appended: tuple[Any, list[Event]] | None = None  # the log record's statement
         self.committed_seq = 0  # once committed: the seq of its last event (0: none)
+        self._leasing = False  # holds the lease lock, shared (``ready_candidates``)
 
     def _exec(self, query: str, params: Sequence[Any] = ()) -> Any:
         if not self.begin and not self.deferred:
@@ -314,6 +315,31 @@ class PostgresTx(SqlWriteTx):
 
     def _claim(self, of: str | None = None) -> str:
         return f" FOR UPDATE{f' OF {of}' if of else ''} SKIP LOCKED"
+
+    def hold_leasing(self) -> None:
+        self._exec(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self.store.lease_lock,)
+        )
+
+    def ready_candidates(
+        self,
+        now: float,
+        queues: Sequence[str] | None,
+        names: Sequence[str],
+        limit: int,
+        offset: int = 0,
+    ) -> list[Run]:
+        # Under READ COMMITTED a turn that read "not paused" could commit its leases after
+        # a pause committed: turns share the lease lock, which a pause takes alone, so a
+        # pause waits for the turns in progress and the next ones read it (it travels with
+        # the candidates' query: no round trip of its own)
+        if not self._leasing:
+            self._leasing = True
+            self._defer(
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))",
+                (self.store.lease_lock,),
+            )
+        return super().ready_candidates(now, queues, names, limit, offset)
 
     def _take_keys(self, keys: Sequence[str]) -> set[str]:
         """The keys whose transaction-scoped advisory lock this transaction got at once."""

@@ -179,6 +179,8 @@ class PostgresStore(Store):
             digest = hashlib.sha1(self.schema.encode()).hexdigest()[:16]
             self.channel = f"mainspring_{self.schema[:30]}_{digest}"
         self.key_lock_prefix = f"mainspring:{self.schema}:key:"
+        #: an advisory lock lease turns share and a pause takes alone (``hold_leasing``)
+        self.lease_lock = f"mainspring:{self.schema}:leasing"
         self.log_parts = LogPartitions(log_partition, f"mainspring:{self.schema}:log_parts")
         self.schema_version = open_schema(self, auto if migrate is None else migrate, create)
         self.pool = ConnectionPool(

@@ -194,3 +194,48 @@ def test_cancel_a_running_async_run(make_app: Callable[..., ms.App]) -> None:
         w.run_until_idle(timeout=5)
     assert h.status() == S.CANCELED
     assert h.info().output is None
+
+
+@pytest.mark.parametrize("what", ["engine", "queue"])
+def test_a_pause_waits_for_a_lease_turn_in_progress(
+    make_app: Callable[..., ms.App], store_kind: str, what: str
+) -> None:
+    """A worker's turn that read the runs it may lease before a pause commits its leases
+    before the pause, never after it: ``pause()`` returns once no lease is being decided.
+    (On PostgreSQL a turn under way could commit its leases after the pause's event.)"""
+    if store_kind != "postgres":
+        pytest.skip("SQLite runs write transactions one at a time")
+    app, other = make_app(), make_app()
+
+    @app.task(name="pause.job")
+    def job() -> None:
+        pass
+
+    h = job.submit()
+    paused = threading.Event()
+
+    def pause() -> None:
+        other.pause() if what == "engine" else other.pause(queue="default")
+        paused.set()
+
+    with app.store.write() as tx:  # a lease turn, between its read and its commit
+        [candidate] = tx.ready_candidates(time.time(), None, ["pause.job"], 10)
+        assert candidate.run_id == h.run_id
+        t = threading.Thread(target=pause)
+        t.start()
+        assert not paused.wait(0.5), "the pause committed while a lease turn was under way"
+    t.join(10)
+    assert paused.is_set()
+    # a turn that begins after the pause reads it: nothing to lease
+    with app.store.write() as tx:
+        assert tx.ready_candidates(time.time(), None, ["pause.job"], 10) == []
+
+
+def test_bulk_cancel_takes_each_run_once(app: ms.App) -> None:
+    @app.task(name="bulk.job")
+    def job() -> None:
+        pass
+
+    h = job.submit()
+    assert app.engine.cancel_runs([h.run_id, h.run_id]) == 1
+    assert h.status() == ms.RunState.CANCELED
