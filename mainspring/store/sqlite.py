@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from ..core.errors import InvalidArgument, StoreError
 from ..core.model import Run, Task
@@ -206,8 +207,11 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
+        self._file: tuple[int, int] | None = None  # (device, inode) once it exists
         open_schema(self, DIALECT)
         self.schema_version = SCHEMA_VERSION
+        st = os.stat(self.path)
+        self._file = (st.st_dev, st.st_ino)
         self._notifier = Notifier(notify_dir(self.path))
         self._ended = Notifier(os.path.join(notify_dir(self.path), "ended"))
         self._ended_waiters: list[SocketEndedWaiter] = []
@@ -218,7 +222,19 @@ class SQLiteStore(Store):
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        # once the store is open its file must be there: a connection opened later never
+        # makes an empty one where it was deleted (``_check_file``)
+        mode = "rwc" if self._file is None else "rw"
+        try:
+            con = sqlite3.connect(
+                f"file:{quote(self.path)}?mode={mode}",
+                uri=True,
+                timeout=60,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store file {self.path!r}: {exc}") from None
         con.execute("PRAGMA busy_timeout = 60000")
         con.execute(f"PRAGMA synchronous = {self.synchronous}")
         con.execute("PRAGMA cache_size = -32000")
@@ -261,8 +277,24 @@ class SQLiteStore(Store):
         self._local.lock = (os.getpid(), fd)
         return fd
 
+    def _check_file(self) -> None:
+        """Refuse to write once the store's file was deleted or replaced under this process:
+        its connections would go on writing to the old file, and all of it would be lost."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self._file:
+            what = "deleted" if st is None else "replaced by another file"
+            raise StoreError(
+                f"the store file {self.path!r} was {what} while this process had it open: "
+                "nothing more is written to it; put the store's file back, or restart on the "
+                "new one"
+            )
+
     @contextmanager
     def write(self) -> Iterator[SQLiteTx]:
+        self._check_file()
         con = self._con()
         queue = self._write_lock()
         if queue is not None:

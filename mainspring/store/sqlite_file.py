@@ -54,6 +54,13 @@ def check_existing(path: str) -> int:
                 "point --store / MAINSPRING_STORE at a new or mainspring file"
             )
         meta = dict(con.execute("SELECT key, value FROM ms_meta").fetchall())
+    except sqlite3.OperationalError as exc:
+        # (not what the file holds: what this process may do with it and its directory)
+        raise StoreError(
+            f"cannot read {path!r}: {exc} (a store in WAL mode needs its -wal and -shm "
+            "files beside it, even to be read: check the permissions of the file and of "
+            "its directory)"
+        ) from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"{path!r} is not a mainspring store (not a SQLite database: {exc}); "

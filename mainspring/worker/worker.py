@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.clock import watch
-from ..core.errors import MainspringError
+from ..core.errors import MainspringError, StoreError
 from ..core.ids import uuid7
 from ..core.states import AttemptResult
 from ..engine import Engine, Finished, Leased, Registration
@@ -358,7 +358,9 @@ class Worker:
                     exc,
                 )
                 return False
-            log.warning("worker %s: store error, will retry: %s", self.id, exc)
+            # (a StoreError says what failed; anything else is named by its type too)
+            what = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+            log.warning("worker %s: its turn failed, will retry: %s", self.id, what)
             with self._lock:
                 self._done.extendleft(reversed(finished))
             time.sleep(timers.turn_failed())

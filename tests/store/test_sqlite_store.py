@@ -9,8 +9,12 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -572,3 +576,67 @@ def test_a_compaction_leaves_no_page_cache_behind(tmp_path: Path) -> None:
         before = rss_mb()
         app.compact()
         assert rss_mb() - before < 12  # (the full cache alone would be 32 MB)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_store_file_deleted_or_replaced_under_a_process_is_not_written_to(
+    tmp_path: Path, how: str
+) -> None:
+    """Its open connections would go on writing to the old file (all of it lost, silently),
+    and a new connection made an empty file at the path."""
+    path = tmp_path / "gone.db"
+    app = ms.App(f"sqlite:///{path}")
+
+    @app.task(name="gone.job")
+    def job() -> None:
+        pass
+
+    try:
+        job.submit()
+        os.remove(path)
+        if how == "replaced":
+            shutil.copy(tmp_path / "gone.db-wal", tmp_path / "other")  # any file will do
+            os.rename(tmp_path / "other", path)
+        with pytest.raises(ms.StoreError, match=how):
+            job.submit()
+        with pytest.raises(ms.StoreError), ThreadPoolExecutor(1) as pool:
+            pool.submit(job.submit).result()  # a new thread's new connection too
+        assert path.exists() == (how == "replaced")
+    finally:
+        app.close()
+
+
+def test_a_store_whose_directory_cannot_be_written_says_so() -> None:
+    """SQLite needs the -wal and -shm files beside a store even to read it: the error says
+    so rather than calling the file "not a mainspring store". (As an unprivileged user:
+    root reads and writes whatever the permissions say.)"""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() == 0 and setpriv is None:
+        pytest.skip("running as root, without setpriv to drop the privileges")
+    # (in a directory of its own under /tmp: pytest's is not open to other users)
+    top = Path(tempfile.mkdtemp())
+    top.chmod(0o755)
+    d = top / "ro"
+    d.mkdir()
+    path = d / "s.db"
+    with ms.App(f"sqlite:///{path}") as app:
+        app.stats()
+    for f in d.iterdir():
+        if f != path:
+            f.unlink()
+    path.chmod(0o666)
+    d.chmod(0o555)
+    code = f"import mainspring as ms; ms.App({f'sqlite:///{path}'!r}).open()"
+    user = (
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+        if os.geteuid() == 0 and setpriv is not None
+        else []
+    )
+    try:
+        r = subprocess.run([*user, sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode != 0
+        assert "StoreError" in r.stderr and "permissions" in r.stderr, r.stderr
+        assert "not a mainspring store" not in r.stderr
+    finally:
+        d.chmod(0o755)
+        shutil.rmtree(top)
