@@ -53,23 +53,7 @@ def noop(x: str) -> None:
 
 def call(state: State, run: Run, attempt_id: str, expires: float) -> None:
     """Call the run's handler as a worker does (worker/worker.py ``_dispatch``, execute.py)."""
-    task = state.tasks[run.task_id]
-    lz = Leased(
-        run_id=run.run_id,
-        task_id=run.task_id,
-        task_name=run.task_name,
-        attempt_id=attempt_id,
-        attempt=1,
-        args=task.args,
-        kwargs=task.kwargs,
-        timeout=task.options.timeout,
-        lease_expires_at=expires,
-        execution_id=run.execution_id,
-        correlation_id=run.correlation_id,
-        idempotency_key=run.idempotency_key,
-        options=task.options,
-        snapshot=b"",
-    )
+    lz = Leased.of(run, state.tasks[run.task_id], attempt_id, 1, expires, b"")
     ctx = make_context(lz, lambda: None, "worker")
     call_sync(Attempt(lz, noop, ctx, None, expires))
 

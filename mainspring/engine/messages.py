@@ -92,6 +92,28 @@ class Leased:
     #: the store's write lock, and writes it only if the stored run is still exactly this
     snapshot: bytes | None = None
 
+    @classmethod
+    def of(
+        cls, run: Run, task: Task, attempt_id: str, number: int, expires: float, snapshot: bytes
+    ) -> Leased:
+        """``run`` of ``task``, leased until ``expires`` with attempt ``number`` open."""
+        return cls(
+            run_id=run.run_id,
+            task_id=run.task_id,
+            task_name=run.task_name,
+            attempt_id=attempt_id,
+            attempt=number,
+            args=task.args,
+            kwargs=task.kwargs,
+            timeout=task.options.timeout,
+            lease_expires_at=expires,
+            execution_id=run.execution_id,
+            correlation_id=run.correlation_id,
+            idempotency_key=run.idempotency_key,
+            options=task.options,
+            snapshot=snapshot,
+        )
+
 
 #: Encoding of ``Leased.snapshot`` (internal to one worker process: never stored).
 _snap_enc = msgspec.msgpack.Encoder()

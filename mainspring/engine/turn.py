@@ -339,24 +339,7 @@ class WorkerTurns(WorkflowCommands):
             attempt_id = uuid7()
             number = len(run.attempts) + 1
             b.emit(E.attempt_started(run, b.now, attempt_id, number=number, worker=worker))
-            out.append(
-                Leased(
-                    run_id=run.run_id,
-                    task_id=run.task_id,
-                    task_name=run.task_name,
-                    attempt_id=attempt_id,
-                    attempt=number,
-                    args=task.args,
-                    kwargs=task.kwargs,
-                    timeout=task.options.timeout,
-                    lease_expires_at=expires,
-                    execution_id=run.execution_id,
-                    correlation_id=run.correlation_id,
-                    idempotency_key=run.idempotency_key,
-                    options=task.options,
-                    snapshot=snapshot_run(run),
-                )
-            )
+            out.append(Leased.of(run, task, attempt_id, number, expires, snapshot_run(run)))
         return out
 
     @staticmethod
