@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from ..core.errors import LogCompacted
 from ..core.states import RunState
 from . import _render as out
 from ._app import open_app
@@ -216,7 +217,11 @@ def log(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Print the event log, oldest first (--json: one JSON object per line)."""
+    """Print the event log, oldest first (--json: one JSON object per line).
+
+    Events compaction removed exit 1 (see `export`); with --follow, a compaction that
+    passes the follower once it has caught up is said on stderr, and it goes on from the
+    first event kept."""
     g = globals_of(ctx, store, json_out)
     con = out.console()
     with open_app(g, create=False) as app:
@@ -225,10 +230,23 @@ def log(
         last = since
         printed = 0
         batch = 1000
+        caught_up = False  # (following: the log read to its end once)
         try:
             while True:
                 want = batch if (follow or limit is None) else min(batch, limit - printed)
-                events = app.log(since=last, run_id=run_id, limit=want) if want > 0 else []
+                try:
+                    events = app.log(since=last, run_id=run_id, limit=want) if want > 0 else []
+                except LogCompacted as exc:
+                    if not caught_up:
+                        raise  # events asked for are gone: say so (exit 1)
+                    # a compaction passed a live follower: go on, as the log stream does
+                    typer.echo(
+                        f"mainspring log: events {last + 1}..{exc.first_seq - 1} were "
+                        "compacted away while following; going on",
+                        err=True,
+                    )
+                    last = exc.first_seq - 1
+                    continue
                 for e in events:
                     if g.json:
                         sys.stdout.write(out.dumps(out.event_json(e)) + "\n")
@@ -242,6 +260,7 @@ def log(
                         break
                     continue
                 if len(events) < want:
+                    caught_up = True
                     time.sleep(0.2)
         except KeyboardInterrupt:
             return

@@ -242,12 +242,15 @@ def test_demo_exits_0(spawn: Spawn, tmp_path: Path) -> None:
 def test_log_follow_prints_new_events_until_interrupted(
     spawn: Spawn, store: str, tmp_path: Path
 ) -> None:
+    """It prints new events as they come, only new ones; a compaction that passes it is
+    said on stderr and it goes on (as the log stream does), until Ctrl-C."""
     first = spawn("submit", "t.follow", "--store", store).stdout.strip()
     argv = [sys.executable, "-m", "mainspring.cli.main", "log", "--follow", "--json"]
     proc = subprocess.Popen(
         [*argv, "--store", store],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         bufsize=0,
         # a shell without job control starts background commands with SIGINT ignored, and
         # a child inherits that: give it the default, as a terminal's Ctrl-C would find it
@@ -257,7 +260,8 @@ def test_log_follow_prints_new_events_until_interrupted(
     fd = proc.stdout.fileno()
     pending = b""
 
-    def read_until(run_id: str) -> list[dict[str, object]]:
+    def read_until(run_id: str | None) -> list[dict[str, object]]:
+        """Events up to one of ``run_id`` (None: up to the compaction's)."""
         nonlocal pending
         seen: list[dict[str, object]] = []
         deadline = time.monotonic() + 20
@@ -265,6 +269,8 @@ def test_log_follow_prints_new_events_until_interrupted(
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 seen.append(json.loads(line))
+                if run_id is None and seen[-1]["type"] == "log.compacted":
+                    return seen
                 if seen[-1]["run_id"] == run_id and seen[-1]["type"] == "run.state_changed":
                     return seen
             ready, _, _ = select.select([fd], [], [], 0.5)
@@ -279,8 +285,18 @@ def test_log_follow_prints_new_events_until_interrupted(
         second = spawn("submit", "t.follow", "--store", store).stdout.strip()
         later = read_until(second)
         assert all(e["run_id"] != first for e in later)  # only new events
+        proc.send_signal(signal.SIGSTOP)  # behind, while events are written and compacted
+        gone = spawn("submit", "t.follow", "--store", store).stdout.strip()
+        assert spawn("compact", "--store", store).returncode == 0
+        proc.send_signal(signal.SIGCONT)
+        after = read_until(None)
+        assert all(e["run_id"] != gone for e in after)  # (compacted away before it read them)
+        third = spawn("submit", "t.follow", "--store", store).stdout.strip()
+        read_until(third)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        assert b"compacted away while following" in proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
