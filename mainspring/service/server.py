@@ -22,6 +22,7 @@ from .. import __version__
 from ..app import App
 from . import _docs, _errors
 from ._auth import Role, TokenAuth
+from ._head import HeadAsGet
 from .api import api_router
 from .follower import LogFollower
 from .models import Answer, Health
@@ -154,7 +155,7 @@ def create_app(
     )
     # tokens are checked before routing, so that a path under /api that does not exist
     # answers 401 to a caller without a token too, not 404 (which would tell it the routes)
-    litestar.asgi_handler = TokenAuth(litestar.asgi_handler, tokens)
+    litestar.asgi_handler = TokenAuth(HeadAsGet(litestar.asgi_handler), tokens)
     litestar.state.mainspring_app = app
     litestar.state.follower = follower
     return litestar

@@ -273,3 +273,15 @@ def test_health_openapi_and_the_docs_page(served: Served) -> None:
 def test_an_unknown_path_is_a_404_in_the_error_shape(served: Served, path: str) -> None:
     r = served.client.get(path)
     assert r.status_code == 404 and set(r.json()["error"]) == {"code", "message"}
+
+
+def test_head_answers_as_get_without_the_body(served: Served) -> None:
+    """Uptime checks and proxies probe with HEAD (RFC 9110: what answers GET answers HEAD)."""
+    c = served.client
+    for path in ("/healthz", "/readyz", f"{API}/runs", f"{API}/stats", "/metrics"):
+        got, head = c.get(path), c.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+    assert c.head(f"{API}/runs/nope").status_code == 404
+    assert c.head(f"{API}/log/stream").status_code == 405  # (a stream never ends)
