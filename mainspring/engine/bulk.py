@@ -13,7 +13,7 @@ from ..core.ids import uuid7
 from ..core.model import Policy, Run, receipt_key
 from ..core.reducer import CALLS, EXECUTIONS, RECEIPTS, SIGNALS, STEPS, WAITS
 from ..core.states import TERMINAL, RunState
-from ..store.base import WriteTx
+from ..store.base import ReadTx, WriteTx
 from .batch import Batch
 from .messages import Submitted
 from .transact import Transactor
@@ -71,6 +71,18 @@ def _records_of(tx: WriteTx, b: Batch, runs: list[Run]) -> dict[str, dict[str, l
     return owned
 
 
+def _without_live_parents(tx: ReadTx, runs: list[Run]) -> list[Run]:
+    """``runs`` but the children of workflows that have not ended: a workflow reads its
+    children's outcomes when it replays, so they stay until it ends. (Read without a lock:
+    a run that ended never runs again, so a parent seen running at worst keeps its child
+    until the next prune.)"""
+    parents = sorted({r.parent_run_id for r in runs if r.parent_run_id is not None})
+    if not parents:
+        return runs
+    live = {p.run_id for p in tx.runs_of(parents) if RunState(p.state) not in TERMINAL}
+    return [r for r in runs if r.parent_run_id not in live]
+
+
 class BulkCommands(Transactor):
     def prune(
         self,
@@ -92,7 +104,8 @@ class BulkCommands(Transactor):
             while True:
                 with self.store.read() as rtx:
                     ids = rtx.run_ids_matching(state, task, None, after, PAGE)
-                    old = [r.run_id for r in rtx.runs_of(ids) if r.updated_at <= cutoff]
+                    ended = [r for r in rtx.runs_of(ids) if r.updated_at <= cutoff]
+                    old = [r.run_id for r in _without_live_parents(rtx, ended)]
                 if old and not dry_run:
                     total += self.transact(
                         functools.partial(self._prune_page, ids=old, cutoff=cutoff)
@@ -119,6 +132,7 @@ class BulkCommands(Transactor):
             and RunState(run.state) in TERMINAL
             and run.updated_at <= cutoff  # (else it changed since it was read)
         ]
+        runs = _without_live_parents(tx, runs)
         owned = _records_of(tx, b, runs)
         tasks: set[str] = set()
         for run in runs:

@@ -152,3 +152,31 @@ def test_prune_takes_a_runs_own_records_with_it(make_app: Make) -> None:
     assert again.run_id != old.run_id
     report = app.verify()
     assert report.ok, report.problems
+
+
+def test_a_workflows_ended_child_is_kept_until_the_workflow_ends(make_app: Make) -> None:
+    """The workflow reads its child's outcome when it replays: pruning the child first made
+    it fail with UnknownRun, whatever its attempts left."""
+    app = make_app()
+
+    @app.task(name="prune.kid")
+    def kid(x: int) -> int:
+        return x * 10
+
+    @app.workflow(name="prune.parent")
+    def parent(x: int) -> int:
+        h = kid.submit(x)
+        ms.wait_for("go")  # suspended here with its child ended: then pruned
+        out: int = h.result()
+        return out
+
+    p = parent.submit(4)
+    with app.worker() as w:
+        wait_for(lambda: p.status() == ms.RunState.SUSPENDED, 10, "the workflow to wait")
+        w.run_until_idle()
+        assert app.prune(0, dry_run=True) == 0
+        assert app.prune(0) == 0  # the child ended, its parent has not: kept
+        app.signal(p.run_id, "go")
+        w.run_until_idle()
+    assert p.result(timeout=5) == 40
+    assert app.prune(0) == 2  # both ended now
