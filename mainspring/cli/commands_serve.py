@@ -229,7 +229,7 @@ def _serve_as_peer(app: App, tokens: Any, fd: int, ready_fd: int | None) -> None
                     os.close(ready_fd)
             while not server.server.should_exit:
                 if os.getppid() != parent:
-                    server.server.should_exit = True
+                    server.request_stop()
                 time.sleep(0.5)
 
         threading.Thread(target=watch, name="mainspring-serve-parent", daemon=True).start()

@@ -204,6 +204,13 @@ class BackgroundServer:
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
                 super().handle_exit(sig, frame)
+                # uvicorn raises the signal again once it has stopped serving, and the
+                # default SIGTERM then ends the process there: the caller's own shutdown
+                # (an App's workers recording their handlers' ends, the peer processes)
+                # never ran. Serving stops; the caller decides how the process ends.
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
                 end_streams()
 
         self.server = Server(config)
@@ -238,10 +245,15 @@ class BackgroundServer:
                 raise TimeoutError("the service did not start")
         return self
 
-    def stop(self) -> None:
-        """Stop serving (open streams are closed) and wait for the thread."""
+    def request_stop(self) -> None:
+        """Start to stop serving, from any thread: open streams end at once, and ``run``
+        returns once the requests under way are answered."""
         self.server.should_exit = True
         self._end_streams()
+
+    def stop(self) -> None:
+        """Stop serving (open streams are closed) and wait for the thread."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(10)
         with contextlib.suppress(OSError):

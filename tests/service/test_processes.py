@@ -179,3 +179,41 @@ def test_sigterm_ends_open_log_streams_cleanly(store_url: str) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.wait(30)
+
+
+def test_sigterm_to_serve_app_stops_its_workers_cleanly(store_url: str, tmp_path: Path) -> None:
+    """The handlers under way finish in the grace period and their results are recorded;
+    the worker leaves the registry. (uvicorn raised SIGTERM again once it stopped serving:
+    the process died there, its runs left `running` until their leases expired, to run
+    again.)"""
+    (tmp_path / "naps.py").write_text(
+        "import time\nimport mainspring as ms\napp = ms.App()\n\n"
+        "@app.task(name='naps.nap')\ndef nap(i: int) -> int:\n    time.sleep(1.0)\n    return i\n"
+    )
+    port = _free_port()
+    env = dict(os.environ, MAINSPRING_STORE=store_url, PYTHONPATH=str(tmp_path))
+    cmd = [sys.executable, "-m", "mainspring.cli.main", "serve", "naps:app", "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--concurrency", "2"], env=env, stderr=subprocess.PIPE)
+    app = ms.App(store_url)
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(f"http://127.0.0.1:{port}"):
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        handles = [app.submit("naps.nap", args=[i]) for i in range(4)]
+        while app.stats()["running"] < 2:
+            assert time.monotonic() < deadline, "no handler started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        states = [h.status() for h in handles]
+        assert ms.RunState.RUNNING not in states and ms.RunState.LEASED not in states, states
+        assert states.count(ms.RunState.COMPLETED) >= 2, states
+        assert app.workers() == []
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        assert "Traceback" not in err, err
+    finally:
+        app.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
