@@ -321,14 +321,7 @@ class PostgresTx(SqlWriteTx):
             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self.store.lease_lock,)
         )
 
-    def ready_candidates(
-        self,
-        now: float,
-        queues: Sequence[str] | None,
-        names: Sequence[str],
-        limit: int,
-        offset: int = 0,
-    ) -> list[Run]:
+    def _share_leasing(self) -> None:
         # Under READ COMMITTED a turn that read "not paused" could commit its leases after
         # a pause committed: turns share the lease lock, which a pause takes alone, so a
         # pause waits for the turns in progress and the next ones read it (it travels with
@@ -339,7 +332,6 @@ class PostgresTx(SqlWriteTx):
                 "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))",
                 (self.store.lease_lock,),
             )
-        return super().ready_candidates(now, queues, names, limit, offset)
 
     def _take_keys(self, keys: Sequence[str]) -> set[str]:
         """The keys whose transaction-scoped advisory lock this transaction got at once."""

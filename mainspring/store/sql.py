@@ -389,6 +389,10 @@ class SqlWriteTx(SqlReadTx, WriteTx):
         """The clause that claims the rows a query returns ("" where writers are serialized)."""
         return ""
 
+    def _share_leasing(self) -> None:
+        """Before reading what to lease: hold what a pause waits for (``hold_leasing``;
+        nothing where writers are serialized)."""
+
     # -- loads and claims ---------------------------------------------------------------------
     def load_runs(self, run_ids: Sequence[str], state: State) -> None:
         d = self.DIALECT
@@ -440,6 +444,7 @@ class SqlWriteTx(SqlReadTx, WriteTx):
         limit: int,
         offset: int = 0,
     ) -> list[Run]:
+        self._share_leasing()
         out = []
         q, params = ready_query(self.DIALECT, names, queues, self._claim(of="r"))
         for row in self._rows(q, (*params, limit, offset)):
