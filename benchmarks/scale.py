@@ -11,8 +11,9 @@ One worker process per peer and cell, preloaded with the tasks (as W2 of run.py:
 workers boot, are released together, and the drain runs from the first handler start to
 the last handler end, as the tasks stamp them); and mainspring once more at its best
 setting found on this machine: the in-flight count split over two processes, so that every
-core is in use, with prefetch 16N (each turn records and starts many runs: fewer turns, the
-way a big dequeue batch works; ``--procs``, ``--ahead`` try others). Two axes:
+core is in use, with prefetch 16N and at least 256 runs per process (each turn records and
+starts many runs: fewer turns, the way a big dequeue batch works; ``--procs``, ``--ahead``
+try others). Two axes:
 
 - in flight: how many handlers may run at once in the process (mainspring
   ``run_worker(concurrency=N)``, threads for ``def`` and one event loop for ``async def``,
@@ -53,6 +54,7 @@ class Variant:
     prefetch: bool = False  # mainspring: ``run_worker(prefetch=N)``, one run ahead per slot
     procs: int = 1  # worker processes, the in-flight count split evenly among them
     ahead: int = 1  # prefetch: this many runs ahead per slot
+    at_least: int = 0  # prefetch: and at least this many per process
     detail: str | None = None  # a peer's setting, where mainspring's come from the fields
 
     @property
@@ -62,6 +64,8 @@ class Variant:
         parts = [self.handler]
         if self.prefetch:
             parts.append("prefetch=N" if self.ahead == 1 else f"prefetch={self.ahead}N")
+            if self.at_least:
+                parts[-1] += f" (at least {self.at_least})"
         if self.procs > 1:
             parts.append(f"{self.procs} processes of N/{self.procs}")
         return f"{self.name} ({', '.join(parts)})"
@@ -69,12 +73,16 @@ class Variant:
     def per_process(self, inflight: int) -> int:
         return max(1, inflight // self.procs)
 
+    def prefetch_of(self, inflight: int) -> int:
+        """Runs each process leases and starts ahead of its slots."""
+        return max(self.per_process(inflight) * self.ahead, self.at_least)
+
     def environment(self, inflight: int, handler_ms: float) -> dict[str, str]:
         env = {"BENCH_HANDLER_MS": f"{handler_ms:g}"}
         if self.handler == "async def":
             env["BENCH_ASYNC"] = "1"
         if self.prefetch:
-            env["BENCH_PREFETCH"] = str(self.per_process(inflight) * self.ahead)
+            env["BENCH_PREFETCH"] = str(self.prefetch_of(inflight))
         if self.key == "pgqueuer":  # its best dequeue batch for this many in flight
             env["BENCH_PGQ_BATCH"] = str(max(1, inflight // 2))
         return env
@@ -86,8 +94,12 @@ def _mainspring(spec: R.PeerSpec, name: str, procs: int, ahead: int) -> list[Var
         Variant("mainspring-prefetch", name, spec, prefetch=True),
         Variant("mainspring-async", name, spec, "async def", prefetch=True),
         # every core in use, and turns made bigger by runs started further ahead: its best
-        # setting on this machine (`--procs`, `--ahead` to try others)
-        Variant("mainspring-procs", name, spec, prefetch=True, procs=procs, ahead=ahead),
+        # setting on this machine (`--procs`, `--ahead` to try others). With few slots
+        # per process, 16 per slot makes turns too small to spread a commit's sync over
+        # many runs (SQLite at FULL syncs each commit): at least 256 then
+        Variant(
+            "mainspring-procs", name, spec, prefetch=True, procs=procs, ahead=ahead, at_least=256
+        ),
     ]
 
 
@@ -195,7 +207,7 @@ def render(
     ])  # fmt: skip
     rates("rate_from_go")
 
-    def per_task_table(title: str, key: str, spec: str = ".2f") -> None:
+    def per_task_table(title: str, key: str, spec: str = ".3f") -> None:
         out.extend(["", title, "", header, "| --- | --- |" + " ---: |" * len(args.inflight)])
         for v in chosen(backend, args):
             for h in args.handler_ms:
@@ -222,7 +234,6 @@ def render(
         "CPU per task in all (ms), the workers' and the server's: what the machine spends "
         "on one task",
         "total_cpu_ms",
-        ".3f",
     )
     per_task_table(
         f"The drain that this CPU per task allows on this machine's {cores} cores, every "
