@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -20,10 +17,7 @@ from ..app import App
 from ._app import load_app, use_store
 from ._errors import CliError, handle_errors
 from ._options import JsonOpt, StoreOpt, globals_of
-
-#: How long ``--processes`` waits for the other server processes to accept requests.
-PEER_START_SECONDS = 60.0
-PEER_COMMAND = (sys.executable, "-m", "mainspring.cli.main", "serve")
+from ._peers import Peers
 
 
 @handle_errors
@@ -74,7 +68,7 @@ def serve(
             "-p",
             metavar="N",
             min=1,
-            help="Server processes sharing the port, each with its own connection to the store (requests are spread over them; the APP's workers run in the first only).",
+            help="Server processes sharing the port, each with its own connection to the store (requests are spread over them; the APP's workers run in the first only; the first replaces another that exits).",
         ),
     ] = 1,
     listen_fd: Annotated[
@@ -121,7 +115,7 @@ def serve(
             app.set_store(os.environ["MAINSPRING_STORE"])
         _serve_as_peer(app, tokens, listen_fd, ready_fd)
         return
-    peers: list[subprocess.Popen[bytes]] = []
+    peers: Peers | None = None
     try:
         app.open()
         try:
@@ -131,7 +125,7 @@ def serve(
         peer_args = [app_spec] if app_spec else []
         if token_file is not None:
             peer_args += ["--token-file", token_file]
-        peers = _start_peers(processes - 1, server.sock, peer_args, app.store.url)
+        peers = Peers(processes - 1, server.sock, peer_args, app.store.url)
         with_workers = app_spec is not None and bool(app.declared)
         with app.worker(concurrency=concurrency) if with_workers else contextlib.nullcontext():
             sys.stderr.write(
@@ -149,64 +143,9 @@ def serve(
             sys.stderr.flush()
             server.run()
     finally:
-        _stop_peers(peers)
+        if peers is not None:
+            peers.stop()
         app.close()
-
-
-def _start_peers(
-    n: int, sock: socket.socket, args: list[str], store: str
-) -> list[subprocess.Popen[bytes]]:
-    """``n`` more processes serving the same listening socket (its descriptor inherited)
-    over the same store (its URL in the environment, where no other user can read it);
-    returns once each of them accepts requests."""
-    if n == 0:
-        return []
-    fd = sock.fileno()
-    ready_r, ready_w = os.pipe()
-    peers: list[subprocess.Popen[bytes]] = []
-    try:
-        for _ in range(n):
-            peers.append(
-                subprocess.Popen(
-                    [*PEER_COMMAND, *args, "--listen-fd", str(fd), "--ready-fd", str(ready_w)],
-                    pass_fds=[fd, ready_w],
-                    env=dict(os.environ, MAINSPRING_STORE=store),
-                )
-            )
-        os.close(ready_w)
-        ready_w = -1
-        started = 0
-        deadline = time.monotonic() + PEER_START_SECONDS
-        while started < n:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([ready_r], [], [], left)[0]:
-                raise CliError(
-                    f"the other server processes did not start in {PEER_START_SECONDS:g} s"
-                )
-            got = os.read(ready_r, n)
-            if not got:
-                raise CliError("a server process stopped as it started (its error is above)")
-            started += len(got)
-        return peers
-    except BaseException:
-        _stop_peers(peers)
-        raise
-    finally:
-        os.close(ready_r)
-        if ready_w >= 0:
-            os.close(ready_w)
-
-
-def _stop_peers(peers: list[subprocess.Popen[bytes]]) -> None:
-    for p in peers:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in peers:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def _serve_as_peer(app: App, tokens: Any, fd: int, ready_fd: int | None) -> None:

@@ -1,10 +1,12 @@
 """``mainspring serve`` as a process: with ``--processes N`` several server processes
-share one port and one store and stop with the first, even when it is killed; a SIGTERM
-ends the open log streams rather than leave them to be cancelled."""
+share one port and one store and stop with the first, even when it is killed; the first
+replaces another that stops; a SIGTERM ends the open log streams rather than leave them to
+be cancelled."""
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -72,11 +74,17 @@ def served(store_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[by
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        # serving once it says so: the first process listens before its peers are up
+        assert proc.stderr is not None
+        said = b""
         deadline = time.monotonic() + 60
-        while len(_children(proc.pid)) < 1 or not _ready(base):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-            assert time.monotonic() < deadline, "serve --processes 2 did not start"
-            time.sleep(0.1)
+        while not said.startswith(b"mainspring serve: http"):
+            assert select.select([proc.stderr], [], [], deadline - time.monotonic())[0], (
+                "serve --processes 2 did not start"
+            )
+            said = proc.stderr.readline()
+            assert said or proc.poll() is None, "serve --processes 2 stopped"
+        assert len(_children(proc.pid)) == 1 and _ready(base)
         yield proc, base
     finally:
         if proc.poll() is None:
@@ -145,6 +153,47 @@ def test_a_peer_stops_by_itself_when_the_first_process_is_killed(
     while _alive(peer):
         assert time.monotonic() < deadline, "the peer served on after the first process died"
         time.sleep(0.1)
+
+
+def test_a_peer_that_stops_is_replaced_and_the_new_one_serves(
+    served: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    proc, base = served
+    (peer,) = _children(proc.pid)
+    shared = _sockets(proc.pid) & _sockets(peer)  # the listening socket, inherited
+    os.kill(peer, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        new = [c for c in _children(proc.pid) if c != peer and _alive(c)]
+        if new and _sockets(new[0]) & shared:
+            break
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        assert time.monotonic() < deadline, "no process replaced the one killed"
+        time.sleep(0.1)
+    (replacement,) = new
+    # the replacement takes connections on the shared socket, as the one killed did
+    while True:
+        before = _sockets(replacement)
+        clients = [httpx.Client(base_url=base, timeout=30) for _ in range(16)]
+        try:
+            for c in clients:
+                assert c.get("/healthz").status_code == 200
+            took = len(_sockets(replacement) - before)
+        finally:
+            for c in clients:
+                c.close()
+        if took:
+            break
+        assert time.monotonic() < deadline, "the replacement took no connection"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) in (0, -15)
+    deadline = time.monotonic() + 20
+    while _alive(replacement):
+        assert time.monotonic() < deadline, "the replacement outlived the first process"
+        time.sleep(0.1)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert f"server process {peer} stopped (signal 9)" in err, err
+    assert "Traceback" not in err, err
 
 
 def test_sigterm_ends_open_log_streams_cleanly(store_url: str) -> None:
