@@ -1,11 +1,18 @@
-"""What the by-hand measurements share: a fresh SQLite store with N ready no-op runs."""
+"""What the by-hand measurements share: a store with N ready no-op runs (a fresh SQLite
+file, or a throwaway PostgreSQL database)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mainspring as ms
+
+PG = os.environ.get("MAINSPRING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def noop_store(name: str, runs: int, synchronous: str) -> tuple[ms.App, Path]:
@@ -18,6 +25,27 @@ def noop_store(name: str, runs: int, synchronous: str) -> tuple[ms.App, Path]:
     def noop(x: str) -> None:
         pass
 
-    for i in range(0, runs, 1000):
-        app.submit_many(noop, [((f"x{j}",), {}) for j in range(i, min(i + 1000, runs))])
+    submit_noops(app, noop, runs)
     return app, path
+
+
+def submit_noops(app: ms.App, task: Any, runs: int) -> None:
+    """``runs`` runs of ``task`` (one str argument each), 1,000 per call."""
+    for i in range(0, runs, 1000):
+        app.submit_many(task, [((f"x{j}",), {}) for j in range(i, min(i + 1000, runs))])
+
+
+@contextmanager
+def pg_database(prefix: str) -> Iterator[str]:
+    """The URL of a new database on ``$MAINSPRING_TEST_PG``'s server, dropped after."""
+    import psycopg
+
+    server = PG.rsplit("/", 1)[0]
+    name = f"{prefix}_{os.getpid()}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as con:
+            con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -24,18 +24,16 @@ itself inserts and deletes. Run nothing else beside it.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 
 import msgspec
 import psycopg
+from _noop_store import pg_database, submit_noops
 
 import mainspring as ms
 from mainspring.store.pg_tx import _UPDATE_RUNS
 
-PG = os.environ.get("MAINSPRING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-DATABASE = f"pg_update_cost_{os.getpid()}"
 COPIES = {
     "as is": "CREATE TABLE {t} (LIKE ms_runs INCLUDING ALL)",
     "primary key only": "CREATE TABLE {t} (LIKE ms_runs INCLUDING DEFAULTS); "
@@ -51,14 +49,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1400, help="rows per statement (a turn's)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    admin = PG.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {DATABASE}")
-    try:
-        measure(PG.rsplit("/", 1)[0] + f"/{DATABASE}", args)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as con:
-            con.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    with pg_database("pg_update_cost") as url:
+        measure(url, args)
 
 
 def measure(url: str, args: argparse.Namespace) -> None:
@@ -68,8 +60,7 @@ def measure(url: str, args: argparse.Namespace) -> None:
     def noop(x: str) -> None:
         pass
 
-    for i in range(0, args.runs, 1000):
-        app.submit_many(noop, [((f"x{j}",), {}) for j in range(i, min(i + 1000, args.runs))])
+    submit_noops(app, noop, args.runs)
     app.close()
     with psycopg.connect(url, autocommit=True) as con:
         rows = con.execute(

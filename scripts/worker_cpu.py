@@ -29,14 +29,11 @@ import time
 from typing import Any
 
 import psutil
-import psycopg
+from _noop_store import pg_database, submit_noops
 
 import mainspring as ms
 from mainspring.store import pg_tx, sql
 from mainspring.worker import worker as worker_mod
-
-PG = os.environ.get("MAINSPRING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-DATABASE = f"worker_cpu_{os.getpid()}"
 
 
 def server_cpu() -> float:
@@ -99,14 +96,8 @@ def main() -> None:
     ap.add_argument("--ahead", type=int, default=16, help="prefetch this many runs per slot")
     ap.add_argument("--async", dest="is_async", action="store_true", help="async def handler")
     args = ap.parse_args()
-    admin = PG.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {DATABASE}")
-    try:
-        measure(PG.rsplit("/", 1)[0] + f"/{DATABASE}", args)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as con:
-            con.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    with pg_database("worker_cpu") as url:
+        measure(url, args)
 
 
 def measure(url: str, args: argparse.Namespace) -> None:
@@ -125,8 +116,7 @@ def measure(url: str, args: argparse.Namespace) -> None:
             pass
 
     n = args.runs
-    for i in range(0, n, 1000):
-        app.submit_many(noop, [((f"x{j}",), {}) for j in range(i, min(i + 1000, n))])
+    submit_noops(app, noop, n)
     clock = StoreClock()
     for cls in (pg_tx.PostgresTx, sql.SqlWriteTx, sql.SqlReadTx):
         clock.wrap(cls)

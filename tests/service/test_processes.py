@@ -92,6 +92,16 @@ def served(store_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[by
         proc.wait(30)
 
 
+def _stop_both(proc: subprocess.Popen[bytes], peer: int) -> None:
+    """SIGTERM to the first process: it stops, and its peer ``peer`` with it."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) in (0, -15)
+    deadline = time.monotonic() + 20
+    while _alive(peer):
+        assert time.monotonic() < deadline, "the peer outlived the first process"
+        time.sleep(0.1)
+
+
 def _ready(base: str) -> bool:
     try:
         return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
@@ -134,12 +144,7 @@ def test_both_processes_take_connections_and_submit_to_one_store(
         assert sorted(r.idempotency_key or "" for r in runs) == sorted(f"k{i}" for i in range(16))
     finally:
         app.close()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) in (0, -15)
-    deadline = time.monotonic() + 20
-    while _alive(peer):
-        assert time.monotonic() < deadline, "the peer outlived the first process"
-        time.sleep(0.1)
+    _stop_both(proc, peer)
 
 
 def test_a_peer_stops_by_itself_when_the_first_process_is_killed(
@@ -185,12 +190,7 @@ def test_a_peer_that_stops_is_replaced_and_the_new_one_serves(
         if took:
             break
         assert time.monotonic() < deadline, "the replacement took no connection"
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) in (0, -15)
-    deadline = time.monotonic() + 20
-    while _alive(replacement):
-        assert time.monotonic() < deadline, "the replacement outlived the first process"
-        time.sleep(0.1)
+    _stop_both(proc, replacement)
     err = proc.stderr.read().decode() if proc.stderr else ""
     assert f"server process {peer} stopped (signal 9)" in err, err
     assert "Traceback" not in err, err
