@@ -121,10 +121,21 @@ class WorkflowRun:
         rec = self.history.steps.get(n)
         if rec is not None and rec.name != name:
             self._diverge("step", n, rec.name, name)
+        if rec is None and (w := self.wait_past_here()) is not None:
+            # a step the code before the change did not make at this point: its run went
+            # on past it, to a wait
+            self._diverge("step", n, f"no step, then wait {w}", name)
         if rec is not None and self.runs_again(rec):
             self.again[n] = rec.attempts
             return n, None
         return n, rec
+
+    def wait_past_here(self) -> int | None:
+        """The first wait an earlier attempt recorded beyond the point this replay has
+        reached (None: none). A run with one went past this point on the code it ran with:
+        a step not recorded here is not one it would make now. (A step recorded beyond it
+        is found by its number.)"""
+        return min((w for w in self.history.waits if w >= self.next_wait), default=None)
 
     def runs_again(self, rec: StepRecord) -> bool:
         """Whether a recorded step runs again rather than replaying: it failed for good and
@@ -452,6 +463,8 @@ def patched(patch_id: str) -> bool:
     rec = wf.history.steps.get(n)
     if rec is not None and rec.name != name:
         return False  # this run recorded another step here: the code before the patch
+    if rec is None and wf.wait_past_here() is not None:
+        return False  # this run went on past here, to a wait: the code before the patch
     wf.next_step += 1
     if rec is None:
         now = wf.engine.clock.now()

@@ -439,6 +439,84 @@ def test_a_diverging_replay_suspends_the_run_with_reason_nondeterminism(make_app
     assert h.result() == "a"
 
 
+def test_a_run_waiting_past_the_patch_point_keeps_the_old_path(make_app: Make) -> None:
+    """Runs in flight are mostly waiting: one asleep after the point where a patch now
+    stands went past it on the old code, although it recorded no step there."""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    deployed = {"patch": False}
+
+    @app.step
+    def a() -> str:
+        return "a"
+
+    @app.step
+    def verify() -> str:
+        return "verified"
+
+    @app.workflow(name="signup")
+    def flow() -> list[str]:
+        out = [a()]
+        if deployed["patch"] and ms.patched("verify-email"):
+            out.append(verify())
+        ms.sleep(10)
+        return out
+
+    old = flow.submit()
+    with app.worker() as w:
+        w.run_until_idle()
+        assert old.status() == ms.RunState.SUSPENDED  # asleep, past the patch point
+        deployed["patch"] = True
+        new = flow.submit()
+        w.run_until_idle()
+        clock.advance(11)
+        w.run_until_idle()
+    assert old.result() == ["a"]
+    assert [s.name for s in old.steps()] == [a.name]
+    assert new.result() == ["a", "verified"]
+    assert [s.name for s in new.steps()] == [a.name, "patch:verify-email", verify.name]
+
+
+def test_a_step_added_before_the_wait_a_run_is_in_diverges(make_app: Make) -> None:
+    """Without ms.patched, a step put before the wait a run is in is one the run never made
+    there: its replay diverges, rather than run the step late."""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    deployed = {"b": False}
+    ran: list[str] = []
+
+    @app.step
+    def a() -> str:
+        return "a"
+
+    @app.step
+    def b() -> str:
+        ran.append("b")
+        return "b"
+
+    @app.workflow
+    def flow() -> list[str]:
+        out = [a()]
+        if deployed["b"]:
+            out.append(b())
+        ms.sleep(5)
+        return out
+
+    h = flow.submit()
+    with app.worker() as w:
+        w.run_until_idle()
+        deployed["b"] = True
+        clock.advance(6)
+        w.run_until_idle()
+        assert h.status() == ms.RunState.SUSPENDED
+        assert app.why(h.run_id).reasons[0].data.get("reason") == "nondeterminism"
+        assert ran == []
+        deployed["b"] = False  # the code it ran with is deployed again
+        assert h.resume()
+        w.run_until_idle()
+    assert h.result() == ["a"]
+
+
 def test_a_deadline_cancels_a_workflow_and_its_children(make_app: Make) -> None:
     clock = ManualClock()
     app = make_app(clock=clock)
