@@ -196,11 +196,15 @@ def queues(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False
 def log(
     ctx: typer.Context,
     since: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--since", metavar="SEQ", min=0, help="Only events with seq greater than SEQ."
+            "--since",
+            metavar="SEQ",
+            min=0,
+            help="Only events with seq greater than SEQ (default: from the first event the log still holds).",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     run_id: Annotated[
         str | None, typer.Option("--run", metavar="RUN_ID", help="Only the events of this run.")
     ] = None,
@@ -219,15 +223,16 @@ def log(
 ) -> None:
     """Print the event log, oldest first (--json: one JSON object per line).
 
-    Events compaction removed exit 1 (see `export`); with --follow, a compaction that
-    passes the follower once it has caught up is said on stderr, and it goes on from the
-    first event kept."""
+    Without --since, from the first event the log still holds (as `export`); a --since
+    before it, asking for events compaction removed, exits 1. With --follow, a compaction
+    that passes the follower once it has caught up is said on stderr, and it goes on from
+    the first event kept."""
     g = globals_of(ctx, store, json_out)
     con = out.console()
     with open_app(g, create=False) as app:
         if run_id is not None:
             app.get_run(run_id)  # unknown id -> exit 2
-        last = since
+        last = 0 if since is None else since
         printed = 0
         batch = 1000
         caught_up = False  # (following: the log read to its end once)
@@ -237,6 +242,9 @@ def log(
                 try:
                     events = app.log(since=last, run_id=run_id, limit=want) if want > 0 else []
                 except LogCompacted as exc:
+                    if since is None and not printed and not caught_up:
+                        last = exc.first_seq - 1  # no start asked for: the first kept
+                        continue
                     if not caught_up:
                         raise  # events asked for are gone: say so (exit 1)
                     # a compaction passed a live follower: go on, as the log stream does

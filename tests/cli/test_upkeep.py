@@ -32,12 +32,17 @@ def test_export_writes_the_log_as_json_lines_then_compact_removes_it(
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout) == {"snapshot_seq": last, "first_seq": last + 1}
     assert cli("verify", "--store", store).exit_code == 0
-    r = cli("log", "--store", store)
+    r = cli("log", "--json", "--store", store)  # without --since: from the first event kept
+    assert r.exit_code == 0, r.stderr
+    assert [e["type"] for e in _lines(r.stdout)] == ["log.compacted"]
+    r = cli("log", "--since", "0", "--store", store)
     assert r.exit_code == 1 and r.stdout == ""
     assert "removed from the log by compaction" in one_error_line(r.stderr)
     assert f"starts at seq {last + 1}" in r.stderr
     r = cli("log", "--since", str(last), "--json", "--store", store)
     assert [e["type"] for e in _lines(r.stdout)] == ["log.compacted"]
+    r = cli("log", "--run", ids[0], "--store", store)  # its events are all gone
+    assert r.exit_code == 0 and r.stdout == "", r.stderr
     r = cli("export", "--store", store)  # without --since: from the first event kept
     assert [e["seq"] for e in _lines(r.stdout)] == [last + 1]
     r = cli("export", "--since", "0", "--store", store)
