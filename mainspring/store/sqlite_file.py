@@ -15,14 +15,26 @@ from ..core.errors import StoreError
 from .schema import APP_ID, SCHEMA_VERSION
 
 
+#: The parameters a SQLite store URL takes (docs/operations.md, "Stores").
+PARAMETERS = ("synchronous",)
+
+
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """The path and the parameters of a ``sqlite://`` URL; one it does not take (a typo
+    would drop the setting meant without a word) is a ``StoreError``."""
     if not url.startswith("sqlite://"):
         raise StoreError(f"not a sqlite URL: {url!r}")
     rest = url[len("sqlite://") :]
     query: dict[str, str] = {}
     if "?" in rest:
         rest, qs = rest.split("?", 1)
-        query = {k: v[-1] for k, v in parse_qs(qs).items()}
+        query = {k: v[-1] for k, v in parse_qs(qs, keep_blank_values=True).items()}
+        unknown = sorted(set(query) - set(PARAMETERS))
+        if unknown:
+            raise StoreError(
+                f"unknown parameter {unknown[0]!r} in the SQLite URL {url!r}: it takes "
+                + ", ".join(f"{p}=" for p in PARAMETERS)
+            )
     if not rest.startswith("/") or rest == "/":
         raise StoreError(
             f"invalid sqlite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"

@@ -340,9 +340,13 @@ def test_synchronous_query_parameter(tmp_path: Path, value: str | None, level: i
         s.close()
 
 
-def test_invalid_synchronous_is_refused_before_touching_anything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("query", ["synchronous=sometimes", "synchronus=off", "schema=x"])
+def test_a_bad_url_parameter_is_refused_before_touching_anything(
+    tmp_path: Path, query: str
+) -> None:
+    """A misspelt parameter would drop the durability setting meant without a word."""
     with pytest.raises(ms.StoreError, match="synchronous"):
-        open_store(f"sqlite:///{tmp_path}/s.db?synchronous=sometimes")
+        open_store(f"sqlite:///{tmp_path}/s.db?{query}")
     assert list(tmp_path.iterdir()) == []
 
 
