@@ -107,9 +107,9 @@ def rate_limit_of(value: Any) -> RateLimit | None:
     if not isinstance(value, RateLimit):
         raise InvalidArgument(f"rate_limit must be 'N/s' or an ms.RateLimit, got {value!r}")
     int_option(value.count, "the rate limit's count", 1)
-    per = seconds(value.per, "the rate limit's window (per)")
-    if per is None or per <= 0:
-        raise InvalidArgument(f"the rate limit's window must be > 0 seconds, got {value.per!r}")
+    per = seconds(value.per, "the rate limit's window (per)", positive=True)
+    if per is None:
+        raise InvalidArgument("the rate limit's window (per) must be given, in seconds")
     key = value.key
     if key is not None and not (isinstance(key, str) or callable(key)):
         raise InvalidArgument(f"the rate limit's key must be a string or a callable, got {key!r}")
@@ -148,9 +148,7 @@ def options(
         raise InvalidArgument(
             f"concurrency_key must be a string, a template or a callable, got {concurrency_key!r}"
         )
-    t = seconds(timeout, "timeout")
-    if t is not None and t <= 0:
-        raise InvalidSchedule(f"timeout must be > 0 seconds, got {timeout!r}")
+    t = seconds(timeout, "timeout", positive=True)
     return TaskOptions(
         max_attempts=max_attempts,
         backoff=backoff if backoff is not None else Backoff(),
@@ -202,14 +200,12 @@ def start_of(policy: Policy, delay: Any, run_at: Any, now: Callable[[], float]) 
 
 def debounce_of(policy: Policy, ov: dict[str, Any]) -> tuple[float, str, float | None] | None:
     """``debounce`` / ``debounce_key`` / ``debounce_max``, checked: (seconds, key, max)."""
-    delay = seconds(ov.get("debounce"), "debounce")
+    delay = seconds(ov.get("debounce"), "debounce", positive=True)
     key, most = ov.get("debounce_key"), seconds(ov.get("debounce_max"), "debounce_max")
     if delay is None:
         if key is not None or most is not None:
             raise InvalidArgument("debounce_key and debounce_max need debounce=seconds")
         return None
-    if delay <= 0:
-        raise InvalidArgument(f"debounce must be > 0 seconds, got {ov.get('debounce')!r}")
     if not isinstance(key, str) or not key:
         raise InvalidArgument(
             "debounce needs debounce_key: the submissions with the same key collapse into one run"
@@ -230,10 +226,8 @@ def deadline_of(deadline: Any, now: Callable[[], float]) -> float | None:
         if deadline.tzinfo is None:
             raise InvalidArgument(f"deadline must be a timezone-aware datetime, got {deadline!r}")
         return from_datetime(deadline)
-    d = seconds(deadline, "deadline")
+    d = seconds(deadline, "deadline (from now)", positive=True)
     assert d is not None
-    if d <= 0:
-        raise InvalidArgument(f"deadline must be in the future (> 0 seconds), got {deadline!r}")
     return now() + d
 
 

@@ -112,9 +112,9 @@ class App(Messaging, Operations):
         clock: Clock | None = None,
         retention: float | timedelta | None = None,
     ) -> None:
-        ls = seconds(lease_seconds, "lease_seconds")
-        if ls is None or ls <= 0:
-            raise InvalidSchedule(f"lease_seconds must be > 0, got {lease_seconds!r}")
+        ls = seconds(lease_seconds, "lease_seconds", positive=True)
+        if ls is None:
+            raise InvalidSchedule("lease_seconds must be a number of seconds, got None")
         if (
             isinstance(max_payload_bytes, bool)
             or not isinstance(max_payload_bytes, int)
@@ -125,9 +125,7 @@ class App(Messaging, Operations):
             )
         if store is not None and (not isinstance(store, str) or not store):
             raise InvalidArgument(f"store must be a store URL, got {store!r}")
-        keep = seconds(retention, "retention")
-        if keep is not None and keep <= 0:
-            raise InvalidSchedule(f"retention must be > 0, got {retention!r}")
+        keep = seconds(retention, "retention", positive=True)
         #: workers of this App prune runs that ended longer ago than this (``app.prune``)
         self.retention = keep
         self.lease_seconds = ls

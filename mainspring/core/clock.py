@@ -100,9 +100,11 @@ def from_datetime(dt: datetime) -> float:
     return dt.timestamp()
 
 
-def seconds(value: float | int | timedelta | None, what: str) -> float | None:
-    """Accept seconds as a number or a timedelta; reject negatives and NaN
-    (``InvalidSchedule``: every duration is a time option)."""
+def seconds(
+    value: float | int | timedelta | None, what: str, *, positive: bool = False
+) -> float | None:
+    """Accept seconds as a number or a timedelta; reject negatives and NaN, and zero too
+    when ``positive`` (``InvalidSchedule``: every duration is a time option)."""
     if value is None:
         return None
     if isinstance(value, timedelta):
@@ -110,6 +112,7 @@ def seconds(value: float | int | timedelta | None, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidSchedule(f"{what} must be a number of seconds or a timedelta, got {value!r}")
     v = float(value)
-    if v != v or v < 0 or v == float("inf"):
-        raise InvalidSchedule(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    if v != v or v < 0 or v == float("inf") or (positive and v == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise InvalidSchedule(f"{what} must be a finite number of seconds {bound}, got {value!r}")
     return v

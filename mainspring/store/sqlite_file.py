@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, quote
 from ..core.errors import StoreError
 from .schema import APP_ID, SCHEMA_VERSION
 
-
 #: The parameters a SQLite store URL takes (docs/operations.md, "Stores").
 PARAMETERS = ("synchronous",)
 
