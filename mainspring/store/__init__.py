@@ -10,7 +10,7 @@ from .base import ReadTx, Store, Waiter, WriteTx, open_store, register_store, re
 def _sqlite(url: str, migrate: bool | None, create: bool) -> Store:
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(url, create=create)
+    return SQLiteStore(url, create=create, migrate=migrate)
 
 
 def _postgres(url: str, migrate: bool | None, create: bool) -> Store:

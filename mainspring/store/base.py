@@ -452,6 +452,13 @@ def open_store(
     return opener(resolved, migrate, create)
 
 
+def auto_migrate_of(value: str, url: str) -> bool:
+    """A store URL's ``auto_migrate=`` (either store): true or false."""
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise StoreError(f"invalid auto_migrate={value!r} in {url!r}: use true or false")
+    return value.lower() in ("true", "1", "yes")
+
+
 Opener = Callable[[str, "bool | None", bool], Store]
 _OPENERS: dict[str, Opener] = {}
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from ..core.errors import StoreError
+from .base import auto_migrate_of
 
 #: events per partition of the log by default (store/pg_log_parts.py)
 DEFAULT_LOG_PARTITION = 250_000
@@ -59,11 +60,7 @@ def parse_url(url: str) -> PgUrl:
                 )
             log_partition = int(value)
         elif key == "auto_migrate":
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise StoreError(
-                    f"invalid auto_migrate={value!r} in {_redact(url)!r}: use true or false"
-                )
-            auto = value.lower() in ("true", "1", "yes")
+            auto = auto_migrate_of(value, _redact(url))
         elif item:
             kept.append(item)  # libpq's, as written
     if not _IDENT.match(schema):

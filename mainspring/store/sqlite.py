@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from ..core.errors import InvalidArgument, StoreError
 from ..core.model import Run, Task
-from .base import Store, Waiter
+from .base import Store, Waiter, auto_migrate_of
 from .caller_tx import SAVEPOINT, CommitWatcher, SQLiteCaller, Written, not_this_store
 from .checkpoint import Checkpointer
 from .dialect import Dialect
@@ -192,10 +192,14 @@ class SQLiteTx(_Connection, SqlWriteTx):
 class SQLiteStore(Store):
     fenced_updates = True
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, migrate: bool | None = None) -> None:
         self.url = url
         self.create = create
         path, query = parse_url(url)
+        #: create or migrate the schema on open (False: refuse a store that is not current)
+        self.migrate = (
+            auto_migrate_of(query.get("auto_migrate", "true"), url) if migrate is None else migrate
+        )
         self.path = os.path.abspath(path)
         sync = query.get("synchronous", "full").upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):

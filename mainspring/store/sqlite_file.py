@@ -15,7 +15,7 @@ from ..core.errors import StoreError
 from .schema import APP_ID, SCHEMA_VERSION
 
 #: The parameters a SQLite store URL takes (docs/operations.md, "Stores").
-PARAMETERS = ("synchronous",)
+PARAMETERS = ("synchronous", "auto_migrate")
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:

@@ -40,9 +40,16 @@ _MIGRATE_DATA = {2: _migrate_log_v2}
 
 def open_schema(store: SQLiteStore, dialect: Dialect) -> None:
     """Open the store's file: create it, migrate it (one process at a time) or refuse it."""
-    if _version(store) == SCHEMA_VERSION:
+    version = _version(store)
+    if version == SCHEMA_VERSION:
         store._con()  # validate we can connect
         return
+    if not store.migrate:
+        raise StoreError(
+            f"{store.path!r} has mainspring schema version {version or 'none'}, this version "
+            f"needs {SCHEMA_VERSION}; run `mainspring migrate --store URL` (or open it without "
+            "auto_migrate=false / migrate=False)"
+        )
     # Creating or migrating: one process at a time, and each looks again once it holds
     # the lock (two processes opening a new file at once: one creates, the other finds
     # it made; SQLite alone would have the second fail switching to WAL, "locked").

@@ -233,15 +233,13 @@ def test_workers_lists_live_workers(cli: Invoke, store: str, app: ms.App) -> Non
 
 
 # -- migrate -------------------------------------------------------------------------------------
-def test_migrate_a_postgres_store_that_does_not_migrate_itself(
-    cli: Invoke, store: str, store_kind: str
-) -> None:
-    if store_kind != "postgres":
-        pytest.skip("auto_migrate is a PostgreSQL URL parameter")
-    url = f"{store}&auto_migrate=false"
+def test_migrate_a_store_that_does_not_migrate_itself(cli: Invoke, store: str) -> None:
+    url = f"{store}{'&' if '?' in store else '?'}auto_migrate=false"
     r = cli("submit", "t.x", "--store", url)
     assert r.exit_code == 2
     assert "mainspring migrate" in one_error_line(r.stderr)
+    r = cli("runs", "--store", store)  # nothing was created
+    assert r.exit_code == 2 and "no mainspring store" in one_error_line(r.stderr)
     r = cli("migrate", "--json", "--store", url)
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["schema_version"] >= 1

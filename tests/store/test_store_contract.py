@@ -249,7 +249,9 @@ def test_a_schema_1_log_is_migrated_event_for_event(store_url: str) -> None:
     s.close()
     _downgrade_log_to_v1(store_url, before)
 
-    s2 = open_store(store_url)  # opening migrates
+    with pytest.raises(ms.StoreError, match="mainspring migrate"):
+        open_store(store_url, migrate=False)  # refused, and left as it was: ...
+    s2 = open_store(store_url)  # ... opening migrates it
     try:
         assert all_events(s2) == before
         eng2 = Engine(s2)
