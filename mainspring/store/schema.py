@@ -6,6 +6,10 @@ after filling in its ``Dialect.ddl`` (column types, and the few storage options 
 store has). Versions from 3 on also create the tables of the record kinds that version
 adds (store/kinds.py). Data that a migration must rewrite (version 2: the log as records)
 is the store's own step, run after the statements of its version.
+
+A version's statements never change once stores are written at it (a store at version N
+runs only those of the later versions): a change to the schema is a new version
+(tests/store/test_schema_versions.py holds each version to its statements).
 """
 
 from __future__ import annotations
