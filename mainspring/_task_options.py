@@ -173,15 +173,18 @@ def durable(opts: TaskOptions) -> TaskOptions:
 
 
 def queue_name(queue: Any) -> str:
-    if not isinstance(queue, str) or not queue:
-        raise InvalidArgument(f"queue must be a non-empty string, got {queue!r}")
-    return queue
+    return _a_name("queue", queue)
 
 
 def task_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidArgument(f"a task name must be a non-empty string, got {name!r}")
-    return name
+    return _a_name("a task name", name)
+
+
+def _a_name(what: str, value: Any) -> str:
+    """A name to declare: a str that is not blank."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+    return value
 
 
 def start_of(policy: Policy, delay: Any, run_at: Any, now: Callable[[], float]) -> Policy:

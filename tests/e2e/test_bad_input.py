@@ -101,6 +101,8 @@ def test_invalid_schedule_options(app: ms.App, job: ms.TaskFunction) -> None:
         lambda: job.with_options(priority="high").submit(),  # type: ignore[arg-type]
         lambda: job.with_options(queue=5).submit(),  # type: ignore[arg-type]
         lambda: job.with_options(queue="").submit(),
+        lambda: job.with_options(queue=" ").submit(),
+        lambda: app.pause(queue=" "),
         lambda: job.with_options(concurrency_key=5).submit(),  # type: ignore[arg-type]
         lambda: app.runs(state="bogus"),
         lambda: app.submit("   "),
