@@ -255,11 +255,25 @@ def cron_step(policy: Policy, derived: int, cursor: float, now: float) -> CronSt
 
 def cron_due_at(task: Task) -> float | None:
     """When the scheduler must look at a cron task next: its latest derived occurrence
-    (once that is due, the next is derived); None when it derives nothing more (not cron,
-    canceled, or ``max_occurrences`` reached). Stores index it to find due cron tasks."""
-    if task.policy.kind != "cron" or task.canceled:
-        return None
-    cap = task.policy.max_occurrences
-    if cap is not None and task.derived >= cap:
+    (once that is due, the next is derived); None when it derives nothing more
+    (``derives_more``). Stores index it to find due cron tasks: a task kept due with
+    nothing left to derive would be found due at every turn, for good."""
+    if task.policy.kind != "cron" or not derives_more(task):
         return None
     return task.cursor
+
+
+def derives_more(task: Task) -> bool:
+    """Whether ``task`` may still derive a run: not canceled, and its policy not spent. A
+    once task derives its run when submitted; a repeat task stops at its count; a cron
+    task at ``max_occurrences``, or after the last occurrence its expression has (one that
+    names years)."""
+    p = task.policy
+    if task.canceled or p.kind == "once":
+        return False
+    if p.kind == "repeat":
+        return task.derived < (p.count or 0)
+    if p.max_occurrences is not None and task.derived >= p.max_occurrences:
+        return False
+    assert p.cron is not None
+    return task.cursor is None or next_after(p.cron, p.tz, task.cursor) is not None

@@ -12,6 +12,7 @@ from ..core import events as E
 from ..core.ids import uuid7
 from ..core.model import Policy, Run, receipt_key
 from ..core.reducer import CALLS, EXECUTIONS, RECEIPTS, SIGNALS, STEPS, WAITS
+from ..core.schedule import derives_more
 from ..core.states import TERMINAL, RunState
 from ..store.base import ReadTx, WriteTx
 from .batch import Batch
@@ -148,13 +149,8 @@ class BulkCommands(Transactor):
             t = b.state.tasks.get(tid)
             if t is None:
                 continue
-            done = (
-                t.canceled
-                or t.policy.kind == "once"
-                or (t.policy.kind == "repeat" and t.derived >= (t.policy.count or 0))
-            )
             left = sum(stored[tid].values()) - gone[tid]
-            if done and not left and tid not in kept:
+            if not derives_more(t) and not left and tid not in kept:
                 b.emit(E.task_pruned(t, b.now))
         return pruned
 

@@ -13,7 +13,7 @@ from ..core import events as E
 from ..core.ids import uuid7
 from ..core.model import RateRecord, Run
 from ..core.reducer import RATES
-from ..core.schedule import cron_step
+from ..core.schedule import cron_step, derives_more
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import WriteTx
 from . import registry
@@ -227,7 +227,12 @@ class WorkerTurns(WorkflowCommands):
         tx.load_tasks(ids, st, lock=True)  # (claimed already where the store claims)
         for tid in ids:
             task = st.tasks[tid]
-            if task.canceled or task.cursor is None or task.cursor > b.now:
+            if not derives_more(task):
+                # found due, but spent: a row written before it knew (a task's row is
+                # derived from the task; rewriting it records nothing new)
+                st.dirty_tasks.add(tid)
+                continue
+            if task.cursor is None or task.cursor > b.now:
                 continue
             step = cron_step(task.policy, task.derived, task.cursor, b.now)
             if step.skip_overdue:

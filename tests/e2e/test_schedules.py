@@ -229,6 +229,66 @@ def test_cron_future_occurrence_runs_when_the_clock_gets_there(
     assert [r.state for r in t.runs()] == [S.COMPLETED, S.COMPLETED]
 
 
+#: a cron expression that names a year: one occurrence, an hour after START
+LAST_IN_2027 = "0 0 9 15 1 * 2027"
+
+
+def test_a_cron_past_its_last_occurrence_leaves_the_worker_idle(
+    make_app: Callable[..., ms.App],
+) -> None:
+    """A cron with nothing left to derive is not looked at again: it was found due at
+    every turn, so an idle worker went round without a pause, a write transaction a turn."""
+    clock = ManualClock(START)
+    app = make_app(clock=clock)
+
+    @app.task
+    def once_in_2027() -> None:
+        return None
+
+    t = once_in_2027.schedule(cron=LAST_IN_2027)
+    with app.worker() as w:
+        clock.advance(3600)
+        wait_for(lambda: completed(t.runs()) == 1, 10, "the one occurrence")
+        caught_up(w, clock)
+        w.run_until_idle(timeout=5)
+        before = w.cycles
+        time.sleep(1.0)
+        assert w.cycles - before < 10  # (it went round thousands of times)
+    assert app.get_task(t.task_id).next_at is None
+    assert len(t.runs()) == 1
+    clock.advance(60)
+    assert app.prune(timedelta(seconds=30)) == 1  # and the task, which derives nothing more
+    with pytest.raises(ms.UnknownTask):
+        app.get_task(t.task_id)
+
+
+def test_crons_past_their_last_occurrence_do_not_hold_back_the_others(
+    make_app: Callable[..., ms.App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The due cron tasks are looked at a page at a time, oldest first: spent ones that
+    stayed due filled every page, and a live cron derived nothing more."""
+    monkeypatch.setattr("mainspring.engine.turn.STEP_LIMIT", 3)
+    clock = ManualClock(START)
+    app = make_app(clock=clock)
+
+    @app.task
+    def tick() -> None:
+        return None
+
+    spent = [tick.schedule(cron=LAST_IN_2027) for _ in range(4)]
+    with app.worker() as w:
+        clock.advance(3600)  # 09:00: each spent cron's one occurrence
+        caught_up(w, clock)
+        w.run_until_idle(timeout=5)
+        live = tick.schedule(cron="*/10 * * * *")
+        for _ in range(6):  # an hour, ten minutes at a time
+            clock.advance(600)
+            caught_up(w, clock)
+            w.run_until_idle(timeout=5)
+    assert all(completed(t.runs()) == 1 for t in spent)
+    assert completed(live.runs()) == 7  # 09:00, 09:10 ... 10:00
+
+
 def test_runs_of_a_task_no_worker_knows_wait_in_ready(make_app: Callable[..., ms.App]) -> None:
     app = make_app()
 
