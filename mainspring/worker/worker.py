@@ -198,9 +198,10 @@ class Worker:
     def clock_seen(self) -> float | None:
         """On a clock moved by hand (``ManualClock``): the clock's time as of which this
         worker's latest turn housekept (promoted due runs, derived cron occurrences,
-        expired leases) and leased; None before the clock first moved. A test that
-        advanced the clock waits for ``clock_seen >= clock.now()`` to know the worker
-        caught up. Always None on a clock that follows real time."""
+        expired leases) and leased; None until its first such turn after the clock first
+        moved. A test that advanced the clock waits for ``clock_seen is not None and
+        clock_seen >= clock.now()`` to know the worker caught up. Always None on a clock
+        that follows real time."""
         timers = self._timers
         return None if timers is None else timers.caught_up
 
