@@ -224,8 +224,9 @@ def cron_step(policy: Policy, derived: int, cursor: float, now: float) -> CronSt
 
     Occurrences between the cursor and ``now`` were missed (nothing derived them while
     they came due). ``catch_up`` derives them all, ``coalesce`` derives none (the overdue
-    occurrence stands for them), ``skip`` derives none and, when the overdue occurrence
-    is older than ``misfire_grace``, cancels it too. Then the next future occurrence is
+    occurrence stands for them), ``skip`` derives only those still within
+    ``misfire_grace`` of now and, when the overdue occurrence is older than that, cancels
+    it. Then the next future occurrence is
     derived, so one occurrence is always waiting. ``max_occurrences`` caps the total.
     """
     assert policy.cron is not None
@@ -240,8 +241,10 @@ def cron_step(policy: Policy, derived: int, cursor: float, now: float) -> CronSt
         last = missed[-1] if missed else cursor
     else:
         last = missed[-1] if missed else cursor
-        if policy.misfire == "skip" and now - cursor > policy.misfire_grace:
-            skip_overdue = True
+        if policy.misfire == "skip":
+            skip_overdue = now - cursor > policy.misfire_grace
+            # a missed occurrence still within the grace runs, as the overdue one would
+            create.extend(t for t in missed if now - t <= policy.misfire_grace)
     if len(missed) < MAX_CATCH_UP_PER_STEP or policy.misfire != "catch_up":
         nxt = next_after(
             policy.cron, policy.tz, max(last, now) if policy.misfire != "catch_up" else last

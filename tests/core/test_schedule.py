@@ -513,6 +513,10 @@ def test_skip_drops_missed_and_the_stale_overdue_one() -> None:
     step = cron_step(cron(EVERY5, misfire="skip", misfire_grace=60.0), 1, T0, T0 + 30)
     assert step.create == [T0 + 300]
     assert step.skip_overdue is False
+    # and so does a missed one within it: it is no later than the overdue one would be
+    step = cron_step(cron(EVERY5, misfire="skip", misfire_grace=60.0), 1, T0, T0 + 930)
+    assert step.create == [T0 + 900, T0 + 1200]
+    assert step.skip_overdue is True
 
 
 def test_max_occurrences_caps_a_step() -> None:
