@@ -281,8 +281,14 @@ class WorkerTurns(WorkflowCommands):
         rooms: dict[str, tuple[float, float | None]] = {}  # rate limit: starts left, next at
         page = max(want, 8)  # further pages only when keys leave candidates behind
         offset = 0
+        wanted = list(names)
         while len(chosen) < want:
-            cands = tx.ready_candidates(b.now, queues, names, page, offset)
+            cands = tx.ready_candidates(b.now, queues, wanted, page, offset)
+            accounts = {c.rate_key for c in cands if c.rate_key is not None} - set(rooms)
+            if accounts:
+                free = tx.rate_accounts_free(sorted(accounts))
+                for busy in accounts - free:
+                    rooms[busy] = (0, None)  # another turn is deciding it: not this one
             keys = {c.concurrency_key for c in cands if c.concurrency_key is not None}
             keys -= set(holders)
             if keys:
@@ -295,6 +301,7 @@ class WorkerTurns(WorkflowCommands):
                         else {i for i in ids if i not in st.runs or st.runs[i].holds_key}
                     )
             limited = 0  # candidates of this page held back by their rate limit
+            spent: set[str] = set()  # tasks over a limit without a key: all their runs wait
             for c in cands:
                 if len(chosen) >= want:
                     break
@@ -313,6 +320,8 @@ class WorkerTurns(WorkflowCommands):
                         if next_at is not None:  # (the worker wakes for it)
                             b.next_at = next_at if b.next_at is None else min(b.next_at, next_at)
                         limited += 1
+                        if rk == run.task_name:  # (a limit without a key: the task's account)
+                            spent.add(rk)
                         continue  # over its rate limit: the run waits ready
                 k = run.concurrency_key
                 if k is not None:
@@ -326,11 +335,20 @@ class WorkerTurns(WorkflowCommands):
                     room, next_at = rooms[rk]
                     rooms[rk] = (room - 1, next_at)
                 chosen.append(run)
-            if len(cands) < page or offset >= 1000 or limited == len(cands):
-                # (a page all held back by rate limits: the runs behind it most likely are
-                # too, and claiming them would keep them from the other workers meanwhile)
+            if len(cands) < page or offset >= 1000:
                 break
-            offset += page
+            if spent:  # leave those tasks' runs out, and look again from the top
+                wanted = [n for n in wanted if n not in spent]
+                if not wanted:
+                    break
+                offset = 0  # (runs considered already are passed over)
+            else:
+                offset += page
+            if limited == len(cands):
+                # a page all held back by rate limits (one account's backlog ahead of the
+                # others): look further, in bigger steps, so that runs of other accounts
+                # behind it start
+                page = min(page * 4, 1000)
         if not chosen:
             return []
         tx.load_tasks([r.task_id for r in chosen], st)

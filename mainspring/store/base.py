@@ -276,6 +276,13 @@ class WriteTx(ReadTx):
     def cron_due_task_ids(self, now: float, limit: int) -> list[str]: ...
 
     @abstractmethod
+    def rate_accounts_free(self, keys: Sequence[str]) -> set[str]:
+        """Of these rate limit accounts, those this transaction may decide now. A store
+        with concurrent writers serializes the decisions on each account with a lock it
+        only tries (as for concurrency keys): taken one by one in each turn's order,
+        waiting, two turns could each hold the account the other waits for."""
+
+    @abstractmethod
     def ready_candidates(
         self,
         now: float,

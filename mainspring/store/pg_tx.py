@@ -333,14 +333,14 @@ class PostgresTx(SqlWriteTx):
                 (self.store.lease_lock,),
             )
 
-    def _take_keys(self, keys: Sequence[str]) -> set[str]:
+    def _take_keys(self, keys: Sequence[str], kind: str = "key") -> set[str]:
         """The keys whose transaction-scoped advisory lock this transaction got at once."""
         if not keys:
             return set()
         rows = self._rows(
             "SELECT k, pg_try_advisory_xact_lock(hashtextextended(%s || k, 0)) "
             "FROM unnest(%s::text[]) AS k",
-            (self.store.key_lock_prefix, list(keys)),
+            (f"{self.store.lock_prefix}{kind}:", list(keys)),
         )
         return {k for k, ok in rows if ok}
 

@@ -178,7 +178,9 @@ class PostgresStore(Store):
         if len(self.channel) > 63:  # PostgreSQL's identifier limit
             digest = hashlib.sha1(self.schema.encode()).hexdigest()[:16]
             self.channel = f"mainspring_{self.schema[:30]}_{digest}"
-        self.key_lock_prefix = f"mainspring:{self.schema}:key:"
+        #: the advisory locks of one key (``<prefix><kind>:<key>``: concurrency keys, rate
+        #: limit accounts)
+        self.lock_prefix = f"mainspring:{self.schema}:"
         #: an advisory lock lease turns share and a pause takes alone (``hold_leasing``)
         self.lease_lock = f"mainspring:{self.schema}:leasing"
         self.log_parts = LogPartitions(log_partition, f"mainspring:{self.schema}:log_parts")

@@ -227,9 +227,13 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
                 holders.add(rid)
         return out
 
-    def _take_keys(self, keys: Sequence[str]) -> set[str]:
-        """The keys this transaction may decide now (all, unless writers run side by side)."""
+    def _take_keys(self, keys: Sequence[str], kind: str = "key") -> set[str]:
+        """The keys (of concurrency keys, or of ``kind``) this transaction may decide now
+        (all, unless writers run side by side)."""
         return set(keys)
+
+    def rate_accounts_free(self, keys: Sequence[str]) -> set[str]:
+        return self._take_keys(keys, "rate")
 
     def ready_ahead(self, run: Run) -> int:
         p = self.DIALECT.placeholder

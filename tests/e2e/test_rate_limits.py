@@ -60,6 +60,38 @@ def test_a_rate_limit_per_key_counts_each_key_alone(make_app: Make) -> None:
     assert sorted(ran) == ["a0", "a1", "b0", "b1"]
 
 
+def test_one_accounts_backlog_does_not_hold_back_the_others(make_app: Make) -> None:
+    """Runs over their limit wait; the runs behind them in leasing order do not: a flood
+    of one key (or of one task's limit) used to fill every page of candidates a turn looked
+    at, and nothing else started until it had drained."""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    ran: list[str] = []
+
+    @app.task(rate_limit=ms.RateLimit(2, per=60, key="{customer}"))
+    def per_customer(customer: str, i: int) -> None:
+        ran.append(customer)
+
+    @app.task(rate_limit="1/m")
+    def slow(i: int) -> None:
+        ran.append("slow")
+
+    @app.task
+    def free(i: int) -> None:
+        ran.append("free")
+
+    for i in range(60):
+        per_customer.submit("flood", i)
+    for i in range(50):
+        slow.submit(i)
+    for i in range(3):
+        per_customer.submit("small", i)
+        free.submit(i)
+    with app.worker(concurrency=4) as w:
+        _settle(w, app)
+    assert sorted(ran) == sorted(["flood"] * 2 + ["slow"] + ["small"] * 2 + ["free"] * 3)
+
+
 def _settle(w: object, app: ms.App) -> None:
     """Let the worker lease what it can now (rate-limited runs stay ready)."""
     import time

@@ -646,6 +646,22 @@ def test_racing_engines_lease_expire_and_derive_each_row_once(
     assert eng.verify() == []
 
 
+def test_a_rate_account_being_decided_is_passed_over_not_waited_for(
+    stores: Callable[..., Store],
+) -> None:
+    """Turns that waited for each other's rate accounts, taken in their own orders,
+    deadlocked (a second's stall each, under keyed limits and several workers)."""
+    s1, s2 = stores(), stores()
+    with s1.write() as t1:
+        assert t1.rate_accounts_free(["job a", "job b"]) == {"job a", "job b"}
+        with s2.write() as t2:
+            never_wait(t2)
+            assert t2.rate_accounts_free(["job b", "job c"]) == {"job c"}
+            assert t2.key_holders(["job a"]) == {"job a": set()}  # (keys: another lock)
+    with s2.write() as t2:
+        assert t2.rate_accounts_free(["job a", "job b"]) == {"job a", "job b"}
+
+
 def test_a_key_being_decided_is_reported_busy_until_the_commit(
     stores: Callable[..., Store],
 ) -> None:
