@@ -413,11 +413,24 @@ def engine_paused(at: float, paused: bool) -> Event:
 
 
 def run_debounced(
-    run: Run, at: float, *, args: list[Any], kwargs: dict[str, Any], due_at: float
+    run: Run,
+    at: float,
+    *,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    due_at: float,
+    concurrency_key: str | None,
+    rate_key: str | None,
 ) -> Event:
-    """Another submission collapsed into ``run`` (debounce): its arguments win, and the
-    run comes due at ``due_at``."""
-    return _about(run, RUN_DEBOUNCED, at, None, {"args": args, "kwargs": kwargs, "due_at": due_at})
+    """Another submission collapsed into ``run`` (debounce): its arguments win, and with
+    them the concurrency key and rate limit account they resolve to (in the data only when
+    they change), and the run comes due at ``due_at``."""
+    data: dict[str, Any] = {"args": args, "kwargs": kwargs, "due_at": due_at}
+    if concurrency_key != run.concurrency_key:
+        data["concurrency_key"] = concurrency_key
+    if rate_key != run.rate_key:
+        data["rate_key"] = rate_key
+    return _about(run, RUN_DEBOUNCED, at, None, data)
 
 
 def queue_paused(at: float, queue: str, paused: bool) -> Event:

@@ -93,7 +93,17 @@ def _debounced(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | None:
         return None  # it started (or ended): a new run
     tx.load_tasks([rec.task_id], b.state, lock=True)
     due = b.now + delay if most is None else min(b.now + delay, rec.first_at + most)
-    b.emit(E.run_debounced(run, b.now, args=req.args, kwargs=req.kwargs, due_at=due))
+    b.emit(
+        E.run_debounced(
+            run,
+            b.now,
+            args=req.args,
+            kwargs=req.kwargs,
+            due_at=due,
+            concurrency_key=req.concurrency_key,
+            rate_key=req.rate_key,
+        )
+    )
     return Submitted(rec.task_id, [rec.run_id], replayed=True)
 
 

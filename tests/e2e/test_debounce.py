@@ -4,6 +4,7 @@ arguments, due after the last (bounded by debounce_max); concurrent submitters t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -41,6 +42,40 @@ def test_submissions_collapse_into_one_run_with_the_last_arguments(make_app: Mak
     # the run started: the next submission makes a new one
     h4 = opts.submit("v4")
     assert h4 != h1 and len(app.runs()) == 2
+
+
+def test_the_collapsed_run_takes_the_keys_of_the_last_arguments(make_app: Make) -> None:
+    """It runs with the last submission's arguments, so it holds the concurrency key and
+    counts in the rate limit account those resolve to (it kept the first one's: two
+    handlers of one account could run at once)."""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    running: list[int] = []
+    overlaps: list[int] = []
+
+    @app.task(concurrency_key="acct:{account}", rate_limit=ms.RateLimit(5, per=60, key="{account}"))
+    def charge(account: int, note: str) -> None:
+        if running.count(account):
+            overlaps.append(account)
+        running.append(account)
+        time.sleep(0.2)
+        running.remove(account)
+
+    long = charge.submit(2, "long")
+    opts = charge.with_options(debounce=10, debounce_key="charges")
+    h = opts.submit(1, "first")
+    opts.submit(2, "last")
+    info = h.info()
+    assert info.concurrency_key == "acct:2"
+    with app.worker(concurrency=4) as w:
+        clock.advance(11)
+        w.run_until_idle(timeout=10)
+    assert long.status() == h.status() == ms.RunState.COMPLETED
+    assert overlaps == []
+    assert [e.data.get("rate_key") for e in h.history() if e.type == "run.debounced"] == [
+        f"{charge.name} 2"
+    ]
+    assert app.verify().ok
 
 
 def test_debounce_max_bounds_the_wait_after_the_first(make_app: Make) -> None:
