@@ -5,6 +5,7 @@
     python benchmarks/scale.py --backend postgres # mainspring-pg vs PgQueuer vs procrastinate
     python benchmarks/scale.py --quick            # fewer tasks per cell
     python benchmarks/scale.py --inflight 8 64 --handler-ms 0
+    python benchmarks/scale.py --inflight 8 --handler-ms 0 --tasks 30000   # a longer drain
     python benchmarks/scale.py --backend postgres --only mainspring-procs --procs 2 --ahead 3
 
 One worker process per peer and cell, preloaded with the tasks (as W2 of run.py: the
@@ -116,10 +117,11 @@ VARIANTS = {
 }
 
 
-def tasks_for(inflight: int, handler_ms: float, quick: bool) -> int:
-    """Enough tasks for a drain of a few seconds at the ideal rate."""
+def tasks_for(inflight: int, handler_ms: float, quick: bool, tasks: int | None = None) -> int:
+    """Enough tasks for a drain of a few seconds at the ideal rate (``tasks``: as many
+    no-op tasks instead)."""
     if handler_ms <= 0:
-        return 3000 if quick else 10_000
+        return tasks or (3000 if quick else 10_000)
     ideal = inflight * 1000 / handler_ms
     return int(min(10_000, max(1000 if quick else 2000, ideal * (1.5 if quick else 4))))
 
@@ -127,7 +129,7 @@ def tasks_for(inflight: int, handler_ms: float, quick: bool) -> int:
 def cell(
     v: Variant, backend: str, inflight: int, handler_ms: float, args: argparse.Namespace
 ) -> dict[str, Any]:
-    n = tasks_for(inflight, handler_ms, args.quick)
+    n = tasks_for(inflight, handler_ms, args.quick, args.tasks)
     ns = argparse.Namespace(n=n, rounds=1, concurrency=v.per_process(inflight), repeat=1)
     extra = ["--phases", f"w2_{v.procs}", "--drain-procs", str(v.procs)]
     if backend == "postgres":
@@ -289,6 +291,12 @@ def main() -> int:
     p.add_argument("--handler-ms", type=float, nargs="+", default=[0.0, 20.0])
     p.add_argument("--only", action="append", help="a peer variant (repeatable)")
     p.add_argument("--quick", action="store_true", help="fewer tasks per cell")
+    p.add_argument(
+        "--tasks",
+        type=int,
+        help="no-op tasks per cell (default 10,000): more make a longer drain, whose ratios "
+        "vary less from run to run",
+    )
     p.add_argument("--pg-url", default=R.timing.PG_DEFAULT_URL)
     p.add_argument("--procs", type=int, help="processes of the processes variant (2 / 4)")
     p.add_argument("--ahead", type=int, help="prefetch this many runs per slot (default: 1, N)")
