@@ -72,7 +72,8 @@ def measure(url: str, args: argparse.Namespace) -> None:
         change = msgspec.json.encode(
             [
                 {"run_id": r, "state": "running", "due_at": due, "holds_key": False,
-                 "lease_owner": "w1", "lease_expires_at": 2e9, "doc": doc}
+                 "lease_owner": "w1", "lease_expires_at": 2e9, "doc": doc,
+                 "concurrency_key": None}
                 for r, due, doc in rows
             ]
         ).decode()  # fmt: skip

@@ -98,9 +98,6 @@ class State:
         self.new_runs: set[str] = set()
         self.pruned_tasks: set[str] = set()  # removed (retention) since the last save
         self.pruned_runs: set[str] = set()
-        #: dirty runs whose concurrency key changed too (a debounce): a store writes a
-        #: run's key column only for these, not with every change of a run
-        self.rekeyed_runs: set[str] = set()
 
     def kind(self, kind: str) -> dict[str, Any]:
         """The loaded records of one kind, by key."""
@@ -121,7 +118,6 @@ class State:
     def clear_dirty(self) -> None:
         self.dirty_tasks.clear()
         self.dirty_runs.clear()
-        self.rekeyed_runs.clear()
         self.new_tasks.clear()
         self.new_runs.clear()
         self.pruned_tasks.clear()
@@ -446,7 +442,6 @@ def _on_run_debounced(state: State, ev: Event) -> None:
     task.args, task.kwargs = list(ev.data["args"]), dict(ev.data["kwargs"])
     if "concurrency_key" in ev.data:  # (a scheduled run holds no key yet)
         run.concurrency_key = task.concurrency_key = ev.data["concurrency_key"]
-        state.rekeyed_runs.add(run.run_id)
     if "rate_key" in ev.data:
         run.rate_key = task.rate_key = ev.data["rate_key"]
     run.due_at = ev.data["due_at"]  # (scheduled_at stays as the first submission set it)

@@ -71,11 +71,12 @@ _INSERT_RUNS = (
 )
 _RUN_CHANGE = (
     "run_id text, state text, due_at double precision, holds_key boolean, lease_owner text, "
-    "lease_expires_at double precision, doc text"
+    "lease_expires_at double precision, doc text, concurrency_key text"
 )  # (_RunChange)
 _UPDATE_RUNS = (
     "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
-    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc::json "
+    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc::json, "
+    "concurrency_key = u.concurrency_key "
     f"FROM (SELECT * FROM json_to_recordset(%s::json) AS x({_RUN_CHANGE}) LIMIT %s) AS u "
     "WHERE r.run_id = u.run_id"
 )  # only the columns a run's events can change (_RunChange): less JSON for the server to
@@ -86,7 +87,8 @@ _UPDATE_RUNS = (
 # looks at the row again), and the caller drops the transaction
 _UPDATE_RUNS_IF_UNCHANGED = (
     "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
-    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc::json "
+    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc::json, "
+    "concurrency_key = u.concurrency_key "
     f"FROM (SELECT * FROM json_to_recordset(%s::json) AS x({_RUN_CHANGE}, was_state text, "
     "was_due_at double precision, was_holds_key boolean, was_lease_owner text, "
     "was_lease_expires_at double precision, was_doc text) LIMIT %s) AS u "
@@ -143,6 +145,7 @@ class _RunChange(msgspec.Struct):
     lease_owner: str | None
     lease_expires_at: float | None
     doc: str
+    concurrency_key: str | None  # (a debounce changes a scheduled run's)
 
 
 class _FencedChange(_RunChange):
@@ -177,7 +180,16 @@ def _runs_json(runs: Sequence[Run]) -> str:
 def _change(r: Run) -> tuple[Any, ...]:
     """The fields of ``_RunChange`` for ``r``."""
     doc = _json(run_doc(r))
-    return (r.run_id, r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, doc)
+    return (
+        r.run_id,
+        r.state,
+        r.due_at,
+        r.holds_key,
+        r.lease_owner,
+        r.lease_expires_at,
+        doc,
+        r.concurrency_key,
+    )
 
 
 def _changes_json(runs: Sequence[Run]) -> str:
@@ -404,7 +416,7 @@ class PostgresTx(SqlWriteTx):
 
     def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
         pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
-        rows = [_FencedChange(*_change(a), *_change(b)[1:]) for b, a in pairs]
+        rows = [_FencedChange(*_change(a), *_change(b)[1:7]) for b, a in pairs]
         cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (_json(rows), len(rows)))
         return int(cur.rowcount) == len(rows)
 

@@ -474,12 +474,6 @@ class SqlWriteTx(SqlReadTx, WriteTx):
                 self._insert_runs(new)
             if old:
                 self._update_runs(old)
-            if state.rekeyed_runs:
-                p = self.DIALECT.placeholder
-                self._write_many(
-                    f"UPDATE ms_runs SET concurrency_key = {p} WHERE run_id = {p}",
-                    [(state.runs[i].concurrency_key, i) for i in sorted(state.rekeyed_runs)],
-                )
         for table, column, gone in (
             ("ms_runs", "run_id", state.pruned_runs),
             ("ms_tasks", "task_id", state.pruned_tasks),

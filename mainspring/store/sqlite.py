@@ -75,10 +75,11 @@ _UPSERT_TASKS = (
     f"INSERT OR REPLACE INTO ms_tasks ({DIALECT.task_cols}) VALUES ({', '.join('?' * 7)})"
 )
 # Only the columns a run's events can change: SQLite rewrites the entry of every index
-# that mentions a column of the SET list, changed or not.
+# that mentions a column of the SET list, changed or not (the key's index mentions
+# holds_key already; a debounce changes a scheduled run's key).
 _RUN_UPDATE = (
     "UPDATE ms_runs SET state = ?, due_at = ?, holds_key = ?, lease_owner = ?, "
-    "lease_expires_at = ?, doc = ? WHERE run_id = ?"
+    "lease_expires_at = ?, doc = ?, concurrency_key = ? WHERE run_id = ?"
 )
 # ... only over the run as it was read (``SQLiteTx.update_runs_if_unchanged``)
 _RUN_UPDATE_IF_UNCHANGED = (
@@ -100,7 +101,16 @@ def _run_row(r: Run) -> tuple[Any, ...]:
 
 def _run_update(r: Run) -> tuple[Any, ...]:
     doc = encoder.encode(run_doc(r))
-    return (r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at, doc, r.run_id)
+    return (
+        r.state,
+        r.due_at,
+        r.holds_key,
+        r.lease_owner,
+        r.lease_expires_at,
+        doc,
+        r.concurrency_key,
+        r.run_id,
+    )
 
 
 # Any write takes SQLite's write lock (RESERVED) when it starts, even one that changes no
