@@ -17,7 +17,15 @@ import psycopg
 
 from ..core.model import Event, Run, Task
 from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect
-from .rows import encode_record, encoder, record_run_ids, run_columns, run_doc, task_columns
+from .rows import (
+    encode_record,
+    encoder,
+    lease_columns,
+    record_run_ids,
+    run_columns,
+    run_doc,
+    task_columns,
+)
 from .sql import STREAM_ROWS, SqlReadTx, SqlWriteTx
 
 if TYPE_CHECKING:
@@ -180,16 +188,7 @@ def _runs_json(runs: Sequence[Run]) -> str:
 def _change(r: Run) -> tuple[Any, ...]:
     """The fields of ``_RunChange`` for ``r``."""
     doc = _json(run_doc(r))
-    return (
-        r.run_id,
-        r.state,
-        r.due_at,
-        r.holds_key,
-        r.lease_owner,
-        r.lease_expires_at,
-        doc,
-        r.concurrency_key,
-    )
+    return (r.run_id, *lease_columns(r), doc, r.concurrency_key)
 
 
 def _changes_json(runs: Sequence[Run]) -> str:

@@ -64,6 +64,12 @@ RunColumns = tuple[
 TaskColumns = tuple[str, str, str | None, str, bool, float | None]
 
 
+def lease_columns(r: Run) -> tuple[str, float, bool, str | None, float | None]:
+    """The columns of a run's row that its state and lease events change, in the order of
+    both stores' updates (the document and the concurrency key follow them)."""
+    return (r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at)
+
+
 def run_columns(r: Run) -> RunColumns:
     """The 12 columns of a run's row (its document follows them)."""
     return (

@@ -30,6 +30,7 @@ from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify
 from .rows import (
     encode_record,
     encoder,
+    lease_columns,
     record_run_ids,
     run_columns,
     run_doc,
@@ -101,16 +102,7 @@ def _run_row(r: Run) -> tuple[Any, ...]:
 
 def _run_update(r: Run) -> tuple[Any, ...]:
     doc = encoder.encode(run_doc(r))
-    return (
-        r.state,
-        r.due_at,
-        r.holds_key,
-        r.lease_owner,
-        r.lease_expires_at,
-        doc,
-        r.concurrency_key,
-        r.run_id,
-    )
+    return (*lease_columns(r), doc, r.concurrency_key, r.run_id)
 
 
 # Any write takes SQLite's write lock (RESERVED) when it starts, even one that changes no
