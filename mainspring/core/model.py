@@ -2,6 +2,11 @@
 
 These are the projection's meaning. Stores persist them; the reducer alone changes them.
 Times are float seconds since the Unix epoch (UTC); the facade turns them into datetimes.
+
+The records a worker turn makes by the thousand (tasks, their options and policies, runs,
+attempts, events) are declared ``gc=False``: they hold data and never a reference back to
+what holds them, so they form no cycle, and the cycle collector need not track them (it
+would walk every one of them at each collection).
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ class RateLimit(msgspec.Struct, frozen=True):
     key: Any = None
 
 
-class TaskOptions(msgspec.Struct, kw_only=True):
+class TaskOptions(msgspec.Struct, kw_only=True, gc=False):
     """The effective options of a task, written into it when it is submitted."""
 
     max_attempts: int = 1
@@ -91,7 +96,7 @@ MAX_SEQ = 2**63 - 1
 MISFIRE_GRACE_SECONDS = 1.0
 
 
-class Policy(msgspec.Struct, kw_only=True):
+class Policy(msgspec.Struct, kw_only=True, gc=False):
     """How a task derives its runs."""
 
     kind: str = "once"  # "once" | "repeat" | "cron"
@@ -125,7 +130,7 @@ class Policy(msgspec.Struct, kw_only=True):
         return "once"
 
 
-class Task(msgspec.Struct, kw_only=True):
+class Task(msgspec.Struct, kw_only=True, gc=False):
     task_id: str
     name: str
     args: list[Any]
@@ -147,7 +152,7 @@ class Task(msgspec.Struct, kw_only=True):
     rate_key: str | None = None  # its runs' rate limit account (task name, resolved key)
 
 
-class Attempt(msgspec.Struct, kw_only=True):
+class Attempt(msgspec.Struct, kw_only=True, gc=False):
     attempt_id: str
     number: int
     started_at: float
@@ -159,7 +164,7 @@ class Attempt(msgspec.Struct, kw_only=True):
     retry_class: str | None = None
 
 
-class Run(msgspec.Struct, kw_only=True):
+class Run(msgspec.Struct, kw_only=True, gc=False):
     run_id: str
     task_id: str
     task_name: str
@@ -397,7 +402,7 @@ def signal_key(run_id: str, number: int) -> str:
     return f"{run_id}/s{number:08d}"
 
 
-class Event(msgspec.Struct, kw_only=True):
+class Event(msgspec.Struct, kw_only=True, gc=False):
     """One entry of the log. ``seq`` is assigned by the store when it is appended."""
 
     type: str

@@ -16,7 +16,7 @@ import msgspec
 import psycopg
 
 from ..core.model import Event, Run, Task
-from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect
+from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect, text_array
 from .rows import (
     encode_record,
     encoder,
@@ -351,7 +351,7 @@ class PostgresTx(SqlWriteTx):
         rows = self._rows(
             "SELECT k, pg_try_advisory_xact_lock(hashtextextended(%s || k, 0)) "
             "FROM unnest(%s::text[]) AS k",
-            (f"{self.store.lock_prefix}{kind}:", list(keys)),
+            (f"{self.store.lock_prefix}{kind}:", text_array(keys)),
         )
         return {k for k, ok in rows if ok}
 
@@ -426,7 +426,9 @@ class PostgresTx(SqlWriteTx):
         if not evs:
             return
         n = len(evs)
-        cur = self._exec(_APPEND_RECORD, (n, n, n, encode_record(evs), record_run_ids(evs)))
+        cur = self._exec(
+            _APPEND_RECORD, (n, n, n, encode_record(evs), text_array(record_run_ids(evs)))
+        )
         # numbered once the pipeline it travels in has come back (``finish``): reading it
         # here would cost the round trip the pipeline saves
         self._appended = (cur, evs)

@@ -26,7 +26,7 @@ from ..core.model import Attempt, Event, Run, Task
 from ..core.schedule import cron_due_at
 
 
-class RunDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
+class RunDoc(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """The fields of a run that are not columns of its row (defaults as in ``Run``)."""
 
     created_at: float

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import types
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +15,8 @@ import pytest
 
 import mainspring as ms
 from mainspring.core.clock import ManualClock
-from mainspring.core.model import Event
-from mainspring.engine import Batch, Engine, Finished
+from mainspring.core.model import Event, TaskOptions
+from mainspring.engine import Batch, Engine, Finished, SubmitRequest
 from mainspring.engine import transact as engine_mod
 from mainspring.engine.submission import submit_one
 from mainspring.engine.transact import MAX_CONFLICT_RETRIES
@@ -436,4 +437,36 @@ def test_a_finished_attempt_is_decided_ahead_only_on_the_run_as_stored(
         assert res.accepted == [lz.run_id]
         assert (run.state, run.output, run.lease_owner) == ("completed", 7, None)
     assert read == ([] if report_on == "renewed" else [lz.run_id])
+    assert eng.verify() == []
+
+
+ODD = ["a b", "NULL", "null", "x,y", 'q"uote', "back\\slash", "{brace}", "tab\there", "é"]
+
+
+def test_keys_and_names_that_need_quoting_travel_as_they_are(store: Store) -> None:
+    """Concurrency keys, task names and a worker id with what an array literal must quote
+    (spaces, commas, quotes, braces, backslashes, "NULL", non-ASCII): each key is held
+    apart, each name leased, each run recorded under its own key, the log complete."""
+    from mainspring.core.states import AttemptResult
+
+    eng = Engine(store)
+    for i, key in enumerate(ODD):
+        eng.submit(req(i, concurrency_key=key))
+        eng.submit(req(i, concurrency_key=key))  # the second waits for the first's key
+        eng.submit(SubmitRequest(name=key, args=[], kwargs={}, options=TaskOptions()))
+    worker = 'w "1", {x}'
+    first = eng.cycle(worker, ["job", *ODD], None, [], 100, 30.0).leased
+    by_key = Counter(eng.get_run(lz.run_id).concurrency_key for lz in first)
+    assert by_key == Counter({None: len(ODD), **{k: 1 for k in ODD}})
+    assert {lz.task_name for lz in first} == {"job", *ODD}
+    done = [
+        Finished(lz.run_id, lz.attempt_id, AttemptResult.SUCCESS, None, options=lz.options)
+        for lz in first
+    ]
+    second = eng.cycle(worker, ["job", *ODD], None, done, 100, 30.0).leased
+    assert sorted(eng.get_run(lz.run_id).concurrency_key for lz in second) == sorted(ODD)
+    for lz in first:
+        assert eng.get_run(lz.run_id).state == "completed"
+        with store.read() as tx:  # through the log's run index: created, ready, then 7
+            assert len(tx.events(0, lz.run_id, 100)) == 9
     assert eng.verify() == []
