@@ -50,9 +50,9 @@ class Submitted:
     first: Run | None = None
 
 
-@dataclass
-class Finished:
-    """A worker's report of one attempt's end."""
+class Finished(msgspec.Struct, gc=False):
+    """A worker's report of one attempt's end (one per run: not tracked by the cycle
+    collector, as core/model.py's records)."""
 
     run_id: str
     attempt_id: str
@@ -67,12 +67,11 @@ class Finished:
     failure_class: str | None = None  # how a failure was classified (core/failures.py)
     retry_class: str | None = None
     #: what the handler launched (SubmitRequest / PublishRequest), written if it succeeded
-    launches: list[Any] = field(default_factory=list)
+    launches: list[Any] = msgspec.field(default_factory=list)
 
 
-@dataclass
-class Leased:
-    """A run this worker now holds, with its open attempt."""
+class Leased(msgspec.Struct, gc=False):
+    """A run this worker now holds, with its open attempt (one per run, as ``Finished``)."""
 
     run_id: str
     task_id: str

@@ -64,26 +64,31 @@ DIALECT = Dialect(
 COPY_FROM = 1000
 # Rows travel as one JSON array per statement (encoded by msgspec, unpacked by the server
 # with json_to_recordset): one parameter instead of a dozen Python-built arrays. A row's
-# document travels as a JSON string holding its JSON text, cast to json once unpacked: the
-# recordset functions turn every string inside a nested document into text, and text
-# cannot hold a NUL, so a document with "\u0000" in it (a handler's output, an error) would
-# be refused, and with it the whole worker turn, again at every try.
+# document travels inside its row as JSON (``doc``), kept as it is, so that neither side
+# escapes and parses it twice; but the recordset functions turn every string inside a
+# nested document into text, and text cannot hold a NUL, so a document with "\u0000" in it
+# (a handler's output, an error) would be refused, and with it the whole worker turn, again
+# at every try. A document with any \u escape in it travels instead as a JSON string holding
+# its JSON text (``doc_text``), cast to json once unpacked (``_doc``).
+_DOC = "COALESCE(doc, doc_text::json)"
+_U_DOC = "COALESCE(u.doc, u.doc_text::json)"
 _RUN_ROW = (
     "run_id text, task_id text, task_name text, state text, scheduled_at double precision, "
     "due_at double precision, priority integer, queue text, concurrency_key text, "
-    "holds_key boolean, lease_owner text, lease_expires_at double precision, doc text"
+    "holds_key boolean, lease_owner text, lease_expires_at double precision, doc json, "
+    "doc_text text"
 )  # (the columns of ms_runs, in order: _RunRow)
 _INSERT_RUNS = (
-    f"INSERT INTO ms_runs SELECT {', '.join(RUN_COLUMNS)}, doc::json "
+    f"INSERT INTO ms_runs SELECT {', '.join(RUN_COLUMNS)}, {_DOC} "
     f"FROM json_to_recordset(%s::json) AS x({_RUN_ROW})"
 )
 _RUN_CHANGE = (
     "run_id text, state text, due_at double precision, holds_key boolean, lease_owner text, "
-    "lease_expires_at double precision, doc text, concurrency_key text"
+    "lease_expires_at double precision, doc json, doc_text text, concurrency_key text"
 )  # (_RunChange)
 _UPDATE_RUNS = (
     "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
-    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc::json, "
+    f"lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = {_U_DOC}, "
     "concurrency_key = u.concurrency_key "
     f"FROM (SELECT * FROM json_to_recordset(%s::json) AS x({_RUN_CHANGE}) LIMIT %s) AS u "
     "WHERE r.run_id = u.run_id"
@@ -95,21 +100,21 @@ _UPDATE_RUNS = (
 # looks at the row again), and the caller drops the transaction
 _UPDATE_RUNS_IF_UNCHANGED = (
     "UPDATE ms_runs r SET state = u.state, due_at = u.due_at, holds_key = u.holds_key, "
-    "lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = u.doc::json, "
+    f"lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, doc = {_U_DOC}, "
     "concurrency_key = u.concurrency_key "
     f"FROM (SELECT * FROM json_to_recordset(%s::json) AS x({_RUN_CHANGE}, was_state text, "
     "was_due_at double precision, was_holds_key boolean, was_lease_owner text, "
-    "was_lease_expires_at double precision, was_doc text) LIMIT %s) AS u "
+    "was_lease_expires_at double precision, was_doc json, was_doc_text text) LIMIT %s) AS u "
     "WHERE r.run_id = u.run_id AND r.state = u.was_state AND r.due_at = u.was_due_at "
     "AND r.holds_key = u.was_holds_key "
     "AND r.lease_owner IS NOT DISTINCT FROM u.was_lease_owner "
     "AND r.lease_expires_at IS NOT DISTINCT FROM u.was_lease_expires_at "
-    "AND r.doc::text = u.was_doc"
+    "AND r.doc::text = COALESCE(u.was_doc::text, u.was_doc_text)"
 )
 _UPSERT_TASKS = (
-    f"INSERT INTO ms_tasks SELECT {', '.join(TASK_COLUMNS)}, doc::json "
+    f"INSERT INTO ms_tasks SELECT {', '.join(TASK_COLUMNS)}, {_DOC} "
     "FROM json_to_recordset(%s::json) AS x(task_id text, name text, idempotency_key text, "
-    "kind text, canceled boolean, cron_next double precision, doc text) "
+    "kind text, canceled boolean, cron_next double precision, doc json, doc_text text) "
     "ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, "
     "idempotency_key = excluded.idempotency_key, kind = excluded.kind, "
     "canceled = excluded.canceled, cron_next = excluded.cron_next, doc = excluded.doc"
@@ -126,7 +131,7 @@ _APPEND_RECORD = (
 
 
 class _RunRow(msgspec.Struct):
-    """A run as the JSON object ``_INSERT_RUNS`` reads (its document as JSON text)."""
+    """A run as the JSON object ``_INSERT_RUNS`` reads (its document: ``_doc``)."""
 
     run_id: str
     task_id: str
@@ -140,7 +145,8 @@ class _RunRow(msgspec.Struct):
     holds_key: bool
     lease_owner: str | None
     lease_expires_at: float | None
-    doc: str
+    doc: msgspec.Raw | None
+    doc_text: str | None
 
 
 class _RunChange(msgspec.Struct):
@@ -152,7 +158,8 @@ class _RunChange(msgspec.Struct):
     holds_key: bool
     lease_owner: str | None
     lease_expires_at: float | None
-    doc: str
+    doc: msgspec.Raw | None
+    doc_text: str | None
     concurrency_key: str | None  # (a debounce changes a scheduled run's)
 
 
@@ -164,7 +171,8 @@ class _FencedChange(_RunChange):
     was_holds_key: bool
     was_lease_owner: str | None
     was_lease_expires_at: float | None
-    was_doc: str
+    was_doc: msgspec.Raw | None
+    was_doc_text: str | None
 
 
 class _TaskRow(msgspec.Struct):
@@ -174,21 +182,30 @@ class _TaskRow(msgspec.Struct):
     kind: str
     canceled: bool
     cron_next: float | None
-    doc: str
+    doc: msgspec.Raw | None
+    doc_text: str | None
 
 
 def _json(doc: Any) -> str:
     return encoder.encode(doc).decode()
 
 
+def _doc(doc: Any) -> tuple[msgspec.Raw | None, str | None]:
+    """A row's ``doc`` and ``doc_text``: the document as JSON inside the row, or, when it
+    holds a \\u escape, as a string of its JSON text (see ``_DOC``)."""
+    body = encoder.encode(doc)
+    if b"\\u" in body:
+        return None, body.decode()
+    return msgspec.Raw(body), None
+
+
 def _runs_json(runs: Sequence[Run]) -> str:
-    return _json([_RunRow(*run_columns(r), _json(run_doc(r))) for r in runs])
+    return _json([_RunRow(*run_columns(r), *_doc(run_doc(r))) for r in runs])
 
 
 def _change(r: Run) -> tuple[Any, ...]:
     """The fields of ``_RunChange`` for ``r``."""
-    doc = _json(run_doc(r))
-    return (r.run_id, *lease_columns(r), doc, r.concurrency_key)
+    return (r.run_id, *lease_columns(r), *_doc(run_doc(r)), r.concurrency_key)
 
 
 def _changes_json(runs: Sequence[Run]) -> str:
@@ -397,7 +414,7 @@ class PostgresTx(SqlWriteTx):
                 ((*task_columns(t), _json(t)) for t in tasks),
             )
         else:
-            json_rows = [_TaskRow(*task_columns(t), _json(t)) for t in tasks]
+            json_rows = [_TaskRow(*task_columns(t), *_doc(t)) for t in tasks]
             self._defer(_UPSERT_TASKS, (_json(json_rows),))
 
     def _insert_runs(self, runs: Sequence[Run]) -> None:
@@ -415,7 +432,7 @@ class PostgresTx(SqlWriteTx):
 
     def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
         pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
-        rows = [_FencedChange(*_change(a), *_change(b)[1:7]) for b, a in pairs]
+        rows = [_FencedChange(*_change(a), *_change(b)[1:8]) for b, a in pairs]
         cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (_json(rows), len(rows)))
         return int(cur.rowcount) == len(rows)
 
