@@ -98,6 +98,9 @@ class State:
         self.new_runs: set[str] = set()
         self.pruned_tasks: set[str] = set()  # removed (retention) since the last save
         self.pruned_runs: set[str] = set()
+        #: when a command asks (a dict): each run's row as the store wrote it from this
+        #: state, by run id (store/rows.py ``Fence``: what a worker fences its report with)
+        self.fences: dict[str, Any] | None = None
 
     def kind(self, kind: str) -> dict[str, Any]:
         """The loaded records of one kind, by key."""

@@ -10,6 +10,7 @@ import msgspec
 
 from ..core.model import Policy, Run, Task, TaskOptions
 from ..core.states import AttemptResult
+from ..store.rows import Fence
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Finished(msgspec.Struct, gc=False):
     retry_delay: float | None = None
     options: TaskOptions | None = None  # the task's options, as leased (saves a lookup)
     snapshot: bytes | None = None  # ``Leased.snapshot``: lets the engine decide before locking
+    fence: Fence | None = None  # ``Leased.fence``
     suspend_reason: str | None = None  # a suspended attempt's reason for the run (else "suspended")
     failure_class: str | None = None  # how a failure was classified (core/failures.py)
     retry_class: str | None = None
@@ -90,6 +92,9 @@ class Leased(msgspec.Struct, gc=False):
     #: back in ``Finished`` so that the next turn decides the attempt's end before it takes
     #: the store's write lock, and writes it only if the stored run is still exactly this
     snapshot: bytes | None = None
+    #: ... the run's row as that transaction wrote it (``rows.Fence``), when the store kept
+    #: it: what the stored row is compared with (None: encoded again from the snapshot)
+    fence: Fence | None = None
 
     @classmethod
     def of(

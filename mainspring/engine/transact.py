@@ -55,6 +55,7 @@ class Transactor:
         prepare: Callable[[Batch], None] | None = None,
         *,
         connection: Any = None,
+        fences: bool = False,
     ) -> tuple[T, Batch]:
         """Run ``body`` in one write transaction and save what it decided.
 
@@ -68,13 +69,16 @@ class Transactor:
         (``cycle``: attempts that ended); ``body`` then checks that they are unchanged.
 
         With ``connection``, ``body`` runs inside the caller's open transaction on it
-        (``_transact_in``).
+        (``_transact_in``). With ``fences``, the store keeps the row of each run it writes
+        in the batch's ``state.fences`` (a worker's lease and renewal turns).
         """
         if connection is not None:
             assert prepare is None
             return self._transact_in(connection, body)
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             b = Batch(State(), self.clock.now())
+            if fences:
+                b.state.fences = {}
             if prepare is not None:
                 prepare(b)
             feed = self.feed

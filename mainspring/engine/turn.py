@@ -16,6 +16,7 @@ from ..core.reducer import RATES
 from ..core.schedule import cron_step, derives_more
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import WriteTx
+from ..store.rows import Fence, fence_of
 from . import registry
 from .batch import Batch
 from .messages import CycleResult, Finished, Leased, snapshot_decoder, snapshot_run
@@ -66,7 +67,7 @@ class WorkerTurns(WorkflowCommands):
         # as this worker leased them (``Finished.snapshot``), when the store can write them
         # only if unchanged since; if any changed meanwhile (a renewal, a cancel, an
         # expiry), the transaction is dropped and they are decided again under the lock.
-        ahead: list[Run] = []
+        ahead: list[tuple[Fence, str]] = []  # (the row as leased, run id)
         decide_ahead = (
             self.store.fenced_updates
             and bool(finished)
@@ -81,8 +82,9 @@ class WorkerTurns(WorkflowCommands):
             if decide_ahead:
                 for f in finished:
                     assert f.snapshot is not None
-                    ahead.append(snapshot_decoder.decode(f.snapshot))
-                    b.state.runs[f.run_id] = snapshot_decoder.decode(f.snapshot)
+                    run = snapshot_decoder.decode(f.snapshot)
+                    ahead.append((f.fence or fence_of(run), f.run_id))  # (before it changes)
+                    b.state.runs[f.run_id] = run
                 self._record_finished(b, worker, finished, accepted, rejected)
 
         def body(tx: WriteTx, b: Batch) -> CycleResult:
@@ -91,10 +93,11 @@ class WorkerTurns(WorkflowCommands):
             if queued:
                 decided = self.group.decide(queued, tx, b)
             if ahead:
-                if not tx.update_runs_if_unchanged(ahead, [st.runs[r.run_id] for r in ahead]):
+                fences = [fence for fence, _ in ahead]
+                if not tx.update_runs_if_unchanged(fences, [st.runs[rid] for _, rid in ahead]):
                     decide_ahead = False
                     raise Stale("a finished run changed since it was leased")
-                st.dirty_runs.difference_update(r.run_id for r in ahead)  # written just now
+                st.dirty_runs.difference_update(rid for _, rid in ahead)  # written just now
             elif finished:
                 tx.load_runs([f.run_id for f in finished], st)
                 tx.load_tasks(
@@ -137,11 +140,12 @@ class WorkerTurns(WorkflowCommands):
             return CycleResult(leased, accepted, rejected, due, lost)
 
         try:
-            out = self.transact(body, prepare)[0]
+            out, b = self.transact(body, prepare, fences=want > 0)
         except BaseException as exc:
             self.group.failed(queued, exc)
             raise
         self.group.finish(queued, decided)
+        _fence(out.leased, b)
         return out
 
     @staticmethod
@@ -397,10 +401,12 @@ class WorkerTurns(WorkflowCommands):
         lease_seconds: float,
         snapshots: dict[str, bytes] | None = None,
         heartbeat: Registration | None = None,
+        fences: dict[str, Fence] | None = None,
     ) -> set[str]:
         """Extend this worker's leases. Returns the run ids whose lease it no longer holds.
 
-        ``snapshots`` (when given) gets each renewed run's new ``Leased.snapshot``. With
+        ``snapshots`` (when given) gets each renewed run's new ``Leased.snapshot``, and
+        ``fences`` its ``Leased.fence`` (of the runs whose row the store kept one). With
         ``heartbeat``, the worker's registry record is renewed in the same transaction."""
         if not run_ids and heartbeat is None:
             return set()
@@ -428,7 +434,10 @@ class WorkerTurns(WorkflowCommands):
                     snapshots[rid] = snapshot_run(run)
             return lost
 
-        return self.transact(body)[0]
+        lost, b = self.transact(body, fences=fences is not None)
+        if fences is not None and b.state.fences is not None:
+            fences.update(b.state.fences)
+        return lost
 
     def release(self, worker: str, run_ids: Sequence[str], reason: str) -> None:
         """Give up this worker's leases (graceful stop): their attempts end as ``lost``."""
@@ -453,3 +462,11 @@ class WorkerTurns(WorkflowCommands):
             b.wake = True
 
         self.transact(body)
+
+
+def _fence(leased: Sequence[Leased], b: Batch) -> None:
+    """Give each run leased in ``b``'s transaction the row the store wrote of it."""
+    fences = b.state.fences
+    if fences:
+        for lz in leased:
+            lz.fence = fences.get(lz.run_id)

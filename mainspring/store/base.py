@@ -17,6 +17,7 @@ from typing import Any
 from ..core.errors import InvalidArgument, StoreError
 from ..core.model import Event, Run, Task
 from ..core.reducer import State
+from .rows import Fence
 
 DEFAULT_URL = "sqlite:///mainspring.db"
 
@@ -300,11 +301,11 @@ class WriteTx(ReadTx):
     def save(self, state: State, events: Sequence[Event]) -> None:
         """Append ``events`` (assigning seq) and write the records ``state`` marks dirty."""
 
-    def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
+    def update_runs_if_unchanged(self, fences: Sequence[Fence], after: Sequence[Run]) -> bool:
         """Write each run of ``after`` over the stored one only if that is still exactly
-        the matching run of ``before`` (decided before this transaction began). Returns
-        False if any was not; the caller then drops the transaction. Stores that say
-        ``fenced_updates`` implement it."""
+        the matching row of ``fences`` (the run as it was written, before this transaction
+        began: ``rows.Fence``). Returns False if any was not; the caller then drops the
+        transaction. Stores that say ``fenced_updates`` implement it."""
         raise NotImplementedError
 
     # -- compaction (engine/compaction.py) -----------------------------------------------

@@ -18,6 +18,8 @@ import psycopg
 from ..core.model import Event, Run, Task
 from .dialect import RUN_COLUMNS, TASK_COLUMNS, Dialect, text_array
 from .rows import (
+    Fence,
+    doc_written,
     encode_record,
     encoder,
     lease_columns,
@@ -191,9 +193,12 @@ def _json(doc: Any) -> str:
 
 
 def _doc(doc: Any) -> tuple[msgspec.Raw | None, str | None]:
-    """A row's ``doc`` and ``doc_text``: the document as JSON inside the row, or, when it
-    holds a \\u escape, as a string of its JSON text (see ``_DOC``)."""
-    body = encoder.encode(doc)
+    return _doc_of(encoder.encode(doc))
+
+
+def _doc_of(body: bytes) -> tuple[msgspec.Raw | None, str | None]:
+    """A row's ``doc`` and ``doc_text`` for a document's JSON ``body``: inside the row, or,
+    when it holds a \\u escape, as a string of its JSON text (see ``_DOC``)."""
     if b"\\u" in body:
         return None, body.decode()
     return msgspec.Raw(body), None
@@ -203,13 +208,19 @@ def _runs_json(runs: Sequence[Run]) -> str:
     return _json([_RunRow(*run_columns(r), *_doc(run_doc(r))) for r in runs])
 
 
-def _change(r: Run) -> tuple[Any, ...]:
+def _change(r: Run, fences: dict[str, Fence] | None = None) -> tuple[Any, ...]:
     """The fields of ``_RunChange`` for ``r``."""
-    return (r.run_id, *lease_columns(r), *_doc(run_doc(r)), r.concurrency_key)
+    body = doc_written(r, fences)
+    return (r.run_id, *lease_columns(r), *_doc_of(body), r.concurrency_key)
 
 
-def _changes_json(runs: Sequence[Run]) -> str:
-    return _json([_RunChange(*_change(r)) for r in runs])
+def _was(fence: Fence) -> tuple[Any, ...]:
+    """The ``was_*`` fields of ``_FencedChange``: the row as written before."""
+    return (*fence[:5], *_doc_of(fence[5]))
+
+
+def _changes_json(runs: Sequence[Run], fences: dict[str, Fence] | None = None) -> str:
+    return _json([_RunChange(*_change(r, fences)) for r in runs])
 
 
 def _gone(con: Any) -> bool:
@@ -427,12 +438,12 @@ class PostgresTx(SqlWriteTx):
         else:
             self._defer(_INSERT_RUNS, (_runs_json(runs),))
 
-    def _update_runs(self, runs: Sequence[Run]) -> None:
-        self._defer(_UPDATE_RUNS, (_changes_json(runs), len(runs)))
+    def _update_runs(self, runs: Sequence[Run], fences: dict[str, Fence] | None) -> None:
+        self._defer(_UPDATE_RUNS, (_changes_json(runs, fences), len(runs)))
 
-    def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
-        pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
-        rows = [_FencedChange(*_change(a), *_change(b)[1:8]) for b, a in pairs]
+    def update_runs_if_unchanged(self, fences: Sequence[Fence], after: Sequence[Run]) -> bool:
+        pairs = sorted(zip(fences, after, strict=True), key=lambda p: p[1].run_id)
+        rows = [_FencedChange(*_change(a), *_was(fence)) for fence, a in pairs]
         cur = self._exec(_UPDATE_RUNS_IF_UNCHANGED, (_json(rows), len(rows)))
         return int(cur.rowcount) == len(rows)
 

@@ -70,6 +70,26 @@ def lease_columns(r: Run) -> tuple[str, float, bool, str | None, float | None]:
     return (r.state, r.due_at, r.holds_key, r.lease_owner, r.lease_expires_at)
 
 
+#: A run's row as a transaction wrote it: its ``lease_columns``, then its document's bytes.
+#: A later write made only if the row is unchanged since (``WriteTx.update_runs_if_unchanged``)
+#: compares the stored row with it.
+Fence = tuple[str, float, bool, str | None, float | None, bytes]
+
+
+def fence_of(r: Run) -> Fence:
+    """The row a store writes of ``r``, as a ``Fence``."""
+    return (*lease_columns(r), encoder.encode(run_doc(r)))
+
+
+def doc_written(r: Run, fences: dict[str, Fence] | None) -> bytes:
+    """The document of ``r`` as a store writes it over its row; with ``fences``, the
+    row's ``Fence`` is kept there too, so that whoever asked need not encode it again."""
+    body = encoder.encode(run_doc(r))
+    if fences is not None:
+        fences[r.run_id] = (*lease_columns(r), body)
+    return body
+
+
 def run_columns(r: Run) -> RunColumns:
     """The 12 columns of a run's row (its document follows them)."""
     return (

@@ -29,7 +29,7 @@ from .base import ReadTx, WriteTx
 from .dialect import DUE, Dialect
 from .kinds import KindTx
 from .log_tx import LogTx
-from .rows import any_decoder, decode_task, encoder, row_run, row_task
+from .rows import Fence, any_decoder, decode_task, encoder, row_run, row_task
 from .snapshots import encode_stream
 
 #: rows a streamed read (``_stream``) holds in memory at a time, where the driver lets it
@@ -473,7 +473,7 @@ class SqlWriteTx(SqlReadTx, WriteTx):
             if new:
                 self._insert_runs(new)
             if old:
-                self._update_runs(old)
+                self._update_runs(old, state.fences)
         for table, column, gone in (
             ("ms_runs", "run_id", state.pruned_runs),
             ("ms_tasks", "task_id", state.pruned_tasks),
@@ -512,7 +512,9 @@ class SqlWriteTx(SqlReadTx, WriteTx):
     def _insert_runs(self, runs: Sequence[Run]) -> None:
         raise NotImplementedError
 
-    def _update_runs(self, runs: Sequence[Run]) -> None:
+    def _update_runs(self, runs: Sequence[Run], fences: dict[str, Fence] | None) -> None:
+        """Write the rows of ``runs`` (``rows.doc_written``: their fences kept in
+        ``fences``, when given)."""
         raise NotImplementedError
 
 

@@ -28,6 +28,8 @@ from .checkpoint import Checkpointer
 from .dialect import Dialect
 from .notify import MAX_NAMED, Notifier, SocketEndedWaiter, SocketWaiter, notify_dir
 from .rows import (
+    Fence,
+    doc_written,
     encode_record,
     encoder,
     lease_columns,
@@ -100,8 +102,8 @@ def _run_row(r: Run) -> tuple[Any, ...]:
     return (*run_columns(r), encoder.encode(run_doc(r)))
 
 
-def _run_update(r: Run) -> tuple[Any, ...]:
-    doc = encoder.encode(run_doc(r))
+def _run_update(r: Run, fences: dict[str, Fence] | None = None) -> tuple[Any, ...]:
+    doc = doc_written(r, fences)
     return (*lease_columns(r), doc, r.concurrency_key, r.run_id)
 
 
@@ -164,12 +166,12 @@ class SQLiteTx(_Connection, SqlWriteTx):
     def _insert_runs(self, runs: Sequence[Run]) -> None:
         self.con.executemany(_INSERT_RUNS, [_run_row(r) for r in runs])
 
-    def _update_runs(self, runs: Sequence[Run]) -> None:
-        self.con.executemany(_RUN_UPDATE, [_run_update(r) for r in runs])
+    def _update_runs(self, runs: Sequence[Run], fences: dict[str, Fence] | None) -> None:
+        self.con.executemany(_RUN_UPDATE, [_run_update(r, fences) for r in runs])
 
-    def update_runs_if_unchanged(self, before: Sequence[Run], after: Sequence[Run]) -> bool:
-        pairs = sorted(zip(before, after, strict=True), key=lambda p: p[0].run_id)
-        rows = [(*_run_update(a), *_run_update(b)[:6]) for b, a in pairs]
+    def update_runs_if_unchanged(self, fences: Sequence[Fence], after: Sequence[Run]) -> bool:
+        pairs = sorted(zip(fences, after, strict=True), key=lambda p: p[1].run_id)
+        rows = [(*_run_update(a), *fence) for fence, a in pairs]
         self.written += len(rows)
         return self.con.executemany(_RUN_UPDATE_IF_UNCHANGED, rows).rowcount == len(rows)
 

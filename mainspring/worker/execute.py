@@ -67,6 +67,7 @@ def report(att: Attempt, outcome: Outcome) -> Finished:
         retry_delay=outcome.retry_delay,
         options=lz.options,
         snapshot=lz.snapshot,
+        fence=lz.fence,
         suspend_reason=outcome.reason,
         failure_class=outcome.failure_class,
         retry_class=outcome.retry_class,

@@ -61,6 +61,7 @@ from ..core.errors import MainspringError, StoreError
 from ..core.ids import uuid7
 from ..core.states import AttemptResult
 from ..engine import Engine, Finished, Leased, Registration
+from ..store.rows import Fence
 from .execute import Attempt, make_context, timed_out
 from .retention import Retention
 from .slots import Slots
@@ -510,9 +511,10 @@ class Worker:
             self._renew_now.clear()
         began = time.monotonic()
         snapshots: dict[str, bytes] = {}
+        fences: dict[str, Fence] = {}
         try:
             lost = self.engine.renew(
-                self.id, ids, self.lease_seconds, snapshots, heartbeat=self.registration
+                self.id, ids, self.lease_seconds, snapshots, self.registration, fences
             )
         except Exception as exc:
             log.warning("worker %s: could not renew leases: %s", self.id, exc)
@@ -524,7 +526,9 @@ class Worker:
                 if it is not None and rid not in lost:
                     it.lease_until = max(it.lease_until, began + self.lease_seconds)
                     # the run as renewed: its result is still decided ahead of the lock
-                    it.leased.snapshot = snapshots.get(rid, it.leased.snapshot)
+                    if rid in snapshots:
+                        it.leased.snapshot = snapshots[rid]
+                        it.leased.fence = fences.get(rid)
         return freed
 
     def _forget(self, lost: Sequence[str] | set[str]) -> bool:

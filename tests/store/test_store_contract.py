@@ -396,22 +396,29 @@ def test_two_processes_share_idempotency_keys(store_url: str) -> None:
         s.close()
 
 
+@pytest.mark.parametrize("fenced", [True, False], ids=["row-kept", "row-encoded"])
 @pytest.mark.parametrize("report_on", ["renewed", "leased", "canceled"])
 def test_a_finished_attempt_is_decided_ahead_only_on_the_run_as_stored(
-    store: Store, monkeypatch: pytest.MonkeyPatch, report_on: str
+    store: Store, monkeypatch: pytest.MonkeyPatch, report_on: str, fenced: bool
 ) -> None:
-    """A worker hands back the run as it leased (or last renewed) it, and the turn then
-    does not read the run in its transaction. A report on an outdated snapshot (renewed
-    since) is decided again in the transaction, with the same outcome; one on a run
-    canceled since is fenced out."""
+    """A worker hands back the run as it leased (or last renewed) it, with the row the
+    store wrote of it then (or without: the row is encoded again from the run), and the
+    turn then does not read the run in its transaction. A report on an outdated snapshot
+    (renewed since) is decided again in the transaction, with the same outcome; one on a
+    run canceled since is fenced out."""
     from mainspring.core.states import AttemptResult
+    from mainspring.engine.messages import snapshot_decoder
 
     eng = Engine(store)
     eng.submit(req())
     (lz,) = eng.cycle("w", ["job"], None, [], 1, 30.0, housekeeping=False).leased
+    # the row kept by the store is the row the run encodes to
+    assert lz.fence == rows.fence_of(snapshot_decoder.decode(lz.snapshot))
     snapshots: dict[str, bytes] = {}
-    assert eng.renew("w", [lz.run_id], 60.0, snapshots) == set()
+    fences: dict[str, rows.Fence] = {}
+    assert eng.renew("w", [lz.run_id], 60.0, snapshots, fences=fences) == set()
     assert snapshots[lz.run_id] != lz.snapshot  # the renewal changed the stored run
+    assert fences[lz.run_id] == rows.fence_of(snapshot_decoder.decode(snapshots[lz.run_id]))
     if report_on == "canceled":
         assert eng.cancel_run(lz.run_id, "operator")
     with store.write() as wtx:
@@ -425,8 +432,15 @@ def test_a_finished_attempt_is_decided_ahead_only_on_the_run_as_stored(
 
     monkeypatch.setattr(tx_class, "load_runs", spy)
     snapshot = lz.snapshot if report_on == "leased" else snapshots[lz.run_id]
+    fence = (lz.fence if report_on == "leased" else fences[lz.run_id]) if fenced else None
     fin = Finished(
-        lz.run_id, lz.attempt_id, AttemptResult.SUCCESS, 7, options=lz.options, snapshot=snapshot
+        lz.run_id,
+        lz.attempt_id,
+        AttemptResult.SUCCESS,
+        7,
+        options=lz.options,
+        snapshot=snapshot,
+        fence=fence,
     )
     res = eng.cycle("w", ["job"], None, [fin], 0, 30.0, housekeeping=False)
     run = eng.get_run(lz.run_id)
