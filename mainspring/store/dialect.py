@@ -89,7 +89,8 @@ RUN_COLUMNS = (
 #: The columns of a task's row before its document (store/rows.py: ``task_columns``).
 TASK_COLUMNS = ("task_id", "name", "idempotency_key", "kind", "canceled", "cron_next")
 
-DUE = "state IN ('scheduled', 'retry_wait', 'suspended')"
+#: The runs that come due (ms_runs_due's predicate, as the queries that use it repeat it)
+DUE = "(state = 'scheduled' OR state = 'retry_wait' OR state = 'suspended')"
 _STATE_INDEX: dict[str, tuple[str, str]] = {
     RunState.SCHEDULED: ("ms_runs_due", DUE),
     RunState.RETRY_WAIT: ("ms_runs_due", DUE),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from .dialect import Dialect
 from .kinds import KINDS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 APP_ID = "mainspring"
 #: Every table a store of the current version has (what marks a schema as mainspring's).
 TABLES = (
@@ -139,6 +139,14 @@ _VERSIONS: dict[int, str] = {
     # PostgreSQL's log in partitions by seq range, which compaction drops whole: that
     # store's own step (store/pg_log_parts.py); nothing changes on SQLite
     6: "",
+    # the due runs' predicate as equalities (dialect.py ``DUE``): SQLite builds a temporary
+    # table for a list of three or more IN values each time it evaluates one, and every
+    # change of a run's row evaluates the predicate twice (the row before and after)
+    7: """
+    DROP INDEX ms_runs_due;
+    CREATE INDEX ms_runs_due ON ms_runs (due_at)
+        WHERE state = 'scheduled' OR state = 'retry_wait' OR state = 'suspended';
+    """,
 }
 
 
