@@ -98,13 +98,30 @@ _APPEND_RECORD = (
 )
 
 
+# Booleans are bound as ints: sqlite3 binds only the exact int, float, str and bytes types
+# directly, and looks for an adapter for any other, raising and discarding two
+# AttributeErrors on the way, a cost per value a turn's rows would pay.
+
+
 def _run_row(r: Run) -> tuple[Any, ...]:
-    return (*run_columns(r), encoder.encode(run_doc(r)))
+    cols = run_columns(r)
+    return (*cols[:9], int(r.holds_key), *cols[10:], encoder.encode(run_doc(r)))
+
+
+def _task_row(t: Task) -> tuple[Any, ...]:
+    cols = task_columns(t)
+    return (*cols[:4], int(t.canceled), cols[5], encoder.encode(t))
+
+
+def _lease_row(cols: tuple[str, float, bool, str | None, float | None]) -> tuple[Any, ...]:
+    """``rows.lease_columns`` as bound (``holds_key`` an int)."""
+    state, due_at, holds_key, owner, expires = cols
+    return (state, due_at, int(holds_key), owner, expires)
 
 
 def _run_update(r: Run, fences: dict[str, Fence] | None = None) -> tuple[Any, ...]:
     doc = doc_written(r, fences)
-    return (*lease_columns(r), doc, r.concurrency_key, r.run_id)
+    return (*_lease_row(lease_columns(r)), doc, r.concurrency_key, r.run_id)
 
 
 # Any write takes SQLite's write lock (RESERVED) when it starts, even one that changes no
@@ -161,7 +178,7 @@ class SQLiteTx(_Connection, SqlWriteTx):
         return con.raw if isinstance(con, SQLiteCaller) else con
 
     def _write_tasks(self, tasks: Sequence[Task], all_new: bool) -> None:
-        self.con.executemany(_UPSERT_TASKS, [(*task_columns(t), encoder.encode(t)) for t in tasks])
+        self.con.executemany(_UPSERT_TASKS, [_task_row(t) for t in tasks])
 
     def _insert_runs(self, runs: Sequence[Run]) -> None:
         self.con.executemany(_INSERT_RUNS, [_run_row(r) for r in runs])
@@ -171,7 +188,7 @@ class SQLiteTx(_Connection, SqlWriteTx):
 
     def update_runs_if_unchanged(self, fences: Sequence[Fence], after: Sequence[Run]) -> bool:
         pairs = sorted(zip(fences, after, strict=True), key=lambda p: p[1].run_id)
-        rows = [(*_run_update(a), *fence) for fence, a in pairs]
+        rows = [(*_run_update(a), *_lease_row(fence[:5]), fence[5]) for fence, a in pairs]
         self.written += len(rows)
         return self.con.executemany(_RUN_UPDATE_IF_UNCHANGED, rows).rowcount == len(rows)
 
