@@ -98,8 +98,8 @@ _APPEND_RECORD = (
 )
 
 
-# Booleans are bound as ints: sqlite3 binds only the exact int, float, str and bytes types
-# directly, and looks for an adapter for any other, raising and discarding two
+# Booleans are bound as ints: sqlite3 binds an exact int, float or str directly, and looks
+# for an adapter for any other value (None and bytes too), raising and discarding two
 # AttributeErrors on the way, a cost per value a turn's rows would pay.
 
 
