@@ -1,6 +1,7 @@
 """Where a PostgreSQL worker's CPU goes, run by hand (a measurement, not a test):
 
     .venv/bin/python scripts/worker_cpu.py [--runs N] [--slots N] [--ahead K] [--async]
+        [--switch-interval S]
 
 It submits N no-op runs into a throwaway database, then drains them with one worker
 (``app.run_worker(burst=True)``, ``slots`` handlers, ``prefetch = ahead x slots``) and
@@ -95,7 +96,15 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=100)
     ap.add_argument("--ahead", type=int, default=16, help="prefetch this many runs per slot")
     ap.add_argument("--async", dest="is_async", action="store_true", help="async def handler")
+    ap.add_argument(
+        "--switch-interval",
+        type=float,
+        help="sys.setswitchinterval (default 0.005 s): how long a thread holds the GIL "
+        "while others wait for it, so what the loop's hand-offs to the handlers cost",
+    )
     args = ap.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     with pg_database("worker_cpu") as url:
         measure(url, args)
 
