@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import workflow
 from ._records import LogEvent, RunInfo, StepInfo, log_event, run_info, step_info
-from .core.errors import InvalidArgument, RunCanceled, RunFailed, refusing_bad_calls
+from .core.errors import (
+    InvalidArgument,
+    MainspringError,
+    RunCanceled,
+    RunFailed,
+    refusing_bad_calls,
+)
 from .core.failures import PreconditionFailed
 from .core.states import RunState
 from .worker.context import current as context_now
@@ -108,8 +114,8 @@ class RunHandle:
                 )
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"run {self.run_id} is still {run.state} after {timeout} s; is a worker running "
-                    f"that registers task {run.task_name!r}?"
+                    f"run {self.run_id} is still {run.state} after {timeout} s: {self._held()} "
+                    f"(`mainspring why {self.run_id}`)"
                 )
             pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
             if waiter is None:
@@ -118,6 +124,14 @@ class RunHandle:
                 continue  # its commit is in: read it now, and keep the poll where it was
             # with a waiter every committer tells, the poll is only a safety net
             delay = min(delay * 1.25, 0.25 if waiter is not None and waiter.heard else 0.025)
+
+    def _held(self) -> str:
+        """What keeps the run from ending, as ``app.why`` says it (a timed-out wait)."""
+        try:
+            _, reasons = self.app.engine.why(self.run_id)
+        except MainspringError:
+            reasons = []
+        return "; ".join(w.text for w in reasons) or "it has not ended"
 
     def steps(self) -> list[StepInfo]:
         """The steps this workflow run recorded, in step-number order (sleeps and waits

@@ -118,13 +118,28 @@ def test_result_timeout_and_outcomes(app: ms.App) -> None:
         return x
 
     h = echo.submit({"a": [1, 2.5, None, True, "s"]})
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError, match=r"still ready after 0\.2 s: no live worker serves"):
         h.result(timeout=0.2)
     assert h.status() == ms.RunState.READY
     with app.worker() as w:
         assert h.result(timeout=5) == {"a": [1, 2.5, None, True, "s"]}
         w.run_until_idle(timeout=5)
     assert app.get_run(h.run_id).output == {"a": [1, 2.5, None, True, "s"]}
+
+
+def test_a_result_that_times_out_says_what_holds_the_run_back(app: ms.App) -> None:
+    """A worker is running, but the run waits on its rate limit: the timeout says so,
+    rather than asking whether a worker runs."""
+
+    @app.task(rate_limit="1/h")
+    def once(x: int) -> int:
+        return x
+
+    first, second = once.submit(1), once.submit(2)
+    with app.worker():
+        assert first.result(timeout=5) == 1
+        with pytest.raises(TimeoutError, match=r"still ready after 0\.3 s: its rate limit \(1 per"):
+            second.result(timeout=0.3)
 
 
 def test_leaving_the_worker_block_lets_running_handlers_finish(app: ms.App) -> None:
