@@ -394,7 +394,12 @@ class App(Messaging, Operations):
         received once by an ``ms.wait_for(name)``, in the order sent; kept until the
         workflow waits for it. With ``idempotency_key``, sending again is a no-op.
         Raises UnknownExecution for an unknown id, or a run that is not a workflow's."""
-        target = execution_id_or_run_id
+        self._send_signal(execution_id_or_run_id, name, payload, idempotency_key)
+
+    def _send_signal(
+        self, target: str, name: str, payload: Any, idempotency_key: str | None
+    ) -> bool:
+        """``signal``; False when ``idempotency_key`` was sent already (nothing sent)."""
         for what, value in (("execution id", target), ("signal name", name)):
             if not isinstance(value, str) or not value:
                 raise InvalidArgument(f"the {what} must be a non-empty string, got {value!r}")
@@ -405,7 +410,7 @@ class App(Messaging, Operations):
                 f"idempotency_key must be a non-empty string, got {idempotency_key!r}"
             )
         plain = to_plain(payload, f"the payload of signal {name!r}")
-        self.engine.signal(target, name, plain, idempotency_key)
+        return self.engine.signal(target, name, plain, idempotency_key)
 
     def get_execution(self, execution_id: str) -> RunInfo:
         """The workflow run of this execution id; raises UnknownExecution."""

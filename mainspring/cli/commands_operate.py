@@ -368,13 +368,19 @@ def signal(
     g = globals_of(ctx, store, json_out)
     value = parse_payload(payload)  # bad JSON: exit 2 before the store is touched
     with open_app(g, create=False) as app:
-        app.signal(id_, name, value, idempotency_key=idempotency_key)
+        sent = app._send_signal(id_, name, value, idempotency_key)
         info = _workflow_run(app, id_)
     if g.json:
         out.emit_json(out.run_json(info))
         return
     label = f"{info.run_id} (execution {info.execution_id})" if info.execution_id else info.run_id
-    typer.echo(f"sent signal {name!r} to {label}; the run is {info.state}")
+    if sent:
+        typer.echo(f"sent signal {name!r} to {label}; the run is {info.state}")
+    else:
+        typer.echo(
+            f"signal {name!r} with idempotency key {idempotency_key!r} was sent to {label} "
+            f"already: not sent again; the run is {info.state}"
+        )
 
 
 def _set_paused(g: Globals, paused: bool, queue: str | None = None) -> None:

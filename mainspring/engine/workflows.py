@@ -243,35 +243,37 @@ class WorkflowCommands(TopicCommands):
     # -- signals ----------------------------------------------------------------------------
     def signal(
         self, target: str, name: str, payload: Any, idempotency_key: str | None = None
-    ) -> None:
+    ) -> bool:
         """Record a signal for the workflow run ``target`` (an execution id or a run id);
-        a run suspended waiting for ``name`` receives it in the same transaction."""
+        a run suspended waiting for ``name`` receives it in the same transaction. False
+        when ``idempotency_key`` was sent to it already (nothing is recorded)."""
 
-        def body(tx: WriteTx, b: Batch) -> None:
+        def body(tx: WriteTx, b: Batch) -> bool:
             run = self._target(tx, b, target)
             sigs: list[SignalRecord] = tx.records(SIGNALS, where=("run_id", run.run_id))
             if idempotency_key is not None and any(
                 s.idempotency_key == idempotency_key for s in sigs
             ):
-                return  # sent already
+                return False  # sent already
             number = max((s.number for s in sigs), default=0) + 1
             sid = signal_key(run.run_id, number)
             for s in sigs:
                 b.state.kind(SIGNALS)[s.signal_id] = s
             b.emit(E.signal_sent(run, b.now, sid, name, payload, idempotency_key))
             if run.state != RunState.SUSPENDED or run.waiting is None:
-                return  # kept until a wait_for(name) takes it (never, once it ended)
+                return True  # kept until a wait_for(name) takes it (never, once it ended)
             tx.load_records(WAITS, [run.waiting], b.state)
             wait: WaitRecord | None = b.state.kind(WAITS).get(run.waiting)
             if wait is None or wait.kind != "signal" or wait.name != name:
-                return
+                return True
             if wait.state == "waiting":
                 first = self._pending_signal(tx, b, run.run_id, name)
                 assert first is not None
                 self._deliver(b, run, wait, first)
                 b.change(run, RunState.READY, "signal")
+            return True
 
-        self.transact(body)
+        return self.transact(body)[0]
 
     @staticmethod
     def _target(tx: WriteTx, b: Batch, target: str) -> Run:

@@ -121,12 +121,16 @@ def test_a_signal_sent_before_the_workflow_waits_is_kept_for_it(
 
 def test_signal_with_an_idempotency_key_is_sent_once(cli: Invoke, store: str, app: ms.App) -> None:
     h = suspended_flow(app)
+    said = []
     for payload in ("1", "2"):
         r = cli(
             "signal", "order-1", "go", "--payload", payload, "--idempotency-key", "k1",
             "--store", store,
         )  # fmt: skip
         assert r.exit_code == 0, r.stderr
+        said.append(r.stdout)
+    assert said[0].startswith("sent signal 'go'")
+    assert "with idempotency key 'k1' was sent to" in said[1] and "not sent again" in said[1]
     (sent,) = events_of(app, h, "signal.sent")
     assert sent.data["payload"] == 1 and sent.data["idempotency_key"] == "k1"
     assert finish(app, h)[1] == 1
