@@ -31,6 +31,8 @@ log = logging.getLogger("mainspring.service")
 
 #: room for the JSON around a payload of ``max_payload_bytes`` in a request body
 BODY_OVERHEAD = 64 * 1024
+#: how long ``/readyz`` waits for a connection to the store (probes time out at 1-10 s)
+READY_SECONDS = 2.0
 
 
 def _optional(name: str) -> Any:
@@ -90,8 +92,10 @@ def create_app(
 
     @get("/readyz", sync_to_thread=True, include_in_schema=False)
     def readyz() -> Response[Any]:
-        """The store answers."""
+        """The store answers (a store that cannot be reached is said so within
+        READY_SECONDS, before a probe's own timeout)."""
         try:
+            app.store.ping(READY_SECONDS)
             app.stats()
         except Exception as exc:
             return _errors.error_response(503, "store_unavailable", f"the store: {exc}")

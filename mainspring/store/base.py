@@ -405,6 +405,12 @@ class Store(ABC):
     def read(self, *, snapshot: bool = False) -> AbstractContextManager[ReadTx]:
         """A read-only transaction; with ``snapshot``, every read in it sees one snapshot."""
 
+    def ping(self, timeout: float) -> None:
+        """Read the store once, giving up after about ``timeout`` seconds when it cannot be
+        reached (a readiness probe); raises StoreError when it cannot be read."""
+        with self.read() as tx:
+            tx.paused()
+
     @abstractmethod
     def notify(self) -> None:
         """Wake waiting workers (in this process and others) after a commit."""

@@ -207,11 +207,13 @@ class PostgresStore(Store):
 
     # -- transactions ---------------------------------------------------------------------------
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def _connection(self, timeout: float | None = None) -> Iterator[Any]:
+        """A pooled connection, waiting ``timeout`` seconds for one at most (None: the
+        pool's own, ten)."""
         if self._closed:
             raise StoreError(f"the store {self.display_url!r} is closed")
         try:
-            con = self.pool.getconn()
+            con = self.pool.getconn(timeout)
             # discard every connection the server closed at once (the pool's own check
             # would back off for seconds after each)
             for _ in range(self.pool.max_size + 1):
@@ -219,7 +221,7 @@ class PostgresStore(Store):
                     break
                 con.close()
                 self.pool.putconn(con)
-                con = self.pool.getconn()
+                con = self.pool.getconn(timeout)
         except PoolTimeout as exc:
             raise StoreError(f"no connection to {self.display_url!r}: {exc}") from None
         try:
@@ -444,6 +446,13 @@ class PostgresStore(Store):
                     con.execute("COMMIT")
                 except psycopg.Error:
                     pass  # a read-only transaction: nothing to lose
+
+    def ping(self, timeout: float) -> None:
+        with self._connection(timeout) as con:
+            try:
+                con.execute("SELECT 1")
+            except psycopg.Error as exc:
+                raise StoreError(f"read from {self.display_url!r} failed: {exc}") from exc
 
     def notify(self) -> None:
         try:

@@ -1193,3 +1193,22 @@ def test_opening_without_create_refuses_a_schema_with_no_store(url: str, admin: 
     app.close()
     with ms.App(url).open(create=False) as again:  # ... and then opened without create
         assert again.stats()["ready"] == 0
+
+
+def test_ping_gives_up_after_its_timeout_when_no_connection_can_be_had(url: str) -> None:
+    """A readiness probe (``/readyz``) learns within its timeout that the store cannot be
+    read, not after the pool's ten seconds: here every pooled connection is held."""
+    s = open_store(url + "&pool_size=2" if "?" in url else url + "?pool_size=2")
+    try:
+        s.ping(5.0)  # answers while a connection can be had
+        assert isinstance(s, pg.PostgresStore)
+        held = [s.pool.getconn(), s.pool.getconn()]
+        began = time.monotonic()
+        with pytest.raises(ms.StoreError, match="no connection to"):
+            s.ping(0.5)
+        assert time.monotonic() - began < 3.0
+        for con in held:
+            s.pool.putconn(con)
+        s.ping(5.0)
+    finally:
+        s.close()
