@@ -29,6 +29,38 @@ def noop_store(name: str, runs: int, synchronous: str) -> tuple[ms.App, Path]:
     return app, path
 
 
+def fill(url: str, runs: int) -> None:
+    """Submit ``runs`` runs of the no-op task ``noop`` into the store at ``url``."""
+    app = ms.App(store=url)
+
+    @app.task(name="noop")
+    def noop(x: str) -> None:
+        pass
+
+    submit_noops(app, noop, runs)
+    app.close()
+
+
+def reports(leased: Any) -> list[Any]:
+    """The report of each run a turn leased (``Leased``), as a worker hands it back when
+    its handler returned: success, with the run's snapshot and fence."""
+    from mainspring.core.states import AttemptResult
+    from mainspring.engine import Finished
+
+    return [
+        Finished(
+            lz.run_id,
+            lz.attempt_id,
+            AttemptResult.SUCCESS,
+            options=lz.options,
+            snapshot=lz.snapshot,
+            # (a commit before fences: PYTHONPATH=<its checkout> measures it too)
+            **({"fence": lz.fence} if hasattr(lz, "fence") else {}),
+        )
+        for lz in leased
+    ]
+
+
 def submit_noops(app: ms.App, task: Any, runs: int) -> None:
     """``runs`` runs of ``task`` (one str argument each), 1,000 per call."""
     for i in range(0, runs, 1000):

@@ -29,9 +29,8 @@ import statistics
 
 import msgspec
 import psycopg
-from _noop_store import pg_database, submit_noops
+from _noop_store import fill, pg_database
 
-import mainspring as ms
 from mainspring.store.pg_tx import _UPDATE_RUNS
 
 COPIES = {
@@ -54,14 +53,7 @@ def main() -> None:
 
 
 def measure(url: str, args: argparse.Namespace) -> None:
-    app = ms.App(store=url)
-
-    @app.task(name="noop")
-    def noop(x: str) -> None:
-        pass
-
-    submit_noops(app, noop, args.runs)
-    app.close()
+    fill(url, args.runs)
     with psycopg.connect(url, autocommit=True) as con:
         rows = con.execute(
             "SELECT run_id, due_at, doc::text FROM ms_runs "
@@ -72,8 +64,8 @@ def measure(url: str, args: argparse.Namespace) -> None:
         change = msgspec.json.encode(
             [
                 {"run_id": r, "state": "running", "due_at": due, "holds_key": False,
-                 "lease_owner": "w1", "lease_expires_at": 2e9, "doc": doc,
-                 "concurrency_key": None}
+                 "lease_owner": "w1", "lease_expires_at": 2e9,
+                 "doc": msgspec.Raw(doc.encode()), "doc_text": None, "concurrency_key": None}
                 for r, due, doc in rows
             ]
         ).decode()  # fmt: skip

@@ -29,37 +29,24 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
-from _noop_store import pg_database, submit_noops
-
-import mainspring as ms
+from _noop_store import fill, pg_database, reports
 
 
 def drain(url: str, turn: int) -> int:
     """Drain the store at ``url`` with ``Engine.cycle`` in turns of ``turn``; runs drained."""
-    from mainspring.core.states import AttemptResult
-    from mainspring.engine import Engine, Finished
+    from mainspring.engine import Engine
     from mainspring.store import open_store
 
     store = open_store(url)
     eng = Engine(store)
-    finished: list[Finished] = []
+    finished: list[Any] = []
     done = 0
     while True:
         res = eng.cycle("w1", ["noop"], None, finished, turn, 30.0, housekeeping=False)
         done += len(finished)
-        finished = [
-            Finished(
-                lz.run_id,
-                lz.attempt_id,
-                AttemptResult.SUCCESS,
-                options=lz.options,
-                snapshot=lz.snapshot,
-                # (a commit before fences: PYTHONPATH=<its checkout> measures it too)
-                **({"fence": lz.fence} if hasattr(lz, "fence") else {}),
-            )
-            for lz in res.leased
-        ]
+        finished = reports(res.leased)
         if not finished:
             store.close()
             return done
@@ -127,14 +114,7 @@ def main() -> None:
     counts = []
     for drained in (False, True):
         with store(args.backend, args.runs) as url:
-            app = ms.App(store=url)
-
-            @app.task(name="noop")
-            def noop(x: str) -> None:
-                pass
-
-            submit_noops(app, noop, args.runs)
-            app.close()
+            fill(url, args.runs)
             counts.append(counted(url, args.turn, drained))
     per_run = (counts[1] - counts[0]) / args.runs
     print(

@@ -17,10 +17,8 @@ import struct
 import sys
 from pathlib import Path
 
-from _noop_store import noop_store
+from _noop_store import noop_store, reports
 
-from mainspring.core.states import AttemptResult
-from mainspring.engine import Finished
 from mainspring.store import checkpoint
 
 N = 4000
@@ -40,16 +38,7 @@ def main() -> None:
         turns += 1
         if not res.leased and not finished:
             break
-        finished = [
-            Finished(
-                lz.run_id,
-                lz.attempt_id,
-                AttemptResult.SUCCESS,
-                options=lz.options,
-                snapshot=lz.snapshot,
-            )
-            for lz in res.leased
-        ]
+        finished = reports(res.leased)
     wal = Path(f"{path}-wal").read_bytes()
     page_size = struct.unpack(">I", wal[8:12])[0]
     frame = 24 + page_size
