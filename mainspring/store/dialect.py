@@ -34,7 +34,7 @@ class Dialect:
         object.__setattr__(self, "run_cols", ", ".join((*RUN_COLUMNS, self.doc)))
         object.__setattr__(self, "task_cols", ", ".join((*TASK_COLUMNS, self.doc)))
 
-    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    def one_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         """``column`` is one of ``values``: the condition and its parameters."""
         if self.arrays:
             return f"{column} = ANY({self.placeholder}::text[])", [text_array(values)]
