@@ -421,15 +421,23 @@ def run_debounced(
     due_at: float,
     concurrency_key: str | None,
     rate_key: str | None,
+    idempotency_key: str | None = None,
+    first: tuple[list[Any], dict[str, Any]] | None = None,
 ) -> Event:
     """Another submission collapsed into ``run`` (debounce): its arguments win, and with
     them the concurrency key and rate limit account they resolve to (in the data only when
-    they change), and the run comes due at ``due_at``."""
+    they change), and the run comes due at ``due_at``. ``idempotency_key``: the
+    submission's own, kept for its retries; ``first``: the arguments of the task's first
+    submission, kept for the retries of the task's key, once they are replaced."""
     data: dict[str, Any] = {"args": args, "kwargs": kwargs, "due_at": due_at}
     if concurrency_key != run.concurrency_key:
         data["concurrency_key"] = concurrency_key
     if rate_key != run.rate_key:
         data["rate_key"] = rate_key
+    if idempotency_key is not None:
+        data["idempotency_key"] = idempotency_key
+    if first is not None:
+        data["first"] = {"args": first[0], "kwargs": first[1]}
     return _about(run, RUN_DEBOUNCED, at, None, data)
 
 

@@ -365,6 +365,23 @@ def debounce_key_of(task_name: str, key: str) -> str:
     return f"{task_name} {key}"
 
 
+class IdempotencyRecord(msgspec.Struct, kw_only=True):
+    """A submission that names no task of its own (record kind ``idempotency``): one that
+    collapsed into a debounced run, or the first submission of that run's task once a later
+    one replaced its arguments. Its retry returns the run when its arguments are its own."""
+
+    key: str  # idempotency_key_of(task name, idempotency key)
+    run_id: str
+    task_id: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+def idempotency_key_of(task_name: str, key: str) -> str:
+    """(a JSON pair: a task name may hold any character but NUL, as a key may)"""
+    return msgspec.json.encode([task_name, key]).decode()
+
+
 class RateRecord(msgspec.Struct, kw_only=True):
     """A rate limit's account (record kind ``rates``): the start times of the latest
     attempts counted in it (at most ``count`` of them)."""

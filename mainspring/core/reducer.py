@@ -30,6 +30,7 @@ from .model import (
     DebounceRecord,
     Event,
     ExecutionRecord,
+    IdempotencyRecord,
     MessageRecord,
     Policy,
     QueueRecord,
@@ -46,6 +47,7 @@ from .model import (
     WorkerRecord,
     call_key,
     debounce_key_of,
+    idempotency_key_of,
     receipt_key,
     step_key,
     wait_key,
@@ -67,6 +69,7 @@ SUBSCRIBERS = "subscribers"
 CALLS = "calls"
 QUEUES = "queues"
 DEBOUNCES = "debounces"
+IDEMPOTENCY = "idempotency"
 RATES = "rates"
 
 
@@ -442,6 +445,13 @@ def _on_run_debounced(state: State, ev: Event) -> None:
     if run.state != RunState.SCHEDULED:
         raise ReplayError(f"run.debounced (seq {ev.seq}): run {run.run_id} is {run.state!r}")
     task = _task(state, run.task_id, ev)
+    first = ev.data.get("first")
+    if first is not None and task.idempotency_key is not None:
+        _keep_submission(state, task, task.idempotency_key, run, first["args"], first["kwargs"])
+    if "idempotency_key" in ev.data:
+        _keep_submission(
+            state, task, ev.data["idempotency_key"], run, ev.data["args"], ev.data["kwargs"]
+        )
     task.args, task.kwargs = list(ev.data["args"]), dict(ev.data["kwargs"])
     if "concurrency_key" in ev.data:  # (a scheduled run holds no key yet)
         run.concurrency_key = task.concurrency_key = ev.data["concurrency_key"]
@@ -451,6 +461,18 @@ def _on_run_debounced(state: State, ev: Event) -> None:
     run.updated_at = ev.at
     state.dirty_tasks.add(task.task_id)
     state.dirty_runs.add(run.run_id)
+
+
+def _keep_submission(
+    state: State, task: Task, key: str, run: Run, args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    k = idempotency_key_of(task.name, key)
+    if k in state.kind(IDEMPOTENCY):
+        raise ReplayError(f"run {run.run_id}: idempotency key {key!r} is kept already")
+    rec = IdempotencyRecord(
+        key=k, run_id=run.run_id, task_id=task.task_id, args=list(args), kwargs=dict(kwargs)
+    )
+    state.put(IDEMPOTENCY, k, rec, new=True)
 
 
 def _on_run_pruned(state: State, ev: Event) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from ..core import events as E
 from ..core.ids import uuid7
 from ..core.model import Policy, Run, receipt_key
-from ..core.reducer import CALLS, EXECUTIONS, RECEIPTS, SIGNALS, STEPS, WAITS
+from ..core.reducer import CALLS, EXECUTIONS, IDEMPOTENCY, RECEIPTS, SIGNALS, STEPS, WAITS
 from ..core.schedule import derives_more
 from ..core.states import TERMINAL, RunState
 from ..store.base import ReadTx, WriteTx
@@ -54,11 +54,13 @@ def rerun_in(tx: WriteTx, b: Batch, old: Run) -> Submitted:
 def _records_of(tx: WriteTx, b: Batch, runs: list[Run]) -> dict[str, dict[str, list[str]]]:
     """The records that go with each of ``runs`` when it is pruned, keys by kind: a
     workflow's steps, waits and signals, a run's ``@app.transaction`` calls, a delivery's
-    receipt and a workflow's execution id."""
+    receipt, a workflow's execution id and the idempotency keys a debounce kept for it."""
     owned: dict[str, dict[str, list[str]]] = {}
     for kind in (STEPS, WAITS, SIGNALS, CALLS):
         for key in tx.keys_under(kind, [f"{r.run_id}/" for r in runs]):
             owned.setdefault(key.split("/", 1)[0], {}).setdefault(kind, []).append(key)
+    for key, rid in tx.keys_by(IDEMPOTENCY, "run_id", [r.run_id for r in runs]):
+        owned.setdefault(rid, {}).setdefault(IDEMPOTENCY, []).append(key)
     for kind, key_of in (
         (RECEIPTS, lambda r: receipt_key(r.task_name, r.delivery) if r.delivery else None),
         (EXECUTIONS, lambda r: r.execution_id),

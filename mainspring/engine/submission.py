@@ -3,11 +3,19 @@ or finds the submission it repeats (an idempotency key, a workflow's execution i
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..core import events as E
 from ..core.errors import IdempotencyConflict, InvalidArgument, InvalidSchedule
 from ..core.ids import uuid7
-from ..core.model import DebounceRecord, ExecutionRecord, Task, debounce_key_of
-from ..core.reducer import DEBOUNCES, EXECUTIONS
+from ..core.model import (
+    DebounceRecord,
+    ExecutionRecord,
+    IdempotencyRecord,
+    debounce_key_of,
+    idempotency_key_of,
+)
+from ..core.reducer import DEBOUNCES, EXECUTIONS, IDEMPOTENCY
 from ..core.schedule import initial_occurrences
 from ..core.states import RunState
 from ..store.base import WriteTx
@@ -92,6 +100,13 @@ def _debounced(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | None:
     if run is None or run.state != RunState.SCHEDULED:
         return None  # it started (or ended): a new run
     tx.load_tasks([rec.task_id], b.state, lock=True)
+    task = b.state.tasks[rec.task_id]
+    first: tuple[list[Any], dict[str, Any]] | None = None
+    if task.idempotency_key is not None and (task.args, task.kwargs) != (req.args, req.kwargs):
+        own = idempotency_key_of(task.name, task.idempotency_key)
+        tx.load_records(IDEMPOTENCY, [own], b.state)
+        if own not in b.state.kind(IDEMPOTENCY):
+            first = (task.args, task.kwargs)  # (replaced now: its key's retries still match)
     due = b.now + delay if most is None else min(b.now + delay, rec.first_at + most)
     b.emit(
         E.run_debounced(
@@ -102,27 +117,40 @@ def _debounced(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | None:
             due_at=due,
             concurrency_key=req.concurrency_key,
             rate_key=req.rate_key,
+            idempotency_key=req.idempotency_key,
+            first=first,
         )
     )
     return Submitted(rec.task_id, [rec.run_id], replayed=True)
 
 
-def same_arguments(task: Task, req: SubmitRequest) -> bool:
-    """Whether ``req`` repeats the arguments ``task`` was submitted with."""
-    if task.args == req.args and task.kwargs == req.kwargs:
+def same_arguments(args: list[Any], kwargs: dict[str, Any], req: SubmitRequest) -> bool:
+    """Whether ``req`` repeats the arguments a submission was made with."""
+    if args == req.args and kwargs == req.kwargs:
         return True
-    return req.same_call is not None and req.same_call(task.args, task.kwargs)
+    return req.same_call is not None and req.same_call(args, kwargs)
 
 
 def _by_idempotency_key(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -> Submitted | None:
     assert req.idempotency_key is not None
     ikey = (req.name, req.idempotency_key)
-    existing = tx.task_by_idempotency(req.name, req.idempotency_key)
+    # a debounce may have kept the submission (a submission without debounce looks only when
+    # the key's task is a debounced one: the lookup is a round trip)
+    kept = _kept_submission(tx, b, req) if req.debounce is not None else None
+    existing = None
+    if kept is None:
+        existing = tx.task_by_idempotency(req.name, req.idempotency_key)
+        if existing is not None and existing.debounce_key is not None:
+            kept = _kept_submission(tx, b, req)
+    if kept is not None:
+        tx.load_tasks([kept.task_id], b.state)
+        existing = b.state.tasks.get(kept.task_id)
     if existing is None and ikey in seen:
         existing = b.state.tasks[seen[ikey].task_id]
     if existing is None:
         return None
-    if not same_arguments(existing, req):
+    args, kwargs = (existing.args, existing.kwargs) if kept is None else (kept.args, kept.kwargs)
+    if not same_arguments(args, kwargs, req):
         raise IdempotencyConflict(
             f"idempotency key {req.idempotency_key!r} of task {req.name!r} was "
             f"already used with other arguments (task {existing.task_id}); use a "
@@ -134,8 +162,19 @@ def _by_idempotency_key(tx: WriteTx, b: Batch, req: SubmitRequest, seen: Seen) -
             f"already used with another policy ({existing.policy.describe()}, "
             f"task {existing.task_id}); use a new key for a new schedule"
         )
+    if kept is not None:
+        return Submitted(kept.task_id, [kept.run_id], replayed=True)
     run_ids = tx.run_ids_of_task(existing.task_id) or (seen[ikey].run_ids if ikey in seen else [])
     return Submitted(existing.task_id, run_ids, replayed=True)
+
+
+def _kept_submission(tx: WriteTx, b: Batch, req: SubmitRequest) -> IdempotencyRecord | None:
+    """The submission under ``req``'s idempotency key that a debounce kept, if any."""
+    assert req.idempotency_key is not None
+    key = idempotency_key_of(req.name, req.idempotency_key)
+    tx.load_records(IDEMPOTENCY, [key], b.state)
+    rec: IdempotencyRecord | None = b.state.kind(IDEMPOTENCY).get(key)
+    return rec
 
 
 def _by_execution_id(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | None:
@@ -148,7 +187,7 @@ def _by_execution_id(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | N
         return None
     tx.load_tasks([ex.task_id], b.state)
     task = b.state.tasks[ex.task_id]
-    if task.name != req.name or not same_arguments(task, req):
+    if task.name != req.name or not same_arguments(task.args, task.kwargs, req):
         raise IdempotencyConflict(
             f"execution id {req.execution_id!r} already names an instance of workflow "
             f"{task.name!r} with other arguments (run {ex.run_id}); use a new execution id "

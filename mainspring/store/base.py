@@ -184,11 +184,17 @@ class ReadTx(ABC):
         """Records of ``kind`` by key; with ``at_most=(column, value)``, only those whose
         column is <= value (claimed, where a write transaction locks: others skip them);
         with ``where=(column, value)``, those whose column is that value; with
-        ``after=(column, value)``, those whose column is greater, in that column's order.; ``order``: the column to order by instead of the key."""
+        ``after=(column, value)``, those whose column is greater, in that column's order;
+        ``order``: the column to order by instead of the key."""
 
     @abstractmethod
     def keys_under(self, kind: str, prefixes: Sequence[str]) -> list[str]:
         """The keys of ``kind`` that start with one of ``prefixes``, in key order."""
+
+    @abstractmethod
+    def keys_by(self, kind: str, column: str, values: Sequence[str]) -> list[tuple[str, str]]:
+        """(key, that column's value) of the records of ``kind`` whose indexed ``column``
+        is one of ``values``, in key order."""
 
     # -- the log and the whole projection ---------------------------------------------
     @abstractmethod

@@ -22,6 +22,7 @@ from ..core.model import (
     DeadlineRecord,
     DebounceRecord,
     ExecutionRecord,
+    IdempotencyRecord,
     MessageRecord,
     QueueRecord,
     RateRecord,
@@ -38,6 +39,7 @@ from ..core.reducer import (
     DEADLINES,
     DEBOUNCES,
     EXECUTIONS,
+    IDEMPOTENCY,
     MESSAGES,
     QUEUES,
     RATES,
@@ -128,6 +130,15 @@ KINDS: tuple[Kind, ...] = (
     Kind(QUEUES, "ms_queues", QueueRecord, "name", since=4, columns=(("paused_at", "real"),)),
     # debounce: the run a task's submissions with one debounce key collapse into
     Kind(DEBOUNCES, "ms_debounces", DebounceRecord, "key", since=4),
+    # the idempotency keys of submissions that collapsed into a debounced run (by run: prune)
+    Kind(
+        IDEMPOTENCY,
+        "ms_idempotency",
+        IdempotencyRecord,
+        "key",
+        since=8,
+        columns=(("run_id", "text"),),
+    ),
     # rate limits: each account's latest starts (read and locked by the claim of ready runs)
     Kind(RATES, "ms_rates", RateRecord, "key", since=4),
 )
@@ -264,6 +275,18 @@ class KindTx:
             params = [v for x in chunk for v in (x, x[:-1] + chr(ord(x[-1]) + 1))]
             q = f"SELECT {k.key} FROM {k.table} WHERE {cond} ORDER BY {k.key}"
             out += [str(key) for (key,) in self._rows(q, params)]
+        return out
+
+    def keys_by(self, kind: str, column: str, values: Sequence[str]) -> list[tuple[str, str]]:
+        k, p = BY_NAME[kind], self.DIALECT.placeholder
+        out: list[tuple[str, str]] = []
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            q = (
+                f"SELECT {k.key}, {column} FROM {k.table} "
+                f"WHERE {column} IN ({', '.join([p] * len(chunk))}) ORDER BY {k.key}"
+            )
+            out += [(str(key), str(v)) for key, v in self._rows(q, chunk)]
         return out
 
     def snapshot_records(self, state: State) -> None:

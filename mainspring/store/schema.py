@@ -17,7 +17,7 @@ from __future__ import annotations
 from .dialect import Dialect
 from .kinds import KINDS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 APP_ID = "mainspring"
 #: Every table a store of the current version has (what marks a schema as mainspring's).
 TABLES = (
@@ -147,6 +147,8 @@ _VERSIONS: dict[int, str] = {
     CREATE INDEX ms_runs_due ON ms_runs (due_at)
         WHERE state = 'scheduled' OR state = 'retry_wait' OR state = 'suspended';
     """,
+    # the idempotency keys of debounced submissions (kinds: ms_idempotency)
+    8: "",
 }
 
 

@@ -120,6 +120,47 @@ def test_concurrent_submitters_make_one_run(make_app: Make) -> None:
     assert len({h.run_id for h in handles}) == 1 and len(app.runs()) == 1
 
 
+def test_each_collapsed_submission_keeps_its_idempotency_key(make_app: Make) -> None:
+    """A submission retried with its idempotency key returns the run it collapsed into, and
+    writes nothing, after that run started too (a debounced submission's key was not
+    recorded: its retry made a second run). The first submission's key still names its own
+    arguments, though the run now has the last one's (its retry raised a conflict)."""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+
+    @app.task
+    def reindex(doc: str) -> str:
+        return doc
+
+    def opts(key: str) -> ms.TaskHandle:
+        return reindex.with_options(debounce=10, debounce_key="index", idempotency_key=key)
+
+    h = opts("a").submit("v1")
+    assert opts("b").submit("v2") == h
+    assert opts("b").submit("v2") == h  # a retry while it waits: nothing changes
+    assert opts("a").submit("v1") == h
+    with pytest.raises(ms.IdempotencyConflict):
+        opts("b").submit("other")
+    with pytest.raises(ms.IdempotencyConflict):
+        opts("a").submit("v2")
+    assert [e.type for e in h.history()].count("run.debounced") == 1
+    with app.worker() as w:
+        clock.advance(11)
+        w.run_until_idle()
+    assert h.result() == "v2"
+    seq = app.log()[-1].seq
+    assert opts("b").submit("v2") == h and opts("a").submit("v1") == h
+    assert app.log()[-1].seq == seq and len(app.runs()) == 1  # nothing written
+    assert opts("c").submit("v3") != h  # a new key after the start: a new run
+    assert app.verify().ok
+    with app.store.read() as tx:
+        assert {r.run_id for r in tx.records("idempotency")} == {h.run_id}
+    assert app.prune(0) == 1  # the run goes, and the keys kept for it
+    with app.store.read() as tx:
+        assert tx.records("idempotency") == []
+    assert app.verify().ok
+
+
 @pytest.mark.parametrize(
     "ov",
     [

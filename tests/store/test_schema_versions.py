@@ -23,6 +23,7 @@ FROZEN = {
     5: ("b2ea646b5175afcd", "fcd41dfea464e566"),
     6: ("e3b0c44298fc1c14", "e3b0c44298fc1c14"),
     7: ("3055a022e47ea103", "3055a022e47ea103"),
+    8: ("dbc5eeb9cd5ea9cd", "ad387c035aecd062"),
 }
 
 

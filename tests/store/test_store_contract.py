@@ -198,6 +198,7 @@ def _downgrade_log_to_v1(url: str, events: list[Event]) -> None:
         "DROP TABLE ms_calls",
         "DROP TABLE ms_queues",
         "DROP TABLE ms_debounces",
+        "DROP TABLE ms_idempotency",  # (schema 8)
         "DROP TABLE ms_rates",
         "DROP TABLE ms_deadlines",
         "DROP INDEX ms_runs_due",
