@@ -26,6 +26,8 @@ from .workflows import WorkflowCommands
 
 #: How many rows each housekeeping step handles per cycle.
 STEP_LIMIT = 500
+#: How many spent rate limit accounts a turn's lease leaves out of its later pages by name.
+_MAX_PASSED = 400
 
 
 class WorkerTurns(WorkflowCommands):
@@ -286,8 +288,9 @@ class WorkerTurns(WorkflowCommands):
         page = max(want, 8)  # further pages only when keys leave candidates behind
         offset = 0
         wanted = list(names)
+        passed: list[str] = []  # accounts with a key found spent: later pages leave them out
         while len(chosen) < want:
-            cands = tx.ready_candidates(b.now, queues, wanted, page, offset)
+            cands = tx.ready_candidates(b.now, queues, wanted, page, offset, passed)
             accounts = {c.rate_key for c in cands if c.rate_key is not None} - set(rooms)
             if accounts:
                 free = tx.rate_accounts_free(sorted(accounts))
@@ -306,6 +309,7 @@ class WorkerTurns(WorkflowCommands):
                     )
             limited = 0  # candidates of this page held back by their rate limit
             spent: set[str] = set()  # tasks over a limit without a key: all their runs wait
+            keyed: set[str] = set()  # accounts with a key over their limit
             for c in cands:
                 if len(chosen) >= want:
                     break
@@ -324,8 +328,8 @@ class WorkerTurns(WorkflowCommands):
                         if next_at is not None:  # (the worker wakes for it)
                             b.next_at = next_at if b.next_at is None else min(b.next_at, next_at)
                         limited += 1
-                        if rk == run.task_name:  # (a limit without a key: the task's account)
-                            spent.add(rk)
+                        # (a limit without a key: the task's account)
+                        (spent if rk == run.task_name else keyed).add(rk)
                         continue  # over its rate limit: the run waits ready
                 k = run.concurrency_key
                 if k is not None:
@@ -339,13 +343,21 @@ class WorkerTurns(WorkflowCommands):
                     room, next_at = rooms[rk]
                     rooms[rk] = (room - 1, next_at)
                 chosen.append(run)
-            if len(cands) < page or offset >= 1000:
+            if len(cands) < page:
                 break
-            if spent:  # leave those tasks' runs out, and look again from the top
+            keyed.difference_update(passed)
+            if len(passed) + len(keyed) > _MAX_PASSED:
+                keyed.clear()  # (a statement's list has room for so many: page on instead)
+            if spent or keyed:
+                # leave those tasks' and accounts' runs out, and look again from the top
+                # (runs considered already are passed over)
                 wanted = [n for n in wanted if n not in spent]
                 if not wanted:
                     break
-                offset = 0  # (runs considered already are passed over)
+                passed += sorted(keyed)
+                offset = 0
+            elif offset >= 1000:
+                break
             else:
                 offset += page
             if limited == len(cands):

@@ -297,8 +297,10 @@ class WriteTx(ReadTx):
         names: Sequence[str],
         limit: int,
         offset: int = 0,
+        without: Sequence[str] = (),
     ) -> list[Run]:
-        """Ready runs of these task names (and queues), best first: priority, time, id.
+        """Ready runs of these task names (and queues), best first: priority, time, id;
+        ``without``: but those that count in these rate limit accounts.
 
         None while the engine is paused.
         """

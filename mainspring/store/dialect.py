@@ -27,6 +27,8 @@ class Dialect:
     true: str = "true"  # a true boolean column value in a WHERE
     max_list: int = 1 << 30  # values per IN list (SQLite: bound parameters per statement)
     bytewise: str = ""  # after ORDER BY a text column: order as Python sorts str (PostgreSQL's "C")
+    #: a text field of a document column: the column and the field's name fill it in
+    doc_field: str = "json_extract(CAST({0} AS TEXT), '$.{1}')"
     run_cols: str = field(init=False)
     task_cols: str = field(init=False)
 

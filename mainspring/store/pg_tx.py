@@ -58,6 +58,7 @@ DIALECT = Dialect(
     },
     doc="doc::text",
     doc_in="%s::json",
+    doc_field="({0} ->> '{1}')",
     arrays=True,
     bytewise=' COLLATE "C"',
 )

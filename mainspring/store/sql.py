@@ -447,10 +447,11 @@ class SqlWriteTx(SqlReadTx, WriteTx):
         names: Sequence[str],
         limit: int,
         offset: int = 0,
+        without: Sequence[str] = (),
     ) -> list[Run]:
         self._share_leasing()
         out = []
-        q, params = ready_query(self.DIALECT, names, queues, self._claim(of="r"))
+        q, params = ready_query(self.DIALECT, names, queues, self._claim(of="r"), without)
         for row in self._rows(q, (*params, limit, offset)):
             run = row_run(row)
             self.task_docs.setdefault(run.task_id, row[13])
@@ -525,10 +526,17 @@ OPEN_QUEUE = (
 
 
 def ready_query(
-    d: Dialect, names: Sequence[str], queues: Sequence[str] | None, claim: str
+    d: Dialect,
+    names: Sequence[str],
+    queues: Sequence[str] | None,
+    claim: str,
+    without: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """Ready runs of some task names (and queues), best first, each with its task's document
-    (for ``load_tasks``); none while the engine is paused. After ``params``: limit, offset."""
+    (for ``load_tasks``); none while the engine is paused; ``without``: none that counts in
+    these rate limit accounts (their ``rate_key``, read from the run's document: only a
+    turn that found them all spent asks, so no column of its own). After ``params``: limit,
+    offset."""
     p = d.placeholder
     names_in, params = d.one_of("r.task_name", names)
     q = (
@@ -541,6 +549,11 @@ def ready_query(
         queues_in, qs = d.one_of("r.queue", queues)
         q += f" AND {queues_in}"
         params += qs
+    if without:
+        account = d.doc_field.format("r.doc", "rate_key")
+        spent_in, ws = d.one_of(account, without)
+        q += f" AND ({account} IS NULL OR NOT {spent_in})"
+        params += ws
     q += f" ORDER BY r.priority DESC, r.scheduled_at, r.run_id LIMIT {p} OFFSET {p}"
     return q + claim, params
 

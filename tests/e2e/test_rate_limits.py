@@ -92,6 +92,27 @@ def test_one_accounts_backlog_does_not_hold_back_the_others(make_app: Make) -> N
     assert sorted(ran) == sorted(["flood"] * 2 + ["slow"] + ["small"] * 2 + ["free"] * 3)
 
 
+def test_a_backlog_deeper_than_a_turn_looks_does_not_hold_back_the_others(
+    make_app: Make,
+) -> None:
+    """An account's backlog deeper than the candidates a turn pages through (1,000): the
+    runs of other accounts behind it start (they waited until the backlog drained)."""
+    clock = ManualClock()
+    app = make_app(clock=clock, check=False)  # (the check of 4,000 histories: see below)
+    ran: list[str] = []
+
+    @app.task(rate_limit=ms.RateLimit(1, per=60, key="{customer}"))
+    def per_customer(customer: str, i: int) -> None:
+        ran.append(customer)
+
+    per_customer.submit_many([{"customer": "flood", "i": i} for i in range(4000)])
+    per_customer.submit_many([{"customer": f"c{k}", "i": 0} for k in range(3)])
+    with app.worker(concurrency=4) as w:
+        _settle(w, app)
+    assert sorted(ran) == ["c0", "c1", "c2", "flood"]
+    assert app.verify().ok
+
+
 def _settle(w: object, app: ms.App) -> None:
     """Let the worker lease what it can now (rate-limited runs stay ready)."""
     import time
