@@ -182,12 +182,29 @@ class Messaging:
     ) -> Callable[[Callable[[Message], Any]], TaskFunction[[Message], Any]]:
         """Declare a subscriber of the topics ``pattern`` matches (``*``: one segment,
         ``#``: the rest): a task whose runs are deliveries, each handling one
-        ``ms.Message``. ``ordered=True``: one message at a time, in sequence order. Takes
-        the options of ``@app.task``."""
+        ``ms.Message``. ``ordered=True``: one message at a time, in sequence order (a
+        ``concurrency_key``, a ``concurrency_limit`` other than 1 or ``key_policy="release"``
+        would break it: ``InvalidArgument``). Takes the options of ``@app.task``."""
         check_pattern(pattern)
         if not isinstance(ordered, bool):
             raise InvalidArgument(f"ordered must be True or False, got {ordered!r}")
         given: dict[str, Any] = dict(task_options)
+        if ordered:
+            # its one key, held through retries, is what keeps the order
+            clash = {
+                k: given[k]
+                for k, ok in (
+                    ("concurrency_key", None),
+                    ("concurrency_limit", 1),
+                    ("key_policy", "hold"),
+                )
+                if k in given and given[k] != ok
+            }
+            if clash:
+                raise InvalidArgument(
+                    f"ordered=True delivers one message at a time under one key held through "
+                    f"retries: it takes no {', '.join(f'{k}={v!r}' for k, v in clash.items())}"
+                )
         overrides = failure_overrides(given.pop("retry_on", ()), given.pop("never_retry", ()))
         opts = msgspec.structs.replace(options(**given), topic=pattern, ordered=ordered)
         declare: (

@@ -93,7 +93,8 @@ def outcome_of(
     """The outcome of an attempt whose handler raised ``exc``.
 
     ``ms.Retry`` is retryable (after its delay, if it gave one), ``ms.Suspend``
-    suspended; any other exception is classified (``core.failures.classify``, overridden by
+    suspended, ``ms.Fail`` terminal (``do_not_retry``), whatever ``retry_on`` and
+    ``never_retry`` say; any other exception is classified (``core.failures.classify``, overridden by
     the task's ``retry_on`` / ``never_retry``): a retry class that retries is retryable,
     one that needs a reconfiguration or an operator suspends the run (reason: the class),
     ``do_not_retry`` and a permanent rejection are terminal."""
@@ -114,8 +115,9 @@ def outcome_of(
         rc = RetryClass.DO_NOT_RETRY
     elif retry_on and isinstance(exc, retry_on) and not permanent:
         rc = RetryClass.SAFE_RETRY
-    if isinstance(exc, Fail):
+    if isinstance(exc, Fail):  # (keeps its meaning whatever retry_on says)
         result, error, trace = AttemptResult.TERMINAL, f"Fail: {exc.reason}", None
+        rc = RetryClass.DO_NOT_RETRY
     else:
         error, trace = f"{type(exc).__name__}: {exc}", "".join(tb.format_exception(exc))
         if rc == RetryClass.DO_NOT_RETRY:

@@ -219,4 +219,6 @@ class TopicCommands(CallCommands):
             out: list[ReceiptRecord] = tx.records(
                 RECEIPTS, where=where, order="recorded_at", limit=limit
             )
+        # (receipts of one commit share their time: a subscriber's in its own count's order)
+        out.sort(key=lambda r: (r.recorded_at, r.subscriber, r.sequence))
         return out

@@ -38,6 +38,13 @@ def test_fail_is_terminal() -> None:
     o = outcome_of(raised(ms.Fail("the address does not exist")))
     assert (o.result, o.error) == (R.TERMINAL, "Fail: the address does not exist")
     assert o.retry_delay is None and o.traceback is None
+    assert o.retry_class == "do_not_retry"
+
+
+def test_fail_keeps_its_meaning_whatever_retry_on_says() -> None:
+    """(it was recorded terminal with ``safe_retry``, a class that retries)"""
+    o = outcome_of(raised(ms.Fail("no")), retry_on=(ms.Fail,))
+    assert (o.result, o.retry_class) == (R.TERMINAL, "do_not_retry")
 
 
 def test_suspend_is_suspended() -> None:

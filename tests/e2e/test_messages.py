@@ -150,6 +150,24 @@ def test_ordered_subscriber_handles_one_message_at_a_time_in_sequence(make_app: 
     assert order == list(range(1, 11))
 
 
+@pytest.mark.parametrize(
+    "clash",
+    [{"key_policy": "release"}, {"concurrency_limit": 3}, {"concurrency_key": "k"}],
+)
+def test_an_ordered_subscriber_refuses_options_that_would_break_its_order(
+    app: ms.App, clash: dict[str, object]
+) -> None:
+    """(``key_policy="release"`` let a later message go while one waited to retry; a
+    limit of 3 ran three at once)"""
+    with pytest.raises(ms.InvalidArgument, match="ordered=True"):
+
+        @app.subscriber("o.t", name="o", ordered=True, **clash)  # type: ignore[arg-type]
+        def o(msg: ms.Message) -> None: ...
+
+    app.publish("o.t", {})
+    assert app.runs() == []  # nothing was declared
+
+
 def test_a_rerun_delivery_ends_as_the_first_handling(app: ms.App) -> None:
     calls: list[str] = []
 
@@ -265,6 +283,12 @@ def test_receipts_come_first_recorded_first_and_limits_are_checked(app: ms.App) 
         w.run_until_idle()
     assert [r.event_id for r in app.receipts(limit=1)] == ["zzz"]
     assert [r.event_id for r in app.receipts(subscriber="lim")] == ["zzz", "aaa"]
+    # receipts recorded in one commit share their time: they come in their count's order
+    for n in range(12):  # (event ids in the opposite order: receipts are keyed by them)
+        app.publish("lim.t", n, event_id=f"e{99 - n}")
+    with app.worker(concurrency=12) as w:
+        w.run_until_idle()
+    assert [r.sequence for r in app.receipts(subscriber="lim")] == list(range(1, 15))
     for bad in (-1, "x", 1.5, True):
         with pytest.raises(ms.InvalidArgument):
             app.receipts(limit=bad)
