@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from ..core.errors import InvalidArgument, MainspringError
+from ..core.errors import MainspringError, StoreError
 from ..store.base import WriteTx
 from .batch import Batch
 
@@ -156,10 +156,13 @@ class GroupCommit:
         self.finish(group, results)
 
     def failed(self, items: Sequence[_Item[Any]], exc: BaseException) -> None:
-        """The transaction of ``items`` failed with ``exc``. When the store refused a value
-        (``InvalidArgument`` at the commit: PostgreSQL and a NUL character, say), it was
-        one command's: each is committed on its own, so that only that one fails."""
-        if isinstance(exc, InvalidArgument) and len(items) > 1:
+        """The transaction of ``items`` failed with ``exc``. When it was refused (an
+        ``InvalidArgument`` at the commit: PostgreSQL and a NUL character, say; an
+        ``IdempotencyConflict`` of what a step launched), it was one command's: each is
+        committed on its own, so that only that one fails. (A store's failure is every
+        command's.)"""
+        refused = isinstance(exc, MainspringError) and not isinstance(exc, StoreError)
+        if refused and len(items) > 1:
             for it in items:
                 self._commit([it])
         else:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from ..core import events as E
+from ..core.errors import MainspringError, StoreError
+from ..core.failures import FailureClass, RetryClass
 from ..core.ids import uuid7
 from ..core.model import RateRecord, Run
 from ..core.reducer import RATES
@@ -28,6 +32,31 @@ from .workflows import WorkflowCommands
 STEP_LIMIT = 500
 #: How many spent rate limit accounts a turn's lease leaves out of its later pages by name.
 _MAX_PASSED = 400
+
+
+class _LaunchRefused(Exception):
+    """What a successful attempt launched was refused (an idempotency conflict, an invalid
+    argument): the turn is decided again with that attempt failed instead."""
+
+    def __init__(self, run_id: str, error: MainspringError) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+        self.error = error
+
+    def report(self, f: Finished) -> Finished:
+        """``f`` as an attempt that failed for good: the same launch would be refused again."""
+        exc = self.error
+        return msgspec.structs.replace(
+            f,
+            result=AttemptResult.TERMINAL,
+            output=None,
+            error=f"{type(exc).__name__}: {exc} (what the attempt launched was refused)",
+            traceback=None,
+            retry_delay=None,
+            failure_class=FailureClass.INVALID_REQUEST.value,
+            retry_class=RetryClass.DO_NOT_RETRY.value,
+            launches=[],
+        )
 
 
 class WorkerTurns(WorkflowCommands):
@@ -115,7 +144,12 @@ class WorkerTurns(WorkflowCommands):
                 ok = set(accepted)
                 for f in finished:
                     if f.launches and f.run_id in ok and f.result == AttemptResult.SUCCESS:
-                        self.launch(tx, b, f.launches, st.runs[f.run_id])
+                        try:
+                            self.launch(tx, b, f.launches, st.runs[f.run_id])
+                        except MainspringError as exc:
+                            if isinstance(exc, StoreError):
+                                raise  # (the store's failure, not the launch's)
+                            raise _LaunchRefused(f.run_id, exc) from exc
             if finished and housekeeping:
                 b.flush(tx)  # so that promotion sees runs that went to retry_wait
             # when retries were decided here, say when the first comes due, so that the
@@ -141,11 +175,19 @@ class WorkerTurns(WorkflowCommands):
                     due = b.next_at if due is None else min(due, b.next_at)
             return CycleResult(leased, accepted, rejected, due, lost)
 
-        try:
-            out, b = self.transact(body, prepare, fences=want > 0)
-        except BaseException as exc:
-            self.group.failed(queued, exc)
-            raise
+        while True:
+            try:
+                out, b = self.transact(body, prepare, fences=want > 0)
+            except _LaunchRefused as refused:
+                # only that attempt fails: the others' results and the leases go on
+                finished = [
+                    refused.report(f) if f.run_id == refused.run_id else f for f in finished
+                ]
+                continue
+            except BaseException as exc:
+                self.group.failed(queued, exc)
+                raise
+            break
         self.group.finish(queued, decided)
         _fence(out.leased, b)
         return out

@@ -4,6 +4,7 @@ launches is written only when its attempt commits) and the bad input that writes
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +125,49 @@ def test_what_a_handler_launches_is_written_only_when_it_succeeds(app: ms.App) -
     assert app.run(child_id).result() == "child ran"
     assert [m.payload for m in app.messages("launched.msg")] == [{"attempt": 2}]
     assert app.messages("launched.msg")[0].correlation_id == "corr-1"
+
+
+def test_a_launch_refused_at_the_commit_fails_its_attempt_alone(make_app: Make) -> None:
+    """A handler publishes under an event id taken with another payload, and submits under
+    an idempotency key used with other arguments: its attempt fails for good, with the
+    refusal, and the runs beside it are recorded once. (The whole turn failed and was
+    tried again forever: the results beside it were never stored, their runs ran again
+    after their leases expired, and the run failed as lost.)"""
+    app = make_app(lease_seconds=1.0)
+    ran: list[int] = []
+
+    @app.task(max_attempts=3)
+    def clashing_publish() -> None:
+        app.publish("e.x", {"other": 1}, event_id="taken")
+
+    @app.task
+    def child(x: int) -> int:
+        return x
+
+    @app.task(max_attempts=3)
+    def clashing_submit() -> None:
+        child.with_options(idempotency_key="K").submit(2)
+
+    @app.task
+    def bystander(i: int) -> int:
+        ran.append(i)
+        time.sleep(0.05)
+        return i
+
+    app.publish("e.x", {"a": 1}, event_id="taken")
+    child.with_options(idempotency_key="K").submit(1)
+    bad = [clashing_publish.submit(), clashing_submit.submit()]
+    good = [bystander.submit(i) for i in range(4)]
+    with app.worker(concurrency=6) as w:
+        w.run_until_idle(timeout=20)
+    assert sorted(ran) == [0, 1, 2, 3] and [h.result() for h in good] == [0, 1, 2, 3]
+    for h, refusal in zip(bad, ["IdempotencyConflict", "IdempotencyConflict"], strict=True):
+        info = h.info()
+        assert info.state == ms.RunState.FAILED and len(info.attempts) == 1
+        assert info.error is not None and info.error.startswith(refusal)
+        assert (info.failure_class, info.retry_class) == ("invalid_request", "do_not_retry")
+    assert [m.payload for m in app.messages("e.x")] == [{"a": 1}]
+    assert len(app.runs(task=child.name)) == 1
 
 
 def test_ordered_subscriber_handles_one_message_at_a_time_in_sequence(make_app: Make) -> None:

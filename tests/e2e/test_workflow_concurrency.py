@@ -6,10 +6,12 @@ is verified when the test ends (conftest)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -245,3 +247,54 @@ def test_a_thousand_sleeping_workflows_are_woken_on_time_by_one_worker(make_app:
         assert ("suspended", "ready") in itertools.pairwise(states)
     report = app.verify()
     assert report.ok, report.problems
+
+
+def test_a_step_whose_launch_is_refused_fails_alone_in_a_shared_commit(make_app: Make) -> None:
+    """Workflows whose steps end together share a commit. One step launches a submit under
+    an idempotency key used with other arguments: that workflow's step fails, and the
+    others' steps are recorded once. (Every workflow in the commit failed with the other's
+    IdempotencyConflict, and their steps ran again.)"""
+    app = make_app()
+    ran: Counter[str] = Counter()
+    lock = threading.Lock()
+    together = threading.Barrier(5, timeout=10)
+
+    @app.task
+    def leaf(x: int) -> int:
+        return x
+
+    @app.step
+    def clashing() -> str:
+        leaf.with_options(idempotency_key="K").submit(999)
+        with lock:
+            ran["clashing"] += 1
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait()
+        return "p"
+
+    @app.step
+    def good(i: int) -> int:
+        with lock:
+            ran[f"good{i}"] += 1
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait()
+        return i
+
+    @app.workflow(max_attempts=1)
+    def wp() -> str:
+        return clashing()
+
+    @app.workflow
+    def wg(i: int) -> int:
+        return good(i)
+
+    leaf.with_options(idempotency_key="K").submit(1)
+    bad = wp.submit()
+    fine = [wg.submit(i) for i in range(4)]
+    with app.worker(concurrency=8) as w:
+        w.run_until_idle(timeout=30)
+    assert [h.result() for h in fine] == [0, 1, 2, 3]
+    assert all(ran[f"good{i}"] == 1 for i in range(4))
+    info = bad.info()
+    assert info.state == ms.RunState.FAILED and "IdempotencyConflict" in (info.error or "")
+    assert len(app.runs(task=leaf.name)) == 1
