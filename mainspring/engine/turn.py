@@ -13,10 +13,11 @@ import msgspec
 
 from ..core import events as E
 from ..core.errors import MainspringError, StoreError
-from ..core.failures import FailureClass, RetryClass
+from ..core.failures import FailureClass, PreconditionFailed, RetryClass
 from ..core.ids import uuid7
-from ..core.model import RateRecord, Run
-from ..core.reducer import RATES
+from ..core.model import RateRecord, ReceiptRecord, Run, receipt_key
+from ..core.outcomes import outcome_of
+from ..core.reducer import RATES, RECEIPTS
 from ..core.schedule import cron_step, derives_more
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import WriteTx
@@ -30,6 +31,13 @@ from .workflows import WorkflowCommands
 
 #: How many rows each housekeeping step handles per cycle.
 STEP_LIMIT = 500
+#: The attempt results a delivery's receipt is written or looked for at.
+_ENDS = (
+    AttemptResult.SUCCESS,
+    AttemptResult.RETRYABLE,
+    AttemptResult.TERMINAL,
+    AttemptResult.TIMEOUT,
+)
 #: How many spent rate limit accounts a turn's lease leaves out of its later pages by name.
 _MAX_PASSED = 400
 
@@ -103,7 +111,10 @@ class WorkerTurns(WorkflowCommands):
             self.store.fenced_updates
             and bool(finished)
             and all(
-                f.snapshot is not None and f.options is not None and not f.launches
+                f.snapshot is not None
+                and f.options is not None
+                and not f.launches
+                and f.options.topic is None  # (a delivery looks for its receipt: _as_handled)
                 for f in finished
             )
         )
@@ -139,10 +150,11 @@ class WorkerTurns(WorkflowCommands):
                     ],
                     st,
                 )
-                self._record_finished(b, worker, finished, accepted, rejected)
+                handled = self._as_handled(tx, b, finished)
+                self._record_finished(b, worker, handled, accepted, rejected)
                 # what a successful attempt launched is written with its result (lineage)
                 ok = set(accepted)
-                for f in finished:
+                for f in handled:
                     if f.launches and f.run_id in ok and f.result == AttemptResult.SUCCESS:
                         try:
                             self.launch(tx, b, f.launches, st.runs[f.run_id])
@@ -190,6 +202,64 @@ class WorkerTurns(WorkflowCommands):
             break
         self.group.finish(queued, decided)
         _fence(out.leased, b)
+        return out
+
+    @staticmethod
+    def _as_handled(tx: WriteTx, b: Batch, finished: Sequence[Finished]) -> list[Finished]:
+        """``finished``, where a delivery's message has a receipt of another run already (a
+        rerun handled it while the first handling was in flight, or the other way round):
+        that handling ends as the first did, with its output when delivered, else refused
+        (``PreconditionFailed("receipt-exists")``); what it launched is not written."""
+        st = b.state
+        keys: dict[str, str] = {}
+        for f in finished:
+            run = st.runs.get(f.run_id)
+            if run is not None and run.delivery is not None and f.result in _ENDS:
+                keys[f.run_id] = receipt_key(run.task_name, run.delivery)
+        if not keys:
+            return list(finished)
+        tx.load_records(RECEIPTS, sorted(set(keys.values())), st)
+        found = st.kind(RECEIPTS)
+        out: list[Finished] = []
+        for f in finished:
+            rec: ReceiptRecord | None = found.get(keys.get(f.run_id, ""))
+            if rec is None or rec.run_id == f.run_id:
+                out.append(f)
+            elif rec.status == "delivered":
+                out.append(
+                    msgspec.structs.replace(
+                        f,
+                        result=AttemptResult.SUCCESS,
+                        output=rec.output,
+                        error=None,
+                        traceback=None,
+                        retry_delay=None,
+                        failure_class=None,
+                        retry_class=None,
+                        launches=[],
+                    )
+                )
+            else:
+                o = outcome_of(
+                    PreconditionFailed(
+                        "receipt-exists",
+                        f"{rec.subscriber} already handled {rec.event_id} "
+                        f"({rec.status}, run {rec.run_id})",
+                    )
+                )
+                out.append(
+                    msgspec.structs.replace(
+                        f,
+                        result=o.result,
+                        output=None,
+                        error=o.error,
+                        traceback=None,
+                        retry_delay=None,
+                        failure_class=o.failure_class,
+                        retry_class=o.retry_class,
+                        launches=[],
+                    )
+                )
         return out
 
     @staticmethod

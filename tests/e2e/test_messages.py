@@ -4,6 +4,7 @@ launches is written only when its attempt commits) and the bad input that writes
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 import mainspring as ms
+
+from .helpers import wait_for
 
 Make = Callable[..., ms.App]
 
@@ -210,6 +213,53 @@ def test_an_ordered_subscriber_refuses_options_that_would_break_its_order(
 
     app.publish("o.t", {})
     assert app.runs() == []  # nothing was declared
+
+
+_ENDED = (ms.RunState.COMPLETED, ms.RunState.FAILED)
+
+
+@pytest.mark.parametrize("first_fails", [False, True])
+def test_a_second_handling_that_ends_after_the_first_ends_as_the_first(
+    app: ms.App, first_fails: bool
+) -> None:
+    """A rerun of a delivery handled while the first handling is still in flight, which
+    ends first: the rerun ends as the first did (its output; or refused, receipt-exists),
+    and what it launched is not written. (It ended with its own outcome, and its launches
+    were written: a message handled twice downstream.)"""
+    second_started = threading.Event()
+    first_id: list[str] = []
+
+    @app.subscriber("h.in", name="relay")
+    def relay(msg: ms.Message) -> str:
+        me = ms.context().run_id
+        app.publish("h.out", {"by": me})
+        if me == first_id[0]:
+            assert second_started.wait(10)
+            if first_fails:
+                raise ms.Fail("the first handling fails")
+            return f"first {me}"
+        second_started.set()
+        deadline = time.monotonic() + 10
+        while app.run(first_id[0]).status() not in _ENDED and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return f"second {me}"
+
+    app.publish("h.in", {})
+    first_id.append(app.runs(task="relay")[0].run_id)
+    with app.worker(concurrency=2) as w:
+        wait_for(lambda: app.run(first_id[0]).status() == ms.RunState.RUNNING)
+        again = app.run(first_id[0]).rerun()
+        w.run_until_idle(timeout=30)
+    first = app.run(first_id[0]).info()
+    second = again.info()
+    [receipt] = app.receipts(subscriber="relay")
+    assert receipt.run_id == first.run_id
+    if first_fails:
+        assert second.state == ms.RunState.FAILED and "receipt-exists" in (second.error or "")
+        assert app.messages("h.out") == []
+    else:
+        assert second.state == ms.RunState.COMPLETED and second.output == first.output
+        assert [m.payload for m in app.messages("h.out")] == [{"by": first.run_id}]
 
 
 def test_a_rerun_delivery_ends_as_the_first_handling(app: ms.App) -> None:
