@@ -179,6 +179,11 @@ class WorkflowRun:
                 rec.error_args = to_plain(list(exc.args), "the exception's arguments")
             except MainspringError:
                 rec.error_args = None  # rebuilt from its message instead
+            if vars(exc):
+                try:
+                    rec.error_attrs = to_plain(dict(vars(exc)), "the exception's attributes")
+                except MainspringError:
+                    rec.error_attrs = None
         return rec
 
     def failed_try(
@@ -321,7 +326,16 @@ def _rebuild(rec: StepRecord) -> BaseException:
             for part in qualname.split("."):
                 cls = getattr(cls, part)
             if isinstance(cls, type) and issubclass(cls, Exception):
-                return cls(*rec.error_args) if rec.error_args is not None else cls(message)
+                args = tuple(rec.error_args) if rec.error_args is not None else (message,)
+                try:
+                    exc: BaseException = cls(*args)
+                except Exception:
+                    # an __init__ that takes other arguments than it passes on: made as
+                    # pickle does, without calling it, its args and attributes as they were
+                    exc = cls.__new__(cls)
+                    exc.args = args
+                    exc.__dict__.update(rec.error_attrs or {})
+                return exc
         except Exception:
             pass
     return MainspringError(f"step {rec.name!r} failed: {rec.error}")

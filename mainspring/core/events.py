@@ -172,6 +172,7 @@ class StepFailed(TypedDict):
     error: str
     error_type: str | None
     error_args: NotRequired[list[Any] | None]
+    error_attrs: NotRequired[dict[str, Any]]
     will_retry: bool
     attempts: int
     started_at: float
@@ -508,6 +509,8 @@ def step_ended(run: Run, at: float, step: StepRecord, will_retry: bool = False) 
     )
     if step.error_args is not None:
         failed["error_args"] = step.error_args
+    if step.error_attrs is not None:
+        failed["error_attrs"] = step.error_attrs
     if step.waits_before is not None:
         failed["waits"] = step.waits_before
     return _about(run, STEP_FAILED, at, None, failed)

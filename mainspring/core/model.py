@@ -235,6 +235,7 @@ class StepRecord(msgspec.Struct, kw_only=True):
     error: str | None = None  # "<type>: <message>" of a failed step
     error_type: str | None = None  # module:qualname of the exception it raised
     error_args: list[Any] | None = None  # its args, to raise it again on replay
+    error_attrs: dict[str, Any] | None = None  # its attributes (an __init__ that sets its own)
     attempts: int = 1
     started_at: float = 0.0
     finished_at: float = 0.0

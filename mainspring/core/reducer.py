@@ -586,6 +586,7 @@ def _on_step_ended(state: State, ev: Event) -> None:
             error=d["error"] if failed else None,
             error_type=d["error_type"] if failed else None,
             error_args=d.get("error_args") if failed else None,
+            error_attrs=d.get("error_attrs") if failed else None,
             waits_before=d.get("waits") if failed else None,
             attempts=d["attempts"],
             started_at=d["started_at"],

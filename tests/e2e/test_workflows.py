@@ -772,3 +772,45 @@ def test_a_step_whose_result_cannot_be_stored_fails_and_is_not_run_again(app: ms
     [step] = h.steps()
     assert step.state == "failed" and step.error is not None
     assert "SerializationError" in step.error
+
+
+class APIError(Exception):
+    """An exception whose __init__ takes other arguments than it passes on (common)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+
+
+def test_a_caught_step_error_is_raised_again_on_replay_though_its_init_differs(
+    make_app: Make,
+) -> None:
+    """A step failed for good with such an exception and the workflow caught it: after a
+    durable sleep its replay raises the same exception, with its attributes, and takes the
+    same path. (It could not be made again from its args: a MainspringError came instead,
+    the workflow's ``except`` missed it and the run failed.)"""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    calls: list[str] = []
+
+    @app.step(max_attempts=1)
+    def call_api() -> None:
+        calls.append("call")
+        raise APIError(503, "down")
+
+    @app.workflow
+    def flow() -> str:
+        try:
+            call_api()
+            path = "ok"
+        except APIError as exc:
+            path = f"caught {exc.status}: {exc}"
+        ms.sleep(10)
+        return path
+
+    h = flow.submit()
+    with app.worker() as w:
+        w.run_until_idle()
+        clock.advance(11)
+        w.run_until_idle()
+    assert h.result() == "caught 503: HTTP 503: down" and calls == ["call"]
