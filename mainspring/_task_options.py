@@ -11,7 +11,7 @@ from typing import Any, Literal, TypedDict
 
 import msgspec
 
-from .core.clock import from_datetime, seconds
+from .core.clock import from_datetime, representable, seconds
 from .core.errors import InvalidArgument, InvalidSchedule, refuses_bad_calls
 from .core.model import Backoff, Policy, RateLimit, TaskOptions
 from .core.states import RunState
@@ -195,9 +195,11 @@ def start_of(policy: Policy, delay: Any, run_at: Any, now: Callable[[], float]) 
     if run_at is not None:
         if not isinstance(run_at, datetime) or run_at.tzinfo is None:
             raise InvalidSchedule(f"run_at must be a timezone-aware datetime, got {run_at!r}")
-        return msgspec.structs.replace(policy, start_at=from_datetime(run_at))
+        at = representable(from_datetime(run_at), f"run_at {run_at.isoformat()}")
+        return msgspec.structs.replace(policy, start_at=at)
     if d is not None:
-        return msgspec.structs.replace(policy, start_at=now() + d)
+        at = representable(now() + d, f"delay={delay!r} from now")
+        return msgspec.structs.replace(policy, start_at=at)
     return policy
 
 
@@ -228,10 +230,10 @@ def deadline_of(deadline: Any, now: Callable[[], float]) -> float | None:
     if isinstance(deadline, datetime):
         if deadline.tzinfo is None:
             raise InvalidArgument(f"deadline must be a timezone-aware datetime, got {deadline!r}")
-        return from_datetime(deadline)
+        return representable(from_datetime(deadline), f"deadline {deadline.isoformat()}")
     d = seconds(deadline, "deadline (from now)", positive=True)
     assert d is not None
-    return now() + d
+    return representable(now() + d, f"deadline={deadline!r} from now")
 
 
 def caller_connection(connection: Any, in_handler: bool, what: str) -> Any:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import msgspec
 
 from . import telemetry
-from .core.clock import from_datetime, seconds
+from .core.clock import from_datetime, representable, seconds
 from .core.codec import to_plain
 from .core.errors import (
     InvalidArgument,
@@ -548,7 +548,7 @@ def sleep_until(when: datetime) -> None:
             f"ms.sleep_until needs a timezone-aware datetime, got {when!r} "
             "(e.g. datetime.now(timezone.utc) + timedelta(days=1))"
         )
-    at = from_datetime(when)
+    at = representable(from_datetime(when), f"ms.sleep_until {when.isoformat()}")
     _required("ms.sleep_until").wait("sleep", lambda now: at)
 
 

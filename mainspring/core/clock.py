@@ -100,6 +100,18 @@ def from_datetime(dt: datetime) -> float:
     return dt.timestamp()
 
 
+def representable(ts: float, what: str) -> float:
+    """``ts``, when a datetime can show it (UTC, years 1 to 9999: what every reader of a
+    run's times makes of them), else ``InvalidSchedule``."""
+    try:
+        datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidSchedule(
+            f"{what} falls outside the times a datetime can show (years 1 to 9999, UTC)"
+        ) from None
+    return ts
+
+
 def seconds(
     value: float | int | timedelta | None, what: str, *, positive: bool = False
 ) -> float | None:

@@ -106,9 +106,21 @@ def test_invalid_schedule_options(app: ms.App, job: ms.TaskFunction) -> None:
         lambda: job.with_options(concurrency_key=5).submit(),  # type: ignore[arg-type]
         lambda: app.runs(state="bogus"),
         lambda: app.submit("   "),
+        # times no datetime can show (a run written with one broke every reader of runs)
+        lambda: job.with_options(run_at=_aware(1, 1, 1, 0, 0, 1)).submit(),
+        lambda: job.with_options(run_at=_aware(9999, 12, 31, 23, 59, -1)).submit(),
+        lambda: job.with_options(delay=1e15).submit(),
+        lambda: job.with_options(deadline=1e15).submit(),
+        lambda: job.with_options(deadline=_aware(1, 1, 1, 0, 0, 1)).submit(),
     ]
     for action in bad:
         _unchanged(app, action, ms.InvalidArgument)
+
+
+def _aware(*fields: int) -> dt.datetime:
+    """A datetime of these fields whose last one is its offset from UTC in hours."""
+    *when, hours = fields
+    return dt.datetime(*when, tzinfo=dt.timezone(dt.timedelta(hours=hours)))  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
