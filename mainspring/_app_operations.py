@@ -14,6 +14,19 @@ from .core.clock import seconds
 from .core.errors import InvalidArgument, refusing_bad_calls
 from .core.states import TERMINAL, RunState
 
+
+def _states(state: RunState | str | None) -> list[str]:
+    """``state`` (checked), or every state that has not ended."""
+    if state is None:
+        return [s.value for s in RunState if s not in TERMINAL]
+    return [run_state_of(state).value]
+
+
+def check_cancel_state(state: RunState | str | None) -> None:
+    """Refuse a bulk cancel of runs in a state that has ended (a dry run too)."""
+    if state is not None and run_state_of(state) in TERMINAL:
+        raise InvalidArgument(f"runs that are {state} have ended: there is nothing to cancel")
+
 if TYPE_CHECKING:
     from ._tasks import TaskFunction
     from .app import App
@@ -54,10 +67,7 @@ class Operations:
     ) -> list[str]:
         """The ids of the runs in ``state`` (None: every state that has not ended), of task
         name ``task``, in ``queue``: what ``cancel_runs`` / ``rerun_runs`` would change."""
-        states = (
-            [s for s in RunState if s not in TERMINAL] if state is None else [run_state_of(state)]
-        )
-        return self.engine.matching([s.value for s in states], task, queue)
+        return self.engine.matching(_states(state), task, queue)
 
     def cancel_runs(
         self,
@@ -70,9 +80,11 @@ class Operations:
         """Cancel every run in ``state`` (None: every run that has not ended), of task name
         ``task``, in ``queue``, a page of runs per transaction; how many were canceled.
         ``progress(done, total)`` is called after each page."""
-        if state is not None and run_state_of(state) in TERMINAL:
-            raise InvalidArgument(f"runs that are {state} have ended: there is nothing to cancel")
-        return self.engine.cancel_runs(self.matching_runs(state, task, queue), progress)
+        check_cancel_state(state)
+        # (each only if still in one of those states: it may have started since it was listed)
+        return self.engine.cancel_runs(
+            self.matching_runs(state, task, queue), progress, _states(state)
+        )
 
     def rerun_runs(
         self,

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
+from .._app_operations import check_cancel_state
 from ..app import App, RunInfo
 from ..core.errors import UnknownExecution, UnknownRun, UnknownTask
 from . import _render as out
@@ -221,6 +222,8 @@ def _bulk(
         raise CliError(f"{verb} needs an ID, or --state/--task/--queue to select runs")
     with open_app(g, create=False) as app:
         if not yes:
+            if verb == "cancel":
+                check_cancel_state(state)  # (refused as --yes would refuse it)
             ids = app.matching_runs(state, task, queue)
             if g.json:
                 out.emit_json({"would_" + verb: len(ids), "run_ids": ids[:20], "dry_run": True})

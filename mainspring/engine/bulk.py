@@ -174,9 +174,15 @@ class BulkCommands(Transactor):
                 ids += found
         return sorted(ids)
 
-    def cancel_runs(self, run_ids: list[str], progress: Progress | None = None) -> int:
-        """Cancel the runs of ``run_ids`` that have not ended, a page per transaction (a
-        workflow's children with it); how many were canceled."""
+    def cancel_runs(
+        self,
+        run_ids: list[str],
+        progress: Progress | None = None,
+        states: Sequence[str] | None = None,
+    ) -> int:
+        """Cancel the runs of ``run_ids`` that have not ended (``states``: that are in one
+        of these), a page per transaction (a workflow's children with it); how many were
+        canceled."""
         run_ids = list(dict.fromkeys(run_ids))  # (each once: a second cancel is refused)
         done = 0
         for i in range(0, len(run_ids), PAGE):
@@ -185,7 +191,11 @@ class BulkCommands(Transactor):
             def body(tx: WriteTx, b: Batch, page: list[str] = page) -> int:
                 tx.load_runs(page, b.state)
                 runs = [b.state.runs[r] for r in page if r in b.state.runs]
-                live = [r for r in runs if RunState(r.state) not in TERMINAL]
+                live = [
+                    r
+                    for r in runs
+                    if RunState(r.state) not in TERMINAL and (states is None or r.state in states)
+                ]
                 for run in live:
                     b.cancel(run, "canceled")
                 return len(live)

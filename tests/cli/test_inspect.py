@@ -285,6 +285,8 @@ def test_bulk_cancel_and_rerun_dry_run_then_yes(cli: Invoke, store: str) -> None
     assert json.loads(r.stdout)["rerun"] == 3
     assert cli("cancel", "--store", store).exit_code == 2  # nothing selects runs
     assert cli("cancel", ids[0], "--state", "ready", "--store", store).exit_code == 2
+    # ended runs: the dry run refuses as --yes does (it listed what --yes then refused)
+    assert cli("cancel", "--state", "canceled", "--store", store).exit_code == 2
 
 
 def test_prune_dry_run_then_prune(cli: Invoke, store: str) -> None:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from unittest import mock
 
 import pytest
 
@@ -44,6 +46,29 @@ def test_submit_many_cancel_runs_and_rerun_runs_on_10000_runs(make_app: Make) ->
     assert infos == {h.run_id for h in handles}
     report = app.verify()
     assert report.ok, report.problems
+
+
+def test_a_run_that_left_the_state_since_it_was_listed_is_not_canceled(app: ms.App) -> None:
+    """``cancel_runs(state="ready")`` lists the ready runs, then cancels them a page per
+    transaction: one that started in between is left running. (It was canceled: its
+    handler ran and its result was thrown away.)"""
+    started, release = threading.Event(), threading.Event()
+
+    @app.task
+    def job(i: int) -> int:
+        started.set()
+        release.wait(10)
+        return i
+
+    running, waiting = job.submit(1), job.submit(2)
+    listed = [running.run_id, waiting.run_id]  # as listed while both were ready
+    with app.worker(concurrency=1) as w:
+        assert started.wait(10)
+        with mock.patch.object(app, "matching_runs", return_value=listed):
+            assert app.cancel_runs("ready") == 1
+        release.set()
+        w.run_until_idle()
+    assert running.result() == 1 and waiting.status() == ms.RunState.CANCELED
 
 
 def test_bulk_bad_input_changes_nothing(app: ms.App) -> None:
