@@ -27,6 +27,7 @@ def check_cancel_state(state: RunState | str | None) -> None:
     if state is not None and run_state_of(state) in TERMINAL:
         raise InvalidArgument(f"runs that are {state} have ended: there is nothing to cancel")
 
+
 if TYPE_CHECKING:
     from ._tasks import TaskFunction
     from .app import App

@@ -97,8 +97,8 @@ def _debounced(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | None:
         return None
     tx.load_runs([rec.run_id], b.state)
     run = b.state.runs.get(rec.run_id)
-    if run is None or run.state != RunState.SCHEDULED:
-        return None  # it started (or ended): a new run
+    if run is None or run.state != RunState.SCHEDULED or run.due_at <= b.now:
+        return None  # it is due (promoted or not yet), started or ended: a new run
     tx.load_tasks([rec.task_id], b.state, lock=True)
     task = b.state.tasks[rec.task_id]
     first: tuple[list[Any], dict[str, Any]] | None = None

@@ -78,6 +78,30 @@ def test_the_collapsed_run_takes_the_keys_of_the_last_arguments(make_app: Make) 
     assert app.verify().ok
 
 
+def test_a_run_that_came_due_takes_no_more_submissions_though_no_worker_promoted_it(
+    make_app: Make,
+) -> None:
+    """(with no worker running, submissions after its due time still joined it)"""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+
+    @app.task
+    def flush(n: int) -> int:
+        return n
+
+    opts = flush.with_options(debounce=1, debounce_key="k", debounce_max=1.5)
+    h = opts.submit(1)
+    clock.advance(0.9)
+    assert opts.submit(2) == h  # due at 1.5 now (debounce_max)
+    clock.advance(0.7)
+    later = opts.submit(3)
+    assert later != h and opts.submit(4) == later
+    with app.worker() as w:
+        clock.advance(5)
+        w.run_until_idle()
+    assert (h.result(), later.result()) == (2, 4)
+
+
 def test_debounce_max_bounds_the_wait_after_the_first(make_app: Make) -> None:
     clock = ManualClock()
     app = make_app(clock=clock)
