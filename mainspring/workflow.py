@@ -186,6 +186,13 @@ class WorkflowRun:
                     rec.error_attrs = None
         return rec
 
+    def live(self) -> None:
+        """Unwind before a step's code starts once the attempt is over (the run was
+        canceled, the lease lost, the timeout passed): what it would do is done already, or
+        not this attempt's to do."""
+        if self.ctx.cancelled:
+            raise Recorded("the attempt is over: no step starts")
+
     def failed_try(
         self,
         n: int,
@@ -377,6 +384,7 @@ def _run_step(
         return _replay(rec)
     started, tries, mark = wf.engine.clock.now(), 0, len(wf.ctx.launches)
     while True:
+        wf.live()
         tries += 1
         wf.ctx.step, wf.ctx.step_transactions = n, 0
         try:
@@ -406,6 +414,7 @@ async def _run_step_async(
         return _replay(rec)
     started, tries, mark = wf.engine.clock.now(), 0, len(wf.ctx.launches)
     while True:
+        wf.live()
         tries += 1
         wf.ctx.step, wf.ctx.step_transactions = n, 0
         try:

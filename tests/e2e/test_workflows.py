@@ -814,3 +814,48 @@ def test_a_caught_step_error_is_raised_again_on_replay_though_its_init_differs(
         clock.advance(11)
         w.run_until_idle()
     assert h.result() == "caught 503: HTTP 503: down" and calls == ["call"]
+
+
+def test_no_step_starts_once_the_attempt_is_over(make_app: Make) -> None:
+    """The run is canceled while its workflow code runs between steps: the next step's
+    code does not start (it did, inside a canceled run: an outside effect the run was
+    canceled to prevent, or, after a lost lease, a step that another worker completed
+    run again)."""
+    import threading
+    import time
+
+    app = make_app()
+    effects: list[str] = []
+    between, ended = threading.Event(), threading.Event()
+
+    @app.step
+    def s1() -> int:
+        effects.append("s1")
+        return 1
+
+    @app.step
+    def s2() -> int:
+        effects.append("s2")
+        return 2
+
+    @app.workflow
+    def flow() -> str:
+        try:
+            s1()
+            between.set()
+            deadline = time.monotonic() + 10
+            while not ms.context().cancelled and time.monotonic() < deadline:
+                time.sleep(0.01)
+            s2()
+            return "done"
+        finally:
+            ended.set()
+
+    with app.worker() as w:
+        h = flow.submit()
+        assert between.wait(10)
+        assert h.cancel()
+        w.run_until_idle(timeout=15)
+        assert ended.wait(10)  # (the abandoned attempt's code, left to go on by itself)
+    assert h.status() == ms.RunState.CANCELED and effects == ["s1"]
+    assert [s.name for s in h.steps()] == [s1.name]
