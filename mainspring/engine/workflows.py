@@ -199,7 +199,7 @@ class WorkflowCommands(TopicCommands):
                 return WaitOutcome(False, rec.payload, rec.timed_out)
             if rec.kind == "signal":
                 sig = self._pending_signal(tx, b, run.run_id, rec.name)
-                if sig is not None:
+                if sig is not None and (rec.until is None or sig.sent_at <= rec.until):
                     self._deliver(b, run, rec, sig)
                     return WaitOutcome(False, sig.payload)
             if rec.kind == "child" and self._all_ended(tx, b, rec.children):
@@ -266,11 +266,17 @@ class WorkflowCommands(TopicCommands):
             wait: WaitRecord | None = b.state.kind(WAITS).get(run.waiting)
             if wait is None or wait.kind != "signal" or wait.name != name:
                 return True
-            if wait.state == "waiting":
-                first = self._pending_signal(tx, b, run.run_id, name)
-                assert first is not None
-                self._deliver(b, run, wait, first)
-                b.change(run, RunState.READY, "signal")
+            if wait.state != "waiting":
+                return True
+            if wait.until is not None and wait.until <= b.now:
+                # its timeout came before this signal (no worker woke it yet): the wait
+                # ends timed out, and the signal is kept for the next wait_for(name)
+                self._wake_suspended(tx, b, [run])
+                return True
+            first = self._pending_signal(tx, b, run.run_id, name)
+            assert first is not None
+            self._deliver(b, run, wait, first)
+            b.change(run, RunState.READY, "signal")
             return True
 
         return self.transact(body)[0]

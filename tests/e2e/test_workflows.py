@@ -859,3 +859,23 @@ def test_no_step_starts_once_the_attempt_is_over(make_app: Make) -> None:
         assert ended.wait(10)  # (the abandoned attempt's code, left to go on by itself)
     assert h.status() == ms.RunState.CANCELED and effects == ["s1"]
     assert [s.name for s in h.steps()] == [s1.name]
+
+
+def test_a_signal_sent_after_a_waits_timeout_goes_to_the_next_wait(make_app: Make) -> None:
+    """No worker ran when the first wait's timeout passed; the signal sent after it is not
+    that wait's (it was: the answer depended on whether a worker happened to be up)."""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+
+    @app.workflow
+    def flow() -> list[Any]:
+        return [ms.wait_for("go", timeout=1), ms.wait_for("go", timeout=5)]
+
+    h = flow.submit()
+    with app.worker() as w:
+        w.run_until_idle()  # suspended in the first wait
+    clock.advance(2)
+    app.signal(h.run_id, "go", "late")
+    with app.worker() as w:
+        w.run_until_idle()
+    assert h.result(timeout=10) == [None, "late"]
