@@ -188,9 +188,10 @@ def _by_execution_id(tx: WriteTx, b: Batch, req: SubmitRequest) -> Submitted | N
     tx.load_tasks([ex.task_id], b.state)
     task = b.state.tasks[ex.task_id]
     if task.name != req.name or not same_arguments(task.args, task.kwargs, req):
+        other = "with other arguments" if task.name == req.name else f"not of {req.name!r}"
         raise IdempotencyConflict(
             f"execution id {req.execution_id!r} already names an instance of workflow "
-            f"{task.name!r} with other arguments (run {ex.run_id}); use a new execution id "
-            "for a new instance"
+            f"{task.name!r} {other} (run {ex.run_id}); use a new execution id for a new "
+            "instance"
         )
     return Submitted(ex.task_id, [ex.run_id], replayed=True)

@@ -30,6 +30,7 @@ class SubmitBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     run_at: datetime | None = None
     priority: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None
     queue: str | None = None
+    concurrency_key: str | None = None  # (a task whose key is a function: it cannot make it)
 
 
 class SignalBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -285,3 +285,15 @@ def test_head_answers_as_get_without_the_body(served: Served) -> None:
         assert head.headers["content-type"] == got.headers["content-type"]
     assert c.head(f"{API}/runs/nope").status_code == 404
     assert c.head(f"{API}/log/stream").status_code == 405  # (a stream never ends)
+
+
+def test_a_task_whose_key_is_a_function_is_submitted_with_the_key_given(served: Served) -> None:
+    """(the body had no ``concurrency_key``: a service without the task's code, which
+    cannot make the key, could not submit such a task at all)"""
+
+    @served.app.task(name="svc.keyed", concurrency_key=lambda account: f"acct:{account}")
+    def keyed(account: int) -> int:
+        return account
+
+    run = submit(served, "svc.keyed", args=[1], concurrency_key="acct:1")
+    assert run["concurrency_key"] == "acct:1"
