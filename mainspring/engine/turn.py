@@ -16,7 +16,7 @@ from ..core.errors import MainspringError, StoreError
 from ..core.failures import FailureClass, PreconditionFailed, RetryClass
 from ..core.ids import uuid7
 from ..core.model import RateRecord, ReceiptRecord, Run, receipt_key
-from ..core.outcomes import outcome_of
+from ..core.outcomes import Outcome, outcome_of
 from ..core.reducer import RATES, RECEIPTS
 from ..core.schedule import cron_step, derives_more
 from ..core.states import TERMINAL, AttemptResult, RunState
@@ -54,17 +54,30 @@ class _LaunchRefused(Exception):
     def report(self, f: Finished) -> Finished:
         """``f`` as an attempt that failed for good: the same launch would be refused again."""
         exc = self.error
-        return msgspec.structs.replace(
+        return _ending(
             f,
-            result=AttemptResult.TERMINAL,
-            output=None,
-            error=f"{type(exc).__name__}: {exc} (what the attempt launched was refused)",
-            traceback=None,
-            retry_delay=None,
-            failure_class=FailureClass.INVALID_REQUEST.value,
-            retry_class=RetryClass.DO_NOT_RETRY.value,
-            launches=[],
+            Outcome(
+                AttemptResult.TERMINAL,
+                error=f"{type(exc).__name__}: {exc} (what the attempt launched was refused)",
+                failure_class=FailureClass.INVALID_REQUEST.value,
+                retry_class=RetryClass.DO_NOT_RETRY.value,
+            ),
         )
+
+
+def _ending(f: Finished, o: Outcome) -> Finished:
+    """``f`` ending with ``o`` instead, and launching nothing."""
+    return msgspec.structs.replace(
+        f,
+        result=o.result,
+        output=o.output,
+        error=o.error,
+        traceback=None,
+        retry_delay=None,
+        failure_class=o.failure_class,
+        retry_class=o.retry_class,
+        launches=[],
+    )
 
 
 class WorkerTurns(WorkflowCommands):
@@ -226,40 +239,14 @@ class WorkerTurns(WorkflowCommands):
             if rec is None or rec.run_id == f.run_id:
                 out.append(f)
             elif rec.status == "delivered":
-                out.append(
-                    msgspec.structs.replace(
-                        f,
-                        result=AttemptResult.SUCCESS,
-                        output=rec.output,
-                        error=None,
-                        traceback=None,
-                        retry_delay=None,
-                        failure_class=None,
-                        retry_class=None,
-                        launches=[],
-                    )
-                )
+                out.append(_ending(f, Outcome(AttemptResult.SUCCESS, output=rec.output)))
             else:
-                o = outcome_of(
-                    PreconditionFailed(
-                        "receipt-exists",
-                        f"{rec.subscriber} already handled {rec.event_id} "
-                        f"({rec.status}, run {rec.run_id})",
-                    )
+                refusal = PreconditionFailed(
+                    "receipt-exists",
+                    f"{rec.subscriber} already handled {rec.event_id} "
+                    f"({rec.status}, run {rec.run_id})",
                 )
-                out.append(
-                    msgspec.structs.replace(
-                        f,
-                        result=o.result,
-                        output=None,
-                        error=o.error,
-                        traceback=None,
-                        retry_delay=None,
-                        failure_class=o.failure_class,
-                        retry_class=o.retry_class,
-                        launches=[],
-                    )
-                )
+                out.append(_ending(f, outcome_of(refusal)))
         return out
 
     @staticmethod
