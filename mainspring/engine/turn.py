@@ -9,21 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
-
 from ..core import events as E
 from ..core.errors import MainspringError, StoreError
-from ..core.failures import FailureClass, PreconditionFailed, RetryClass
 from ..core.ids import uuid7
-from ..core.model import RateRecord, ReceiptRecord, Run, receipt_key
-from ..core.outcomes import Outcome, outcome_of
-from ..core.reducer import RATES, RECEIPTS
+from ..core.model import RateRecord, Run
+from ..core.reducer import RATES
 from ..core.schedule import cron_step, derives_more
 from ..core.states import TERMINAL, AttemptResult, RunState
 from ..store.base import WriteTx
 from ..store.rows import Fence, fence_of
 from . import registry
 from .batch import Batch
+from .endings import LaunchRefused, as_handled
 from .messages import CycleResult, Finished, Leased, snapshot_decoder, snapshot_run
 from .registry import Registration
 from .transact import Stale
@@ -31,53 +28,8 @@ from .workflows import WorkflowCommands
 
 #: How many rows each housekeeping step handles per cycle.
 STEP_LIMIT = 500
-#: The attempt results a delivery's receipt is written or looked for at.
-_ENDS = (
-    AttemptResult.SUCCESS,
-    AttemptResult.RETRYABLE,
-    AttemptResult.TERMINAL,
-    AttemptResult.TIMEOUT,
-)
 #: How many spent rate limit accounts a turn's lease leaves out of its later pages by name.
 _MAX_PASSED = 400
-
-
-class _LaunchRefused(Exception):
-    """What a successful attempt launched was refused (an idempotency conflict, an invalid
-    argument): the turn is decided again with that attempt failed instead."""
-
-    def __init__(self, run_id: str, error: MainspringError) -> None:
-        super().__init__(run_id)
-        self.run_id = run_id
-        self.error = error
-
-    def report(self, f: Finished) -> Finished:
-        """``f`` as an attempt that failed for good: the same launch would be refused again."""
-        exc = self.error
-        return _ending(
-            f,
-            Outcome(
-                AttemptResult.TERMINAL,
-                error=f"{type(exc).__name__}: {exc} (what the attempt launched was refused)",
-                failure_class=FailureClass.INVALID_REQUEST.value,
-                retry_class=RetryClass.DO_NOT_RETRY.value,
-            ),
-        )
-
-
-def _ending(f: Finished, o: Outcome) -> Finished:
-    """``f`` ending with ``o`` instead, and launching nothing."""
-    return msgspec.structs.replace(
-        f,
-        result=o.result,
-        output=o.output,
-        error=o.error,
-        traceback=None,
-        retry_delay=None,
-        failure_class=o.failure_class,
-        retry_class=o.retry_class,
-        launches=[],
-    )
 
 
 class WorkerTurns(WorkflowCommands):
@@ -127,7 +79,7 @@ class WorkerTurns(WorkflowCommands):
                 f.snapshot is not None
                 and f.options is not None
                 and not f.launches
-                and f.options.topic is None  # (a delivery looks for its receipt: _as_handled)
+                and f.options.topic is None  # (a delivery looks for its receipt: as_handled)
                 for f in finished
             )
         )
@@ -163,7 +115,7 @@ class WorkerTurns(WorkflowCommands):
                     ],
                     st,
                 )
-                handled = self._as_handled(tx, b, finished)
+                handled = as_handled(tx, b, finished)
                 self._record_finished(b, worker, handled, accepted, rejected)
                 # what a successful attempt launched is written with its result (lineage)
                 ok = set(accepted)
@@ -174,7 +126,7 @@ class WorkerTurns(WorkflowCommands):
                         except MainspringError as exc:
                             if isinstance(exc, StoreError):
                                 raise  # (the store's failure, not the launch's)
-                            raise _LaunchRefused(f.run_id, exc) from exc
+                            raise LaunchRefused(f.run_id, exc) from exc
             if finished and housekeeping:
                 b.flush(tx)  # so that promotion sees runs that went to retry_wait
             # when retries were decided here, say when the first comes due, so that the
@@ -203,7 +155,7 @@ class WorkerTurns(WorkflowCommands):
         while True:
             try:
                 out, b = self.transact(body, prepare, fences=want > 0)
-            except _LaunchRefused as refused:
+            except LaunchRefused as refused:
                 # only that attempt fails: the others' results and the leases go on
                 finished = [
                     refused.report(f) if f.run_id == refused.run_id else f for f in finished
@@ -215,38 +167,6 @@ class WorkerTurns(WorkflowCommands):
             break
         self.group.finish(queued, decided)
         _fence(out.leased, b)
-        return out
-
-    @staticmethod
-    def _as_handled(tx: WriteTx, b: Batch, finished: Sequence[Finished]) -> list[Finished]:
-        """``finished``, where a delivery's message has a receipt of another run already (a
-        rerun handled it while the first handling was in flight, or the other way round):
-        that handling ends as the first did, with its output when delivered, else refused
-        (``PreconditionFailed("receipt-exists")``); what it launched is not written."""
-        st = b.state
-        keys: dict[str, str] = {}
-        for f in finished:
-            run = st.runs.get(f.run_id)
-            if run is not None and run.delivery is not None and f.result in _ENDS:
-                keys[f.run_id] = receipt_key(run.task_name, run.delivery)
-        if not keys:
-            return list(finished)
-        tx.load_records(RECEIPTS, sorted(set(keys.values())), st)
-        found = st.kind(RECEIPTS)
-        out: list[Finished] = []
-        for f in finished:
-            rec: ReceiptRecord | None = found.get(keys.get(f.run_id, ""))
-            if rec is None or rec.run_id == f.run_id:
-                out.append(f)
-            elif rec.status == "delivered":
-                out.append(_ending(f, Outcome(AttemptResult.SUCCESS, output=rec.output)))
-            else:
-                refusal = PreconditionFailed(
-                    "receipt-exists",
-                    f"{rec.subscriber} already handled {rec.event_id} "
-                    f"({rec.status}, run {rec.run_id})",
-                )
-                out.append(_ending(f, outcome_of(refusal)))
         return out
 
     @staticmethod
