@@ -89,8 +89,12 @@ def test_clock_going_backwards_does_not_break_order(monkeypatch: pytest.MonkeyPa
     assert all(a < b for a, b in itertools.pairwise(out))
 
 
-def test_random_bits_differ() -> None:
-    tails = {uuid7()[-12:] for _ in range(1000)}
+def test_random_bits_are_drawn_again_each_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    # within a millisecond the counter tells one process's ids apart; the random bits,
+    # drawn anew each millisecond, tell apart two processes' ids made in the same one
+    ticks = iter(range(time.time_ns(), time.time_ns() + 1000 * 1_000_000, 1_000_000))
+    monkeypatch.setattr(ids, "time", types.SimpleNamespace(time_ns=lambda: next(ticks)))
+    tails = {uuid7()[-17:] for _ in range(1000)}
     assert len(tails) == 1000
 
 
