@@ -134,6 +134,7 @@ class State:
         self.dirty_engine = False
 
 
+_RESULTS = frozenset(AttemptResult)  # (plain strings hash as their StrEnum members)
 #: A run in these states holds a lease ...
 _HOLDING = frozenset({RunState.LEASED, RunState.RUNNING})
 #: ... which must be released or expired before it moves to one of these.
@@ -374,8 +375,10 @@ def _on_attempt_finished(state: State, ev: Event) -> None:
             f"attempt.finished (seq {ev.seq}): attempt {ev.attempt_id} of run {run.run_id} is not "
             f"the open attempt of a running run"
         )
-    result = AttemptResult(d["result"])
-    att.result = result.value
+    result = d["result"]
+    if result not in _RESULTS:
+        raise ReplayError(f"attempt.finished (seq {ev.seq}): unknown result {result!r}")
+    att.result = result
     att.error = d.get("error")
     att.finished_at = ev.at
     att.failure_class = d.get("failure_class")

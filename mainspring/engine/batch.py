@@ -51,7 +51,8 @@ class Batch:
 
     # -- building blocks -------------------------------------------------------------
     def change(self, run: Run, to: RunState, reason: str, *, due_at: float | None = None) -> None:
-        self.emit(E.state_changed(run, to.value, self.now, reason, due_at=due_at))
+        # (str(): a StrEnum's value, without the enum's property on the hot path)
+        self.emit(E.state_changed(run, str(to), self.now, reason, due_at=due_at))
 
     def close_attempt(
         self,
@@ -90,7 +91,7 @@ class Batch:
                 run,
                 self.now,
                 att.attempt_id,
-                result=result.value,
+                result=str(result),
                 error=error,
                 output=output,
                 traceback=traceback,

@@ -258,7 +258,7 @@ def test_attempt_finished_when_not_running_is_rejected() -> None:
 def test_attempt_finished_with_unknown_result_is_rejected() -> None:
     log = running_log()
     assert_rejected(
-        log.state, run_ev(log.state, E.ATTEMPT_FINISHED, "att-1", result="maybe"), ValueError
+        log.state, run_ev(log.state, E.ATTEMPT_FINISHED, "att-1", result="maybe"), ReplayError
     )
 
 
