@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._handles import RunHandle
 from ._records import QueueInfo
-from ._task_options import queue_name, run_state_of
+from ._task_options import queue_name, run_state_of, task_name
 from .core.clock import seconds
 from .core.errors import InvalidArgument, refusing_bad_calls
 from .core.states import TERMINAL, RunState
@@ -26,6 +26,15 @@ def check_cancel_state(state: RunState | str | None) -> None:
     """Refuse a bulk cancel of runs in a state that has ended (a dry run too)."""
     if state is not None and run_state_of(state) in TERMINAL:
         raise InvalidArgument(f"runs that are {state} have ended: there is nothing to cancel")
+
+
+def _check_filters(task: str | None, queue: str | None) -> None:
+    """Refuse a bulk operation's filter that names no task or queue (an empty name, not a
+    str): it would match nothing, silently."""
+    if task is not None:
+        task_name(task)
+    if queue is not None:
+        queue_name(queue)
 
 
 if TYPE_CHECKING:
@@ -68,6 +77,7 @@ class Operations:
     ) -> list[str]:
         """The ids of the runs in ``state`` (None: every state that has not ended), of task
         name ``task``, in ``queue``: what ``cancel_runs`` / ``rerun_runs`` would change."""
+        _check_filters(task, queue)
         return self.engine.matching(_states(state), task, queue)
 
     def cancel_runs(
@@ -98,7 +108,7 @@ class Operations:
         """Rerun every run in ``state`` (of task name ``task``, in ``queue``): a new run
         of each one's task and arguments (``RunHandle.rerun``), a page per transaction."""
         subs = self.engine.rerun_runs(
-            self.matching_runs(run_state_of(state), task, queue), progress
+            self.matching_runs(run_state_of(state), task, queue), _states(state), progress
         )
         return [RunHandle(cast("App", self), s.run_ids[0], s.task_id) for s in subs]
 
@@ -122,6 +132,7 @@ class Operations:
         live = [s.value for s in chosen if s not in TERMINAL]
         if live:
             raise InvalidArgument(f"only runs that ended can be pruned; not {', '.join(live)}")
+        _check_filters(task, None)
         cutoff = self.clock.now() - age
         return self.engine.prune(
             cutoff, [s.value for s in chosen], task, dry_run=dry_run, progress=progress

@@ -87,6 +87,17 @@ def int_option(value: Any, what: str, minimum: int | None = None) -> int:
     return value
 
 
+#: Priorities both stores hold (PostgreSQL's ``integer``).
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+
+
+def priority_option(value: Any) -> int:
+    low, high = PRIORITY_RANGE
+    if int_option(value, "priority") < low or value > high:
+        raise InvalidArgument(f"priority must be between {low} and {high}, got {value!r}")
+    return int(value)
+
+
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(s|m|h)\s*")
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -134,7 +145,7 @@ def options(
     int_option(max_attempts, "max_attempts", 1)
     int_option(max_lost, "max_lost", 1)
     int_option(concurrency_limit, "concurrency_limit", 1)
-    int_option(priority, "priority")
+    priority_option(priority)
     if key_policy not in KEY_POLICIES:
         raise InvalidArgument(f"key_policy must be 'hold' or 'release', got {key_policy!r}")
     queue_name(queue)

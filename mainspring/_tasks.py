@@ -26,8 +26,8 @@ from ._task_options import (
     deadline_of,
     debounce_of,
     durable,
-    int_option,
     label,
+    priority_option,
     queue_name,
     start_of,
 )
@@ -400,7 +400,7 @@ class TaskFunction(Submitter[P, R]):
         opts = durable(self.options)
         changes: dict[str, Any] = {}
         if ov.get("priority") is not None:
-            changes["priority"] = int_option(ov["priority"], "priority")
+            changes["priority"] = priority_option(ov["priority"])
         if ov.get("queue") is not None:
             changes["queue"] = queue_name(ov["queue"])
         if changes:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 
 from ..core import events as E
 from ..core.ids import uuid7
-from ..core.model import Policy, Run, receipt_key
-from ..core.reducer import CALLS, EXECUTIONS, IDEMPOTENCY, RECEIPTS, SIGNALS, STEPS, WAITS
+from ..core.model import Policy, Run
+from ..core.reducer import CALLS, EXECUTIONS, IDEMPOTENCY, SIGNALS, STEPS, WAITS
 from ..core.schedule import derives_more
 from ..core.states import TERMINAL, RunState
 from ..store.base import ReadTx, WriteTx
@@ -53,24 +53,21 @@ def rerun_in(tx: WriteTx, b: Batch, old: Run) -> Submitted:
 
 def _records_of(tx: WriteTx, b: Batch, runs: list[Run]) -> dict[str, dict[str, list[str]]]:
     """The records that go with each of ``runs`` when it is pruned, keys by kind: a
-    workflow's steps, waits and signals, a run's ``@app.transaction`` calls, a delivery's
-    receipt, a workflow's execution id and the idempotency keys a debounce kept for it."""
+    workflow's steps, waits and signals, a run's ``@app.transaction`` calls, a workflow's
+    execution id and the idempotency keys a debounce kept for it. (A delivery's receipt
+    stays, as its message does: a rerun of the delivery still waiting must find it.)"""
     owned: dict[str, dict[str, list[str]]] = {}
     for kind in (STEPS, WAITS, SIGNALS, CALLS):
         for key in tx.keys_under(kind, [f"{r.run_id}/" for r in runs]):
             owned.setdefault(key.split("/", 1)[0], {}).setdefault(kind, []).append(key)
     for key, rid in tx.keys_by(IDEMPOTENCY, "run_id", [r.run_id for r in runs]):
         owned.setdefault(rid, {}).setdefault(IDEMPOTENCY, []).append(key)
-    for kind, key_of in (
-        (RECEIPTS, lambda r: receipt_key(r.task_name, r.delivery) if r.delivery else None),
-        (EXECUTIONS, lambda r: r.execution_id),
-    ):
-        keys = {r.run_id: k for r in runs if (k := key_of(r)) is not None}
-        tx.load_records(kind, sorted(set(keys.values())), b.state)
-        found = b.state.kind(kind)
-        for rid, key in keys.items():
-            if key in found and found[key].run_id == rid:
-                owned.setdefault(rid, {})[kind] = [key]
+    keys = {r.run_id: r.execution_id for r in runs if r.execution_id is not None}
+    tx.load_records(EXECUTIONS, sorted(set(keys.values())), b.state)
+    found = b.state.kind(EXECUTIONS)
+    for rid, key in keys.items():
+        if key in found and found[key].run_id == rid:
+            owned.setdefault(rid, {})[EXECUTIONS] = [key]
     return owned
 
 
@@ -205,15 +202,21 @@ class BulkCommands(Transactor):
                 progress(min(i + PAGE, len(run_ids)), len(run_ids))
         return done
 
-    def rerun_runs(self, run_ids: list[str], progress: Progress | None = None) -> list[Submitted]:
-        """Rerun each of ``run_ids`` (``Engine.rerun``), a page per transaction."""
+    def rerun_runs(
+        self, run_ids: list[str], states: Sequence[str], progress: Progress | None = None
+    ) -> list[Submitted]:
+        """Rerun each of ``run_ids`` still in one of ``states`` (``Engine.rerun``), a page
+        per transaction."""
         out: list[Submitted] = []
         for i in range(0, len(run_ids), PAGE):
             page = run_ids[i : i + PAGE]
 
             def body(tx: WriteTx, b: Batch, page: list[str] = page) -> list[Submitted]:
                 tx.load_runs(page, b.state)
-                return [rerun_in(tx, b, b.state.runs[r]) for r in page if r in b.state.runs]
+                # (each only if still in one of those states: it may have started since it
+                # was listed, and its rerun would do its work twice)
+                runs = [run for r in page if (run := b.state.runs.get(r)) is not None]
+                return [rerun_in(tx, b, run) for run in runs if run.state in states]
 
             out += self.transact(body)[0]
             if progress is not None:

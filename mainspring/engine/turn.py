@@ -46,8 +46,13 @@ class WorkerTurns(WorkflowCommands):
         held: Sequence[str] = (),
         next_due: bool = False,
         commands: bool = False,
+        start_now: int | None = None,
     ) -> CycleResult:
         """One worker turn in one transaction (see the module docstring).
+
+        ``start_now``: how many of the runs leased will start their handlers at once (the
+        rest wait for a slot, ``prefetch``); a run whose task has a rate limit is leased
+        only among those, since its limit counts attempts as they start (None: all).
 
         ``held`` names the runs whose handlers this worker is running; with
         ``housekeeping``, the result's ``lost`` lists those it no longer holds (canceled,
@@ -147,7 +152,9 @@ class WorkerTurns(WorkflowCommands):
                 due = tx.next_due()
             leased: list[Leased] = []
             if want > 0 and names:  # (a paused engine has no candidates)
-                leased = self._lease(tx, b, worker, names, queues, want, lease_seconds)
+                leased = self._lease(
+                    tx, b, worker, names, queues, want, lease_seconds, start_now
+                )
                 if b.next_at is not None:  # a rate limit frees a start then
                     due = b.next_at if due is None else min(due, b.next_at)
             return CycleResult(leased, accepted, rejected, due, lost)
@@ -298,6 +305,7 @@ class WorkerTurns(WorkflowCommands):
         queues: Sequence[str] | None,
         want: int,
         lease_seconds: float,
+        start_now: int | None = None,
     ) -> list[Leased]:
         st = b.state
         chosen: list[Run] = []
@@ -340,6 +348,8 @@ class WorkerTurns(WorkflowCommands):
                     continue
                 rk = run.rate_key
                 if rk is not None:
+                    if start_now is not None and len(chosen) >= start_now:
+                        continue  # it would wait for a slot, its start already counted
                     if rk not in rooms:
                         rooms[rk] = self._rate_room(tx, b, run)
                     room, next_at = rooms[rk]

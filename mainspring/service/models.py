@@ -28,7 +28,7 @@ class SubmitBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     correlation_id: str | None = None
     delay: Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)] | None = None
     run_at: datetime | None = None
-    priority: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None
+    priority: Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)] | None = None
     queue: str | None = None
     concurrency_key: str | None = None  # (a task whose key is a function: it cannot make it)
 

@@ -50,6 +50,11 @@ class Slots:
         """Runs started ahead that wait for a slot (read under the worker's lock)."""
         return len(self._queued)
 
+    @property
+    def idle(self) -> int:
+        """Slots no handler holds or has waiting for it (read under the worker's lock)."""
+        return max(0, self.concurrency - self._running - len(self._queued))
+
     def place(self, att: Attempt) -> None:
         """A run leased and started: run its handler now if a slot is free, else queue it
         to follow the next handler that ends."""

@@ -313,6 +313,7 @@ class Worker:
             finished = list(self._done)
             self._done.clear()
             free = self._capacity - len(self._inflight)
+            start_now = self._slots.idle  # (the rest of ``want`` waits for a slot)
         stopping = timers.stopping
         if stopping and not finished:
             with self._lock:
@@ -348,6 +349,7 @@ class Worker:
                 held=held,
                 next_due=timers.refresh_due,
                 commands=commands > 0,
+                start_now=start_now,
             )
         except Exception as exc:
             if timers.grace_over(time.monotonic()):

@@ -71,6 +71,29 @@ def test_a_run_that_left_the_state_since_it_was_listed_is_not_canceled(app: ms.A
     assert running.result() == 1 and waiting.status() == ms.RunState.CANCELED
 
 
+def test_a_run_that_left_the_state_since_it_was_listed_is_not_rerun(app: ms.App) -> None:
+    """``rerun_runs(state="ready")`` lists, then reruns a page per transaction: a run that
+    started in between is not rerun (it was: its work was done twice)."""
+    started, release = threading.Event(), threading.Event()
+
+    @app.task
+    def job(i: int) -> int:
+        started.set()
+        release.wait(10)
+        return i
+
+    running, waiting = job.submit(1), job.submit(2)
+    listed = [running.run_id, waiting.run_id]  # as listed while both were ready
+    with app.worker(concurrency=1) as w:
+        assert started.wait(10)
+        with mock.patch.object(app, "matching_runs", return_value=listed):
+            [again] = app.rerun_runs("ready")
+        release.set()
+        w.run_until_idle()
+    assert again.info().rerun_of == waiting.run_id
+    assert running.result() == 1 and again.result() == 2
+
+
 def test_bulk_bad_input_changes_nothing(app: ms.App) -> None:
     @app.task
     def job(i: int) -> int:
@@ -86,4 +109,14 @@ def test_bulk_bad_input_changes_nothing(app: ms.App) -> None:
         job.submit_many([{"i": 1}, "not an item"])
     with pytest.raises(ms.InvalidArgument):
         job.submit_many([{"i": 1}, {"j": 2}])  # the second does not fit: none is written
+    # a filter naming no task or queue would match nothing, silently
+    for call in (
+        lambda: app.cancel_runs(queue=""),
+        lambda: app.cancel_runs(task=123),  # type: ignore[arg-type]
+        lambda: app.rerun_runs(task=" "),
+        lambda: app.matching_runs(queue=5),  # type: ignore[arg-type]
+        lambda: app.prune(0, task=""),
+    ):
+        with pytest.raises(ms.InvalidArgument):
+            call()
     assert app.log() == before

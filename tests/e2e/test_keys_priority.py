@@ -167,6 +167,26 @@ def test_task_priority_default_and_override(app: ms.App) -> None:
     assert order == ["important", "routine", "demoted"]
 
 
+def test_priorities_are_what_both_stores_hold(app: ms.App) -> None:
+    """From -2**31 to 2**31 - 1 on either store (2**31 was written on SQLite and refused
+    by PostgreSQL with a message about its server)."""
+
+    @app.task
+    def job() -> None:
+        pass
+
+    top = job.with_options(priority=2**31 - 1).submit()
+    bottom = job.with_options(priority=-(2**31)).submit()
+    assert (top.info().priority, bottom.info().priority) == (2**31 - 1, -(2**31))
+    before = app.log()
+    for bad in (2**31, -(2**31) - 1):
+        with pytest.raises(ms.InvalidArgument, match="priority must be between"):
+            job.with_options(priority=bad).submit()
+        with pytest.raises(ms.InvalidArgument, match="priority must be between"):
+            app.task(name=f"too.far.{bad}", priority=bad)(lambda: None)
+    assert app.log() == before
+
+
 @pytest.mark.parametrize("policy", ["hold", "release"])
 def test_key_policy_while_suspended(app: ms.App, policy: str) -> None:
     order: list[str] = []

@@ -175,3 +175,37 @@ def test_a_bad_prefetch_is_refused(make_app: Callable[..., ms.App], prefetch: ob
 
     with pytest.raises(ms.InvalidArgument, match="prefetch"), app.worker(prefetch=prefetch):  # type: ignore[arg-type]
         pass
+
+
+def test_runs_of_a_rate_limited_task_are_not_started_ahead(
+    make_app: Callable[..., ms.App],
+) -> None:
+    """A rate limit counts attempts as they start; a run started ahead begins its handler
+    only when a slot frees, so its handler would start later than counted, in a burst with
+    others. (Two were started for one slot: the second's handler began once the first
+    ended, beside the starts of the next window.)"""
+    app = make_app()
+    release = threading.Event()
+    began: list[int] = []
+
+    @app.task(rate_limit="2/h")
+    def limited(i: int) -> int:
+        began.append(i)
+        release.wait(10)
+        return i
+
+    handles = [limited.submit(i) for i in range(3)]
+    with app.worker(concurrency=1, prefetch=4) as w:
+        wait_for(lambda: began, 10, "the first handler to begin")
+        time.sleep(0.5)  # (turns enough to have started another ahead)
+        states = [h.status() for h in handles]
+        assert states.count(ms.RunState.RUNNING) == 1, states
+        release.set()
+        wait_for(lambda: len(began) == 2, 10, "the second handler to begin")
+        wait_for(
+            lambda: [h.status() for h in handles].count(ms.RunState.COMPLETED) == 2,
+            10,
+            "the two to complete",
+        )
+    assert sorted(began) == [0, 1]  # the third waits for the next hour
+    assert [h.status() for h in handles].count(ms.RunState.READY) == 1

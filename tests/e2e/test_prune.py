@@ -140,8 +140,8 @@ def test_prune_takes_a_runs_own_records_with_it(make_app: Make) -> None:
         "steps": 1, "waits": 2, "signals": 1, "calls": 1, "receipts": 1, "executions": 1
     }  # fmt: skip
     assert app.prune(timedelta(days=1)) == 2  # the workflow and the delivery
-    assert owned(old.run_id) == {
-        "steps": 0, "waits": 0, "signals": 0, "calls": 0, "receipts": 0, "executions": 0
+    assert owned(old.run_id) == {  # (a receipt stays, as its message does)
+        "steps": 0, "waits": 0, "signals": 0, "calls": 0, "receipts": 1, "executions": 0
     }  # fmt: skip
     assert owned(kept.run_id)["steps"] == 1
     pruned = [e for e in old.history() if e.type == "run.pruned"]
@@ -180,3 +180,33 @@ def test_a_workflows_ended_child_is_kept_until_the_workflow_ends(make_app: Make)
         w.run_until_idle()
     assert p.result(timeout=5) == 40
     assert app.prune(0) == 2  # both ended now
+
+
+def test_a_deliverys_receipt_outlives_its_run(make_app: Make) -> None:
+    """A rerun of a delivery, still waiting when the run that delivered is pruned, finds
+    the receipt and ends as the first handling did. (The prune took the receipt with the
+    run, and the rerun handled the message a second time.)"""
+    clock = ManualClock()
+    app = make_app(clock=clock)
+    calls: list[str] = []
+
+    @app.subscriber("pay.done", name="ledger")
+    def ledger(msg: ms.Message) -> str:
+        calls.append(msg.event_id)
+        return "booked"
+
+    app.publish("pay.done", {"amount": 5}, event_id="pay-1")
+    with app.worker() as w:
+        w.run_until_idle(timeout=20)
+    [receipt] = app.receipts(subscriber="ledger")
+    again = app.run(receipt.run_id).rerun()
+    clock.advance(timedelta(days=2))
+    assert app.prune(timedelta(days=1)) == 1
+    assert app.receipts(subscriber="ledger") == [receipt]
+    with app.worker() as w:
+        w.run_until_idle(timeout=20)
+    assert calls == ["pay-1"]
+    assert again.result(timeout=10) == "booked"
+    assert app.receipts(subscriber="ledger") == [receipt]
+    report = app.verify()
+    assert report.ok, report.problems
