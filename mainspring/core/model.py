@@ -408,6 +408,15 @@ def receipt_key(subscriber: str, event_id: str) -> str:
     return f"{subscriber} {event_id}"
 
 
+#: The concurrency keys of ``ordered=True`` subscribers' deliveries: one at a time, and
+#: only the first ready one (engine/turn.py ``_lease``).
+ORDERED_KEYS = "ordered:"
+
+
+def ordered_key(subscriber: str) -> str:
+    return f"{ORDERED_KEYS}{subscriber}"
+
+
 def step_key(run_id: str, number: int) -> str:
     return f"{run_id}/{number:06d}"
 

@@ -20,6 +20,7 @@ from ..core.model import (
     SubscriberRecord,
     TaskOptions,
     TopicRecord,
+    ordered_key,
     receipt_key,
 )
 from ..core.reducer import MESSAGES, RECEIPTS, SUBSCRIBERS, TOPICS
@@ -145,7 +146,7 @@ class TopicCommands(CallCommands):
                     correlation_id=msg.correlation_id,
                     # one at a time, in sequence order (ties in the ready queue go to the
                     # earlier scheduled_at: the publish time, increasing with the sequence)
-                    concurrency_key=f"ordered:{name}" if options.ordered else None,
+                    concurrency_key=ordered_key(name) if options.ordered else None,
                 ),
                 seen,
                 # a new message has no delivery yet: no lookup by its key (the store's

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..core import events as E
 from ..core.errors import MainspringError, StoreError
 from ..core.ids import uuid7
-from ..core.model import RateRecord, Run
+from ..core.model import ORDERED_KEYS, RateRecord, Run
 from ..core.reducer import RATES
 from ..core.schedule import cron_step, derives_more
 from ..core.states import TERMINAL, AttemptResult, RunState
@@ -152,9 +152,7 @@ class WorkerTurns(WorkflowCommands):
                 due = tx.next_due()
             leased: list[Leased] = []
             if want > 0 and names:  # (a paused engine has no candidates)
-                leased = self._lease(
-                    tx, b, worker, names, queues, want, lease_seconds, start_now
-                )
+                leased = self._lease(tx, b, worker, names, queues, want, lease_seconds, start_now)
                 if b.next_at is not None:  # a rate limit frees a start then
                     due = b.next_at if due is None else min(due, b.next_at)
             return CycleResult(leased, accepted, rejected, due, lost)
@@ -310,6 +308,7 @@ class WorkerTurns(WorkflowCommands):
         st = b.state
         chosen: list[Run] = []
         holders: dict[str, set[str] | None] = {}
+        heads: dict[str, str] = {}  # ordered keys: the run that may go next
         considered: set[str] = set()
         rooms: dict[str, tuple[float, float | None]] = {}  # rate limit: starts left, next at
         page = max(want, 8)  # further pages only when keys leave candidates behind
@@ -334,6 +333,15 @@ class WorkerTurns(WorkflowCommands):
                         if ids is None
                         else {i for i in ids if i not in st.runs or st.runs[i].holds_key}
                     )
+                # an ordered subscriber's next delivery is its first ready one, which this
+                # page may have skipped (locked by another turn that has committed since)
+                heads.update(
+                    tx.key_heads(
+                        sorted(
+                            k for k in found if k.startswith(ORDERED_KEYS) and found[k] is not None
+                        )
+                    )
+                )
             limited = 0  # candidates of this page held back by their rate limit
             spent: set[str] = set()  # tasks over a limit without a key: all their runs wait
             keyed: set[str] = set()  # accounts with a key over their limit
@@ -367,6 +375,8 @@ class WorkerTurns(WorkflowCommands):
                         continue  # another transaction is deciding this key right now
                     if len(held_by - {run.run_id}) >= run.concurrency_limit:
                         continue  # the key is full: leave the run ready
+                    if heads.get(k, run.run_id) != run.run_id:
+                        continue  # an earlier run of an ordered key goes first
                     held_by.add(run.run_id)
                 if rk is not None:
                     room, next_at = rooms[rk]

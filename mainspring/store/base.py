@@ -117,6 +117,12 @@ class ReadTx(ABC):
         """The current lease owner of each of these runs (None: not leased)."""
 
     @abstractmethod
+    def key_heads(self, keys: Sequence[str]) -> dict[str, str]:
+        """The first ready run of each concurrency key that has one, in the order runs are
+        leased, as committed now (a candidate query that skipped rows other writers had
+        locked may have passed over it)."""
+
+    @abstractmethod
     def key_holders(self, keys: Sequence[str]) -> dict[str, set[str] | None]:
         """The runs holding each concurrency key; None for a key another writer is deciding.
 

@@ -227,6 +227,18 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
                 holders.add(rid)
         return out
 
+    def key_heads(self, keys: Sequence[str]) -> dict[str, str]:
+        p = self.DIALECT.placeholder
+        q = (
+            f"SELECT run_id FROM ms_runs WHERE state = 'ready' AND concurrency_key = {p} "
+            f"ORDER BY priority DESC, scheduled_at, run_id LIMIT 1"
+        )
+        out = {}
+        for key in keys:  # (a turn meets few ordered keys: each its own statement)
+            for (rid,) in self._rows(q, (key,)):
+                out[key] = rid
+        return out
+
     def _take_keys(self, keys: Sequence[str], kind: str = "key") -> set[str]:
         """The keys (of concurrency keys, or of ``kind``) this transaction may decide now
         (all, unless writers run side by side)."""

@@ -197,6 +197,35 @@ def test_ordered_subscriber_handles_one_message_at_a_time_in_sequence(make_app: 
     assert order == list(range(1, 11))
 
 
+def test_an_ordered_delivery_skipped_by_a_claim_still_goes_first(
+    make_app: Make, store_kind: str
+) -> None:
+    """On PostgreSQL a turn's claim skips rows another turn has locked; when that turn
+    commits without leasing them, the first turn still takes the ordered key, and took the
+    next message's delivery before the first one's (several workers delivered out of
+    order). Here a connection holds the first delivery's row."""
+    if store_kind != "postgres":
+        pytest.skip("only PostgreSQL's claim skips locked rows")
+    import psycopg
+
+    app = make_app()
+
+    @app.subscriber("seq.t", name="in_order", ordered=True)
+    def in_order(msg: ms.Message) -> None:
+        pass
+
+    for i in range(3):
+        app.publish("seq.t", {"i": i})
+    first = min(app.runs(state="ready"), key=lambda r: r.scheduled_at)
+    with psycopg.connect(app.store.conninfo) as other:  # type: ignore[attr-defined]
+        other.execute("SELECT 1 FROM ms_runs WHERE run_id = %s FOR UPDATE", (first.run_id,))
+        res = app.engine.cycle("w1", ["in_order"], None, [], 4, 30.0, housekeeping=False)
+        assert res.leased == []  # not the second message's, with the first still ready
+        other.rollback()
+    res = app.engine.cycle("w1", ["in_order"], None, [], 4, 30.0, housekeeping=False)
+    assert [lz.run_id for lz in res.leased] == [first.run_id]
+
+
 @pytest.mark.parametrize(
     "clash",
     [{"key_policy": "release"}, {"concurrency_limit": 3}, {"concurrency_key": "k"}],

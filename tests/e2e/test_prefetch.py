@@ -195,7 +195,7 @@ def test_runs_of_a_rate_limited_task_are_not_started_ahead(
         return i
 
     handles = [limited.submit(i) for i in range(3)]
-    with app.worker(concurrency=1, prefetch=4) as w:
+    with app.worker(concurrency=1, prefetch=4):
         wait_for(lambda: began, 10, "the first handler to begin")
         time.sleep(0.5)  # (turns enough to have started another ahead)
         states = [h.status() for h in handles]
