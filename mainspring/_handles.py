@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import workflow
 from ._records import LogEvent, RunInfo, StepInfo, log_event, run_info, step_info
+from .core.clock import seconds
 from .core.errors import (
-    InvalidArgument,
     MainspringError,
     RunCanceled,
     RunFailed,
@@ -81,7 +82,7 @@ class RunHandle:
         self._committed()
         return RunState(self.app.engine.get_run(self.run_id).state)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | timedelta | None = None) -> Any:
         """Wait for the run to end; its output, or RunFailed / RunCanceled / TimeoutError.
 
         Inside a workflow, for a child it started, the wait is durable: the workflow is
@@ -90,11 +91,8 @@ class RunHandle:
         wf = workflow.current()
         if wf is not None and self.run_id in wf.children:
             return wf.child_outputs([self.run_id])[0]
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float)
-        ):
-            raise InvalidArgument(f"timeout must be a number of seconds or None, got {timeout!r}")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = seconds(timeout, "timeout")  # (NaN never ended a wait; a negative one at once)
+        deadline = None if wait is None else time.monotonic() + wait
         delay = 0.0005
         waiter = self.app.store.ended_waiter()  # woken by the commit that ends the run
         if waiter is not None:

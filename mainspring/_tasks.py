@@ -371,7 +371,12 @@ class TaskFunction(Submitter[P, R]):
         if key is None:
             return None
         if callable(key):
-            value = key(*args, **kwargs)
+            try:
+                value = key(*args, **kwargs)
+            except Exception as exc:
+                raise InvalidArgument(
+                    f"{what} callable of {self.name} raised {type(exc).__name__}: {exc}"
+                ) from exc
             if not isinstance(value, str):
                 raise InvalidArgument(
                     f"{what} callable of {self.name} must return a str, got {value!r}"
@@ -379,13 +384,27 @@ class TaskFunction(Submitter[P, R]):
             return value
         if "{" in key:
             try:
-                return key.format(**bound)
-            except (KeyError, IndexError, ValueError) as exc:
+                return key.format(**{**self._defaults, **bound})
+            except KeyError as exc:
                 raise InvalidArgument(
                     f"{what} template {key!r} of {self.name} cannot be filled from the "
                     f"arguments: missing {exc}"
                 ) from None
+            except (IndexError, ValueError, AttributeError, TypeError) as exc:
+                raise InvalidArgument(
+                    f"{what} template {key!r} of {self.name} cannot be filled from the "
+                    f"arguments: {type(exc).__name__}: {exc}"
+                ) from None
         return key
+
+    @functools.cached_property
+    def _defaults(self) -> dict[str, Any]:
+        """The handler's parameters that have a default, by name: a key template's field
+        the submission leaves out takes the handler's default, as the handler does."""
+        if self.signature is None:
+            return {}
+        params = self.signature.parameters.values()
+        return {p.name: p.default for p in params if p.default is not p.empty}
 
     def request(
         self, args: Sequence[Any], kwargs: dict[str, Any], policy: Policy, **ov: Any

@@ -307,6 +307,13 @@ class App(Messaging, Operations):
                         f"subscriber {tname!r} is declared already with other options "
                         f"(topic {old.options.topic!r}); give each subscriber its own name"
                     )
+                if old is not None and _where(old.fn) != _where(f):
+                    # (the same function declared again, as a notebook's cell run twice
+                    # does, replaces it; another one would run in its place)
+                    raise InvalidArgument(
+                        f"{tname!r} is declared already, by {_where(old.fn)}; give "
+                        f"{_where(f)} its own name"
+                    )
                 self.declared[tname] = tf
                 if self._engine is not None:
                     self._engine.define_many({tname: tf.definition()})
@@ -723,3 +730,8 @@ class App(Messaging, Operations):
             w.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    """A handler as a reader finds it: its module and qualified name."""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
+from .clock import representable
 from .errors import InvalidSchedule
 from .model import Policy, Task
 
@@ -207,6 +208,10 @@ def initial_occurrences(policy: Policy, now: float) -> list[float]:
         return [start]
     if policy.kind == "repeat":
         assert policy.count is not None and policy.every is not None
+        representable(
+            start + (policy.count - 1) * policy.every,
+            f"the last of {policy.count} runs every {policy.every:g} s",
+        )
         return [start + i * policy.every for i in range(policy.count)]
     assert policy.cron is not None
     # The first occurrence at or after the origin.

@@ -112,6 +112,8 @@ def test_invalid_schedule_options(app: ms.App, job: ms.TaskFunction) -> None:
         lambda: job.with_options(delay=1e15).submit(),
         lambda: job.with_options(deadline=1e15).submit(),
         lambda: job.with_options(deadline=_aware(1, 1, 1, 0, 0, 1)).submit(),
+        lambda: job.with_options(run_at=_aware(9999, 12, 31, 23, 59, 0)).repeat(2, every=60),
+        lambda: job.repeat(count=2, every=dt.timedelta(days=3_000_000)),
     ]
     for action in bad:
         _unchanged(app, action, ms.InvalidArgument)
@@ -304,6 +306,8 @@ def test_lookups_and_arguments_of_the_wrong_type_are_bad_arguments(
         lambda: app.log(run_id=5),  # type: ignore[arg-type]
         lambda: app.log(since=2**63),
         lambda: h.result(timeout="x"),  # type: ignore[arg-type]
+        lambda: h.result(timeout=float("nan")),  # (it waited for ever)
+        lambda: h.result(timeout=-1),  # (a TimeoutError at once)
     ]
     for call in calls:
         with pytest.raises(ms.InvalidArgument):

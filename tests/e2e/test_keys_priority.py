@@ -51,6 +51,32 @@ def test_callable_key_limit_2(app: ms.App) -> None:
     assert overlap(spans.of("a")) == 2, spans.of("a")  # up to the limit, never beyond
 
 
+def test_a_key_template_takes_the_handlers_defaults_and_a_bad_one_is_refused(
+    app: ms.App,
+) -> None:
+    """(A field left to its default was 'missing'; a template or callable that could not be
+    filled raised its own AttributeError or ZeroDivisionError out of submit.)"""
+
+    @app.task(concurrency_key="acct:{region}")
+    def account(x: int, region: str = "eu") -> None: ...
+
+    @app.task(concurrency_key="acct:{x.a}")
+    def attribute(x: dict[str, int]) -> None: ...
+
+    @app.task(concurrency_key=lambda x: str(1 / x))
+    def dividing(x: int) -> None: ...
+
+    assert account.submit(1).info().concurrency_key == "acct:eu"
+    assert account.submit(1, "us").info().concurrency_key == "acct:us"
+    before = app.log()
+    with pytest.raises(ms.InvalidArgument, match="AttributeError"):
+        attribute.submit({"a": 1})
+    with pytest.raises(ms.InvalidArgument, match="ZeroDivisionError") as refused:
+        dividing.submit(0)
+    assert isinstance(refused.value.__cause__, ZeroDivisionError)
+    assert app.log() == before
+
+
 def test_key_limit_holds_across_two_workers(app: ms.App) -> None:
     spans = Spans()
 

@@ -382,6 +382,30 @@ def test_a_subscriber_declared_twice_with_other_options_is_refused(app: ms.App) 
         def second(msg: ms.Message) -> None: ...
 
 
+def test_a_task_name_declared_by_another_function_is_refused(app: ms.App) -> None:
+    """(The second replaced the first: submitting the first ran the second's code.)"""
+
+    @app.task(name="job")
+    def send_invoice() -> str:
+        return "invoice"
+
+    with pytest.raises(ms.InvalidArgument, match="declared already"):
+
+        @app.task(name="job")
+        def delete_account() -> str:
+            return "deleted"
+
+    def send_invoice_again() -> str:  # the same function again, as a notebook cell rerun
+        return "invoice"
+
+    send_invoice_again.__qualname__ = send_invoice.fn.__qualname__
+    app.task(name="job")(send_invoice_again)
+    h = send_invoice.submit()
+    with app.worker() as w:
+        w.run_until_idle(timeout=10)
+    assert h.result() == "invoice"
+
+
 def test_publish_many_numbers_the_messages_in_order_in_one_transaction(app: ms.App) -> None:
     before = app.log()
     ms_ = app.publish_many("batch.t", [{"i": i} for i in range(5)])
