@@ -39,8 +39,7 @@ def verify(store: Store, progress: Callable[[int, int], None] | None = None) -> 
             return [f"the log does not replay: {exc}"]
     problems = _compare("run", stored.runs, replayed.runs)
     problems += _compare("task", stored.tasks, replayed.tasks)
-    if stored.definitions != replayed.definitions:
-        problems.append("task definitions differ from the log")
+    problems += _compare("task definition", stored.definitions, replayed.definitions)
     for kind in sorted(set(stored.records) | set(replayed.records)):
         problems += _compare(kind, stored.records.get(kind, {}), replayed.records.get(kind, {}))
     if stored.paused != replayed.paused:
@@ -58,13 +57,21 @@ def _compare(what: str, stored: dict[str, Any], replayed: dict[str, Any]) -> lis
         elif r is None:
             problems.append(f"{what} {key}: in the stored state but never created in the log")
         elif a != r:
+            fa, fr = _fields(a), _fields(r)
             diffs = [
-                f"{f}: stored {getattr(a, f)!r}, log says {getattr(r, f)!r}"
-                for f in a.__struct_fields__
-                if getattr(a, f) != getattr(r, f)
+                f"{f}: stored {fa.get(f)!r}, log says {fr.get(f)!r}"
+                for f in dict.fromkeys([*fa, *fr])
+                if fa.get(f) != fr.get(f)
             ]
             problems.append(f"{what} {key}: " + "; ".join(diffs))
     return problems
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields by name (a definition is a JSON object already)."""
+    if isinstance(record, dict):
+        return record
+    return {f: getattr(record, f) for f in record.__struct_fields__}
 
 
 def _reporting(

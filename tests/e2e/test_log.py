@@ -145,6 +145,25 @@ def test_verify_reports_a_tampered_run(make_app: Callable[..., ms.App], store_ur
     assert not any(h.run_id in p for h in hs[1:] for p in report.problems)
 
 
+def test_verify_names_each_task_definition_that_differs(
+    make_app: Callable[..., ms.App], store_url: str
+) -> None:
+    """(It said "task definitions differ from the log", naming none.)"""
+    app = make_app(check=False)
+
+    @app.task(name="also.declared")
+    def also() -> None: ...
+
+    _busy_store(app)
+    with app.store.read() as tx:
+        kept, gone = sorted(tx.definitions())[:2]
+    # test-only side door: simulate corruption of the projection behind the engine's back
+    assert tamper(store_url, "DELETE FROM ms_definitions WHERE name = ?", (gone,)) == 1
+    problems = app.verify().problems
+    assert problems == [f"task definition {gone}: in the log but missing from the stored state"]
+    assert kept not in problems[0]
+
+
 def test_times_in_event_data_are_aware_datetimes_and_payloads_are_left_alone(
     app: ms.App,
 ) -> None:
