@@ -5,6 +5,7 @@ before anything is written."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypedDict
@@ -256,6 +257,24 @@ def caller_connection(connection: Any, in_handler: bool, what: str) -> Any:
             "is written with the attempt (or step) that made it: leave connection= out"
         )
     return connection
+
+
+def check_overrides(ov: dict[str, Any]) -> None:
+    """Refuse a submission's bad overrides before anything is read or opened (a submit by
+    name looks its task up in the store first, which opens it: the CLI created a store
+    for a submit it then refused)."""
+    for what in ("idempotency_key", "execution_id", "correlation_id"):
+        label(what, ov.get(what))
+    start_of(Policy(kind="once"), ov.get("delay"), ov.get("run_at"), time.time)
+    deadline_of(ov.get("deadline"), time.time)
+    debounce_of(Policy(kind="once"), ov)
+    if ov.get("priority") is not None:
+        priority_option(ov["priority"])
+    if ov.get("queue") is not None:
+        queue_name(ov["queue"])
+    key = ov.get("concurrency_key")
+    if key is not None and not isinstance(key, str):
+        raise InvalidArgument(f"concurrency_key must be a string, got {key!r}")
 
 
 def label(what: str, value: Any) -> str | None:

@@ -52,6 +52,7 @@ from ._task_options import (
     an_id,
     arguments,
     check_limit,
+    check_overrides,
     default_name,
     failure_overrides,
     options,
@@ -463,6 +464,7 @@ class App(Messaging, Operations):
         unknown = set(overrides) - set(OVERRIDES)
         if unknown:
             raise InvalidArgument(f"unknown submit options: {', '.join(sorted(unknown))}")
+        check_overrides(overrides)
         tf = self.declared.get(task_name(name))
         if tf is None:
             definition = self.engine.definition(name)

@@ -19,6 +19,7 @@ import msgspec
 import typer
 
 from .._app_operations import check_cancel_state
+from .._task_options import check_overrides
 from ..app import App, RunInfo
 from ..core.errors import UnknownExecution, UnknownRun, UnknownTask
 from . import _render as out
@@ -116,19 +117,18 @@ def submit(
     g = globals_of(ctx, store, json_out)
     a = _parse_json(args, "--args", list)
     k = _parse_json(kwargs, "--kwargs", dict)
+    overrides = {
+        "idempotency_key": idempotency_key,
+        "execution_id": execution_id,
+        "correlation_id": correlation_id,
+        "delay": delay,
+        "priority": priority,
+        "queue": queue,
+        "concurrency_key": concurrency_key,
+    }
+    check_overrides(overrides)  # (before the store is opened, or created)
     with open_app(g, create=True) as app:
-        handle, warning = app._submit_named(
-            task_name,
-            a or [],
-            k or {},
-            idempotency_key=idempotency_key,
-            execution_id=execution_id,
-            correlation_id=correlation_id,
-            delay=delay,
-            priority=priority,
-            queue=queue,
-            concurrency_key=concurrency_key,
-        )
+        handle, warning = app._submit_named(task_name, a or [], k or {}, **overrides)
         if warning is not None:  # (one line, not Python's two-line warning format)
             sys.stderr.write(f"mainspring submit: {warning}\n")
         if g.json:

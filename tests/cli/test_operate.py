@@ -65,6 +65,22 @@ def test_submit_arguments_that_do_not_fit_exit_2_and_write_nothing(
     assert log_of(cli, store) == before  # nothing written
 
 
+@pytest.mark.parametrize(
+    "given",
+    [("--delay", "-1"), ("--idempotency-key", ""), ("--priority", str(2**31)), ("--queue", " ")],
+    ids=["delay", "idempotency-key", "priority", "queue"],
+)
+def test_a_refused_submit_creates_no_store(
+    cli: Invoke, tmp_path: Path, given: tuple[str, ...]
+) -> None:
+    """(The store was created, then the submit refused.)"""
+    path = tmp_path / "new.db"
+    r = cli("submit", "mail.send", "--args", '["a@b.c"]', *given, "--store", f"sqlite:///{path}")
+    assert r.exit_code == 2, r.stdout + r.stderr
+    one_error_line(r.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_submit_arguments_that_fit_a_declared_task_give_no_warning(
     cli: Invoke, store: str, app: ms.App
 ) -> None:
