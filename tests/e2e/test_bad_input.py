@@ -135,6 +135,10 @@ def _aware(*fields: int) -> dt.datetime:
         {"timeout": 0},
         {"key_policy": "maybe"},
         {"max_lost": 0},
+        # a Backoff built directly is checked as its constructors check
+        {"backoff": ms.Backoff(kind="fixed", initial=-5.0)},
+        {"backoff": ms.Backoff(kind="linear")},
+        {"backoff": ms.Backoff(factor=0.5)},
     ],
 )
 def test_invalid_task_options(app: ms.App, options: dict[str, object]) -> None:
