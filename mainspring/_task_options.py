@@ -154,11 +154,11 @@ def options(
         raise InvalidArgument(
             "backoff must be ms.Backoff.fixed(...) or ms.Backoff.exponential(...)"
         )
-    if backoff is not None and backoff.kind not in ("fixed", "exponential"):
-        raise InvalidSchedule(
-            f"Backoff kind must be 'fixed' or 'exponential', got {backoff.kind!r}"
-        )
     if backoff is not None:  # (one built directly: checked as its constructors check)
+        if backoff.kind not in ("fixed", "exponential"):
+            raise InvalidSchedule(
+                f"Backoff kind must be 'fixed' or 'exponential', got {backoff.kind!r}"
+            )
         Backoff.exponential(backoff.initial, backoff.factor, backoff.maximum, backoff.jitter)
     if concurrency_key is not None and not (
         isinstance(concurrency_key, str) or callable(concurrency_key)
