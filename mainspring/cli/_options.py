@@ -1,4 +1,5 @@
-"""The options every command takes (``--store URL``, ``--json``) and how flags are declared.
+"""The options every command takes (``--store URL``, ``--json``), how flags are declared, and
+how a JSON payload is read.
 
 ``--store`` and ``--json`` may stand before or after the subcommand: ``split_globals``
 moves them in front before typer parses, and every command declares them too, so
@@ -7,6 +8,7 @@ moves them in front before typer parses, and every command declares them too, so
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -81,10 +83,21 @@ def split_globals(argv: Sequence[str]) -> list[str]:
 
 
 def parse_payload(text: str | None) -> Any:
-    """``--payload``: any JSON value (None when not given); CliError (exit 2) when it is not
-    JSON, before anything is opened or written."""
+    """``--payload``: any JSON value, or ``@FILE`` (``@-``: standard input) to read it from
+    there, as curl does: a shell passes no argument near the payload limit. None when not
+    given; CliError (exit 2) when it is not JSON, before anything is opened or written."""
     if text is None:
         return None
+    if text.startswith("@"):  # (no JSON value starts with @)
+        path = text[1:]
+        try:
+            if path == "-":
+                text = sys.stdin.read()
+            else:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"--payload {text}: cannot read it: {exc}") from None
     try:
         return msgspec.json.decode(text)
     except msgspec.DecodeError as exc:

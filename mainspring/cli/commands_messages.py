@@ -39,8 +39,8 @@ def publish(
         str | None,
         typer.Option(
             "--payload",
-            metavar="JSON",
-            help="The message's payload, any JSON value (at most 1 MiB encoded); default null.",
+            metavar="JSON|@FILE",
+            help="The message's payload, any JSON value (at most 1 MiB encoded), or @FILE to read it from a file (@-: standard input); default null.",
         ),
     ] = None,
     event_id: Annotated[

@@ -350,8 +350,8 @@ def signal(
         str | None,
         typer.Option(
             "--payload",
-            metavar="JSON",
-            help="The signal's payload, any JSON value (what ms.wait_for returns); default null.",
+            metavar="JSON|@FILE",
+            help="The signal's payload, any JSON value (what ms.wait_for returns), or @FILE to read it from a file (@-: standard input); default null.",
         ),
     ] = None,
     idempotency_key: Annotated[

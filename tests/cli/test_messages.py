@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 import mainspring as ms
+from mainspring.cli import main as cli_main
 
 from .conftest import Invoke
 from .test_commands import UUID, has_offset, one_error_line
@@ -211,6 +213,30 @@ def test_a_payload_of_exactly_the_limit_is_published(cli: Invoke, store: str, ap
     payload = json.dumps("x" * ((1 << 20) - 2))  # 1 MiB of JSON with its quotes
     doc = publish(cli, store, "big.one", "--payload", payload)
     assert doc["sequence"] == 1 and len(doc["payload"]) == (1 << 20) - 2
+
+
+def test_a_payload_is_read_from_a_file_or_standard_input(
+    cli: Invoke, store: str, app: ms.App, tmp_path: Path
+) -> None:
+    """``--payload @FILE`` (``@-``: stdin), as a shell passes no argument near the limit:
+    an oversized payload could not be given at all."""
+    big, small = tmp_path / "big.json", tmp_path / "small.json"
+    big.write_text(json.dumps("x" * (1 << 20)))
+    small.write_text('{"order": 42}')
+    assert publish(cli, store, "from.file", "--payload", f"@{small}")["payload"] == {"order": 42}
+    r = CliRunner().invoke(
+        cli_main.app,
+        ["publish", "from.stdin", "--payload", "@-", "--json", "--store", store],
+        input="[1, 2]",
+    )
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["payload"] == [1, 2]
+    before = app.log()
+    for given, says in ((f"@{big}", "max_payload_bytes"), ("@nope.json", "cannot read it")):
+        r = cli("publish", "t", "--payload", given, "--store", store)
+        assert r.exit_code == 2, (r.stdout, r.stderr)
+        assert says in one_error_line(r.stderr)
+    assert app.log() == before
 
 
 def test_publish_bad_input_creates_no_store(cli: Invoke, tmp_path: Path) -> None:
