@@ -129,6 +129,11 @@ def _run_update(r: Run, fences: dict[str, Fence] | None = None) -> tuple[Any, ..
 _TAKE_WRITE_LOCK = "UPDATE ms_engine SET paused = paused WHERE 0"
 
 
+def _unusable(exc: sqlite3.ProgrammingError) -> InvalidArgument:
+    """A caller's connection that is closed, or another thread's."""
+    return InvalidArgument(f"connection= cannot be used here: {exc}")
+
+
 class _Executes(Protocol):
     """What a transaction runs its statements on: a ``sqlite3.Connection``, or the
     caller's behind ``SQLiteCaller``."""
@@ -374,21 +379,36 @@ class SQLiteStore(Store):
         text_factory = connection.text_factory
         try:
             connection.text_factory = str  # (our TEXT columns as str, whatever the caller's)
-            self._check_caller(con)
-            began = not connection.in_transaction
+            try:
+                began = not connection.in_transaction
+            except sqlite3.ProgrammingError as exc:  # closed
+                raise _unusable(exc) from None
             if began and getattr(connection, "autocommit", None) is True:
                 # (Python 3.12's autocommit mode: commit() would not commit what we begin)
                 raise InvalidArgument(
                     "connection= is in autocommit mode with no transaction open: begin one "
                     "first (conn.execute('BEGIN')), and commit it when done"
                 )
+            # The write lock first, then which database this is: a read first would open a
+            # snapshot in the caller's transaction, which cannot take the lock once another
+            # writer has committed since (SQLite refuses at once, without waiting).
             try:
-                con.execute("BEGIN IMMEDIATE" if began else _TAKE_WRITE_LOCK)
+                try:
+                    con.execute("BEGIN IMMEDIATE" if began else _TAKE_WRITE_LOCK)
+                except sqlite3.OperationalError as exc:
+                    if "no such table" in str(exc):  # (not a mainspring store at all)
+                        self._check_caller(con)
+                    raise
+                self._check_caller(con)
                 con.execute(f"SAVEPOINT {SAVEPOINT}")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, InvalidArgument) as exc:
                 if began:
                     with contextlib.suppress(sqlite3.Error):
                         con.execute("ROLLBACK")
+                if isinstance(exc, InvalidArgument):
+                    raise
+                if isinstance(exc, sqlite3.ProgrammingError):  # another thread's
+                    raise _unusable(exc) from None
                 raise StoreError(self._lock_refused(exc)) from exc
             tx = SQLiteTx(con)
             try:
@@ -416,7 +436,7 @@ class SQLiteStore(Store):
         try:
             row = con.execute("SELECT value FROM ms_meta WHERE key = 'store_id'").fetchone()
         except sqlite3.ProgrammingError as exc:  # closed, or another thread's
-            raise InvalidArgument(f"connection= cannot be used here: {exc}") from None
+            raise _unusable(exc) from None
         except sqlite3.Error:
             row = None  # not a mainspring store at all
         if row is None or row[0] != self.store_id:

@@ -236,6 +236,37 @@ def test_no_transaction_open_begins_one_that_commits_with_the_caller(app: ms.App
     assert db.orders() == [2]
 
 
+def test_a_transaction_that_has_not_written_takes_the_lock_while_others_commit(
+    app: ms.App, db: Db
+) -> None:
+    """A transaction begun but with nothing written yet (Django's ``atomic()`` before its
+    first query) while other writers commit. (On SQLite the store read which database it
+    was before taking the lock: that read opened a snapshot, and once another writer had
+    committed SQLite refused the lock at once, "database is locked".)"""
+    charge = _declare(app)
+    db.setup()
+    stop = threading.Event()
+
+    def other_writer() -> None:
+        while not stop.is_set():
+            charge.submit(0)
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    con = db.connect()
+    handles = []
+    try:
+        for i in range(1, 101):
+            if db.kind == "sqlite":
+                con.execute("BEGIN")
+            handles.append(charge.with_options(connection=con).submit(i))
+            con.commit()
+    finally:
+        stop.set()
+        writer.join()
+    assert {h.status() for h in handles} == {ms.RunState.READY}
+
+
 def test_submit_many_repeat_schedule_and_by_name_in_the_callers_transaction(
     app: ms.App, db: Db
 ) -> None:
