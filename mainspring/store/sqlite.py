@@ -242,11 +242,14 @@ class SQLiteStore(Store):
         self.schema_version = SCHEMA_VERSION
         st = os.stat(self.path)
         self._file = (st.st_dev, st.st_ino)
-        self._notifier = Notifier(notify_dir(self.path))
-        self._ended = Notifier(os.path.join(notify_dir(self.path), "ended"))
+        # the processes of one file meet in one directory, by the file (device, inode),
+        # not by its path: another path to it (a symlink, a hard link) is the same store
+        shared = notify_dir(f"{st.st_dev}:{st.st_ino}")
+        self._notifier = Notifier(shared)
+        self._ended = Notifier(os.path.join(shared, "ended"))
         self._ended_waiters: list[SocketEndedWaiter] = []
         self._checkpointer = Checkpointer(self._connect)
-        self._lock_path = os.path.join(notify_dir(self.path), "write.lock")
+        self._lock_path = os.path.join(shared, "write.lock")
         self._lock_fds: list[int] = []
         self._watcher = CommitWatcher(self._connect, self._caller_committed)
 

@@ -90,7 +90,7 @@ def _version(store: SQLiteStore) -> int:
 def _opening(store: SQLiteStore) -> Iterator[None]:
     """Hold the store's creation lock (an exclusive flock on a file beside the
     notification sockets) for as long as the block runs."""
-    directory = notify_dir(store.path)
+    directory = notify_dir(os.path.realpath(store.path))  # (no file yet: by its path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(directory, "open.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

@@ -536,6 +536,26 @@ def test_the_waiter_hears_a_commit_of_another_process(store: Store, store_path: 
     assert waiter.wait_for(run_id, 5)
 
 
+def test_another_path_to_the_file_is_the_same_store(store: Store, tmp_path: Path) -> None:
+    """A process that reaches the file by a symlink hears the others' wake-ups and queues
+    with their writers. (They met by the path's hash: a worker on the symlink was never
+    woken, and its writes did not queue with the others'.)"""
+    alias = tmp_path / "alias"
+    alias.symlink_to(tmp_path, target_is_directory=True)
+    other = open_store(url_of(alias / "store.db"))
+    try:
+        waiter = other.waiter()
+        ended = other.ended_waiter()
+        assert ended is not None
+        run_id = Engine(store).submit(req()).run_ids[0]
+        assert waiter.wait(5)  # the submit through the real path wakes it
+        Engine(store).cancel_run(run_id)
+        assert ended.wait_for(run_id, 5)
+        waiter.close()
+    finally:
+        other.close()
+
+
 def test_a_wake_up_for_too_many_runs_to_name_wakes_every_waiter(store: Store) -> None:
     eng = Engine(store)
     n = sq.MAX_NAMED + 1
