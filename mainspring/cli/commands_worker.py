@@ -76,7 +76,7 @@ def worker(
         flag(
             "--burst",
             help="Exit once nothing is left for this worker: no run of its tasks and queues "
-            "is ready, leased, running, in retry_wait or due (or the engine is paused).",
+            "is ready, leased, running, in retry_wait or due (or the engine or its queue is paused).",
         ),
     ] = False,
     grace: Annotated[
@@ -128,7 +128,7 @@ def worker(
             why = (
                 "the engine is paused"
                 if app.paused()
-                else "they belong to tasks or queues it does not serve"
+                else "they belong to tasks or queues it does not serve, or to paused queues"
             )
             sys.stderr.write(
                 f"mainspring worker: stopped with runs left that it cannot do ({why}); "

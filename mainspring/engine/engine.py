@@ -264,7 +264,8 @@ class Engine(WorkerTurns, BulkCommands, CompactionCommands):
     def nothing_for(self, names: Sequence[str], queues: Sequence[str] | None) -> bool:
         """Nothing a worker of these tasks (and queues) could do, now or by waiting: the
         engine is paused, or no run of them is ready, leased, running, in retry_wait or
-        due. Runs of other tasks and queues do not count (a burst worker's stop)."""
+        due. Runs of other tasks and queues, and of paused queues, do not count (a burst
+        worker's stop)."""
         with self.store.read() as tx:
             return tx.paused() or tx.is_idle(self.clock.now(), names, queues)
 

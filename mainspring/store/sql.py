@@ -313,13 +313,16 @@ class SqlReadTx(KindTx, LogTx, ReadTx):
     ) -> bool:
         d = self.DIALECT
         only, params = self._of(names, None if names is None else queues)
+        # (for a worker's tasks: runs of a paused queue wait for no worker, as none of a
+        # paused engine do)
+        open_only = "" if names is None else f" AND {OPEN_QUEUE}"
         row = self._rows(
-            f"SELECT EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_ready')} "
-            f"WHERE state = 'ready'{only}) "
+            f"SELECT EXISTS (SELECT 1 FROM ms_runs r{d.hint('ms_runs_ready')} "
+            f"WHERE state = 'ready'{only}{open_only}) "
             f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_lease')} "
             f"WHERE lease_owner IS NOT NULL{only}) "
-            f"OR EXISTS (SELECT 1 FROM ms_runs{d.hint('ms_runs_due')} WHERE {DUE} "
-            f"AND (state = 'retry_wait' OR due_at <= {d.placeholder}){only}) "
+            f"OR EXISTS (SELECT 1 FROM ms_runs r{d.hint('ms_runs_due')} WHERE {DUE} "
+            f"AND (state = 'retry_wait' OR due_at <= {d.placeholder}){only}{open_only}) "
             f"OR EXISTS (SELECT 1 FROM ms_deadlines WHERE at <= {d.placeholder})",
             (*params, *params, now, *params, now),
         )[0]

@@ -224,7 +224,8 @@ class Worker:
         """Return once nothing is in flight here and nothing is left that this worker could
         do: the engine is paused, or no run of its tasks and queues is ready, leased,
         running, in retry_wait or due (``worker --burst``). Runs of tasks or queues it does
-        not serve do not keep it waiting, as they do ``run_until_idle``."""
+        not serve, and of paused queues, do not keep it waiting, as they do
+        ``run_until_idle``."""
         self._wait_until(lambda: self.engine.nothing_for(self.names, self.queues), timeout)
 
     def _wait_until(self, idle: Callable[[], bool], timeout: float | None) -> None:

@@ -165,6 +165,28 @@ def test_burst_on_a_paused_engine_stops_and_leases_nothing(
     assert json.loads(spawn("run", run_id, "--json", "--store", store).stdout)["state"] == "ready"
 
 
+def test_burst_stops_when_what_is_left_is_in_a_paused_queue(
+    spawn: Spawn, store: str, app_module: str
+) -> None:
+    """A queue it serves is paused. (It waited for ever, as if a worker would come.)"""
+    mine = spawn(
+        "submit", "calc.add", "--args", "[1, 2]", "--queue", "open", "--store", store
+    ).stdout.strip()
+    held = spawn("submit", "calc.add", "--args", "[3, 4]", "--store", store).stdout.strip()
+    assert spawn("pause", "--queue", "default", "--store", store).returncode == 0
+    r = spawn(
+        "worker", app_module, "--burst", "--queue", "default", "--queue", "open",
+        "--store", store, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "paused queues" in r.stderr
+    states = {
+        rid: json.loads(spawn("run", rid, "--json", "--store", store).stdout)["state"]
+        for rid in (mine, held)
+    }
+    assert states == {mine: "completed", held: "ready"}
+
+
 def test_a_store_given_in_the_code_comes_before_the_store_option(
     spawn: Spawn, store: str, tmp_path: Path
 ) -> None:
