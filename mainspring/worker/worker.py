@@ -151,6 +151,9 @@ class Worker:
         self._error: BaseException | None = None
         self._waiting = False
         self._freed = False  # a slot was freed outside a turn (a workflow suspended itself)
+        #: attempts a workflow ended itself (suspended), with when: told to ``on_attempt``
+        #: by the loop, as the others are
+        self._suspended: list[tuple[Attempt, float]] = []
         # the engine's clock, when it is moved by hand, wakes the loop (see the docstring)
         self._clock_moved = False
         self._unwatch: Callable[[], None] | None = None
@@ -287,6 +290,7 @@ class Worker:
             if self._check_timeouts() or self._freed:
                 self._freed = False
                 timers.slots_freed()
+                self._report_suspended()
             if timers.renew_due(time.monotonic(), bool(self._renew_now)):
                 timers.renewing()
                 if self._renew():
@@ -297,6 +301,7 @@ class Worker:
                 free = self._capacity - len(self._inflight)
             if not timers.must_turn(pending, free):
                 self._sleep(waiter, timers)
+        self._report_suspended()  # (those of the last handlers, as it stopped)
 
     def _turn(self, timers: Timers) -> bool:
         """One turn: gather finished attempts (group commit), then in one transaction record
@@ -506,6 +511,27 @@ class Worker:
             except Exception:
                 log.exception("worker %s: on_attempt raised", self.id)
 
+    def _report_suspended(self) -> None:
+        """Tell ``on_attempt`` of the attempts workflows ended themselves (suspended)."""
+        if self.on_attempt is None:
+            return
+        with self._lock:
+            ended, self._suspended = self._suspended, []
+        for item, at in ended:
+            lz = item.leased
+            done = AttemptDone(
+                lz.task_name,
+                lz.run_id,
+                lz.attempt,
+                AttemptResult.SUSPENDED,
+                at - item.started,
+                None,
+            )
+            try:
+                self.on_attempt(done)
+            except Exception:
+                log.exception("worker %s: on_attempt raised", self.id)
+
     def _renew(self) -> bool:
         """Renew this worker's leases, and heartbeat in the worker registry. True when
         some turned out lost (their slots are free)."""
@@ -593,6 +619,8 @@ class Worker:
             if fin is None:
                 del self._inflight[att.leased.run_id]
                 self._freed = True
+                if self.on_attempt is not None:
+                    self._suspended.append((att, time.monotonic()))
         if fin is None:
             self._wake()
             return

@@ -343,3 +343,22 @@ def test_heartbeats_renew_the_lease_but_a_flood_of_them_is_folded(
     # about 0.5 s of heartbeats (longer on a loaded machine): one renewal per 0.1 s of
     # them at most, plus the periodic ones, rather than one per call
     assert 1 <= len(renewed) <= took[0] / 0.1 + took[0] / 1.0 + 2
+
+
+def test_on_attempt_hears_of_an_attempt_a_workflow_suspended(app: ms.App) -> None:
+    """Every finished attempt, the suspended ones too: a workflow records those itself.
+    (The worker's lines left them out.)"""
+    heard: list[tuple[str, int, ms.AttemptResult]] = []
+
+    @app.workflow(name="waits.once")
+    def waits() -> str:
+        return str(ms.wait_for("go", timeout=60))
+
+    h = waits.submit()
+    with app.worker(on_attempt=lambda d: heard.append((d.run_id, d.attempt, d.result))) as w:
+        wait_state(h, ms.RunState.SUSPENDED)
+        app.signal(h.run_id, "go", "now")
+        assert h.result(timeout=10) == "now"
+        w.run_until_idle()
+    suspended, success = ms.AttemptResult.SUSPENDED, ms.AttemptResult.SUCCESS
+    assert heard == [(h.run_id, 1, suspended), (h.run_id, 2, success)]
