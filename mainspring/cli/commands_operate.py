@@ -282,6 +282,8 @@ def resume(
     if run_id is None:
         _set_paused(g, False, queue)
         return
+    if queue is not None:
+        raise CliError("give either a RUN_ID or --queue, not both")
     with open_app(g, create=False) as app:
         done = app.run(run_id).resume()
         info = app.get_run(run_id)

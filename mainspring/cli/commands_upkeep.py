@@ -99,6 +99,8 @@ def export(
     Without --since, from the first event the log still holds; a --since before it (events
     compaction removed), or an --until before it, exits 1 naming where the log starts."""
     g = globals_of(ctx, store, False)
+    if since is not None and until is not None and until <= since:
+        raise CliError(f"--until {until} is not after --since {since}: no event is between")
     with open_app(g, create=False) as app:
         with app.store.read() as tx:
             first, last = tx.first_seq(), tx.last_seq()
@@ -126,7 +128,7 @@ def export(
 
 @handle_errors
 def compact(ctx: typer.Context, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """Write a snapshot of the whole state, then delete the log up to it: the store shrinks, `verify` replays from the snapshot, and `log` before it says the events were compacted (export them first to keep them).
+    """Write a snapshot of the whole state, then delete the log up to it: the log shrinks (on SQLite the file keeps its size, its freed pages reused), `verify` replays from the snapshot, and `log` before it says the events were compacted (export them first to keep them).
 
     --json: {"snapshot_seq": N, "first_seq": N}."""
     g = globals_of(ctx, store, json_out)

@@ -179,6 +179,17 @@ def test_resume_a_run_that_is_not_suspended_exits_1(cli: Invoke, store: str) -> 
     assert json.loads(r.stdout)["state"] == "ready"  # untouched
 
 
+def test_resume_of_a_run_with_a_queue_exits_2(cli: Invoke, store: str, app: ms.App) -> None:
+    """(``--queue`` was left unread: a user who meant the queue got "not suspended".)"""
+    h = app.declared["wait.approval"].submit(7)
+    with app.worker(concurrency=1) as w:
+        w.run_until_idle(timeout=30)
+    r = cli("resume", h.run_id, "--queue", "default", "--store", store)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "not both" in one_error_line(r.stderr)
+    assert h.status() == "suspended"
+
+
 def test_resume_an_unknown_run_exits_2(cli: Invoke, store: str) -> None:
     submit(cli, store, "t.x")
     r = cli("resume", NO_SUCH_ID, "--store", store)

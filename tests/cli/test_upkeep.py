@@ -56,6 +56,14 @@ def test_export_writes_the_log_as_json_lines_then_compact_removes_it(
     assert cli("verify", "--store", store).exit_code == 0
 
 
+def test_export_of_an_empty_range_exits_2(cli: Invoke, store: str) -> None:
+    """(It printed nothing and exited 0: an archive that looked complete.)"""
+    assert cli("pause", "--store", store).exit_code == 0
+    r = cli("export", "--since", "20", "--until", "10", "--store", store)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "not after --since" in one_error_line(r.stderr)
+
+
 def test_export_and_compact_never_create_a_store(cli: Invoke, tmp_path: object) -> None:
     for command in ("export", "compact"):
         r = cli(command, "--store", "sqlite:///nothing-here.db")
