@@ -503,13 +503,11 @@ class Worker:
             if fin.run_id not in recorded:
                 continue
             lz = item.leased
-            done = AttemptDone(
-                lz.task_name, lz.run_id, lz.attempt, fin.result, now - item.started, fin.error
+            self._tell(
+                AttemptDone(
+                    lz.task_name, lz.run_id, lz.attempt, fin.result, now - item.started, fin.error
+                )
             )
-            try:
-                self.on_attempt(done)
-            except Exception:
-                log.exception("worker %s: on_attempt raised", self.id)
 
     def _report_suspended(self) -> None:
         """Tell ``on_attempt`` of the attempts workflows ended themselves (suspended)."""
@@ -519,18 +517,17 @@ class Worker:
             ended, self._suspended = self._suspended, []
         for item, at in ended:
             lz = item.leased
-            done = AttemptDone(
-                lz.task_name,
-                lz.run_id,
-                lz.attempt,
-                AttemptResult.SUSPENDED,
-                at - item.started,
-                None,
+            suspended = AttemptResult.SUSPENDED
+            self._tell(
+                AttemptDone(lz.task_name, lz.run_id, lz.attempt, suspended, at - item.started, None)
             )
-            try:
-                self.on_attempt(done)
-            except Exception:
-                log.exception("worker %s: on_attempt raised", self.id)
+
+    def _tell(self, done: AttemptDone) -> None:
+        assert self.on_attempt is not None
+        try:
+            self.on_attempt(done)
+        except Exception:
+            log.exception("worker %s: on_attempt raised", self.id)
 
     def _renew(self) -> bool:
         """Renew this worker's leases, and heartbeat in the worker registry. True when
