@@ -278,15 +278,12 @@ class KindTx:
         return out
 
     def keys_by(self, kind: str, column: str, values: Sequence[str]) -> list[tuple[str, str]]:
-        k, p = BY_NAME[kind], self.DIALECT.placeholder
+        k, n = BY_NAME[kind], self.DIALECT.max_list
         out: list[tuple[str, str]] = []
-        for i in range(0, len(values), 500):
-            chunk = values[i : i + 500]
-            q = (
-                f"SELECT {k.key}, {column} FROM {k.table} "
-                f"WHERE {column} IN ({', '.join([p] * len(chunk))}) ORDER BY {k.key}"
-            )
-            out += [(str(key), str(v)) for key, v in self._rows(q, chunk)]
+        for i in range(0, len(values), n):
+            cond, params = self.DIALECT.one_of(column, values[i : i + n])
+            q = f"SELECT {k.key}, {column} FROM {k.table} WHERE {cond} ORDER BY {k.key}"
+            out += [(str(key), str(v)) for key, v in self._rows(q, params)]
         return out
 
     def snapshot_records(self, state: State) -> None:
